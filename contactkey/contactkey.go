@@ -1,0 +1,112 @@
+// Package contactkey turns a contact as a sender knows it into the
+// pseudonymous consent.Key that is stored, cached and logged in its place:
+// HMAC-SHA256(secret, normalise(contact)). It owns the secret and the
+// normalisation, so both can change in one place.
+package contactkey
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"golang.org/x/text/unicode/norm"
+
+	consent "github.com/consentd/consentd"
+)
+
+// SecretBytes is the length of a generated secret.
+const SecretBytes = 32
+
+// Keyer keys contacts with one secret. It is safe for concurrent use.
+type Keyer struct {
+	pool sync.Pool // of hash.Hash: hmac.New allocates, the hot path must not
+}
+
+// New returns a Keyer for secret, which must be at least 16 bytes.
+func New(secret []byte) (*Keyer, error) {
+	if len(secret) < 16 {
+		return nil, fmt.Errorf("contactkey: secret is %d bytes, want at least 16", len(secret))
+	}
+	s := append([]byte(nil), secret...)
+	k := &Keyer{}
+	k.pool.New = func() any { return hmac.New(sha256.New, s) }
+	return k, nil
+}
+
+// Normalise returns the canonical form of contact: trimmed, NFC, lower case.
+// It folds nothing provider-specific (no dot or plus rules): two spellings a
+// mail server might treat alike stay two contacts.
+func Normalise(contact string) string {
+	return strings.ToLower(norm.NFC.String(strings.TrimSpace(contact)))
+}
+
+// Key checks contact (see consent.CheckContact) and returns its key.
+func (k *Keyer) Key(contact string) (consent.Key, error) {
+	if err := consent.CheckContact(contact); err != nil {
+		return consent.Key{}, err
+	}
+	n := Normalise(contact)
+	h := k.pool.Get().(hash.Hash)
+	h.Reset()
+	var buf [consent.MaxContactBytes * 2]byte
+	h.Write(append(buf[:0], n...))
+	var key consent.Key
+	h.Sum(key[:0])
+	k.pool.Put(h)
+	return key, nil
+}
+
+// LoadOrCreateSecret reads the secret at path, creating a random one (0600)
+// when the file does not exist. An embedded deployment keeps it beside its
+// data; losing it makes every stored key unreachable.
+func LoadOrCreateSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if len(b) < 16 {
+			return nil, fmt.Errorf("secret %s: %d bytes, want at least 16", path, len(b))
+		}
+		return b, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	secret := make([]byte, SecretBytes)
+	if _, err := rand.Read(secret); err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	// Write a temporary file and link it into place: the secret appears whole
+	// or not at all, and of two processes starting at once only one wins.
+	f, err := os.CreateTemp(filepath.Dir(path), ".secret-*")
+	if err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(secret); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	if err := os.Link(f.Name(), path); errors.Is(err, fs.ErrExist) {
+		return LoadOrCreateSecret(path)
+	} else if err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	return secret, nil
+}

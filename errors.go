@@ -1,0 +1,33 @@
+package consent
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Every error a component returns wraps at most one of them,
+// and the gRPC boundary maps each to one status code.
+var (
+	// ErrInvalid: the request is malformed; nothing was changed.
+	ErrInvalid = errors.New("invalid argument")
+	// ErrSuppressed: the contact was erased and this write would re-import it.
+	ErrSuppressed = errors.New("contact is suppressed")
+	// ErrUnavailable: the store cannot be reached; never read as "allowed".
+	ErrUnavailable = errors.New("store unavailable")
+)
+
+// FieldError is an ErrInvalid that names the offending field and the reason.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// Is makes errors.Is(err, ErrInvalid) true for every FieldError.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+// Invalid returns a FieldError for field with a formatted reason.
+func Invalid(field, format string, args ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}

@@ -1,0 +1,93 @@
+package consent
+
+import (
+	"fmt"
+	"time"
+)
+
+// Record is everything known about one contact, folded from its events. A
+// record handed out by a store or cache is shared: never modify it; Apply
+// returns a new one.
+type Record struct {
+	// Token is the version of the last event applied.
+	Token Token
+	// ErasedAt is set when the contact was erased: the record is then only a
+	// suppression marker, until a fresh first-party grant.
+	ErasedAt time.Time
+	// WithdrawnAllAt is the latest withdrawal of every purpose, including
+	// purposes granted later with an older capture date.
+	WithdrawnAllAt time.Time
+	Purposes       map[string]PurposeRecord
+}
+
+// PurposeRecord is the state of one purpose.
+type PurposeRecord struct {
+	Grant       *Proof    // the latest-dated grant, nil if none
+	WithdrawnAt time.Time // the latest-dated withdrawal of this purpose
+}
+
+// Apply folds e into r and returns the new record; r is not modified. Events
+// are ordered by the time the person acted (CapturedAt), not by arrival: a
+// later-dated event wins and a withdrawal beats a grant with the same time.
+// It refuses, with ErrSuppressed, a grant that would re-import an erased
+// contact: one from a third party, or one captured before the erasure.
+func Apply(r Record, e Event) (Record, error) {
+	switch e.Kind {
+	case EventGrant:
+		if !r.ErasedAt.IsZero() {
+			if e.Proof.Source == SourceThirdParty {
+				return r, fmt.Errorf("%w: it was erased, and a third-party grant may not re-import it", ErrSuppressed)
+			}
+			if !e.Proof.CapturedAt.After(r.ErasedAt) {
+				return r, fmt.Errorf("%w: it was erased after this consent was captured", ErrSuppressed)
+			}
+		}
+		out := r.clone()
+		proof := e.Proof
+		for _, name := range e.Purposes {
+			pr := out.Purposes[name]
+			if pr.Grant == nil || !proof.CapturedAt.Before(pr.Grant.CapturedAt) {
+				pr.Grant = &proof
+			}
+			out.Purposes[name] = pr
+		}
+		return out, nil
+	case EventWithdraw:
+		out := r.clone()
+		at := e.Proof.CapturedAt
+		if len(e.Purposes) == 0 {
+			out.WithdrawnAllAt = later(out.WithdrawnAllAt, at)
+			return out, nil
+		}
+		for _, name := range e.Purposes {
+			pr := out.Purposes[name]
+			pr.WithdrawnAt = later(pr.WithdrawnAt, at)
+			out.Purposes[name] = pr
+		}
+		return out, nil
+	case EventErase:
+		return Record{Token: r.Token, ErasedAt: later(r.ErasedAt, e.Proof.CapturedAt)}, nil
+	}
+	return r, Invalid("kind", "unknown event kind %d", e.Kind)
+}
+
+func (r Record) clone() Record {
+	out := r
+	out.Purposes = make(map[string]PurposeRecord, len(r.Purposes)+1)
+	for k, v := range r.Purposes {
+		out.Purposes[k] = v
+	}
+	return out
+}
+
+// Withdrawn returns the latest withdrawal that applies to purpose.
+func (r *Record) Withdrawn(purpose string) time.Time {
+	return later(r.Purposes[purpose].WithdrawnAt, r.WithdrawnAllAt)
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,75 @@
+package consent
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+)
+
+// Token names a point in a store's history: the sequence number a write got
+// in its partition. A Check that carries a write's token never sees data
+// older than that write.
+type Token struct {
+	Partition uint32
+	Seq       uint64
+}
+
+// IsZero reports whether t names no write.
+func (t Token) IsZero() bool { return t == Token{} }
+
+const tokenVersion = 1
+
+// String encodes t as an opaque, URL-safe string; the zero token is "".
+func (t Token) String() string {
+	if t.IsZero() {
+		return ""
+	}
+	var buf [1 + 2*binary.MaxVarintLen64]byte
+	b := append(buf[:0], tokenVersion)
+	b = binary.AppendUvarint(b, uint64(t.Partition))
+	b = binary.AppendUvarint(b, t.Seq)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+var errToken = errors.New("is not a token issued by consentd")
+
+// ParseToken decodes a token made by Token.String.
+func ParseToken(s string) (Token, error) {
+	if s == "" || len(s) > 64 {
+		return Token{}, errToken
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) < 3 || b[0] != tokenVersion {
+		return Token{}, errToken
+	}
+	b = b[1:]
+	p, n := binary.Uvarint(b)
+	if n <= 0 || p > 1<<32-1 {
+		return Token{}, errToken
+	}
+	b = b[n:]
+	seq, n := binary.Uvarint(b)
+	if n <= 0 || n != len(b) || seq == 0 {
+		return Token{}, errToken
+	}
+	return Token{Partition: uint32(p), Seq: seq}, nil
+}
+
+// Consistency says how fresh the record behind an answer must be.
+type Consistency struct {
+	Mode  ConsistencyMode
+	Token Token // for AtLeastAsFresh
+}
+
+// ConsistencyMode is the kind of freshness asked for.
+type ConsistencyMode uint8
+
+// The modes.
+const (
+	// MinimizeLatency answers from the cache while it is within its lease.
+	MinimizeLatency ConsistencyMode = iota
+	// AtLeastAsFresh answers from data no older than Consistency.Token.
+	AtLeastAsFresh
+	// FullyConsistent reads the store.
+	FullyConsistent
+)
