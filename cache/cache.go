@@ -1,0 +1,223 @@
+// Package cache keeps whole per-contact records in memory (ristretto) in front
+// of a store, so a Check that hits costs a hash lookup. It never caches
+// decisions: purpose, entitlement and expiry are evaluated after the lookup.
+//
+// Staleness is ruled out by generations, not by timing. Keys are spread over
+// stripes, each with a counter that Invalidate bumps before it deletes; an
+// entry remembers the counter it was filled under and is used only while that
+// counter is unchanged. This closes ristretto's fill race (a Set is applied
+// asynchronously, a Del at once, so a miss that read the old record could
+// otherwise land after the invalidation) and makes a logical flush (Flush) a
+// single atomic increment.
+package cache
+
+import (
+	"context"
+	"encoding/binary"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"golang.org/x/sync/singleflight"
+
+	consent "github.com/consentd/consentd"
+)
+
+// Backend is what the cache needs of a store.
+type Backend interface {
+	Get(ctx context.Context, key consent.Key) (consent.Record, error)
+}
+
+// Config sizes the cache.
+type Config struct {
+	// MaxBytes bounds the estimated size of cached records; 0 disables
+	// caching (every read goes to the backend).
+	MaxBytes int64
+	// Partitions is the number of partitions tokens may name (1 for the
+	// embedded store).
+	Partitions uint32
+}
+
+const stripes = 1 << 12
+
+// Cache is a read-through cache of records. It is safe for concurrent use.
+type Cache struct {
+	backend Backend
+	rc      *ristretto.Cache[uint64, *entry] // nil when disabled
+	gens    [stripes]atomic.Uint64
+	epoch   atomic.Uint64
+	applied []atomic.Uint64 // per partition: highest sequence invalidated
+	flights singleflight.Group
+	stats   Stats
+
+	// afterRead, when set by tests, runs between a miss's backend read and
+	// its insert: the window of the fill race.
+	afterRead func(consent.Key)
+}
+
+// Stats are counters for metrics.
+type Stats struct {
+	Hits, Misses, RejectedFills, Flushes atomic.Uint64
+}
+
+type entry struct {
+	key   consent.Key
+	gen   uint64
+	epoch uint64
+	rec   consent.Record
+}
+
+// New returns a cache over backend. Close it to stop ristretto's goroutines.
+func New(backend Backend, cfg Config) (*Cache, error) {
+	if cfg.Partitions == 0 {
+		cfg.Partitions = 1
+	}
+	c := &Cache{backend: backend, applied: make([]atomic.Uint64, cfg.Partitions)}
+	if cfg.MaxBytes <= 0 {
+		return c, nil
+	}
+	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *entry]{
+		// Ten counters per expected entry, as ristretto advises; records
+		// average a few hundred bytes.
+		NumCounters:        max(cfg.MaxBytes/25, 1000),
+		MaxCost:            cfg.MaxBytes,
+		BufferItems:        64,
+		IgnoreInternalCost: true,
+		// The key is already a keyed hash; entries carry the full key, so a
+		// collision of these 64 bits is a miss, never another contact.
+		KeyToHash: func(k uint64) (uint64, uint64) { return k, 0 },
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.rc = rc
+	return c, nil
+}
+
+// Close stops the cache's background work.
+func (c *Cache) Close() {
+	if c.rc != nil {
+		c.rc.Close()
+	}
+}
+
+// Stats returns the live counters.
+func (c *Cache) Stats() *Stats { return &c.stats }
+
+// Get returns the contact's record as fresh as cons asks. The record is
+// shared: the caller must not modify it.
+func (c *Cache) Get(ctx context.Context, key consent.Key, cons consent.Consistency) (*consent.Record, error) {
+	switch cons.Mode {
+	case consent.FullyConsistent:
+		return c.read(ctx, key)
+	case consent.AtLeastAsFresh:
+		if !c.covers(cons.Token) {
+			return c.read(ctx, key)
+		}
+	}
+	return c.cached(ctx, key)
+}
+
+func (c *Cache) cached(ctx context.Context, key consent.Key) (*consent.Record, error) {
+	if c.rc == nil {
+		return c.read(ctx, key)
+	}
+	s := stripe(key)
+	gen, epoch := c.gens[s].Load(), c.epoch.Load()
+	if e := c.lookup(key, gen, epoch); e != nil {
+		c.stats.Hits.Add(1)
+		return &e.rec, nil
+	}
+	c.stats.Misses.Add(1)
+	// The flight is keyed by generation too: a caller that arrives after an
+	// invalidation never joins a read that began before it.
+	v, err, _ := c.flights.Do(flightKey(key, gen, epoch), func() (any, error) {
+		if e := c.lookup(key, gen, epoch); e != nil {
+			return e, nil
+		}
+		rec, err := c.backend.Get(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		if c.afterRead != nil {
+			c.afterRead(key)
+		}
+		e := &entry{key: key, gen: gen, epoch: epoch, rec: rec}
+		if c.gens[s].Load() == gen && c.epoch.Load() == epoch {
+			c.rc.Set(key.Uint64(), e, cost(&rec))
+		} else {
+			c.stats.RejectedFills.Add(1)
+		}
+		return e, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &v.(*entry).rec, nil
+}
+
+func (c *Cache) lookup(key consent.Key, gen, epoch uint64) *entry {
+	e, ok := c.rc.Get(key.Uint64())
+	if !ok || e.key != key || e.gen != gen || e.epoch != epoch {
+		return nil
+	}
+	return e
+}
+
+func (c *Cache) read(ctx context.Context, key consent.Key) (*consent.Record, error) {
+	rec, err := c.backend.Get(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
+// Invalidate drops the contact's cached record and notes that the write
+// with token tok has been seen. Call it for every applied write.
+func (c *Cache) Invalidate(key consent.Key, tok consent.Token) {
+	c.gens[stripe(key)].Add(1)
+	if c.rc != nil {
+		c.rc.Del(key.Uint64())
+	}
+	if int(tok.Partition) < len(c.applied) {
+		a := &c.applied[tok.Partition]
+		for cur := a.Load(); tok.Seq > cur && !a.CompareAndSwap(cur, tok.Seq); cur = a.Load() {
+		}
+	}
+}
+
+// Flush makes every cached record unusable at once (ristretto's Clear is not
+// safe under concurrent use). Use it when writes may have been missed.
+func (c *Cache) Flush() {
+	c.epoch.Add(1)
+	c.stats.Flushes.Add(1)
+}
+
+// covers reports whether every write up to tok has been invalidated here.
+func (c *Cache) covers(tok consent.Token) bool {
+	return int(tok.Partition) < len(c.applied) && c.applied[tok.Partition].Load() >= tok.Seq
+}
+
+// stripe uses other key bytes than the ristretto hash, so a hot stripe and
+// a hot ristretto shard are unrelated.
+func stripe(k consent.Key) uint32 { return uint32(binary.BigEndian.Uint16(k[12:14])) % stripes }
+
+func flightKey(k consent.Key, gen, epoch uint64) string {
+	b := make([]byte, 0, len(k)+16)
+	b = append(b, k[:]...)
+	b = binary.BigEndian.AppendUint64(b, gen)
+	b = binary.BigEndian.AppendUint64(b, epoch)
+	return string(b)
+}
+
+// cost estimates the memory an entry holds.
+func cost(r *consent.Record) int64 {
+	n := int64(unsafe.Sizeof(entry{}))
+	for name, p := range r.Purposes {
+		n += int64(len(name)) + 64
+		if g := p.Grant; g != nil {
+			n += int64(unsafe.Sizeof(*g) + uintptr(len(g.ThirdParty)+len(g.EvidenceRef)+len(g.NoticeVersion)+len(g.Actor)))
+		}
+	}
+	return n
+}

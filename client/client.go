@@ -1,0 +1,163 @@
+// Package client is the Go client senders embed. Its helpers fail closed:
+// MaySend is true only for an explicit ALLOW, never on an error. Errors come
+// back as consent's sentinel errors, so callers branch with errors.Is.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	consent "github.com/consentd/consentd"
+	pb "github.com/consentd/consentd/proto/consent/v1"
+)
+
+// Client talks to one consentd.
+type Client struct {
+	conn    *grpc.ClientConn
+	check   pb.CheckServiceClient
+	consent pb.ConsentServiceClient
+}
+
+// Option configures New.
+type Option func(*[]grpc.DialOption)
+
+// WithDialOptions adds gRPC dial options (credentials, a bufconn dialer...).
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *[]grpc.DialOption) { *o = append(*o, opts...) }
+}
+
+// New returns a client for target ("127.0.0.1:50051", "unix:/run/consentd.sock").
+// It connects lazily; the first call waits for the connection.
+func New(target string, opts ...Option) (*Client, error) {
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	for _, o := range opts {
+		o(&dial)
+	}
+	conn, err := grpc.NewClient(target, dial...)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{conn: conn, check: pb.NewCheckServiceClient(conn), consent: pb.NewConsentServiceClient(conn)}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// CheckOption sets how fresh a check's answer must be.
+type CheckOption func(*pb.Consistency)
+
+// AtLeastAsFresh asks for data no older than the write that returned tok:
+// pass the token of your own Withdraw to never see it undone.
+func AtLeastAsFresh(tok consent.Token) CheckOption {
+	return func(c *pb.Consistency) {
+		c.Requirement = &pb.Consistency_AtLeastAsFresh{AtLeastAsFresh: tok.String()}
+	}
+}
+
+// FullyConsistent asks consentd to read its store.
+func FullyConsistent() CheckOption {
+	return func(c *pb.Consistency) { c.Requirement = &pb.Consistency_FullyConsistent{FullyConsistent: true} }
+}
+
+// Check asks whether contact may be used for purpose now.
+func (c *Client) Check(ctx context.Context, contact, purpose string, opts ...CheckOption) (consent.Decision, error) {
+	req := &pb.CheckRequest{Contact: contact, Purpose: purpose}
+	if len(opts) > 0 {
+		req.Consistency = &pb.Consistency{}
+		for _, o := range opts {
+			o(req.Consistency)
+		}
+	}
+	resp, err := c.check.Check(ctx, req)
+	if err != nil {
+		return consent.Decision{}, fromStatus(err)
+	}
+	return consent.Decision{
+		Allowed: resp.GetDecision() == pb.Decision_DECISION_ALLOW,
+		Reason:  consent.Reason(resp.GetReason()),
+	}, nil
+}
+
+// MaySend is the fail-closed gate: true only when consentd answered ALLOW.
+// The decision (or the error) is returned for logging.
+func (c *Client) MaySend(ctx context.Context, contact, purpose string) (bool, consent.Decision, error) {
+	d, err := c.Check(ctx, contact, purpose)
+	return err == nil && d.Allowed, d, err
+}
+
+// Grant records consent; the returned token makes later checks see it.
+func (c *Client) Grant(ctx context.Context, req *pb.GrantRequest) (consent.Token, error) {
+	resp, err := c.consent.Grant(ctx, req)
+	if err != nil {
+		return consent.Token{}, fromStatus(err)
+	}
+	return parseToken(resp.GetToken())
+}
+
+// Withdraw records a withdrawal (of every purpose when none is named).
+func (c *Client) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (consent.Token, error) {
+	resp, err := c.consent.Withdraw(ctx, req)
+	if err != nil {
+		return consent.Token{}, fromStatus(err)
+	}
+	return parseToken(resp.GetToken())
+}
+
+// Erase erases the contact everywhere, leaving a suppression marker.
+func (c *Client) Erase(ctx context.Context, req *pb.EraseRequest) (consent.Token, error) {
+	resp, err := c.consent.Erase(ctx, req)
+	if err != nil {
+		return consent.Token{}, fromStatus(err)
+	}
+	return parseToken(resp.GetToken())
+}
+
+func parseToken(s string) (consent.Token, error) {
+	tok, err := consent.ParseToken(s)
+	if err != nil {
+		return tok, fmt.Errorf("consentd returned a bad token: %w", err)
+	}
+	return tok, nil
+}
+
+// Error is a consentd error: the status message, wrapping the sentinel that
+// matches its code.
+type Error struct {
+	Code     codes.Code
+	Message  string
+	sentinel error
+}
+
+func (e *Error) Error() string { return "consentd: " + e.Message }
+
+func (e *Error) Unwrap() error { return e.sentinel }
+
+// fromStatus is the inverse of the server's mapping.
+func fromStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	var sentinel error
+	switch st.Code() {
+	case codes.InvalidArgument:
+		sentinel = consent.ErrInvalid
+	case codes.FailedPrecondition:
+		sentinel = consent.ErrSuppressed
+	case codes.Unavailable:
+		sentinel = consent.ErrUnavailable
+	case codes.DeadlineExceeded:
+		sentinel = context.DeadlineExceeded
+	case codes.Canceled:
+		sentinel = context.Canceled
+	default:
+		sentinel = errors.New(st.Code().String())
+	}
+	return &Error{Code: st.Code(), Message: st.Message(), sentinel: sentinel}
+}

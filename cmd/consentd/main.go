@@ -1,0 +1,193 @@
+// Command consentd is the consent sidecar: a gRPC server that answers "may I
+// use contact X for purpose Y?" from an in-memory cache in front of its store,
+// and records, withdraws and erases consent. With no store flags it keeps
+// everything in one local file under --data-dir.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/cache"
+	"github.com/consentd/consentd/contactkey"
+	pb "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server"
+	"github.com/consentd/consentd/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+type config struct {
+	listen          string
+	dataDir         string
+	purposes        string
+	secretFile      string
+	cacheBytes      int64
+	logLevel        slog.Level
+	logFormat       string
+	shutdownTimeout time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("consentd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:50051", "gRPC listen address: host:port, or unix:PATH for a Unix socket")
+	fs.StringVar(&c.dataDir, "data-dir", "./consentd-data", "directory of the embedded store and its secret")
+	fs.StringVar(&c.purposes, "purposes", "", "purpose registry file (JSON); default: the built-in registry")
+	fs.StringVar(&c.secretFile, "secret-file", "", "HMAC secret for contact keys; default: DATA-DIR/secret, created (0600) on first start")
+	fs.Int64Var(&c.cacheBytes, "cache-bytes", 256<<20, "memory for cached records in bytes; 0 disables the cache")
+	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish on SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		return c, fmt.Errorf("-log-format: want text or json, got %q", c.logFormat)
+	}
+	if c.secretFile == "" {
+		c.secretFile = filepath.Join(c.dataDir, "secret")
+	}
+	return c, nil
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	c, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "consentd:", err)
+		return 2
+	}
+	opts := &slog.HandlerOptions{Level: c.logLevel}
+	var h slog.Handler = slog.NewTextHandler(stderr, opts)
+	if c.logFormat == "json" {
+		h = slog.NewJSONHandler(stderr, opts)
+	}
+	log := slog.New(h)
+	if err := serve(ctx, c, log); err != nil {
+		log.Error("consentd stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, c config, log *slog.Logger) error {
+	purposes, err := loadPurposes(c.purposes)
+	if err != nil {
+		return err
+	}
+	secret, err := contactkey.LoadOrCreateSecret(c.secretFile)
+	if err != nil {
+		return err
+	}
+	keys, err := contactkey.New(secret)
+	if err != nil {
+		return err
+	}
+	st, err := store.OpenEmbedded(c.dataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	records, err := cache.New(st, cache.Config{MaxBytes: c.cacheBytes, Partitions: 1})
+	if err != nil {
+		return err
+	}
+	defer records.Close()
+	st.OnChange(records.Invalidate)
+
+	lis, err := listen(c.listen)
+	if err != nil {
+		return err
+	}
+	srv := grpc.NewServer(server.ServerOptions(log)...)
+	server.New(server.Config{Keys: keys, Records: records, Store: st, Purposes: purposes, Logger: log}).Register(srv)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	for _, name := range []string{"", pb.CheckService_ServiceDesc.ServiceName, pb.ConsentService_ServiceDesc.ServiceName} {
+		hs.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
+	reflection.Register(srv)
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	log.Info("consentd serving", "addr", lis.Addr().String(), "store", "embedded", "data_dir", c.dataDir, "purposes", len(purposes.All()))
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", c.shutdownTimeout)
+	hs.Shutdown() // probes see NOT_SERVING while in-flight calls finish
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(c.shutdownTimeout):
+		log.Warn("shutdown timeout: cancelling in-flight calls")
+		srv.Stop()
+		<-stopped
+	}
+	<-served
+	log.Info("stopped")
+	return nil
+}
+
+func loadPurposes(path string) (*consent.Registry, error) {
+	if path == "" {
+		return consent.NewRegistry(consent.DefaultPurposes())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return consent.ParseRegistry(b)
+}
+
+// listen opens addr; "unix:PATH" is a Unix socket, whose stale file from a
+// crashed run is removed only when nothing answers on it.
+func listen(addr string) (net.Listener, error) {
+	path, ok := strings.CutPrefix(addr, "unix:")
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			conn.Close()
+			return nil, fmt.Errorf("listen %s: another process is serving there", addr)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	return net.Listen("unix", path)
+}

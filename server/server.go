@@ -1,0 +1,70 @@
+// Package server is the gRPC boundary of consentd. Handlers are thin: parse
+// and validate the request into consent types, call the cache or the store,
+// map errors to a status with toStatus, respond. Logging and panic recovery
+// are interceptors. The package sees stores and caches only through the small
+// interfaces below, defined here where they are used.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+
+	consent "github.com/consentd/consentd"
+	pb "github.com/consentd/consentd/proto/consent/v1"
+)
+
+// Keyer turns a contact into its pseudonymous key, refusing malformed ones.
+type Keyer interface {
+	Key(contact string) (consent.Key, error)
+}
+
+// Records reads contacts' records as fresh as asked (normally a cache).
+type Records interface {
+	Get(ctx context.Context, key consent.Key, c consent.Consistency) (*consent.Record, error)
+}
+
+// Store applies writes and pages through history.
+type Store interface {
+	Apply(ctx context.Context, w consent.Write) (consent.Token, error)
+	Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error)
+}
+
+// Config wires a Server. Every field but Now is required.
+type Config struct {
+	Keys     Keyer
+	Records  Records
+	Store    Store
+	Purposes *consent.Registry
+	Logger   *slog.Logger
+	Now      func() time.Time // defaults to time.Now
+}
+
+// Server implements consent.v1's CheckService and ConsentService.
+type Server struct {
+	cfg Config
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) *Server {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Server{cfg: cfg}
+}
+
+// Register adds both services to r.
+func (s *Server) Register(r grpc.ServiceRegistrar) {
+	pb.RegisterCheckServiceServer(r, &checkService{Server: s})
+	pb.RegisterConsentServiceServer(r, &consentService{Server: s})
+}
+
+// ServerOptions returns the interceptors every consentd server should use.
+func ServerOptions(log *slog.Logger) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(unaryRecover(log), unaryLog(log)),
+		grpc.ChainStreamInterceptor(streamRecover(log), streamLog(log)),
+	}
+}

@@ -1,0 +1,45 @@
+package server
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	consent "github.com/consentd/consentd"
+)
+
+// toStatus is the one mapping from errors to gRPC status. Messages never
+// contain a contact: errors are built from keys and static reasons only.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	var fe *consent.FieldError
+	switch {
+	case errors.As(err, &fe):
+		st := status.New(codes.InvalidArgument, fe.Error())
+		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: fe.Field, Description: fe.Reason},
+		}}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, consent.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, consent.ErrSuppressed):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, consent.ErrUnavailable):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}

@@ -1,0 +1,215 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+
+	consent "github.com/consentd/consentd"
+)
+
+var (
+	bucketRecords  = []byte("records")  // key → record
+	bucketEvents   = []byte("events")   // key | seq → event
+	bucketRequests = []byte("requests") // key | request id → fingerprint | token
+	bucketMeta     = []byte("meta")
+	metaSeq        = []byte("seq")
+)
+
+// EmbeddedFile is the name of the database file inside the data directory.
+const EmbeddedFile = "consent.db"
+
+// Embedded is the single-file store: bbolt, one partition, every write
+// fsynced before it is acknowledged.
+type Embedded struct {
+	db       *bolt.DB
+	onChange func(consent.Key, consent.Token)
+}
+
+// OpenEmbedded opens (creating if needed) the store in dir. Only one process
+// may hold it: a second one fails after a short wait instead of corrupting it.
+func OpenEmbedded(dir string) (*Embedded, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	path := filepath.Join(dir, EmbeddedFile)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("store: %s is in use by another process", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketRecords, bucketEvents, bucketRequests, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: init %s: %w", path, err)
+	}
+	return &Embedded{db: db, onChange: func(consent.Key, consent.Token) {}}, nil
+}
+
+// OnChange sets the function told of every applied write, after it is durable
+// and before Apply returns, so a cache invalidated by it never serves the old
+// record to a caller that has seen the write acknowledged. Set it before use.
+func (s *Embedded) OnChange(fn func(consent.Key, consent.Token)) { s.onChange = fn }
+
+// Close closes the file; pending writes have all been committed already.
+func (s *Embedded) Close() error { return s.db.Close() }
+
+// Ping reports whether the store can serve.
+func (s *Embedded) Ping(ctx context.Context) error {
+	return s.db.View(func(*bolt.Tx) error { return ctx.Err() })
+}
+
+// Get returns the contact's record; an unknown contact has the zero record.
+func (s *Embedded) Get(ctx context.Context, key consent.Key) (consent.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return consent.Record{}, err
+	}
+	var rec consent.Record
+	err := s.db.View(func(tx *bolt.Tx) error {
+		var err error
+		rec, err = DecodeRecord(tx.Bucket(bucketRecords).Get(key[:]))
+		return err
+	})
+	return rec, err
+}
+
+// Apply folds w into the contact's record, appends it to the history and
+// returns its token, all in one fsynced transaction. A request id seen before
+// returns the first token and changes nothing.
+func (s *Embedded) Apply(ctx context.Context, w consent.Write) (consent.Token, error) {
+	if err := ctx.Err(); err != nil {
+		return consent.Token{}, err
+	}
+	var (
+		tok      consent.Token
+		replayed bool
+	)
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		records, events, requests := tx.Bucket(bucketRecords), tx.Bucket(bucketEvents), tx.Bucket(bucketRequests)
+		reqKey := append(w.Key[:len(w.Key):len(w.Key)], w.Event.RequestID...)
+		if v := requests.Get(reqKey); v != nil && w.Event.RequestID != "" {
+			t, err := checkReplay(v, w.Fingerprint)
+			tok, replayed = t, err == nil
+			return err
+		}
+		rec, err := DecodeRecord(records.Get(w.Key[:]))
+		if err != nil {
+			return err
+		}
+		rec, err = consent.Apply(rec, w.Event)
+		if err != nil {
+			return err
+		}
+		meta := tx.Bucket(bucketMeta)
+		seq := uint64(1)
+		if v := meta.Get(metaSeq); len(v) == 8 {
+			seq = binary.BigEndian.Uint64(v) + 1
+		}
+		tok = consent.Token{Seq: seq}
+		rec.Token = tok
+		ev := w.Event
+		ev.Token = tok
+		if ev.Kind == consent.EventErase {
+			if err := deletePrefix(events, w.Key[:]); err != nil {
+				return err
+			}
+		}
+		for _, put := range []struct {
+			b    *bolt.Bucket
+			k, v []byte
+		}{
+			{meta, metaSeq, binary.BigEndian.AppendUint64(nil, seq)},
+			{records, w.Key[:], EncodeRecord(nil, &rec)},
+			{events, binary.BigEndian.AppendUint64(w.Key[:len(w.Key):len(w.Key)], seq), EncodeEvent(nil, &ev)},
+		} {
+			if err := put.b.Put(put.k, put.v); err != nil {
+				return err
+			}
+		}
+		if w.Event.RequestID == "" {
+			return nil
+		}
+		return requests.Put(reqKey, requestValue(w.Fingerprint, tok))
+	})
+	if err != nil {
+		return consent.Token{}, err
+	}
+	if !replayed {
+		s.onChange(w.Key, tok)
+	}
+	return tok, nil
+}
+
+// Events returns up to limit events of the contact after the one whose token
+// is after (all when after is zero), oldest first, and whether more follow.
+func (s *Embedded) Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	var (
+		out  []consent.Event
+		more bool
+	)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		start := binary.BigEndian.AppendUint64(key[:len(key):len(key)], after.Seq+1)
+		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, key[:]); k, v = c.Next() {
+			if len(out) == limit {
+				more = true
+				return nil
+			}
+			e, err := DecodeEvent(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, more, err
+}
+
+func deletePrefix(b *bolt.Bucket, prefix []byte) error {
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func requestValue(fp [32]byte, tok consent.Token) []byte {
+	return appendToken(fp[:len(fp):len(fp)], tok)
+}
+
+// checkReplay returns the first token of a request seen before, or a
+// FieldError when the same id came with a different request.
+func checkReplay(v []byte, fp [32]byte) (consent.Token, error) {
+	if len(v) < len(fp) {
+		return consent.Token{}, errCorrupt
+	}
+	if !bytes.Equal(v[:len(fp)], fp[:]) {
+		return consent.Token{}, consent.Invalid("request_id", "was already used for a different request")
+	}
+	d := decoder{b: v[len(fp):]}
+	tok := d.token()
+	return tok, d.finish()
+}
