@@ -27,7 +27,15 @@ const SecretBytes = 32
 
 // Keyer keys contacts with one secret. It is safe for concurrent use.
 type Keyer struct {
-	pool sync.Pool // of hash.Hash: hmac.New allocates, the hot path must not
+	pool sync.Pool // of *state: hmac.New allocates, the hot path must not
+}
+
+// state is one HMAC with scratch space that outlives calls, so nothing
+// escapes through the hash.Hash interface per call.
+type state struct {
+	h   hash.Hash
+	buf []byte
+	sum []byte
 }
 
 // New returns a Keyer for secret, which must be at least 16 bytes.
@@ -37,7 +45,9 @@ func New(secret []byte) (*Keyer, error) {
 	}
 	s := append([]byte(nil), secret...)
 	k := &Keyer{}
-	k.pool.New = func() any { return hmac.New(sha256.New, s) }
+	k.pool.New = func() any {
+		return &state{h: hmac.New(sha256.New, s), buf: make([]byte, 0, 2*consent.MaxContactBytes), sum: make([]byte, 0, sha256.Size)}
+	}
 	return k, nil
 }
 
@@ -54,13 +64,14 @@ func (k *Keyer) Key(contact string) (consent.Key, error) {
 		return consent.Key{}, err
 	}
 	n := Normalise(contact)
-	h := k.pool.Get().(hash.Hash)
-	h.Reset()
-	var buf [consent.MaxContactBytes * 2]byte
-	h.Write(append(buf[:0], n...))
+	st := k.pool.Get().(*state)
+	st.h.Reset()
+	st.buf = append(st.buf[:0], n...)
+	st.h.Write(st.buf)
+	st.sum = st.h.Sum(st.sum[:0])
 	var key consent.Key
-	h.Sum(key[:0])
-	k.pool.Put(h)
+	copy(key[:], st.sum)
+	k.pool.Put(st)
 	return key, nil
 }
 

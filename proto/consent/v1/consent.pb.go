@@ -409,17 +409,17 @@ type isConsistency_Requirement interface {
 
 type Consistency_MinimizeLatency struct {
 	// Answer from the cache while it is within its freshness lease (default).
-	MinimizeLatency bool `protobuf:"varint,1,opt,name=minimize_latency,json=minimizeLatency,proto3,oneof"`
+	MinimizeLatency bool `protobuf:"varint,1,opt,name=minimize_latency,json=minimizeLatency,oneof"`
 }
 
 type Consistency_AtLeastAsFresh struct {
 	// Answer from data at least as new as the write that returned this token.
-	AtLeastAsFresh string `protobuf:"bytes,2,opt,name=at_least_as_fresh,json=atLeastAsFresh,proto3,oneof"`
+	AtLeastAsFresh string `protobuf:"bytes,2,opt,name=at_least_as_fresh,json=atLeastAsFresh,oneof"`
 }
 
 type Consistency_FullyConsistent struct {
 	// Read the store.
-	FullyConsistent bool `protobuf:"varint,3,opt,name=fully_consistent,json=fullyConsistent,proto3,oneof"`
+	FullyConsistent bool `protobuf:"varint,3,opt,name=fully_consistent,json=fullyConsistent,oneof"`
 }
 
 func (*Consistency_MinimizeLatency) isConsistency_Requirement() {}
@@ -432,9 +432,9 @@ type CheckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The contact as the sender knows it (an email address, a phone number, a
 	// CRM id). Trimmed, NFC-normalised and lower-cased, then keyed; never stored.
-	Contact       string       `protobuf:"bytes,1,opt,name=contact,proto3" json:"contact,omitempty"`
-	Purpose       string       `protobuf:"bytes,2,opt,name=purpose,proto3" json:"purpose,omitempty"`
-	Consistency   *Consistency `protobuf:"bytes,3,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	Contact       string       `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
+	Purpose       string       `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
+	Consistency   *Consistency `protobuf:"bytes,3,opt,name=consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -492,10 +492,10 @@ func (x *CheckRequest) GetConsistency() *Consistency {
 
 type CheckResponse struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
-	Decision Decision               `protobuf:"varint,1,opt,name=decision,proto3,enum=consent.v1.Decision" json:"decision,omitempty"`
-	Reason   Reason                 `protobuf:"varint,2,opt,name=reason,proto3,enum=consent.v1.Reason" json:"reason,omitempty"`
+	Decision Decision               `protobuf:"varint,1,opt,name=decision,enum=consent.v1.Decision" json:"decision,omitempty"`
+	Reason   Reason                 `protobuf:"varint,2,opt,name=reason,enum=consent.v1.Reason" json:"reason,omitempty"`
 	// The version of the record the answer was based on.
-	Token         string `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	Token         string `protobuf:"bytes,3,opt,name=token" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -553,9 +553,9 @@ func (x *CheckResponse) GetToken() string {
 
 type BatchCheckRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Contacts      []string               `protobuf:"bytes,1,rep,name=contacts,proto3" json:"contacts,omitempty"`
-	Purpose       string                 `protobuf:"bytes,2,opt,name=purpose,proto3" json:"purpose,omitempty"`
-	Consistency   *Consistency           `protobuf:"bytes,3,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	Contacts      []string               `protobuf:"bytes,1,rep,name=contacts" json:"contacts,omitempty"`
+	Purpose       string                 `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
+	Consistency   *Consistency           `protobuf:"bytes,3,opt,name=consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -614,8 +614,8 @@ func (x *BatchCheckRequest) GetConsistency() *Consistency {
 // BatchCheckResult is the answer for the contact at the same index.
 type BatchCheckResult struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Decision      Decision               `protobuf:"varint,1,opt,name=decision,proto3,enum=consent.v1.Decision" json:"decision,omitempty"`
-	Reason        Reason                 `protobuf:"varint,2,opt,name=reason,proto3,enum=consent.v1.Reason" json:"reason,omitempty"`
+	Decision      Decision               `protobuf:"varint,1,opt,name=decision,enum=consent.v1.Decision" json:"decision,omitempty"`
+	Reason        Reason                 `protobuf:"varint,2,opt,name=reason,enum=consent.v1.Reason" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -666,7 +666,7 @@ func (x *BatchCheckResult) GetReason() Reason {
 
 type BatchCheckResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Results       []*BatchCheckResult    `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	Results       []*BatchCheckResult    `protobuf:"bytes,1,rep,name=results" json:"results,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -711,11 +711,11 @@ func (x *BatchCheckResponse) GetResults() []*BatchCheckResult {
 type FilterAudienceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Required on the first message; later messages leave it empty or repeat it.
-	Purpose string `protobuf:"bytes,1,opt,name=purpose,proto3" json:"purpose,omitempty"`
+	Purpose string `protobuf:"bytes,1,opt,name=purpose" json:"purpose,omitempty"`
 	// Up to 10,000 contacts per message.
-	Contacts []string `protobuf:"bytes,2,rep,name=contacts,proto3" json:"contacts,omitempty"`
+	Contacts []string `protobuf:"bytes,2,rep,name=contacts" json:"contacts,omitempty"`
 	// Read from the first message only.
-	Consistency   *Consistency `protobuf:"bytes,3,opt,name=consistency,proto3" json:"consistency,omitempty"`
+	Consistency   *Consistency `protobuf:"bytes,3,opt,name=consistency" json:"consistency,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -774,8 +774,8 @@ func (x *FilterAudienceRequest) GetConsistency() *Consistency {
 // ReasonCount counts the contacts decided for one reason.
 type ReasonCount struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Reason        Reason                 `protobuf:"varint,1,opt,name=reason,proto3,enum=consent.v1.Reason" json:"reason,omitempty"`
-	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	Reason        Reason                 `protobuf:"varint,1,opt,name=reason,enum=consent.v1.Reason" json:"reason,omitempty"`
+	Count         uint64                 `protobuf:"varint,2,opt,name=count" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -827,12 +827,12 @@ func (x *ReasonCount) GetCount() uint64 {
 // FilterAudienceSummary closes the stream.
 type FilterAudienceSummary struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
-	Total   uint64                 `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
-	Allowed uint64                 `protobuf:"varint,2,opt,name=allowed,proto3" json:"allowed,omitempty"`
+	Total   uint64                 `protobuf:"varint,1,opt,name=total" json:"total,omitempty"`
+	Allowed uint64                 `protobuf:"varint,2,opt,name=allowed" json:"allowed,omitempty"`
 	// Malformed contacts (empty, too long, invalid UTF-8, control characters):
 	// never allowed, never fatal to the stream.
-	Invalid       uint64         `protobuf:"varint,3,opt,name=invalid,proto3" json:"invalid,omitempty"`
-	Reasons       []*ReasonCount `protobuf:"bytes,4,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	Invalid       uint64         `protobuf:"varint,3,opt,name=invalid" json:"invalid,omitempty"`
+	Reasons       []*ReasonCount `protobuf:"bytes,4,rep,name=reasons" json:"reasons,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -898,9 +898,9 @@ func (x *FilterAudienceSummary) GetReasons() []*ReasonCount {
 type FilterAudienceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The allowed contacts of one request message, as they were sent.
-	Allowed []string `protobuf:"bytes,1,rep,name=allowed,proto3" json:"allowed,omitempty"`
+	Allowed []string `protobuf:"bytes,1,rep,name=allowed" json:"allowed,omitempty"`
 	// Set on the last message only.
-	Summary       *FilterAudienceSummary `protobuf:"bytes,2,opt,name=summary,proto3" json:"summary,omitempty"`
+	Summary       *FilterAudienceSummary `protobuf:"bytes,2,opt,name=summary" json:"summary,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -951,28 +951,28 @@ func (x *FilterAudienceResponse) GetSummary() *FilterAudienceSummary {
 
 type GrantRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
-	Contact string                 `protobuf:"bytes,1,opt,name=contact,proto3" json:"contact,omitempty"`
+	Contact string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
 	// One record per purpose.
-	Purposes []string `protobuf:"bytes,2,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	Purposes []string `protobuf:"bytes,2,rep,name=purposes" json:"purposes,omitempty"`
 	// Required: how the person said yes.
-	Method Method `protobuf:"varint,3,opt,name=method,proto3,enum=consent.v1.Method" json:"method,omitempty"`
-	Source Source `protobuf:"varint,4,opt,name=source,proto3,enum=consent.v1.Source" json:"source,omitempty"`
+	Method Method `protobuf:"varint,3,opt,name=method,enum=consent.v1.Method" json:"method,omitempty"`
+	Source Source `protobuf:"varint,4,opt,name=source,enum=consent.v1.Source" json:"source,omitempty"`
 	// Who the consent came from when source is SOURCE_THIRD_PARTY.
-	ThirdParty string `protobuf:"bytes,5,opt,name=third_party,json=thirdParty,proto3" json:"third_party,omitempty"`
+	ThirdParty string `protobuf:"bytes,5,opt,name=third_party,json=thirdParty" json:"third_party,omitempty"`
 	// A pointer to the evidence: form id, call recording, scan.
-	EvidenceRef string `protobuf:"bytes,6,opt,name=evidence_ref,json=evidenceRef,proto3" json:"evidence_ref,omitempty"`
+	EvidenceRef string `protobuf:"bytes,6,opt,name=evidence_ref,json=evidenceRef" json:"evidence_ref,omitempty"`
 	// The privacy notice version the person saw.
-	NoticeVersion string `protobuf:"bytes,7,opt,name=notice_version,json=noticeVersion,proto3" json:"notice_version,omitempty"`
+	NoticeVersion string `protobuf:"bytes,7,opt,name=notice_version,json=noticeVersion" json:"notice_version,omitempty"`
 	// When the person said yes; defaults to now; at most 5 minutes ahead.
-	CapturedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=captured_at,json=capturedAt,proto3" json:"captured_at,omitempty"`
+	CapturedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=captured_at,json=capturedAt" json:"captured_at,omitempty"`
 	// An explicit end date, if the person agreed to one.
-	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt" json:"expires_at,omitempty"`
 	// Who recorded it.
-	Actor string `protobuf:"bytes,10,opt,name=actor,proto3" json:"actor,omitempty"`
+	Actor string `protobuf:"bytes,10,opt,name=actor" json:"actor,omitempty"`
 	// Makes the write idempotent: a retry with the same id applies it once.
-	RequestId string `protobuf:"bytes,11,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,11,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
 	// One yes that covered several purposes at once: stored, never allowed.
-	Bundled       bool `protobuf:"varint,12,opt,name=bundled,proto3" json:"bundled,omitempty"`
+	Bundled       bool `protobuf:"varint,12,opt,name=bundled" json:"bundled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1093,7 +1093,7 @@ func (x *GrantRequest) GetBundled() bool {
 
 type GrantResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1137,13 +1137,13 @@ func (x *GrantResponse) GetToken() string {
 
 type WithdrawRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
-	Contact string                 `protobuf:"bytes,1,opt,name=contact,proto3" json:"contact,omitempty"`
+	Contact string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
 	// Empty means every purpose, including ones granted later with an older date.
-	Purposes      []string               `protobuf:"bytes,2,rep,name=purposes,proto3" json:"purposes,omitempty"`
-	Method        Method                 `protobuf:"varint,3,opt,name=method,proto3,enum=consent.v1.Method" json:"method,omitempty"`
-	CapturedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=captured_at,json=capturedAt,proto3" json:"captured_at,omitempty"`
-	Actor         string                 `protobuf:"bytes,5,opt,name=actor,proto3" json:"actor,omitempty"`
-	RequestId     string                 `protobuf:"bytes,6,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Purposes      []string               `protobuf:"bytes,2,rep,name=purposes" json:"purposes,omitempty"`
+	Method        Method                 `protobuf:"varint,3,opt,name=method,enum=consent.v1.Method" json:"method,omitempty"`
+	CapturedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=captured_at,json=capturedAt" json:"captured_at,omitempty"`
+	Actor         string                 `protobuf:"bytes,5,opt,name=actor" json:"actor,omitempty"`
+	RequestId     string                 `protobuf:"bytes,6,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1222,7 +1222,7 @@ func (x *WithdrawRequest) GetRequestId() string {
 
 type WithdrawResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1266,9 +1266,9 @@ func (x *WithdrawResponse) GetToken() string {
 
 type EraseRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Contact       string                 `protobuf:"bytes,1,opt,name=contact,proto3" json:"contact,omitempty"`
-	Actor         string                 `protobuf:"bytes,2,opt,name=actor,proto3" json:"actor,omitempty"`
-	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Contact       string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
+	Actor         string                 `protobuf:"bytes,2,opt,name=actor" json:"actor,omitempty"`
+	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1326,7 +1326,7 @@ func (x *EraseRequest) GetRequestId() string {
 
 type EraseResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1370,7 +1370,7 @@ func (x *EraseResponse) GetToken() string {
 
 type GetContactRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Contact       string                 `protobuf:"bytes,1,opt,name=contact,proto3" json:"contact,omitempty"`
+	Contact       string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1415,16 +1415,16 @@ func (x *GetContactRequest) GetContact() string {
 // Proof is how a yes was obtained.
 type Proof struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Method        Method                 `protobuf:"varint,1,opt,name=method,proto3,enum=consent.v1.Method" json:"method,omitempty"`
-	Source        Source                 `protobuf:"varint,2,opt,name=source,proto3,enum=consent.v1.Source" json:"source,omitempty"`
-	ThirdParty    string                 `protobuf:"bytes,3,opt,name=third_party,json=thirdParty,proto3" json:"third_party,omitempty"`
-	EvidenceRef   string                 `protobuf:"bytes,4,opt,name=evidence_ref,json=evidenceRef,proto3" json:"evidence_ref,omitempty"`
-	NoticeVersion string                 `protobuf:"bytes,5,opt,name=notice_version,json=noticeVersion,proto3" json:"notice_version,omitempty"`
-	CapturedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=captured_at,json=capturedAt,proto3" json:"captured_at,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	Actor         string                 `protobuf:"bytes,8,opt,name=actor,proto3" json:"actor,omitempty"`
-	Bundled       bool                   `protobuf:"varint,9,opt,name=bundled,proto3" json:"bundled,omitempty"`
-	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	Method        Method                 `protobuf:"varint,1,opt,name=method,enum=consent.v1.Method" json:"method,omitempty"`
+	Source        Source                 `protobuf:"varint,2,opt,name=source,enum=consent.v1.Source" json:"source,omitempty"`
+	ThirdParty    string                 `protobuf:"bytes,3,opt,name=third_party,json=thirdParty" json:"third_party,omitempty"`
+	EvidenceRef   string                 `protobuf:"bytes,4,opt,name=evidence_ref,json=evidenceRef" json:"evidence_ref,omitempty"`
+	NoticeVersion string                 `protobuf:"bytes,5,opt,name=notice_version,json=noticeVersion" json:"notice_version,omitempty"`
+	CapturedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=captured_at,json=capturedAt" json:"captured_at,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=expires_at,json=expiresAt" json:"expires_at,omitempty"`
+	Actor         string                 `protobuf:"bytes,8,opt,name=actor" json:"actor,omitempty"`
+	Bundled       bool                   `protobuf:"varint,9,opt,name=bundled" json:"bundled,omitempty"`
+	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=recorded_at,json=recordedAt" json:"recorded_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1532,13 +1532,13 @@ func (x *Proof) GetRecordedAt() *timestamppb.Timestamp {
 // PurposeState is the current state of one purpose for one contact.
 type PurposeState struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
-	Purpose  string                 `protobuf:"bytes,1,opt,name=purpose,proto3" json:"purpose,omitempty"`
-	Decision Decision               `protobuf:"varint,2,opt,name=decision,proto3,enum=consent.v1.Decision" json:"decision,omitempty"`
-	Reason   Reason                 `protobuf:"varint,3,opt,name=reason,proto3,enum=consent.v1.Reason" json:"reason,omitempty"`
+	Purpose  string                 `protobuf:"bytes,1,opt,name=purpose" json:"purpose,omitempty"`
+	Decision Decision               `protobuf:"varint,2,opt,name=decision,enum=consent.v1.Decision" json:"decision,omitempty"`
+	Reason   Reason                 `protobuf:"varint,3,opt,name=reason,enum=consent.v1.Reason" json:"reason,omitempty"`
 	// The latest grant, if any.
-	Grant *Proof `protobuf:"bytes,4,opt,name=grant,proto3" json:"grant,omitempty"`
+	Grant *Proof `protobuf:"bytes,4,opt,name=grant" json:"grant,omitempty"`
 	// The latest withdrawal that applies to this purpose, if any.
-	WithdrawnAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=withdrawn_at,json=withdrawnAt,proto3" json:"withdrawn_at,omitempty"`
+	WithdrawnAt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=withdrawn_at,json=withdrawnAt" json:"withdrawn_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1611,10 +1611,10 @@ func (x *PurposeState) GetWithdrawnAt() *timestamppb.Timestamp {
 type GetContactResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Every registered purpose, in registry order.
-	Purposes []*PurposeState `protobuf:"bytes,1,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	Purposes []*PurposeState `protobuf:"bytes,1,rep,name=purposes" json:"purposes,omitempty"`
 	// Set when the contact was erased.
-	ErasedAt      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=erased_at,json=erasedAt,proto3" json:"erased_at,omitempty"`
-	Token         string                 `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	ErasedAt      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=erased_at,json=erasedAt" json:"erased_at,omitempty"`
+	Token         string                 `protobuf:"bytes,3,opt,name=token" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1672,10 +1672,10 @@ func (x *GetContactResponse) GetToken() string {
 
 type ListEventsRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
-	Contact string                 `protobuf:"bytes,1,opt,name=contact,proto3" json:"contact,omitempty"`
+	Contact string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
 	// At most 1,000; 0 means 100.
-	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1734,22 +1734,22 @@ func (x *ListEventsRequest) GetPageToken() string {
 // Event is one entry of a contact's history.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Kind  EventKind              `protobuf:"varint,1,opt,name=kind,proto3,enum=consent.v1.EventKind" json:"kind,omitempty"`
+	Kind  EventKind              `protobuf:"varint,1,opt,name=kind,enum=consent.v1.EventKind" json:"kind,omitempty"`
 	// The purposes it applies to; empty on a withdrawal of every purpose and on
 	// an erasure.
-	Purposes      []string               `protobuf:"bytes,2,rep,name=purposes,proto3" json:"purposes,omitempty"`
-	Method        Method                 `protobuf:"varint,3,opt,name=method,proto3,enum=consent.v1.Method" json:"method,omitempty"`
-	Source        Source                 `protobuf:"varint,4,opt,name=source,proto3,enum=consent.v1.Source" json:"source,omitempty"`
-	ThirdParty    string                 `protobuf:"bytes,5,opt,name=third_party,json=thirdParty,proto3" json:"third_party,omitempty"`
-	EvidenceRef   string                 `protobuf:"bytes,6,opt,name=evidence_ref,json=evidenceRef,proto3" json:"evidence_ref,omitempty"`
-	NoticeVersion string                 `protobuf:"bytes,7,opt,name=notice_version,json=noticeVersion,proto3" json:"notice_version,omitempty"`
-	CapturedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=captured_at,json=capturedAt,proto3" json:"captured_at,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	Actor         string                 `protobuf:"bytes,10,opt,name=actor,proto3" json:"actor,omitempty"`
-	Bundled       bool                   `protobuf:"varint,11,opt,name=bundled,proto3" json:"bundled,omitempty"`
-	RequestId     string                 `protobuf:"bytes,12,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
-	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
-	Token         string                 `protobuf:"bytes,14,opt,name=token,proto3" json:"token,omitempty"`
+	Purposes      []string               `protobuf:"bytes,2,rep,name=purposes" json:"purposes,omitempty"`
+	Method        Method                 `protobuf:"varint,3,opt,name=method,enum=consent.v1.Method" json:"method,omitempty"`
+	Source        Source                 `protobuf:"varint,4,opt,name=source,enum=consent.v1.Source" json:"source,omitempty"`
+	ThirdParty    string                 `protobuf:"bytes,5,opt,name=third_party,json=thirdParty" json:"third_party,omitempty"`
+	EvidenceRef   string                 `protobuf:"bytes,6,opt,name=evidence_ref,json=evidenceRef" json:"evidence_ref,omitempty"`
+	NoticeVersion string                 `protobuf:"bytes,7,opt,name=notice_version,json=noticeVersion" json:"notice_version,omitempty"`
+	CapturedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=captured_at,json=capturedAt" json:"captured_at,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt" json:"expires_at,omitempty"`
+	Actor         string                 `protobuf:"bytes,10,opt,name=actor" json:"actor,omitempty"`
+	Bundled       bool                   `protobuf:"varint,11,opt,name=bundled" json:"bundled,omitempty"`
+	RequestId     string                 `protobuf:"bytes,12,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=recorded_at,json=recordedAt" json:"recorded_at,omitempty"`
+	Token         string                 `protobuf:"bytes,14,opt,name=token" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1884,8 +1884,8 @@ func (x *Event) GetToken() string {
 
 type ListEventsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Events        []*Event               `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
-	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	Events        []*Event               `protobuf:"bytes,1,rep,name=events" json:"events,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1973,14 +1973,14 @@ func (*ListPurposesRequest) Descriptor() ([]byte, []int) {
 // Purpose is one entry of the purpose registry.
 type Purpose struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
-	Name        string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Description string                 `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Name        string                 `protobuf:"bytes,1,opt,name=name" json:"name,omitempty"`
+	Description string                 `protobuf:"bytes,2,opt,name=description" json:"description,omitempty"`
 	// How long a yes lasts before it must be asked again; 0 means no limit.
-	ReconfirmMonths int32 `protobuf:"varint,3,opt,name=reconfirm_months,json=reconfirmMonths,proto3" json:"reconfirm_months,omitempty"`
+	ReconfirmMonths int32 `protobuf:"varint,3,opt,name=reconfirm_months,json=reconfirmMonths" json:"reconfirm_months,omitempty"`
 	// Whether a third-party yes may be used without re-confirmation.
-	ThirdPartyAllowed bool `protobuf:"varint,4,opt,name=third_party_allowed,json=thirdPartyAllowed,proto3" json:"third_party_allowed,omitempty"`
+	ThirdPartyAllowed bool `protobuf:"varint,4,opt,name=third_party_allowed,json=thirdPartyAllowed" json:"third_party_allowed,omitempty"`
 	// How long records for this purpose are kept.
-	RetentionMonths int32 `protobuf:"varint,5,opt,name=retention_months,json=retentionMonths,proto3" json:"retention_months,omitempty"`
+	RetentionMonths int32 `protobuf:"varint,5,opt,name=retention_months,json=retentionMonths" json:"retention_months,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
@@ -2052,7 +2052,7 @@ func (x *Purpose) GetRetentionMonths() int32 {
 
 type ListPurposesResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Purposes      []*Purpose             `protobuf:"bytes,1,rep,name=purposes,proto3" json:"purposes,omitempty"`
+	Purposes      []*Purpose             `protobuf:"bytes,1,rep,name=purposes" json:"purposes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2287,7 +2287,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"GetContact\x12\x1d.consent.v1.GetContactRequest\x1a\x1e.consent.v1.GetContactResponse\x12K\n" +
 	"\n" +
 	"ListEvents\x12\x1d.consent.v1.ListEventsRequest\x1a\x1e.consent.v1.ListEventsResponse\x12Q\n" +
-	"\fListPurposes\x12\x1f.consent.v1.ListPurposesRequest\x1a .consent.v1.ListPurposesResponseB9Z7github.com/consentd/consentd/proto/consent/v1;consentv1b\x06proto3"
+	"\fListPurposes\x12\x1f.consent.v1.ListPurposesRequest\x1a .consent.v1.ListPurposesResponseB@Z7github.com/consentd/consentd/proto/consent/v1;consentv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_consent_v1_consent_proto_rawDescOnce sync.Once

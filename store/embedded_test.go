@@ -1,0 +1,164 @@
+package store_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/store"
+	"github.com/consentd/consentd/store/storetest"
+)
+
+func openEmbedded(t *testing.T, dir string) *store.Embedded {
+	t.Helper()
+	s, err := store.OpenEmbedded(dir)
+	if err != nil {
+		t.Fatalf("OpenEmbedded(%s): %v", dir, err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	return s
+}
+
+func TestEmbeddedConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		return openEmbedded(t, t.TempDir())
+	})
+}
+
+var (
+	when = time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	k1   = consent.Key{31: 1}
+	k2   = consent.Key{31: 2}
+)
+
+func writes() []consent.Write {
+	proof := consent.Proof{Method: consent.MethodButton, Source: consent.SourceFirstParty, CapturedAt: when, Actor: "web", RecordedAt: when}
+	return []consent.Write{
+		{Key: k1, Fingerprint: [32]byte{1}, Event: consent.Event{Kind: consent.EventGrant, Purposes: []string{"email", "sms"}, Proof: proof, RequestID: "r1"}},
+		{Key: k2, Fingerprint: [32]byte{2}, Event: consent.Event{Kind: consent.EventGrant, Purposes: []string{"ads"}, Proof: proof, RequestID: "r2"}},
+		{Key: k1, Fingerprint: [32]byte{3}, Event: consent.Event{Kind: consent.EventWithdraw, Purposes: []string{"sms"}, Proof: consent.Proof{CapturedAt: when.Add(time.Hour)}, RequestID: "r3"}},
+		{Key: k2, Fingerprint: [32]byte{4}, Event: consent.Event{Kind: consent.EventErase, Proof: consent.Proof{CapturedAt: when.Add(time.Hour)}, RequestID: "r4"}},
+	}
+}
+
+type state struct {
+	Records map[consent.Key]consent.Record
+	Events  map[consent.Key][]consent.Event
+}
+
+func stateOf(t *testing.T, s *store.Embedded) state {
+	t.Helper()
+	ctx := context.Background()
+	st := state{Records: map[consent.Key]consent.Record{}, Events: map[consent.Key][]consent.Event{}}
+	for _, k := range []consent.Key{k1, k2} {
+		r, err := s.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs, _, err := s.Events(ctx, k, consent.Token{}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Records[k], st.Events[k] = r, evs
+	}
+	return st
+}
+
+func TestEmbeddedReopen(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s, err := store.OpenEmbedded(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last consent.Token
+	ws := writes()
+	for _, w := range ws {
+		if last, err = s.Apply(ctx, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := stateOf(t, s)
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	s = openEmbedded(t, dir)
+	if diff := cmp.Diff(before, stateOf(t, s), cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("state after reopen (-before +after):\n%s", diff)
+	}
+	if n := len(before.Events[k1]); n != 2 {
+		t.Errorf("k1 has %d events, want 2", n)
+	}
+	// Request ids survive: a replay returns the first token.
+	tok, err := s.Apply(ctx, ws[0])
+	if err != nil || tok != (consent.Token{Seq: 1}) {
+		t.Errorf("replay after reopen = %+v, %v; want seq 1", tok, err)
+	}
+	// The sequence continues where it stopped.
+	w := ws[0]
+	w.Event.RequestID = "r5"
+	if tok, err := s.Apply(ctx, w); err != nil || tok != (consent.Token{Seq: last.Seq + 1}) {
+		t.Errorf("first write after reopen = %+v, %v; want seq %d", tok, err, last.Seq+1)
+	}
+}
+
+func TestEmbeddedInUse(t *testing.T) {
+	dir := t.TempDir()
+	openEmbedded(t, dir)
+	start := time.Now()
+	s, err := store.OpenEmbedded(dir)
+	if err == nil {
+		s.Close()
+		t.Fatal("second OpenEmbedded of an open store succeeded")
+	}
+	if !strings.Contains(err.Error(), "in use") {
+		t.Errorf("second OpenEmbedded error %q, want one mentioning %q", err, "in use")
+	}
+	t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+}
+
+func TestEmbeddedFileModes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data", "consent")
+	s := openEmbedded(t, dir)
+	if _, err := s.Apply(context.Background(), writes()[0]); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got&0o077 != 0 {
+		t.Errorf("data directory mode %v, want no group or other access", got)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) == 0 {
+		t.Fatal("no files in the data directory")
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != 0o600 {
+			t.Errorf("%s mode %v, want -rw-------", e.Name(), got)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, store.EmbeddedFile)); err != nil {
+		t.Errorf("database file: %v", err)
+	}
+}

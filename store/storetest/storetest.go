@@ -1,0 +1,646 @@
+// Package storetest is the conformance suite every consent store passes. It
+// checks behaviour through the store's methods only, never its storage, so the
+// embedded store and the Redis store are held to the same promises.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	consent "github.com/consentd/consentd"
+)
+
+// Store is what the suite needs of a store.
+type Store interface {
+	Get(ctx context.Context, key consent.Key) (consent.Record, error)
+	Apply(ctx context.Context, w consent.Write) (consent.Token, error)
+	Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error)
+	OnChange(fn func(consent.Key, consent.Token))
+}
+
+// Run runs the suite. open must return a new, empty store and arrange (with
+// t.Cleanup) for it to be closed; it is called once per subtest. Subtests do
+// not run in parallel: some check that a partition's sequence grows by exactly
+// one per write.
+func Run(t *testing.T, open func(t *testing.T) Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, open func(t *testing.T) Store)
+	}{
+		{"UnknownContact", testUnknownContact},
+		{"GrantThenGet", testGrantThenGet},
+		{"TokensIncrease", testTokensIncrease},
+		{"OnChange", testOnChange},
+		{"IdempotentReplay", testIdempotentReplay},
+		{"RequestIDReuse", testRequestIDReuse},
+		{"EmptyRequestID", testEmptyRequestID},
+		{"Withdraw", testWithdraw},
+		{"Erase", testErase},
+		{"RefusedWrites", testRefusedWrites},
+		{"GrantAfterErase", testGrantAfterErase},
+		{"EventsPaging", testEventsPaging},
+		{"ContactsDoNotMix", testContactsDoNotMix},
+		{"CancelledContext", testCancelledContext},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
+	}
+}
+
+// Times are in UTC with nanoseconds, as a store must keep them.
+var (
+	t0 = time.Date(2025, 6, 1, 9, 30, 0, 123456789, time.UTC)
+	t1 = t0.Add(time.Hour)
+	t2 = t0.Add(2 * time.Hour)
+	t3 = t0.Add(3 * time.Hour)
+)
+
+// key returns a key that shares its first 31 bytes with every other key of
+// the suite, so a store that matches contacts by prefix mixes them up.
+func key(last byte) consent.Key {
+	k := consent.Key{
+		0xc0, 0x45, 0xe7, 0x11, 0x5a, 0x5a, 0x5a, 0x5a, 0x01, 0x02, 0x03, 0x04, 0x5a, 0x5a, 0x5a, 0x5a,
+		0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x00,
+	}
+	k[31] = last
+	return k
+}
+
+var (
+	alice = key(0x01)
+	bob   = key(0x02)
+	carol = key(0x00) // sorts before alice
+	dave  = key(0xff) // sorts after everyone
+)
+
+func firstParty(at time.Time) consent.Proof {
+	return consent.Proof{
+		Method:        consent.MethodCheckbox,
+		Source:        consent.SourceFirstParty,
+		EvidenceRef:   "form:signup",
+		NoticeVersion: "v3",
+		CapturedAt:    at,
+		ExpiresAt:     at.AddDate(2, 0, 0),
+		Actor:         "web",
+		RecordedAt:    at.Add(time.Second),
+	}
+}
+
+func thirdParty(at time.Time) consent.Proof {
+	p := firstParty(at)
+	p.Source = consent.SourceThirdParty
+	p.ThirdParty = "lists-r-us"
+	p.Bundled = true
+	return p
+}
+
+func grant(k consent.Key, reqID string, at time.Time, purposes ...string) consent.Write {
+	return consent.Write{Key: k, Fingerprint: fingerprint(reqID, 'g'), Event: consent.Event{
+		Kind: consent.EventGrant, Purposes: purposes, Proof: firstParty(at), RequestID: reqID,
+	}}
+}
+
+func withdraw(k consent.Key, reqID string, at time.Time, purposes ...string) consent.Write {
+	return consent.Write{Key: k, Fingerprint: fingerprint(reqID, 'w'), Event: consent.Event{
+		Kind: consent.EventWithdraw, Purposes: purposes, Proof: consent.Proof{CapturedAt: at, Actor: "prefs", RecordedAt: at}, RequestID: reqID,
+	}}
+}
+
+func erase(k consent.Key, reqID string, at time.Time) consent.Write {
+	return consent.Write{Key: k, Fingerprint: fingerprint(reqID, 'e'), Event: consent.Event{
+		Kind: consent.EventErase, Proof: consent.Proof{CapturedAt: at, Actor: "dpo", RecordedAt: at}, RequestID: reqID,
+	}}
+}
+
+// fingerprint stands in for the hash of a request as sent.
+func fingerprint(reqID string, kind byte) [32]byte {
+	var fp [32]byte
+	fp[0] = kind
+	copy(fp[1:], reqID)
+	return fp
+}
+
+// applied is the event a store should report for w written at tok.
+func applied(w consent.Write, tok consent.Token) consent.Event {
+	e := w.Event
+	e.Token = tok
+	return e
+}
+
+// changes records OnChange calls.
+type changes struct {
+	mu    sync.Mutex
+	calls []change
+}
+
+type change struct {
+	Key   consent.Key
+	Token consent.Token
+}
+
+func (c *changes) record(k consent.Key, tok consent.Token) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.calls = append(c.calls, change{k, tok})
+}
+
+func (c *changes) take() []change {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.calls
+	c.calls = nil
+	return out
+}
+
+// fixture is an open store with its change recorder.
+type fixture struct {
+	t   *testing.T
+	s   Store
+	chg *changes
+}
+
+func newFixture(t *testing.T, open func(t *testing.T) Store) *fixture {
+	t.Helper()
+	s := open(t)
+	c := &changes{}
+	s.OnChange(c.record)
+	return &fixture{t: t, s: s, chg: c}
+}
+
+// apply writes w, which must succeed.
+func (f *fixture) apply(w consent.Write) consent.Token {
+	f.t.Helper()
+	tok, err := f.s.Apply(context.Background(), w)
+	if err != nil {
+		f.t.Fatalf("Apply(%v %v, request %q): %v", w.Event.Kind, w.Event.Purposes, w.Event.RequestID, err)
+	}
+	if tok.IsZero() {
+		f.t.Fatalf("Apply(%v %v, request %q) returned the zero token", w.Event.Kind, w.Event.Purposes, w.Event.RequestID)
+	}
+	return tok
+}
+
+func (f *fixture) get(k consent.Key) consent.Record {
+	f.t.Helper()
+	r, err := f.s.Get(context.Background(), k)
+	if err != nil {
+		f.t.Fatalf("Get(%v): %v", k, err)
+	}
+	return r
+}
+
+// events returns every event of k.
+func (f *fixture) events(k consent.Key) []consent.Event {
+	f.t.Helper()
+	evs, more, err := f.s.Events(context.Background(), k, consent.Token{}, 1000)
+	if err != nil {
+		f.t.Fatalf("Events(%v): %v", k, err)
+	}
+	if more {
+		f.t.Fatalf("Events(%v, limit 1000) says more follow; the suite writes fewer", k)
+	}
+	return evs
+}
+
+// snapshot is everything observable about some contacts.
+type snapshot struct {
+	Records map[consent.Key]consent.Record
+	Events  map[consent.Key][]consent.Event
+}
+
+func (f *fixture) snapshot(keys ...consent.Key) snapshot {
+	f.t.Helper()
+	s := snapshot{Records: map[consent.Key]consent.Record{}, Events: map[consent.Key][]consent.Event{}}
+	for _, k := range keys {
+		s.Records[k] = f.get(k)
+		s.Events[k] = f.events(k)
+	}
+	return s
+}
+
+// unchanged fails the test if the contacts differ from before or a change was
+// reported.
+func (f *fixture) unchanged(before snapshot, keys ...consent.Key) {
+	f.t.Helper()
+	if diff := cmp.Diff(before, f.snapshot(keys...), cmpopts.EquateEmpty()); diff != "" {
+		f.t.Errorf("store changed (-before +after):\n%s", diff)
+	}
+	if got := f.chg.take(); len(got) != 0 {
+		f.t.Errorf("OnChange called %d times (%v), want 0", len(got), got)
+	}
+}
+
+func diffRecord(t *testing.T, want, got consent.Record) {
+	t.Helper()
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("Get mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func diffEvents(t *testing.T, want, got []consent.Event) {
+	t.Helper()
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("Events mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func testUnknownContact(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	f.apply(grant(bob, "b1", t0, "email")) // a neighbour must not leak in
+	diffRecord(t, consent.Record{}, f.get(alice))
+	evs, more, err := f.s.Events(context.Background(), alice, consent.Token{}, 10)
+	if err != nil || len(evs) != 0 || more {
+		t.Errorf("Events(unknown) = %v, %v, %v; want none, false, nil", evs, more, err)
+	}
+}
+
+func testGrantThenGet(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	w := grant(alice, "g1", t0, "email", "sms")
+	w.Event.Proof = thirdParty(t0) // every proof field set
+	tok := f.apply(w)
+	p := w.Event.Proof
+	diffRecord(t, consent.Record{
+		Token: tok,
+		Purposes: map[string]consent.PurposeRecord{
+			"email": {Grant: &p},
+			"sms":   {Grant: &p},
+		},
+	}, f.get(alice))
+	diffEvents(t, []consent.Event{applied(w, tok)}, f.events(alice))
+}
+
+func testTokensIncrease(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	writes := []consent.Write{
+		grant(alice, "t1", t0, "email"),
+		grant(alice, "t2", t1, "sms"),
+		withdraw(alice, "t3", t2, "email"),
+		grant(alice, "", t2, "ads"),
+		withdraw(alice, "t5", t3),
+		erase(alice, "t6", t3),
+	}
+	var prev consent.Token
+	for i, w := range writes {
+		tok := f.apply(w)
+		if i > 0 && (tok.Partition != prev.Partition || tok.Seq <= prev.Seq) {
+			t.Errorf("write %d: token %+v does not follow %+v in the same partition", i, tok, prev)
+		}
+		if got := f.get(alice).Token; got != tok {
+			t.Errorf("write %d: record token %+v, Apply returned %+v", i, got, tok)
+		}
+		prev = tok
+	}
+}
+
+func testOnChange(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	writes := []consent.Write{
+		grant(alice, "c1", t0, "email"),
+		grant(bob, "c2", t0, "email"),
+		withdraw(alice, "c3", t1, "email"),
+		grant(alice, "", t1, "sms"),
+		erase(bob, "c5", t2),
+	}
+	for _, w := range writes {
+		tok := f.apply(w)
+		// Taken right after Apply returns: the call must already have happened.
+		want := []change{{w.Key, tok}}
+		if diff := cmp.Diff(want, f.chg.take()); diff != "" {
+			t.Errorf("OnChange after %v of %v (-want +got):\n%s", w.Event.Kind, w.Key, diff)
+		}
+	}
+}
+
+func testIdempotentReplay(t *testing.T, open func(t *testing.T) Store) {
+	tests := []struct {
+		name  string
+		first consent.Write
+	}{
+		{"grant", grant(alice, "r1", t0, "email")},
+		{"withdraw", withdraw(alice, "r1", t1, "email")},
+		{"withdraw all", withdraw(alice, "r1", t1)},
+		{"erase", erase(alice, "r1", t1)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, open)
+			f.apply(grant(alice, "setup", t0, "email", "sms"))
+			tok := f.apply(tt.first)
+			f.chg.take()
+			before := f.snapshot(alice)
+			for i := range 3 {
+				got, err := f.s.Apply(context.Background(), tt.first)
+				if err != nil {
+					t.Fatalf("replay %d: %v", i, err)
+				}
+				if got != tok {
+					t.Errorf("replay %d: token %+v, want the first one %+v", i, got, tok)
+				}
+			}
+			f.unchanged(before, alice)
+			// The replay consumed no sequence number.
+			if next := f.apply(grant(alice, "after", t3, "ads")); next.Partition != tok.Partition || next.Seq != tok.Seq+1 {
+				t.Errorf("next write token %+v, want seq %d", next, tok.Seq+1)
+			}
+		})
+	}
+}
+
+func testRequestIDReuse(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	first := grant(alice, "dup", t0, "email")
+	f.apply(first)
+	f.chg.take()
+	before := f.snapshot(alice, bob)
+
+	tests := []struct {
+		name string
+		w    consent.Write
+	}{
+		{"same event, other fingerprint", func() consent.Write {
+			w := first
+			w.Fingerprint[31] ^= 1
+			return w
+		}()},
+		{"other event, other fingerprint", withdraw(alice, "dup", t1, "email")},
+	}
+	for _, tt := range tests {
+		tok, err := f.s.Apply(context.Background(), tt.w)
+		if !errors.Is(err, consent.ErrInvalid) {
+			t.Errorf("%s: Apply = %+v, %v; want an error wrapping consent.ErrInvalid", tt.name, tok, err)
+		}
+		var fe *consent.FieldError
+		if !errors.As(err, &fe) || fe.Field != "request_id" {
+			t.Errorf("%s: Apply error %v (%T), want a *consent.FieldError for request_id", tt.name, err, err)
+		}
+		f.unchanged(before, alice, bob)
+	}
+	// A request id belongs to its contact: another contact may use it.
+	f.apply(withdraw(bob, "dup", t1, "email"))
+}
+
+func testEmptyRequestID(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	w := grant(alice, "", t0, "email")
+	var toks []consent.Token
+	for range 3 {
+		toks = append(toks, f.apply(w))
+	}
+	if toks[0] == toks[1] || toks[1] == toks[2] {
+		t.Errorf("writes without a request id were deduplicated: tokens %v", toks)
+	}
+	want := []consent.Event{applied(w, toks[0]), applied(w, toks[1]), applied(w, toks[2])}
+	diffEvents(t, want, f.events(alice))
+	if got := f.chg.take(); len(got) != 3 {
+		t.Errorf("OnChange called %d times, want 3", len(got))
+	}
+}
+
+func testWithdraw(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	g := grant(alice, "w1", t0, "email", "sms")
+	p := g.Event.Proof
+	f.apply(g)
+
+	tok := f.apply(withdraw(alice, "w2", t1, "email"))
+	diffRecord(t, consent.Record{
+		Token: tok,
+		Purposes: map[string]consent.PurposeRecord{
+			"email": {Grant: &p, WithdrawnAt: t1},
+			"sms":   {Grant: &p},
+		},
+	}, f.get(alice))
+
+	tok = f.apply(withdraw(alice, "w3", t2))
+	diffRecord(t, consent.Record{
+		Token:          tok,
+		WithdrawnAllAt: t2,
+		Purposes: map[string]consent.PurposeRecord{
+			"email": {Grant: &p, WithdrawnAt: t1},
+			"sms":   {Grant: &p},
+		},
+	}, f.get(alice))
+	if n := len(f.events(alice)); n != 3 {
+		t.Errorf("Events has %d events, want 3", n)
+	}
+}
+
+func testErase(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	f.apply(grant(alice, "e1", t0, "email", "sms"))
+	f.apply(withdraw(alice, "e2", t1, "sms"))
+	f.apply(grant(bob, "e3", t0, "email"))
+	bobBefore := f.snapshot(bob)
+
+	e := erase(alice, "e4", t2)
+	tok := f.apply(e)
+	diffRecord(t, consent.Record{Token: tok, ErasedAt: t2}, f.get(alice))
+	diffEvents(t, []consent.Event{applied(e, tok)}, f.events(alice))
+	f.chg.take()
+	// Erasing one contact leaves its neighbour alone.
+	f.unchanged(bobBefore, bob)
+}
+
+// testRefusedWrites: a write the rules refuse returns the rule's error and
+// changes nothing, not even the sequence.
+func testRefusedWrites(t *testing.T, open func(t *testing.T) Store) {
+	thirdPartyGrant := grant(alice, "x1", t3, "email")
+	thirdPartyGrant.Event.Proof = thirdParty(t3)
+	unknownKind := grant(alice, "x4", t3, "email")
+	unknownKind.Event.Kind = consent.EventKind(99)
+
+	tests := []struct {
+		name string
+		w    consent.Write
+		want error
+	}{
+		{"third-party grant after erase", thirdPartyGrant, consent.ErrSuppressed},
+		{"first-party grant captured before erase", grant(alice, "x2", t1, "email"), consent.ErrSuppressed},
+		{"first-party grant captured at erase", grant(alice, "x3", t2, "email"), consent.ErrSuppressed},
+		{"unknown event kind", unknownKind, consent.ErrInvalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, open)
+			f.apply(grant(alice, "setup", t0, "email"))
+			erased := f.apply(erase(alice, "erase", t2))
+			f.chg.take()
+			before := f.snapshot(alice)
+
+			tok, err := f.s.Apply(context.Background(), tt.w)
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("Apply = %+v, %v; want an error wrapping %v", tok, err, tt.want)
+			}
+			f.unchanged(before, alice)
+
+			// The refused write took no sequence number, and its request id
+			// was not remembered: the id may carry a valid request now.
+			retry := grant(alice, tt.w.Event.RequestID, t3, "sms")
+			if next := f.apply(retry); next.Partition != erased.Partition || next.Seq != erased.Seq+1 {
+				t.Errorf("next write token %+v, want partition %d seq %d", next, erased.Partition, erased.Seq+1)
+			}
+		})
+	}
+}
+
+func testGrantAfterErase(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	f.apply(grant(alice, "a1", t0, "email"))
+	e := erase(alice, "a2", t1)
+	etok := f.apply(e)
+	g := grant(alice, "a3", t2, "email")
+	p := g.Event.Proof
+	gtok := f.apply(g)
+	diffRecord(t, consent.Record{
+		Token:    gtok,
+		ErasedAt: t1,
+		Purposes: map[string]consent.PurposeRecord{"email": {Grant: &p}},
+	}, f.get(alice))
+	diffEvents(t, []consent.Event{applied(e, etok), applied(g, gtok)}, f.events(alice))
+}
+
+func testEventsPaging(t *testing.T, open func(t *testing.T) Store) {
+	tests := []struct {
+		name   string
+		writes int
+		limit  int
+	}{
+		{"one page, room to spare", 3, 10},
+		{"exactly one page", 4, 4},
+		{"partial last page", 7, 3},
+		{"exact last page", 6, 3},
+		{"pages of one", 4, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, open)
+			var want []consent.Event
+			for i := range tt.writes {
+				// Neighbours on both sides write in between.
+				f.apply(grant(carol, "", t0, "email"))
+				w := grant(alice, fmt.Sprintf("p%d", i), t0.Add(time.Duration(i)*time.Minute), fmt.Sprintf("purpose-%d", i))
+				want = append(want, applied(w, f.apply(w)))
+				f.apply(grant(dave, "", t0, "email"))
+			}
+
+			var (
+				got   []consent.Event
+				after consent.Token
+			)
+			for page := 0; ; page++ {
+				if page > tt.writes {
+					t.Fatalf("paging did not end after %d pages", page)
+				}
+				evs, more, err := f.s.Events(context.Background(), alice, after, tt.limit)
+				if err != nil {
+					t.Fatalf("page %d: %v", page, err)
+				}
+				if len(evs) > tt.limit {
+					t.Errorf("page %d: %d events, limit %d", page, len(evs), tt.limit)
+				}
+				wantMore := len(got)+len(evs) < tt.writes
+				if more != wantMore {
+					t.Errorf("page %d (after %+v): more = %v, want %v", page, after, more, wantMore)
+				}
+				if more && len(evs) != tt.limit {
+					t.Errorf("page %d: %d events with more to follow, want a full page of %d", page, len(evs), tt.limit)
+				}
+				got = append(got, evs...)
+				if !more || len(evs) == 0 {
+					break
+				}
+				after = evs[len(evs)-1].Token
+			}
+			diffEvents(t, want, got)
+		})
+	}
+}
+
+func testContactsDoNotMix(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	keys := []consent.Key{carol, alice, bob, dave}
+	want := map[consent.Key][]consent.Event{}
+	for round := range 3 {
+		for i, k := range keys {
+			w := grant(k, fmt.Sprintf("r%d", round), t0.Add(time.Duration(round)*time.Hour), fmt.Sprintf("purpose-%d-%d", i, round))
+			want[k] = append(want[k], applied(w, f.apply(w)))
+		}
+	}
+	for _, k := range keys {
+		diffEvents(t, want[k], f.events(k))
+		var wantNames, gotNames []string
+		for _, e := range want[k] {
+			wantNames = append(wantNames, e.Purposes...)
+		}
+		for name := range f.get(k).Purposes {
+			gotNames = append(gotNames, name)
+		}
+		if diff := cmp.Diff(wantNames, gotNames, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+			t.Errorf("purposes of %v (-want +got):\n%s", k, diff)
+		}
+		// Paging from another contact's token stays within this contact.
+		for _, other := range keys {
+			after := want[other][1].Token
+			var wantAfter []consent.Event
+			for _, e := range want[k] {
+				if e.Token.Seq > after.Seq {
+					wantAfter = append(wantAfter, e)
+				}
+			}
+			evs, more, err := f.s.Events(context.Background(), k, after, 100)
+			if err != nil || more {
+				t.Fatalf("Events(%v, after %+v) = %v, %v, %v", k, after, evs, more, err)
+			}
+			diffEvents(t, wantAfter, evs)
+		}
+	}
+
+	// Erasing one contact erases only it.
+	e := erase(alice, "erase", t3)
+	tok := f.apply(e)
+	diffEvents(t, []consent.Event{applied(e, tok)}, f.events(alice))
+	for _, k := range []consent.Key{carol, bob, dave} {
+		diffEvents(t, want[k], f.events(k))
+	}
+}
+
+func testCancelledContext(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	last := f.apply(grant(alice, "c0", t0, "email"))
+	f.chg.take()
+	before := f.snapshot(alice)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	writes := []consent.Write{
+		grant(alice, "c1", t1, "sms"),
+		grant(alice, "", t1, "sms"),
+		withdraw(alice, "c2", t1),
+		erase(alice, "c3", t1),
+	}
+	for _, w := range writes {
+		if tok, err := f.s.Apply(ctx, w); !errors.Is(err, context.Canceled) {
+			t.Errorf("Apply(cancelled, %v) = %+v, %v; want context.Canceled", w.Event.Kind, tok, err)
+		}
+	}
+	if r, err := f.s.Get(ctx, alice); !errors.Is(err, context.Canceled) {
+		t.Errorf("Get(cancelled) = %+v, %v; want context.Canceled", r, err)
+	}
+	if evs, _, err := f.s.Events(ctx, alice, consent.Token{}, 10); !errors.Is(err, context.Canceled) {
+		t.Errorf("Events(cancelled) = %v, %v; want context.Canceled", evs, err)
+	}
+	f.unchanged(before, alice)
+	// Nothing was half-written: the request ids are free and the sequence
+	// continues.
+	if next := f.apply(grant(alice, "c1", t1, "sms")); next.Partition != last.Partition || next.Seq != last.Seq+1 {
+		t.Errorf("next write token %+v, want seq %d", next, last.Seq+1)
+	}
+}
