@@ -256,7 +256,7 @@ func TestFilterAudience(t *testing.T) {
 	const n, chunk = 25000, 5000
 	contact := func(i int) string { return fmt.Sprintf("aud%05d@example.com", i) }
 	var wantAllowed []string
-	for i := 0; i < n; i += 7 {
+	for i := 0; i < n; i += 97 {
 		c.grant(t, &pb.GrantRequest{Contact: contact(i), Purposes: []string{"ad_retargeting"}})
 		if i%3 == 0 {
 			if _, err := c.cons.Withdraw(ctx(t), &pb.WithdrawRequest{Contact: contact(i), Purposes: []string{"ad_retargeting"}}); err != nil {
@@ -314,10 +314,11 @@ func TestFilterAudience(t *testing.T) {
 	if diff := cmp.Diff(wantAllowed, got); diff != "" {
 		t.Errorf("allowed contacts (-want +got):\n%s", diff)
 	}
-	withdrawn := uint64((n+6)/7) - uint64(len(wantAllowed))
+	granted := uint64((n + 96) / 97)
+	withdrawn := granted - uint64(len(wantAllowed))
 	wantSum := &pb.FilterAudienceSummary{Total: n + 2, Allowed: uint64(len(wantAllowed)), Invalid: 2, Reasons: []*pb.ReasonCount{
 		{Reason: pb.Reason_REASON_GRANTED, Count: uint64(len(wantAllowed))},
-		{Reason: pb.Reason_REASON_NO_CONSENT, Count: n - uint64((n+6)/7)},
+		{Reason: pb.Reason_REASON_NO_CONSENT, Count: n - granted},
 		{Reason: pb.Reason_REASON_WITHDRAWN, Count: withdrawn},
 	}}
 	if diff := cmp.Diff(wantSum, sum, protocmp.Transform()); diff != "" {

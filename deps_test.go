@@ -1,0 +1,142 @@
+package consent_test
+
+import (
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/consentd/consentd"
+
+// allowed lists, for each package (by directory), the non-standard imports
+// it may have: a module path prefix, or a package of this module. The arrows
+// are those of DESIGN.md; none point up or sideways. cmd/ and internal/test
+// helpers may import anything. A package missing here fails the test, so a
+// new package has to state its place.
+var allowed = map[string][]string{
+	".":                {},
+	"contactkey":       {".", "golang.org/x/text"},
+	"proto/consent/v1": {"google.golang.org/protobuf", "google.golang.org/grpc"},
+	"store":            {".", "go.etcd.io/bbolt", "github.com/redis/go-redis"},
+	"cache":            {".", "github.com/dgraph-io/ristretto", "golang.org/x/sync"},
+	"server":           {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
+	"client":           {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
+	"bench":            {".", "client"},
+}
+
+var anything = []string{"cmd/", "internal/", "store/storetest"}
+
+func TestDependencyDirections(t *testing.T) {
+	imports := map[string]map[string]bool{}
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && path != "." && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata" || d.Name() == "tools") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.ImportsOnly)
+		if err != nil {
+			return err
+		}
+		dir := filepath.ToSlash(filepath.Dir(path))
+		if imports[dir] == nil {
+			imports[dir] = map[string]bool{}
+		}
+		for _, imp := range f.Imports {
+			p, _ := strconv.Unquote(imp.Path.Value)
+			imports[dir][p] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(imports) < 6 {
+		t.Fatalf("found only %d packages; is the walk broken?", len(imports))
+	}
+	dirs := make([]string, 0, len(imports))
+	for dir := range imports {
+		dirs = append(dirs, dir)
+	}
+	sort.Strings(dirs)
+	for _, dir := range dirs {
+		if free(dir) {
+			continue
+		}
+		rules, ok := allowed[dir]
+		if !ok {
+			t.Errorf("package %s has no entry in deps_test.go: state what it may import", dir)
+			continue
+		}
+		for imp := range imports[dir] {
+			if !permitted(imp, rules) {
+				t.Errorf("%s imports %s, which DESIGN.md's dependency directions forbid", dir, imp)
+			}
+		}
+	}
+}
+
+func free(dir string) bool {
+	for _, p := range anything {
+		if strings.HasPrefix(dir+"/", p) || dir == strings.TrimSuffix(p, "/") {
+			return true
+		}
+	}
+	return false
+}
+
+func permitted(imp string, rules []string) bool {
+	first, _, _ := strings.Cut(imp, "/")
+	if !strings.Contains(first, ".") {
+		return true // the standard library
+	}
+	for _, r := range rules {
+		switch {
+		case r == "." && imp == module:
+			return true
+		case strings.Contains(strings.SplitN(r, "/", 2)[0], "."):
+			if imp == r || strings.HasPrefix(imp, r+"/") {
+				return true
+			}
+		case r != "." && (imp == module+"/"+r):
+			return true
+		}
+	}
+	return false
+}
+
+func TestDependencyRulesBite(t *testing.T) {
+	// The checker must refuse what DESIGN.md forbids.
+	tests := []struct {
+		imp   string
+		rules []string
+		want  bool
+	}{
+		{"fmt", allowed["."], true},
+		{"golang.org/x/text/unicode/norm", allowed["."], false},
+		{module + "/store", allowed["server"], false},
+		{module + "/cache", allowed["server"], false},
+		{"github.com/dgraph-io/ristretto/v2", allowed["server"], false},
+		{"github.com/dgraph-io/ristretto/v2", allowed["cache"], true},
+		{module + "/server", allowed["client"], false},
+		{module + "/proto/consent/v1", allowed["client"], true},
+		{"github.com/redis/go-redis/v9", allowed["store"], true},
+		{"github.com/redis/go-redis/v9", allowed["cache"], false},
+		{module, allowed["store"], true},
+	}
+	for _, tt := range tests {
+		if got := permitted(tt.imp, tt.rules); got != tt.want {
+			t.Errorf("permitted(%s, %v) = %v, want %v", tt.imp, tt.rules, got, tt.want)
+		}
+	}
+}
