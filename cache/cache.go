@@ -14,6 +14,7 @@ package cache
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"sync/atomic"
 	"unsafe"
 
@@ -131,7 +132,7 @@ func (c *Cache) cached(ctx context.Context, key consent.Key) (*consent.Record, e
 	c.stats.Misses.Add(1)
 	// The flight is keyed by generation too: a caller that arrives after an
 	// invalidation never joins a read that began before it.
-	v, err, _ := c.flights.Do(flightKey(key, gen, epoch), func() (any, error) {
+	v, err, shared := c.flights.Do(flightKey(key, gen, epoch), func() (any, error) {
 		if e := c.lookup(key, gen, epoch); e != nil {
 			return e, nil
 		}
@@ -151,6 +152,11 @@ func (c *Cache) cached(ctx context.Context, key consent.Key) (*consent.Record, e
 		return e, nil
 	})
 	if err != nil {
+		// The flight read on its leader's context. If that one ended and
+		// ours has not, the error is not ours: read for ourselves.
+		if shared && ctx.Err() == nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+			return c.read(ctx, key)
+		}
 		return nil, err
 	}
 	return &v.(*entry).rec, nil

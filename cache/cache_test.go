@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -158,7 +159,7 @@ func (f *fixture) get(tb testing.TB, k consent.Key, cons consent.Consistency) *c
 
 // counts is what the tests observe of the cache's work.
 type counts struct {
-	Reads                        int64
+	Reads                       int64
 	Hits, Misses, RejectedFills uint64
 }
 
@@ -704,4 +705,52 @@ func TestConcurrentReadersAndWriters(t *testing.T) {
 	check("after the writers")
 	f.c.rc.Wait()
 	check("after ristretto settled")
+}
+
+// A flight reads on its leader's context. When that caller gives up, the
+// callers that joined it still want the record.
+func TestLeaderCancelledFollowersStillAnswered(t *testing.T) {
+	const n = 4
+	f := newFixture(t, Config{MaxBytes: 1 << 20, Partitions: 1})
+	k := key(t, "ada@example.com")
+	f.apply(t, grant(k, t0, email))
+
+	entered, release := make(chan struct{}), make(chan struct{})
+	f.be.hold = func(read int64) {
+		if read == 1 {
+			close(entered)
+			<-release
+		}
+	}
+	gone, cancel := context.WithCancel(context.Background())
+	cancel()
+	leaderDone := make(chan error, 1)
+	go func() {
+		_, err := f.c.Get(gone, k, latest)
+		leaderDone <- err
+	}()
+	<-entered // the leader's read has failed with its context's error
+
+	var wg sync.WaitGroup
+	recs := make([]*consent.Record, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() { recs[i], errs[i] = f.c.Get(context.Background(), k, latest) })
+	}
+	waitFollowers(t, n)
+	close(release)
+	wg.Wait()
+
+	if err := <-leaderDone; !errors.Is(err, context.Canceled) {
+		t.Errorf("leader: err = %v, want context.Canceled", err)
+	}
+	for i := range n {
+		if errs[i] != nil {
+			t.Errorf("follower %d: %v", i, errs[i])
+			continue
+		}
+		f.checkRecord(t, fmt.Sprintf("follower %d", i), k, recs[i])
+	}
+	// The shared read failed, so each follower read for itself.
+	f.checkCounts(t, "after the flight", counts{Reads: 1 + n, Misses: 1 + n})
 }

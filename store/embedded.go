@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -32,6 +33,13 @@ const EmbeddedFile = "consent.db"
 type Embedded struct {
 	db       *bolt.DB
 	onChange func(consent.Key, consent.Token)
+
+	// Observers hear of writes in sequence order, so once a token has been
+	// reported every write before it has been too: commits are ordered, but
+	// the goroutines that report them are not.
+	mu       sync.Mutex
+	next     *sync.Cond
+	notified uint64
 }
 
 // OpenEmbedded opens (creating if needed) the store in dir. Only one process
@@ -48,11 +56,16 @@ func OpenEmbedded(dir string) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
+	s := &Embedded{db: db, onChange: func(consent.Key, consent.Token) {}}
+	s.next = sync.NewCond(&s.mu)
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketRecords, bucketEvents, bucketRequests, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if v := tx.Bucket(bucketMeta).Get(metaSeq); len(v) == 8 {
+			s.notified = binary.BigEndian.Uint64(v)
 		}
 		return nil
 	})
@@ -60,7 +73,7 @@ func OpenEmbedded(dir string) (*Embedded, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
-	return &Embedded{db: db, onChange: func(consent.Key, consent.Token) {}}, nil
+	return s, nil
 }
 
 // OnChange sets the function told of every applied write, after it is durable
@@ -152,9 +165,21 @@ func (s *Embedded) Apply(ctx context.Context, w consent.Write) (consent.Token, e
 		return consent.Token{}, err
 	}
 	if !replayed {
-		s.onChange(w.Key, tok)
+		s.notify(w.Key, tok)
 	}
 	return tok, nil
+}
+
+// notify reports a committed write once every earlier one has been reported.
+func (s *Embedded) notify(key consent.Key, tok consent.Token) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for s.notified+1 != tok.Seq {
+		s.next.Wait()
+	}
+	s.onChange(key, tok)
+	s.notified = tok.Seq
+	s.next.Broadcast()
 }
 
 // Events returns up to limit events of the contact after the one whose token

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,5 +161,42 @@ func TestEmbeddedFileModes(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, store.EmbeddedFile)); err != nil {
 		t.Errorf("database file: %v", err)
+	}
+}
+
+// TestEmbeddedReportsInSequenceOrder: concurrent writers commit in sequence
+// order, and the observer must hear them in that order too, so a token that
+// has been reported covers every write before it.
+func TestEmbeddedReportsInSequenceOrder(t *testing.T) {
+	s := openEmbedded(t, t.TempDir())
+	var (
+		mu   sync.Mutex
+		seen []uint64
+	)
+	s.OnChange(func(_ consent.Key, tok consent.Token) {
+		mu.Lock()
+		seen = append(seen, tok.Seq)
+		mu.Unlock()
+	})
+	const writers, each = 8, 25
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for i := range each {
+				_, err := s.Apply(context.Background(), consent.Write{Key: consent.Key{0: byte(w), 1: byte(i)}, Event: consent.Event{
+					Kind: consent.EventWithdraw, Proof: consent.Proof{CapturedAt: when}}})
+				if err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	want := make([]uint64, writers*each)
+	for i := range want {
+		want[i] = uint64(i + 1)
+	}
+	if diff := cmp.Diff(want, seen); diff != "" {
+		t.Errorf("observer saw (-want +got):\n%s", diff)
 	}
 }
