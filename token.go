@@ -52,7 +52,14 @@ func ParseToken(s string) (Token, error) {
 	if n <= 0 || n != len(b) || seq == 0 {
 		return Token{}, errToken
 	}
-	return Token{Partition: uint32(p), Seq: seq}, nil
+	tok := Token{Partition: uint32(p), Seq: seq}
+	// Only the canonical spelling is a token: base64 tolerates stray bits and
+	// varints tolerate padding, and two spellings of one token would be two
+	// page tokens or cache keys for the same thing.
+	if tok.String() != s {
+		return Token{}, errToken
+	}
+	return tok, nil
 }
 
 // Consistency says how fresh the record behind an answer must be.

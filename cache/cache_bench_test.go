@@ -107,3 +107,29 @@ func BenchmarkHitAndDecide(b *testing.B) {
 	}
 	checkAllHits(b, f, misses)
 }
+
+// TestHitAllocatesNothing: the cache-hit decision path (lookup and Decide)
+// allocates nothing of its own. Run without -race (scripts/test does).
+func TestHitAndDecideAllocatesNothing(t *testing.T) {
+	f := newFixture(t, Config{MaxBytes: 64 << 20, Partitions: 1})
+	k := key(t, "alloc@example.com")
+	f.apply(t, grant(k, t0, email))
+	f.get(t, k, latest)
+	f.c.rc.Wait()
+	p := &consent.DefaultPurposes()[0]
+	ctx := context.Background()
+	misses := f.c.Stats().Misses.Load()
+	n := testing.AllocsPerRun(1000, func() {
+		rec, err := f.c.Get(ctx, k, latest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		consent.Decide(rec, p, t0)
+	})
+	if got := f.c.Stats().Misses.Load(); got != misses {
+		t.Fatalf("%d misses while measuring hits", got-misses)
+	}
+	if n != 0 {
+		t.Errorf("hit and decide allocate %v times per call, want 0", n)
+	}
+}

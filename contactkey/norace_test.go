@@ -1,0 +1,5 @@
+//go:build !race
+
+package contactkey_test
+
+const raceEnabled = false
