@@ -32,13 +32,13 @@ type Store interface {
 	Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error)
 }
 
-// Config wires a Server. Every field but Now is required.
+// Config wires a Server. Every field but Now is required. Logging lives in
+// the interceptors (ServerOptions), not in handlers.
 type Config struct {
 	Keys     Keyer
 	Records  Records
 	Store    Store
 	Purposes *consent.Registry
-	Logger   *slog.Logger
 	Now      func() time.Time // defaults to time.Now
 }
 

@@ -129,7 +129,7 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 		return err
 	}
 	srv := grpc.NewServer(server.ServerOptions(log)...)
-	server.New(server.Config{Keys: keys, Records: records, Store: st, Purposes: purposes, Logger: log}).Register(srv)
+	server.New(server.Config{Keys: keys, Records: records, Store: st, Purposes: purposes}).Register(srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	for _, name := range []string{"", pb.CheckService_ServiceDesc.ServiceName, pb.ConsentService_ServiceDesc.ServiceName} {

@@ -79,7 +79,7 @@ func Start(t testing.TB, o Options) *Env {
 
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer(server.ServerOptions(log)...)
-	server.New(server.Config{Keys: keys, Records: c, Store: st, Purposes: purposes, Logger: log, Now: o.Now}).Register(srv)
+	server.New(server.Config{Keys: keys, Records: c, Store: st, Purposes: purposes, Now: o.Now}).Register(srv)
 	served := make(chan struct{})
 	go func() { srv.Serve(lis); close(served) }()
 	dial := func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }
