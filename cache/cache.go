@@ -16,6 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -37,6 +38,12 @@ type Config struct {
 	// Partitions is the number of partitions tokens may name (1 for the
 	// embedded store).
 	Partitions uint32
+	// Lease, when > 0, bounds how long a partition's cached records may be
+	// used after its last fence (see Fence): with a change feed that can be
+	// cut, this is what keeps a missed invalidation from living forever.
+	// 0 means invalidations are synchronous (the embedded store).
+	Lease time.Duration
+	Now   func() time.Time
 }
 
 const stripes = 1 << 12
@@ -48,6 +55,10 @@ type Cache struct {
 	gens    [stripes]atomic.Uint64
 	epoch   atomic.Uint64
 	applied []atomic.Uint64 // per partition: highest sequence invalidated
+	fences  []atomic.Int64  // per partition: unix nanos of the last fence
+	parts   uint32
+	lease   time.Duration
+	now     func() time.Time
 	flights singleflight.Group
 	stats   Stats
 
@@ -73,7 +84,11 @@ func New(backend Backend, cfg Config) (*Cache, error) {
 	if cfg.Partitions == 0 {
 		cfg.Partitions = 1
 	}
-	c := &Cache{backend: backend, applied: make([]atomic.Uint64, cfg.Partitions)}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := &Cache{backend: backend, applied: make([]atomic.Uint64, cfg.Partitions),
+		fences: make([]atomic.Int64, cfg.Partitions), parts: cfg.Partitions, lease: cfg.Lease, now: cfg.Now}
 	if cfg.MaxBytes <= 0 {
 		return c, nil
 	}
@@ -120,7 +135,7 @@ func (c *Cache) Get(ctx context.Context, key consent.Key, cons consent.Consisten
 }
 
 func (c *Cache) cached(ctx context.Context, key consent.Key) (*consent.Record, error) {
-	if c.rc == nil {
+	if c.rc == nil || !c.fresh(key.Partition(c.parts)) {
 		return c.read(ctx, key)
 	}
 	s := stripe(key)
@@ -181,10 +196,7 @@ func (c *Cache) read(ctx context.Context, key consent.Key) (*consent.Record, err
 // Invalidate drops the contact's cached record and notes that the write
 // with token tok has been seen. Call it for every applied write.
 func (c *Cache) Invalidate(key consent.Key, tok consent.Token) {
-	c.gens[stripe(key)].Add(1)
-	if c.rc != nil {
-		c.rc.Del(key.Uint64())
-	}
+	c.Drop(key)
 	if int(tok.Partition) < len(c.applied) {
 		a := &c.applied[tok.Partition]
 		for cur := a.Load(); tok.Seq > cur && !a.CompareAndSwap(cur, tok.Seq); cur = a.Load() {
@@ -192,9 +204,49 @@ func (c *Cache) Invalidate(key consent.Key, tok consent.Token) {
 	}
 }
 
+// Drop removes the contact's cached record without claiming anything about
+// the order of writes: for a process's own writes to a shared store, whose
+// feed will report them (and the writes before them) later.
+func (c *Cache) Drop(key consent.Key) {
+	c.gens[stripe(key)].Add(1)
+	if c.rc != nil {
+		c.rc.Del(key.Uint64())
+	}
+}
+
+// Fence records that every write acknowledged before at in partition p has
+// been invalidated. With a lease, a partition's cached records are used only
+// until lease after its latest fence.
+func (c *Cache) Fence(p uint32, at time.Time) {
+	if int(p) >= len(c.fences) {
+		return
+	}
+	f, t := &c.fences[p], at.UnixNano()
+	for cur := f.Load(); t > cur && !f.CompareAndSwap(cur, t); cur = f.Load() {
+	}
+}
+
+// FenceAge returns how old partition p's fence is: the staleness bound the
+// cache is running with there.
+func (c *Cache) FenceAge(p uint32) time.Duration {
+	if int(p) >= len(c.fences) {
+		return 0
+	}
+	return c.now().Sub(time.Unix(0, c.fences[p].Load()))
+}
+
+func (c *Cache) fresh(p uint32) bool {
+	return c.lease <= 0 || c.now().UnixNano()-c.fences[p].Load() <= int64(c.lease)
+}
+
 // Flush makes every cached record unusable at once (ristretto's Clear is not
 // safe under concurrent use). Use it when writes may have been missed.
 func (c *Cache) Flush() {
+	// Sequences may restart after what made us flush (Redis lost its data),
+	// so no token counts as seen until the feed reports it again.
+	for i := range c.applied {
+		c.applied[i].Store(0)
+	}
 	c.epoch.Add(1)
 	c.stats.Flushes.Add(1)
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
@@ -49,6 +50,16 @@ func New(secret []byte) (*Keyer, error) {
 		return &state{h: hmac.New(sha256.New, s), buf: make([]byte, 0, 2*consent.MaxContactBytes), sum: make([]byte, 0, sha256.Size)}
 	}
 	return k, nil
+}
+
+// Check returns a value derived from the secret that reveals nothing about
+// it, so processes that must share a secret can compare theirs.
+func (k *Keyer) Check() string {
+	st := k.pool.Get().(*state)
+	defer k.pool.Put(st)
+	st.h.Reset()
+	st.h.Write([]byte("consentd secret check v1"))
+	return hex.EncodeToString(st.h.Sum(nil))
 }
 
 // Normalise returns the canonical form of contact: trimmed, NFC, lower case.

@@ -1,0 +1,377 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	consent "github.com/consentd/consentd"
+)
+
+// Redis layout. Every key of a contact carries its partition's hash tag, so
+// one script touches one slot and the same code runs on Redis Cluster:
+//
+//	{p}:s            partition sequence (INCR)
+//	{p}:f            change stream: one entry "<seq>-0" {k: contact key} per write
+//	{p}:g            partition generation: a random id; a new one means the
+//	                 data was lost (restart without persistence)
+//	{p}:r:<key>      record: "<seq>:" + EncodeRecord(record without token)
+//	{p}:h:<key>      history list: "<seq>:" + EncodeEvent(event without token)
+//	{p}:q:<key><id>  request id: fingerprint + "<seq>", expiring
+//	consentd:partitions    the deployment's partition count
+//	consentd:secret-check  a value derived from the contact-key secret
+//
+// Contact keys are the raw 32 bytes of the keyed hash.
+const (
+	partitionsKey = "consentd:partitions"
+	secretKey     = "consentd:secret-check"
+)
+
+// RedisConfig tunes the Redis store.
+type RedisConfig struct {
+	// Partitions is fixed per deployment: every sidecar must agree, and the
+	// first one to start records it in Redis.
+	Partitions uint32
+	// SecretCheck identifies the contact-key secret (contactkey.Keyer.Check).
+	// Sidecars with different secrets would key the same contact apart, so
+	// the first one records it and the others must match.
+	SecretCheck string
+	// WaitReplicas, when > 0, acknowledges a write only after WAIT reports
+	// that many replicas have it.
+	WaitReplicas int
+	WaitTimeout  time.Duration
+	// RequestTTL is how long request ids are remembered for idempotency.
+	RequestTTL time.Duration
+	// FeedMaxLen caps each change stream (approximately); a sidecar that
+	// falls further behind than this flushes its cache.
+	FeedMaxLen int64
+}
+
+func (c *RedisConfig) defaults() {
+	if c.Partitions == 0 {
+		c.Partitions = 16
+	}
+	if c.WaitTimeout == 0 {
+		c.WaitTimeout = time.Second
+	}
+	if c.RequestTTL == 0 {
+		c.RequestTTL = 7 * 24 * time.Hour
+	}
+	if c.FeedMaxLen == 0 {
+		c.FeedMaxLen = 100000
+	}
+}
+
+// Redis is the shared store of record.
+type Redis struct {
+	rdb      redis.UniversalClient
+	cfg      RedisConfig
+	onChange func(consent.Key, consent.Token)
+}
+
+// OpenRedis checks the deployment's partition count and returns the store.
+// The client is the caller's: Close does not close it.
+func OpenRedis(ctx context.Context, rdb redis.UniversalClient, cfg RedisConfig) (*Redis, error) {
+	cfg.defaults()
+	for _, setting := range []struct {
+		key, want, what string
+	}{
+		{partitionsKey, strconv.FormatUint(uint64(cfg.Partitions), 10), "partition count"},
+		{secretKey, cfg.SecretCheck, "contact-key secret"},
+	} {
+		if err := rdb.SetNX(ctx, setting.key, setting.want, 0).Err(); err != nil {
+			return nil, fmt.Errorf("store: redis: %w", redisErr(err))
+		}
+		got, err := rdb.Get(ctx, setting.key).Result()
+		if err != nil {
+			return nil, fmt.Errorf("store: redis: %w", redisErr(err))
+		}
+		if got != setting.want {
+			return nil, fmt.Errorf("store: this sidecar's %s differs from the one the deployment in Redis uses (%s): every sidecar must be configured alike", setting.what, setting.key)
+		}
+	}
+	return &Redis{rdb: rdb, cfg: cfg, onChange: func(consent.Key, consent.Token) {}}, nil
+}
+
+// Partitions returns the deployment's partition count.
+func (s *Redis) Partitions() uint32 { return s.cfg.Partitions }
+
+// OnChange sets the function told of each write this process applies, after
+// Redis acknowledged it and before Apply returns. Other sidecars' writes
+// arrive through a Feed.
+func (s *Redis) OnChange(fn func(consent.Key, consent.Token)) { s.onChange = fn }
+
+// Ping reports whether Redis answers.
+func (s *Redis) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return redisErr(err)
+	}
+	return nil
+}
+
+// Close releases nothing: the client belongs to the caller.
+func (s *Redis) Close() error { return nil }
+
+func tag(p uint32) string { return "{" + strconv.FormatUint(uint64(p), 10) + "}" }
+
+func recordKey(p uint32, k consent.Key) string  { return tag(p) + ":r:" + string(k[:]) }
+func historyKey(p uint32, k consent.Key) string { return tag(p) + ":h:" + string(k[:]) }
+func requestKey(p uint32, k consent.Key, id string) string {
+	return tag(p) + ":q:" + string(k[:]) + id
+}
+func seqKey(p uint32) string  { return tag(p) + ":s" }
+func feedKey(p uint32) string { return tag(p) + ":f" }
+func genKey(p uint32) string  { return tag(p) + ":g" }
+
+// Get returns the contact's record; an unknown contact has the zero record.
+func (s *Redis) Get(ctx context.Context, key consent.Key) (consent.Record, error) {
+	p := key.Partition(s.cfg.Partitions)
+	v, err := s.rdb.Get(ctx, recordKey(p, key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return consent.Record{}, nil
+	}
+	if err != nil {
+		return consent.Record{}, redisErr(err)
+	}
+	rec, _, err := decodeStoredRecord(p, v)
+	return rec, err
+}
+
+func decodeStoredRecord(p uint32, v []byte) (consent.Record, uint64, error) {
+	seq, rest, err := splitSeq(v)
+	if err != nil {
+		return consent.Record{}, 0, err
+	}
+	rec, err := DecodeRecord(rest)
+	rec.Token = consent.Token{Partition: p, Seq: seq}
+	return rec, seq, err
+}
+
+// splitSeq splits "<seq>:<bytes>".
+func splitSeq(v []byte) (uint64, []byte, error) {
+	i := 0
+	for i < len(v) && v[i] >= '0' && v[i] <= '9' {
+		i++
+	}
+	if i == 0 || i == len(v) || v[i] != ':' {
+		return 0, nil, errCorrupt
+	}
+	seq, err := strconv.ParseUint(string(v[:i]), 10, 64)
+	if err != nil {
+		return 0, nil, errCorrupt
+	}
+	return seq, v[i+1:], nil
+}
+
+// applyScript is the atomic write: request id, compare-and-set on the
+// record's sequence, sequence bump, record, history, change feed.
+var applyScript = redis.NewScript(`
+-- KEYS: record, history, seq, feed, request
+-- ARGV: expected seq, record, event, fingerprint, request ttl (0: none), erase, contact key, feed maxlen
+if ARGV[5] ~= '0' then
+  local r = redis.call('GET', KEYS[5])
+  if r then return {'replay', r} end
+end
+local cur = redis.call('GET', KEYS[1])
+local curseq = '0'
+if cur then curseq = string.match(cur, '^(%d+):') end
+if curseq ~= ARGV[1] then return {'conflict'} end
+local seq = string.format('%d', redis.call('INCR', KEYS[3]))
+redis.call('SET', KEYS[1], seq .. ':' .. ARGV[2])
+if ARGV[6] == '1' then redis.call('DEL', KEYS[2]) end
+redis.call('RPUSH', KEYS[2], seq .. ':' .. ARGV[3])
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], seq .. '-0', 'k', ARGV[7])
+if ARGV[5] ~= '0' then
+  redis.call('SET', KEYS[5], ARGV[4] .. seq, 'PX', ARGV[5])
+end
+return {'ok', seq}
+`)
+
+// Apply folds w into the contact's record with consent.Apply and writes the
+// result atomically, retrying when another sidecar wrote the same contact
+// in between. A request id seen before returns the first token.
+func (s *Redis) Apply(ctx context.Context, w consent.Write) (consent.Token, error) {
+	if err := ctx.Err(); err != nil {
+		return consent.Token{}, err
+	}
+	p := w.Key.Partition(s.cfg.Partitions)
+	keys := []string{recordKey(p, w.Key), historyKey(p, w.Key), seqKey(p), feedKey(p), requestKey(p, w.Key, w.Event.RequestID)}
+	ttl := "0"
+	if w.Event.RequestID != "" {
+		ttl = strconv.FormatInt(s.cfg.RequestTTL.Milliseconds(), 10)
+	}
+	erase := "0"
+	if w.Event.Kind == consent.EventErase {
+		erase = "1"
+	}
+	ev := w.Event
+	ev.Token = consent.Token{}
+	event := EncodeEvent(nil, &ev)
+	for attempt := 0; attempt < 64; attempt++ {
+		if w.Event.RequestID != "" {
+			v, err := s.rdb.Get(ctx, keys[4]).Bytes()
+			if err == nil {
+				return replayed(p, v, w.Fingerprint)
+			}
+			if !errors.Is(err, redis.Nil) {
+				return consent.Token{}, redisErr(err)
+			}
+		}
+		var (
+			rec consent.Record
+			seq uint64
+		)
+		v, err := s.rdb.Get(ctx, keys[0]).Bytes()
+		switch {
+		case err == nil:
+			if rec, seq, err = decodeStoredRecord(p, v); err != nil {
+				return consent.Token{}, err
+			}
+		case !errors.Is(err, redis.Nil):
+			return consent.Token{}, redisErr(err)
+		}
+		next, err := consent.Apply(rec, w.Event)
+		if err != nil {
+			return consent.Token{}, err
+		}
+		next.Token = consent.Token{}
+		res, err := applyScript.Run(ctx, s.rdb, keys,
+			strconv.FormatUint(seq, 10), EncodeRecord(nil, &next), event, w.Fingerprint[:], ttl, erase, w.Key[:], s.cfg.FeedMaxLen).Slice()
+		if err != nil {
+			return consent.Token{}, redisErr(err)
+		}
+		switch res[0] {
+		case "conflict":
+			continue
+		case "replay":
+			return replayed(p, []byte(res[1].(string)), w.Fingerprint)
+		case "ok":
+			n, err := strconv.ParseUint(res[1].(string), 10, 64)
+			if err != nil {
+				return consent.Token{}, errCorrupt
+			}
+			tok := consent.Token{Partition: p, Seq: n}
+			if err := s.wait(ctx, keys[0]); err != nil {
+				return consent.Token{}, err
+			}
+			s.onChange(w.Key, tok)
+			return tok, nil
+		}
+		return consent.Token{}, fmt.Errorf("store: redis: unexpected script reply %v", res)
+	}
+	return consent.Token{}, fmt.Errorf("%w: too many concurrent writes to one contact", consent.ErrUnavailable)
+}
+
+func replayed(p uint32, v []byte, fp [32]byte) (consent.Token, error) {
+	if len(v) <= len(fp) {
+		return consent.Token{}, errCorrupt
+	}
+	if string(v[:len(fp)]) != string(fp[:]) {
+		return consent.Token{}, consent.Invalid("request_id", "was already used for a different request")
+	}
+	seq, err := strconv.ParseUint(string(v[len(fp):]), 10, 64)
+	if err != nil {
+		return consent.Token{}, errCorrupt
+	}
+	return consent.Token{Partition: p, Seq: seq}, nil
+}
+
+// wait blocks until the configured number of replicas has the write, on the
+// node that holds key. The write is applied either way: a retry with the
+// same request id returns its token without applying it twice.
+func (s *Redis) wait(ctx context.Context, key string) error {
+	if s.cfg.WaitReplicas <= 0 {
+		return nil
+	}
+	node, ok := s.rdb.(waiter)
+	if c, isCluster := s.rdb.(*redis.ClusterClient); isCluster {
+		m, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			return redisErr(err)
+		}
+		node, ok = m, true
+	}
+	if !ok {
+		return fmt.Errorf("store: redis client %T cannot WAIT", s.rdb)
+	}
+	n, err := node.Wait(ctx, s.cfg.WaitReplicas, s.cfg.WaitTimeout).Result()
+	if err != nil {
+		return redisErr(err)
+	}
+	if n < int64(s.cfg.WaitReplicas) {
+		return fmt.Errorf("%w: write applied but acknowledged by %d of %d replicas", consent.ErrUnavailable, n, s.cfg.WaitReplicas)
+	}
+	return nil
+}
+
+type waiter interface {
+	Wait(ctx context.Context, replicas int, timeout time.Duration) *redis.IntCmd
+}
+
+// Events returns up to limit events of the contact after the one whose token
+// is after, oldest first, and whether more follow.
+func (s *Redis) Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, false, err
+	}
+	p := key.Partition(s.cfg.Partitions)
+	items, err := s.rdb.LRange(ctx, historyKey(p, key), 0, -1).Result()
+	if err != nil {
+		return nil, false, redisErr(err)
+	}
+	var out []consent.Event
+	for _, item := range items {
+		seq, rest, err := splitSeq([]byte(item))
+		if err != nil {
+			return nil, false, err
+		}
+		if after.Partition == p && seq <= after.Seq {
+			continue
+		}
+		if len(out) == limit {
+			return out, true, nil
+		}
+		e, err := DecodeEvent(rest)
+		if err != nil {
+			return nil, false, err
+		}
+		e.Token = consent.Token{Partition: p, Seq: seq}
+		out = append(out, e)
+	}
+	return out, false, nil
+}
+
+// redisErr marks failures to reach Redis as consent.ErrUnavailable, so they
+// become UNAVAILABLE (never an answer) at the boundary. Context errors stay
+// what they are.
+func redisErr(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var netErr net.Error
+	msg := err.Error()
+	switch {
+	case errors.As(err, &netErr), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout),
+		strings.HasPrefix(msg, "LOADING"), strings.HasPrefix(msg, "CLUSTERDOWN"),
+		strings.HasPrefix(msg, "TRYAGAIN"), strings.HasPrefix(msg, "MASTERDOWN"),
+		strings.HasPrefix(msg, "READONLY"), strings.Contains(msg, "connection refused"):
+		return fmt.Errorf("%w: %v", consent.ErrUnavailable, err)
+	}
+	return fmt.Errorf("store: redis: %w", err)
+}
+
+func newGeneration() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
