@@ -126,26 +126,54 @@ func (f *Feed) follow(ctx context.Context, p uint32) {
 		}
 		// Checked after the read: if Redis lost its data or failed over
 		// meanwhile, the read may have come back empty with nothing wrong.
-		id, err := f.identity(ctx, p)
+		id, head, err := f.identity(ctx, p)
 		if err != nil {
 			failing = f.failed(ctx, p, failing, err)
 			continue
 		}
 		if id != pos.identity {
-			f.cfg.Logger.Warn("change feed reset: redis lost data or failed over; cache flushed", "partition", p)
-			f.stats.Resets.Add(1)
-			f.inv.Flush()
-			pos.identity = ""
+			f.reset(p, &pos, "redis lost data or failed over")
 			continue
 		}
 		if failing {
 			f.cfg.Logger.Info("change feed recovered", "partition", p)
 			failing = false
 		}
-		if !full {
-			f.inv.Fence(p, start)
+		if full {
+			continue
 		}
+		if head > pos.seq {
+			// Writes we have not read: either just made, or trimmed away
+			// before we read them (and then no later entry may ever come to
+			// show the gap).
+			next, err := f.rdb.XRangeN(ctx, feedKey(p), "("+pos.id, "+", 1).Result()
+			if err != nil {
+				failing = f.failed(ctx, p, failing, err)
+				continue
+			}
+			if seq, ok := streamSeq(firstID(next)); !ok || seq != pos.seq+1 {
+				f.stats.Gaps.Add(1)
+				f.reset(p, &pos, "change stream trimmed past this sidecar")
+			}
+			continue
+		}
+		f.inv.Fence(p, start)
 	}
+}
+
+// reset flushes the cache and makes the next round start from the tail.
+func (f *Feed) reset(p uint32, pos *position, why string) {
+	f.cfg.Logger.Warn("change feed reset; cache flushed", "partition", p, "why", why)
+	f.stats.Resets.Add(1)
+	f.inv.Flush()
+	pos.identity = ""
+}
+
+func firstID(ms []redis.XMessage) string {
+	if len(ms) == 0 {
+		return ""
+	}
+	return ms[0].ID
 }
 
 // failed logs the first of a run of errors and pauses before the next try.
@@ -166,26 +194,20 @@ func (f *Feed) failed(ctx context.Context, p uint32, failing bool, err error) bo
 	return true
 }
 
-// sync starts reading from the stream's tail: whatever came before is
-// either already reflected in the cache or was flushed.
+// sync starts reading after the partition's newest write: whatever came
+// before is either already reflected in the cache or was flushed.
 func (f *Feed) sync(ctx context.Context, p uint32, pos *position) error {
-	id, err := f.identity(ctx, p)
+	id, head, err := f.identity(ctx, p)
 	if err != nil {
 		return err
 	}
-	last, err := f.rdb.XRevRangeN(ctx, feedKey(p), "+", "-", 1).Result()
-	if err != nil {
-		return err
+	pos.id, pos.seq, pos.identity = "0-0", head, id
+	if head > 0 {
+		pos.id = strconv.FormatUint(head, 10) + "-0"
 	}
-	pos.id, pos.seq = "0-0", 0
-	if len(last) == 1 {
-		seq, ok := streamSeq(last[0].ID)
-		if !ok {
-			return errCorrupt
-		}
-		pos.id, pos.seq = last[0].ID, seq
-	}
-	pos.identity = id
+	// A record cached before head was read may predate a write at or
+	// before head, which this reader will never see: drop them all.
+	f.inv.Flush()
 	return nil
 }
 
@@ -210,33 +232,38 @@ func (f *Feed) apply(p uint32, pos *position, m redis.XMessage) {
 	pos.id, pos.seq = m.ID, seq
 }
 
-// identity names the data a partition's stream belongs to: its generation
-// marker (created if missing) and the replication id of the node serving it.
-func (f *Feed) identity(ctx context.Context, p uint32) (string, error) {
+// identity names the data a partition's stream belongs to (its generation
+// marker, created if missing, and the replication id of the node serving
+// it), and returns the partition's newest sequence.
+func (f *Feed) identity(ctx context.Context, p uint32) (string, uint64, error) {
 	pipe := f.rdb.Pipeline()
 	pipe.SetNX(ctx, genKey(p), newGeneration(), 0)
-	get := pipe.Get(ctx, genKey(p))
-	if _, err := pipe.Exec(ctx); err != nil {
-		return "", err
+	gen := pipe.Get(ctx, genKey(p))
+	head := pipe.Get(ctx, seqKey(p))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return "", 0, err
 	}
-	gen := get.Val()
-	var err error
+	n, err := head.Uint64()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return "", 0, err
+	}
 	var node redis.Cmdable = f.rdb
 	if c, ok := f.rdb.(*redis.ClusterClient); ok {
 		if node, err = c.MasterForKey(ctx, genKey(p)); err != nil {
-			return "", err
+			return "", 0, err
 		}
 	}
 	info, err := node.Info(ctx, "replication").Result()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
+	replid := ""
 	for _, line := range strings.Split(info, "\n") {
 		if id, ok := strings.CutPrefix(strings.TrimSpace(line), "master_replid:"); ok {
-			return gen + "/" + id, nil
+			replid = id
 		}
 	}
-	return gen, nil
+	return gen.Val() + "/" + replid, n, nil
 }
 
 // streamSeq reads the sequence from a stream id "<seq>-0".

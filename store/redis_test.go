@@ -1,0 +1,114 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/internal/redistest"
+	"github.com/consentd/consentd/store"
+	"github.com/consentd/consentd/store/storetest"
+)
+
+func openRedis(t *testing.T, rdb redis.UniversalClient, cfg store.RedisConfig) *store.Redis {
+	t.Helper()
+	if cfg.SecretCheck == "" {
+		cfg.SecretCheck = "test-secret-check"
+	}
+	s, err := store.OpenRedis(context.Background(), rdb, cfg)
+	if err != nil {
+		t.Fatalf("OpenRedis: %v", err)
+	}
+	return s
+}
+
+// flush empties every master, so each subtest starts on an empty store.
+func flush(t *testing.T, rdb redis.UniversalClient) {
+	t.Helper()
+	ctx := context.Background()
+	var err error
+	if c, ok := rdb.(*redis.ClusterClient); ok {
+		err = c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return m.FlushAll(ctx).Err() })
+	} else {
+		err = rdb.FlushAll(ctx).Err()
+	}
+	if err != nil {
+		t.Fatalf("FLUSHALL: %v", err)
+	}
+}
+
+func TestRedisConformance(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	rdb := srv.Client(t)
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		flush(t, rdb)
+		return openRedis(t, rdb, store.RedisConfig{Partitions: 16})
+	})
+}
+
+func TestRedisClusterConformance(t *testing.T) {
+	cluster := redistest.StartCluster(t, 3)
+	rdb := cluster.Client(t)
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		flush(t, rdb)
+		return openRedis(t, rdb, store.RedisConfig{Partitions: 16})
+	})
+}
+
+// TestRedisRefusesAMisconfiguredSidecar: a sidecar with another partition
+// count or another contact-key secret than the deployment must not start.
+func TestRedisRefusesAMisconfiguredSidecar(t *testing.T) {
+	rdb := redistest.Start(t, redistest.Options{}).Client(t)
+	openRedis(t, rdb, store.RedisConfig{Partitions: 16, SecretCheck: "a"})
+	for _, cfg := range []store.RedisConfig{{Partitions: 8, SecretCheck: "a"}, {Partitions: 16, SecretCheck: "b"}} {
+		if _, err := store.OpenRedis(context.Background(), rdb, cfg); err == nil || !strings.Contains(err.Error(), "every sidecar must be configured alike") {
+			t.Errorf("OpenRedis(%+v) = %v, want a refusal", cfg, err)
+		}
+	}
+}
+
+// TestRedisDurability: with appendfsync always, a redis-server killed with
+// SIGKILL right after acknowledging writes has all of them after a restart.
+func TestRedisDurability(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	rdb := srv.Client(t)
+	s := openRedis(t, rdb, store.RedisConfig{Partitions: 4})
+	ctx := context.Background()
+	var toks []consent.Token
+	for i := range 200 {
+		tok, err := s.Apply(ctx, consent.Write{Key: consent.Key{0: byte(i), 8: byte(i)}, Event: consent.Event{
+			Kind: consent.EventGrant, Purposes: []string{"email_marketing"}, RequestID: "r",
+			Proof: consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, CapturedAt: time.Now()}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks = append(toks, tok)
+	}
+	srv.Kill(t)
+	if _, err := s.Get(ctx, consent.Key{}); !errors.Is(err, consent.ErrUnavailable) {
+		t.Errorf("Get with redis down = %v, want ErrUnavailable", err)
+	}
+	srv.Restart(t)
+	for i := range 200 {
+		k := consent.Key{0: byte(i), 8: byte(i)}
+		rec, err := s.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Token != toks[i] || rec.Purposes["email_marketing"].Grant == nil {
+			t.Fatalf("write %d lost after SIGKILL: %+v", i, rec)
+		}
+		// A retry of the acknowledged write is recognised, not applied again.
+		tok, err := s.Apply(ctx, consent.Write{Key: k, Event: consent.Event{
+			Kind: consent.EventGrant, Purposes: []string{"email_marketing"}, RequestID: "r",
+			Proof: consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, CapturedAt: time.Now()}}})
+		if err != nil || tok != toks[i] {
+			t.Fatalf("retry of write %d = %v, %v; want the first token %v", i, tok, err, toks[i])
+		}
+	}
+}
