@@ -198,9 +198,7 @@ func (c *Cache) read(ctx context.Context, key consent.Key) (*consent.Record, err
 func (c *Cache) Invalidate(key consent.Key, tok consent.Token) {
 	c.Drop(key)
 	if int(tok.Partition) < len(c.applied) {
-		a := &c.applied[tok.Partition]
-		for cur := a.Load(); tok.Seq > cur && !a.CompareAndSwap(cur, tok.Seq); cur = a.Load() {
-		}
+		maxUint64(&c.applied[tok.Partition], tok.Seq)
 	}
 }
 
@@ -214,15 +212,24 @@ func (c *Cache) Drop(key consent.Key) {
 	}
 }
 
-// Fence records that every write acknowledged before at in partition p has
-// been invalidated. With a lease, a partition's cached records are used only
-// until lease after its latest fence.
-func (c *Cache) Fence(p uint32, at time.Time) {
+// Fence records that every write in partition p up to seq, and every one
+// acknowledged before at, has been invalidated. With a lease, a partition's
+// cached records are used only until lease after its latest fence.
+func (c *Cache) Fence(p uint32, seq uint64, at time.Time) {
 	if int(p) >= len(c.fences) {
 		return
 	}
-	f, t := &c.fences[p], at.UnixNano()
-	for cur := f.Load(); t > cur && !f.CompareAndSwap(cur, t); cur = f.Load() {
+	maxInt64(&c.fences[p], at.UnixNano())
+	maxUint64(&c.applied[p], seq)
+}
+
+func maxInt64(a *atomic.Int64, v int64) {
+	for cur := a.Load(); v > cur && !a.CompareAndSwap(cur, v); cur = a.Load() {
+	}
+}
+
+func maxUint64(a *atomic.Uint64, v uint64) {
+	for cur := a.Load(); v > cur && !a.CompareAndSwap(cur, v); cur = a.Load() {
 	}
 }
 

@@ -21,9 +21,9 @@ type Invalidator interface {
 	Invalidate(key consent.Key, tok consent.Token)
 	// Flush drops everything: writes may have been missed.
 	Flush()
-	// Fence says every write acknowledged before at in partition p has
-	// been passed to Invalidate.
-	Fence(p uint32, at time.Time)
+	// Fence says every write in partition p up to seq, and every one
+	// acknowledged before at, has been passed to Invalidate.
+	Fence(p uint32, seq uint64, at time.Time)
 }
 
 // FeedConfig tunes a Feed.
@@ -157,7 +157,7 @@ func (f *Feed) follow(ctx context.Context, p uint32) {
 			}
 			continue
 		}
-		f.inv.Fence(p, start)
+		f.inv.Fence(p, pos.seq, start)
 	}
 }
 
