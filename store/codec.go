@@ -10,33 +10,90 @@ import (
 
 // The binary encodings of records and events are shared by every store, so a
 // record means the same bytes on disk and in Redis. They are compact because
-// a deployment holds tens of millions of them. Layouts start with a version
-// byte so they can change without a flag day.
+// a deployment holds tens of millions of them: a record lists its strings
+// once (the four grants of one sign-up share evidence, notice and actor),
+// and the time a grant was recorded is stored relative to when it was
+// captured (usually the same instant). Layouts start with a version byte so
+// they can change without a flag day.
 const (
-	recordV1 = 1
-	eventV1  = 1
+	recordV2 = 2
+	eventV2  = 2
 )
 
 var errCorrupt = errors.New("store: corrupt encoding")
 
 // EncodeRecord appends the encoding of r to b.
 func EncodeRecord(b []byte, r *consent.Record) []byte {
-	b = append(b, recordV1)
+	var st stringTable
+	for name, pr := range r.Purposes {
+		st.add(name)
+		if g := pr.Grant; g != nil {
+			st.add(g.ThirdParty, g.EvidenceRef, g.NoticeVersion, g.Actor)
+		}
+	}
+	var tc timeChain
+	b = append(b, recordV2)
 	b = appendToken(b, r.Token)
-	b = appendTime(b, r.ErasedAt)
-	b = appendTime(b, r.WithdrawnAllAt)
+	b = tc.append(b, r.ErasedAt)
+	b = tc.append(b, r.WithdrawnAllAt)
+	b = binary.AppendUvarint(b, uint64(len(st.list)))
+	for _, s := range st.list {
+		b = appendString(b, s)
+	}
 	b = binary.AppendUvarint(b, uint64(len(r.Purposes)))
 	for name, pr := range r.Purposes {
-		b = appendString(b, name)
-		b = appendTime(b, pr.WithdrawnAt)
+		b = binary.AppendUvarint(b, st.index[name])
+		b = tc.append(b, pr.WithdrawnAt)
 		if pr.Grant == nil {
 			b = append(b, 0)
 			continue
 		}
 		b = append(b, 1)
-		b = appendProof(b, pr.Grant)
+		g := pr.Grant
+		b = appendProofHead(b, g)
+		for _, s := range [...]string{g.ThirdParty, g.EvidenceRef, g.NoticeVersion, g.Actor} {
+			b = binary.AppendUvarint(b, st.index[s])
+		}
+		b = tc.append(b, g.CapturedAt)
+		b = tc.append(b, g.ExpiresAt)
+		b = appendRecorded(b, g)
 	}
 	return b
+}
+
+// staticStrings are numbered in every record without being stored: the
+// built-in purpose names. Append only: records on disk refer to them by
+// position.
+var staticStrings = [...]string{"", "email_marketing", "sales_outreach", "market_research", "ad_retargeting"}
+
+var staticIndex = func() map[string]uint64 {
+	m := make(map[string]uint64, len(staticStrings))
+	for i, s := range staticStrings {
+		m[s] = uint64(i)
+	}
+	return m
+}()
+
+// stringTable numbers a record's strings: the static ones first (0 is ""),
+// then each distinct other string, which the record stores once.
+type stringTable struct {
+	list  []string
+	index map[string]uint64
+}
+
+func (t *stringTable) add(ss ...string) {
+	if t.index == nil {
+		t.index = make(map[string]uint64, len(staticIndex)+4)
+		for s, i := range staticIndex {
+			t.index[s] = i
+		}
+	}
+	for _, s := range ss {
+		if _, ok := t.index[s]; !ok {
+			t.list = append(t.list, s)
+			t.index[s] = uint64(len(staticStrings) + len(t.list) - 1)
+		}
+	}
 }
 
 // DecodeRecord decodes a record made by EncodeRecord. Empty input is the
@@ -47,23 +104,43 @@ func DecodeRecord(b []byte) (consent.Record, error) {
 		return r, nil
 	}
 	d := decoder{b: b}
-	if d.byte() != recordV1 {
+	if d.byte() != recordV2 {
 		return r, errCorrupt
 	}
+	var tc timeChain
 	r.Token = d.token()
-	r.ErasedAt = d.time()
-	r.WithdrawnAllAt = d.time()
+	r.ErasedAt = tc.read(&d)
+	r.WithdrawnAllAt = tc.read(&d)
 	n := d.count()
+	strs := make([]string, len(staticStrings), len(staticStrings)+n)
+	copy(strs, staticStrings[:])
+	for i := 0; i < n && d.err == nil; i++ {
+		strs = append(strs, d.string())
+	}
+	ref := func() string {
+		i := d.uvarint()
+		if i >= uint64(len(strs)) {
+			d.fail()
+			return ""
+		}
+		return strs[i]
+	}
+	n = d.count()
 	if n > 0 {
 		r.Purposes = make(map[string]consent.PurposeRecord, n)
 	}
 	for i := 0; i < n && d.err == nil; i++ {
-		name := d.string()
+		name := ref()
 		var pr consent.PurposeRecord
-		pr.WithdrawnAt = d.time()
+		pr.WithdrawnAt = tc.read(&d)
 		if d.byte() == 1 {
-			p := d.proof()
-			pr.Grant = &p
+			var g consent.Proof
+			d.proofHead(&g)
+			g.ThirdParty, g.EvidenceRef, g.NoticeVersion, g.Actor = ref(), ref(), ref(), ref()
+			g.CapturedAt = tc.read(&d)
+			g.ExpiresAt = tc.read(&d)
+			d.recorded(&g)
+			pr.Grant = &g
 		}
 		r.Purposes[name] = pr
 	}
@@ -72,12 +149,19 @@ func DecodeRecord(b []byte) (consent.Record, error) {
 
 // EncodeEvent appends the encoding of e to b.
 func EncodeEvent(b []byte, e *consent.Event) []byte {
-	b = append(b, eventV1, byte(e.Kind))
+	b = append(b, eventV2, byte(e.Kind))
 	b = binary.AppendUvarint(b, uint64(len(e.Purposes)))
 	for _, p := range e.Purposes {
 		b = appendString(b, p)
 	}
-	b = appendProof(b, &e.Proof)
+	p := &e.Proof
+	b = appendProofHead(b, p)
+	for _, s := range [...]string{p.ThirdParty, p.EvidenceRef, p.NoticeVersion, p.Actor} {
+		b = appendString(b, s)
+	}
+	b = appendTime(b, p.CapturedAt)
+	b = appendTime(b, p.ExpiresAt)
+	b = appendRecorded(b, p)
 	b = appendString(b, e.RequestID)
 	return appendToken(b, e.Token)
 }
@@ -86,7 +170,7 @@ func EncodeEvent(b []byte, e *consent.Event) []byte {
 func DecodeEvent(b []byte) (consent.Event, error) {
 	var e consent.Event
 	d := decoder{b: b}
-	if d.byte() != eventV1 {
+	if d.byte() != eventV2 {
 		return e, errCorrupt
 	}
 	e.Kind = consent.EventKind(d.byte())
@@ -94,25 +178,33 @@ func DecodeEvent(b []byte) (consent.Event, error) {
 	for i := 0; i < n && d.err == nil; i++ {
 		e.Purposes = append(e.Purposes, d.string())
 	}
-	e.Proof = d.proof()
+	p := &e.Proof
+	d.proofHead(p)
+	p.ThirdParty, p.EvidenceRef, p.NoticeVersion, p.Actor = d.string(), d.string(), d.string(), d.string()
+	p.CapturedAt = d.time()
+	p.ExpiresAt = d.time()
+	d.recorded(p)
 	e.RequestID = d.string()
 	e.Token = d.token()
 	return e, d.finish()
 }
 
-func appendProof(b []byte, p *consent.Proof) []byte {
+func appendProofHead(b []byte, p *consent.Proof) []byte {
 	flags := byte(0)
 	if p.Bundled {
 		flags = 1
 	}
-	b = append(b, byte(p.Method), byte(p.Source), flags)
-	b = appendString(b, p.ThirdParty)
-	b = appendString(b, p.EvidenceRef)
-	b = appendString(b, p.NoticeVersion)
-	b = appendString(b, p.Actor)
-	b = appendTime(b, p.CapturedAt)
-	b = appendTime(b, p.ExpiresAt)
-	return appendTime(b, p.RecordedAt)
+	return append(b, byte(p.Method), byte(p.Source), flags)
+}
+
+// appendRecorded stores RecordedAt as its distance from CapturedAt, which is
+// zero when the capture time defaulted to "now".
+func appendRecorded(b []byte, p *consent.Proof) []byte {
+	if p.RecordedAt.IsZero() {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	return binary.AppendVarint(b, p.RecordedAt.UnixNano()-p.CapturedAt.UnixNano())
 }
 
 func appendToken(b []byte, t consent.Token) []byte {
@@ -127,6 +219,31 @@ func appendTime(b []byte, t time.Time) []byte {
 		return binary.AppendVarint(b, 0)
 	}
 	return binary.AppendVarint(b, t.UnixNano())
+}
+
+// timeChain encodes a record's times as differences from the previous one:
+// the grants of one sign-up share their times, so all but the first take a
+// byte. 0 is the zero time; otherwise the zigzag difference plus one.
+type timeChain struct{ prev int64 }
+
+func (c *timeChain) append(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(b, 0)
+	}
+	n := t.UnixNano()
+	d := n - c.prev
+	c.prev = n
+	return binary.AppendUvarint(b, uint64(d<<1^d>>63)+1)
+}
+
+func (c *timeChain) read(d *decoder) time.Time {
+	v := d.uvarint()
+	if v == 0 {
+		return time.Time{}
+	}
+	z := v - 1
+	c.prev += int64(z>>1) ^ -int64(z&1)
+	return time.Unix(0, c.prev).UTC()
 }
 
 func appendString(b []byte, s string) []byte {
@@ -203,19 +320,22 @@ func (d *decoder) token() consent.Token {
 	return consent.Token{Partition: uint32(p), Seq: s}
 }
 
-func (d *decoder) proof() consent.Proof {
-	var p consent.Proof
+func (d *decoder) proofHead(p *consent.Proof) {
 	p.Method = consent.Method(d.byte())
 	p.Source = consent.Source(d.byte())
 	p.Bundled = d.byte()&1 == 1
-	p.ThirdParty = d.string()
-	p.EvidenceRef = d.string()
-	p.NoticeVersion = d.string()
-	p.Actor = d.string()
-	p.CapturedAt = d.time()
-	p.ExpiresAt = d.time()
-	p.RecordedAt = d.time()
-	return p
+}
+
+func (d *decoder) recorded(p *consent.Proof) {
+	if d.byte() == 1 {
+		delta, n := binary.Varint(d.b)
+		if n <= 0 {
+			d.fail()
+			return
+		}
+		d.b = d.b[n:]
+		p.RecordedAt = time.Unix(0, p.CapturedAt.UnixNano()+delta).UTC()
+	}
 }
 
 func (d *decoder) finish() error {

@@ -230,8 +230,8 @@ func TestGoldenEncoding(t *testing.T) {
 		got  []byte
 		want string
 	}{
-		{"event", EncodeEvent(nil, &ev), "01" + "01" + "01" + "05656d61696c" + "010101" + "00" + "00" + "00" + "0161" + "02" + "00" + "00" + "0172" + "02ac02"},
-		{"record", EncodeRecord(nil, &rec), "01" + "02ac02" + "01" + "00" + "01" + "05656d61696c" + "04" + "00"},
+		{"event", EncodeEvent(nil, &ev), "02" + "01" + "01" + "05656d61696c" + "010101" + "00" + "00" + "00" + "0161" + "02" + "00" + "00" + "0172" + "02ac02"},
+		{"record", EncodeRecord(nil, &rec), "02" + "02ac02" + "02" + "00" + "01" + "05656d61696c" + "01" + "05" + "07" + "00"},
 	}
 	for _, tt := range tests {
 		if got := hex.EncodeToString(tt.got); got != tt.want {
@@ -248,11 +248,11 @@ var (
 	}{
 		{"unknown version", []byte{2, 0, 0, 0, 0, 0}},
 		{"version 0", []byte{0}},
-		{"version only", []byte{recordV1}},
-		{"partition over 32 bits", []byte{recordV1, 0x80, 0x80, 0x80, 0x80, 0x10, 1, 0, 0, 0}},
-		{"varint overflow", []byte{recordV1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0}},
-		{"purpose count beyond input", []byte{recordV1, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}},
-		{"string length beyond input", []byte{recordV1, 0, 1, 0, 0, 1, 0xff, 0x01, 'a'}},
+		{"version only", []byte{recordV2}},
+		{"partition over 32 bits", []byte{recordV2, 0x80, 0x80, 0x80, 0x80, 0x10, 1, 0, 0, 0}},
+		{"varint overflow", []byte{recordV2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0}},
+		{"purpose count beyond input", []byte{recordV2, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}},
+		{"string length beyond input", []byte{recordV2, 0, 1, 0, 0, 1, 0xff, 0x01, 'a'}},
 		{"trailing byte", append(EncodeRecord(nil, &consent.Record{Token: consent.Token{Seq: 1}}), 0)},
 	}
 	corruptEvents = []struct {
@@ -261,9 +261,9 @@ var (
 	}{
 		{"empty", nil},
 		{"unknown version", []byte{9, 1, 0}},
-		{"version only", []byte{eventV1}},
-		{"purpose count beyond input", []byte{eventV1, 1, 0xff, 0xff, 0x03}},
-		{"string length beyond input", []byte{eventV1, 1, 1, 0x20, 'a', 'b'}},
+		{"version only", []byte{eventV2}},
+		{"purpose count beyond input", []byte{eventV2, 1, 0xff, 0xff, 0x03}},
+		{"string length beyond input", []byte{eventV2, 1, 1, 0x20, 'a', 'b'}},
 		{"trailing byte", append(EncodeEvent(nil, &consent.Event{Kind: consent.EventErase}), 0)},
 	}
 )
