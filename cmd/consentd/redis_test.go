@@ -400,3 +400,37 @@ func TestCluster(t *testing.T) {
 	b.neverAllow(t, "after resharding, with A's token", contactN(2), tok)
 	b.eventually(t, contactN(2), pb.Decision_DECISION_DENY)
 }
+
+// TestPropagation measures, over real processes, the time from a Withdraw
+// acknowledged by A to the first DENY from B (polling B as fast as it
+// answers). It reports the distribution; it asserts only that every
+// withdrawal arrives.
+func TestPropagation(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	secret := sharedSecret(t)
+	a := startSidecar(t, secret, redisURL(srv.Addr()))
+	b := startSidecar(t, secret, redisURL(srv.Addr()))
+	const n = 300
+	delays := make([]time.Duration, 0, n)
+	for i := range n {
+		who := fmt.Sprintf("prop%04d@example.com", i)
+		a.grant(t, who)
+		b.eventually(t, who, pb.Decision_DECISION_ALLOW) // cached on B
+		a.withdraw(t, who)
+		acked := time.Now()
+		for {
+			d, err := b.ask(who, "", 2*time.Second)
+			if err == nil && d == pb.Decision_DECISION_DENY {
+				break
+			}
+			if time.Since(acked) > 10*time.Second {
+				t.Fatalf("withdrawal %d not seen by B after 10s", i)
+			}
+		}
+		delays = append(delays, time.Since(acked))
+	}
+	sort.Slice(delays, func(i, j int) bool { return delays[i] < delays[j] })
+	pct := func(p float64) time.Duration { return delays[int(p*float64(len(delays)-1))] }
+	t.Logf("withdraw on A acknowledged -> first DENY on B, %d withdrawals: p50 %v, p90 %v, p99 %v, max %v",
+		n, pct(0.50), pct(0.90), pct(0.99), delays[len(delays)-1])
+}
