@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -110,5 +111,46 @@ func TestRedisDurability(t *testing.T) {
 		if err != nil || tok != toks[i] {
 			t.Fatalf("retry of write %d = %v, %v; want the first token %v", i, tok, err, toks[i])
 		}
+	}
+}
+
+// TestRedisWaitReplicas: with a replica attached, WaitReplicas 1 acknowledges
+// writes; asking for more replicas than exist fails the write as
+// unavailable (applied, but not as replicated as asked), and a retry with the
+// same request id does not apply it twice.
+func TestRedisWaitReplicas(t *testing.T) {
+	primary := redistest.Start(t, redistest.Options{})
+	replica := redistest.Start(t, redistest.Options{Config: []string{"replicaof 127.0.0.1 " + strconv.Itoa(primary.Port)}})
+	ctx := context.Background()
+	rdb := primary.Client(t)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		info, _ := rdb.Info(ctx, "replication").Result()
+		if strings.Contains(info, "connected_slaves:1") && strings.Contains(info, "state=online") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica %s never came online: %s", replica.Addr(), info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	w := consent.Write{Key: consent.Key{1}, Event: consent.Event{Kind: consent.EventWithdraw, RequestID: "w1",
+		Proof: consent.Proof{CapturedAt: time.Now()}}}
+	one := openRedis(t, rdb, store.RedisConfig{Partitions: 4, WaitReplicas: 1})
+	if _, err := one.Apply(ctx, w); err != nil {
+		t.Fatalf("WaitReplicas 1 with one replica: %v", err)
+	}
+	two := openRedis(t, rdb, store.RedisConfig{Partitions: 4, WaitReplicas: 2, WaitTimeout: 200 * time.Millisecond})
+	w2 := w
+	w2.Key, w2.Event.RequestID = consent.Key{2}, "w2"
+	if _, err := two.Apply(ctx, w2); !errors.Is(err, consent.ErrUnavailable) {
+		t.Fatalf("WaitReplicas 2 with one replica: %v, want ErrUnavailable", err)
+	}
+	if _, err := one.Apply(ctx, w2); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	events, _, err := one.Events(ctx, w2.Key, consent.Token{}, 10)
+	if err != nil || len(events) != 1 {
+		t.Errorf("after a failed WAIT and a retry: %d events, %v; want exactly 1", len(events), err)
 	}
 }
