@@ -247,11 +247,9 @@ func (f *Feed) identity(ctx context.Context, p uint32) (string, uint64, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return "", 0, err
 	}
-	var node redis.Cmdable = f.rdb
-	if c, ok := f.rdb.(*redis.ClusterClient); ok {
-		if node, err = c.MasterForKey(ctx, genKey(p)); err != nil {
-			return "", 0, err
-		}
+	node, err := nodeFor(ctx, f.rdb, genKey(p))
+	if err != nil {
+		return "", 0, err
 	}
 	info, err := node.Info(ctx, "replication").Result()
 	if err != nil {

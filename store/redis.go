@@ -292,16 +292,9 @@ func (s *Redis) wait(ctx context.Context, key string) error {
 	if s.cfg.WaitReplicas <= 0 {
 		return nil
 	}
-	node, ok := s.rdb.(waiter)
-	if c, isCluster := s.rdb.(*redis.ClusterClient); isCluster {
-		m, err := c.MasterForKey(ctx, key)
-		if err != nil {
-			return redisErr(err)
-		}
-		node, ok = m, true
-	}
-	if !ok {
-		return fmt.Errorf("store: redis client %T cannot WAIT", s.rdb)
+	node, err := nodeFor(ctx, s.rdb, key)
+	if err != nil {
+		return err
 	}
 	n, err := node.Wait(ctx, s.cfg.WaitReplicas, s.cfg.WaitTimeout).Result()
 	if err != nil {
@@ -313,8 +306,21 @@ func (s *Redis) wait(ctx context.Context, key string) error {
 	return nil
 }
 
-type waiter interface {
-	Wait(ctx context.Context, replicas int, timeout time.Duration) *redis.IntCmd
+// nodeFor returns the client of the master that holds key: rdb itself, or
+// on Cluster the master of key's slot. Node-scoped commands (WAIT, INFO) must
+// go there.
+func nodeFor(ctx context.Context, rdb redis.UniversalClient, key string) (*redis.Client, error) {
+	switch c := rdb.(type) {
+	case *redis.ClusterClient:
+		m, err := c.MasterForKey(ctx, key)
+		if err != nil {
+			return nil, redisErr(err)
+		}
+		return m, nil
+	case *redis.Client:
+		return c, nil
+	}
+	return nil, fmt.Errorf("store: unsupported redis client %T", rdb)
 }
 
 // Events returns up to limit events of the contact after the one whose token
