@@ -156,3 +156,11 @@ func FuzzNormalise(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkKey(b *testing.B) {
+	k, _ := contactkey.New(secret)
+	b.ReportAllocs()
+	for b.Loop() {
+		k.Key("Ada.Lovelace@Example.com")
+	}
+}

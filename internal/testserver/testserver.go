@@ -14,6 +14,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/test/bufconn"
 
 	consent "github.com/consentd/consentd"
@@ -80,6 +82,7 @@ func Start(t testing.TB, o Options) *Env {
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer(server.ServerOptions(log)...)
 	server.New(server.Config{Keys: keys, Records: c, Store: st, Purposes: purposes, Now: o.Now}).Register(srv)
+	healthpb.RegisterHealthServer(srv, health.NewServer())
 	served := make(chan struct{})
 	go func() { srv.Serve(lis); close(served) }()
 	dial := func(ctx context.Context, _ string) (net.Conn, error) { return lis.DialContext(ctx) }
