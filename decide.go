@@ -64,7 +64,7 @@ func Decide(r *Record, p *Purpose, now time.Time) Decision {
 		return deny(ReasonNoConsent)
 	}
 	g := r.Purposes[p.Name].Grant
-	if g != nil && !r.ErasedAt.IsZero() && !g.CapturedAt.After(r.ErasedAt) {
+	if g != nil && !r.ErasedAt.IsZero() && !g.EffectiveAt().After(r.ErasedAt) {
 		g = nil // Apply never stores this; a record from elsewhere might.
 	}
 	withdrawn := r.Withdrawn(p.Name)
@@ -78,7 +78,7 @@ func Decide(r *Record, p *Purpose, now time.Time) Decision {
 		return deny(ReasonNoConsent)
 	}
 	switch {
-	case !withdrawn.IsZero() && !g.CapturedAt.After(withdrawn):
+	case !withdrawn.IsZero() && !g.EffectiveAt().After(withdrawn):
 		return deny(ReasonWithdrawn)
 	case !g.Method.Valid():
 		return deny(ReasonNoConsent) // a yes without a recorded method is not consent
@@ -86,9 +86,9 @@ func Decide(r *Record, p *Purpose, now time.Time) Decision {
 		return deny(ReasonExpired)
 	case g.Bundled:
 		return deny(ReasonNotSpecific)
-	case g.Source == SourceThirdParty && !p.ThirdPartyAllowed:
+	case g.Source != SourceFirstParty && !p.ThirdPartyAllowed:
 		return deny(ReasonThirdPartyUnconfirmed)
-	case p.ReconfirmMonths > 0 && !now.Before(g.CapturedAt.AddDate(0, p.ReconfirmMonths, 0)):
+	case p.ReconfirmMonths > 0 && !now.Before(g.EffectiveAt().AddDate(0, p.ReconfirmMonths, 0)):
 		return deny(ReasonStale)
 	}
 	return Decision{Allowed: true, Reason: ReasonGranted}

@@ -92,6 +92,11 @@ func TestDecide(t *testing.T) {
 		{"bundled is not specific", []consent.Event{with(grant(t0, "email_marketing", "sales_outreach"), func(p *consent.Proof) { p.Bundled = true })}, email, now, deny(consent.ReasonNotSpecific)},
 		{"no recorded method is not consent", []consent.Event{with(grant(t0, "email_marketing"), func(p *consent.Proof) { p.Method = consent.MethodUnspecified })}, email, now, deny(consent.ReasonNoConsent)},
 		{"withdrawn wins over expired", []consent.Event{with(grant(t0, "email_marketing"), func(p *consent.Proof) { p.ExpiresAt = t0.Add(time.Hour) }), withdraw(t0.Add(time.Minute))}, email, now, deny(consent.ReasonWithdrawn)},
+		{"a grant dated ahead of the server clock does not outrank a later withdrawal", []consent.Event{
+			with(grant(t0.Add(4*time.Minute), "email_marketing"), func(p *consent.Proof) { p.RecordedAt = t0 }),
+			withdraw(t0.Add(10*time.Second), "email_marketing"),
+		}, email, now, deny(consent.ReasonWithdrawn)},
+		{"unknown source byte is not first party", []consent.Event{with(grant(t0, "email_marketing"), func(p *consent.Proof) { p.Source = 48 })}, email, now, deny(consent.ReasonThirdPartyUnconfirmed)},
 		{"erased", []consent.Event{grant(t0, "email_marketing"), erase(t0.Add(time.Hour))}, email, now, deny(consent.ReasonErased)},
 		{"erased, never known", []consent.Event{erase(t0)}, email, now, deny(consent.ReasonErased)},
 		{"erased then fresh first-party grant", []consent.Event{grant(t0, "email_marketing"), erase(t0.Add(time.Hour)), grant(t0.Add(2*time.Hour), "email_marketing")}, email, now, allow},
@@ -135,6 +140,9 @@ func TestApplyRefusesReimportAfterErasure(t *testing.T) {
 		})},
 		{"first-party grant captured before erasure", grant(t0.Add(30*time.Minute), "email_marketing")},
 		{"first-party grant captured at the erasure", grant(t0.Add(time.Hour), "email_marketing")},
+		{"grant dated after the erasure but recorded before it", with(grant(t0.Add(2*time.Hour), "email_marketing"), func(p *consent.Proof) {
+			p.RecordedAt = t0.Add(30 * time.Minute)
+		})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

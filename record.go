@@ -27,8 +27,9 @@ type PurposeRecord struct {
 }
 
 // Apply folds e into r and returns the new record; r is not modified. Events
-// are ordered by the time the person acted (CapturedAt), not by arrival: a
-// later-dated event wins and a withdrawal beats a grant with the same time.
+// are ordered by the time the person acted (a grant's EffectiveAt, an
+// erasure's or withdrawal's CapturedAt), not by arrival: a later-dated event
+// wins and a withdrawal beats a grant with the same time.
 // It refuses, with ErrSuppressed, a grant that would re-import an erased
 // contact: one from a third party, or one captured before the erasure.
 func Apply(r Record, e Event) (Record, error) {
@@ -38,7 +39,7 @@ func Apply(r Record, e Event) (Record, error) {
 			if e.Proof.Source == SourceThirdParty {
 				return r, fmt.Errorf("%w: it was erased, and a third-party grant may not re-import it", ErrSuppressed)
 			}
-			if !e.Proof.CapturedAt.After(r.ErasedAt) {
+			if !e.Proof.EffectiveAt().After(r.ErasedAt) {
 				return r, fmt.Errorf("%w: it was erased after this consent was captured", ErrSuppressed)
 			}
 		}
@@ -46,7 +47,7 @@ func Apply(r Record, e Event) (Record, error) {
 		proof := e.Proof
 		for _, name := range e.Purposes {
 			pr := out.Purposes[name]
-			if pr.Grant == nil || !proof.CapturedAt.Before(pr.Grant.CapturedAt) {
+			if pr.Grant == nil || !proof.EffectiveAt().Before(pr.Grant.EffectiveAt()) {
 				pr.Grant = &proof
 			}
 			out.Purposes[name] = pr

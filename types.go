@@ -76,6 +76,17 @@ type Proof struct {
 	RecordedAt    time.Time // when consentd accepted it
 }
 
+// EffectiveAt is when a grant counts as given, for ordering it against other
+// events: when the person acted, but never later than when consentd recorded
+// it. A client clock running ahead (requests may claim up to a few minutes
+// in the future) must not let a yes outrank a withdrawal made after it.
+func (p *Proof) EffectiveAt() time.Time {
+	if !p.RecordedAt.IsZero() && p.RecordedAt.Before(p.CapturedAt) {
+		return p.RecordedAt
+	}
+	return p.CapturedAt
+}
+
 // Event is one entry of a contact's history.
 type Event struct {
 	Kind      EventKind

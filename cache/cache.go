@@ -15,6 +15,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"math"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -55,7 +56,8 @@ type Cache struct {
 	gens    [stripes]atomic.Uint64
 	epoch   atomic.Uint64
 	applied []atomic.Uint64 // per partition: highest sequence invalidated
-	fences  []atomic.Int64  // per partition: unix nanos of the last fence
+	fences  []atomic.Int64  // per partition: the last fence, as monotonic nanoseconds since base
+	base    time.Time       // carries a monotonic reading: wall-clock steps do not move fences
 	parts   uint32
 	lease   time.Duration
 	now     func() time.Time
@@ -88,7 +90,10 @@ func New(backend Backend, cfg Config) (*Cache, error) {
 		cfg.Now = time.Now
 	}
 	c := &Cache{backend: backend, applied: make([]atomic.Uint64, cfg.Partitions),
-		fences: make([]atomic.Int64, cfg.Partitions), parts: cfg.Partitions, lease: cfg.Lease, now: cfg.Now}
+		fences: make([]atomic.Int64, cfg.Partitions), parts: cfg.Partitions, lease: cfg.Lease, now: cfg.Now, base: cfg.Now()}
+	for i := range c.fences {
+		c.fences[i].Store(math.MinInt64) // never fenced: with a lease, nothing cached is used yet
+	}
 	if cfg.MaxBytes <= 0 {
 		return c, nil
 	}
@@ -127,7 +132,7 @@ func (c *Cache) Get(ctx context.Context, key consent.Key, cons consent.Consisten
 	case consent.FullyConsistent:
 		return c.read(ctx, key)
 	case consent.AtLeastAsFresh:
-		if !c.covers(cons.Token) {
+		if !c.covers(key, cons.Token) {
 			return c.read(ctx, key)
 		}
 	}
@@ -219,8 +224,20 @@ func (c *Cache) Fence(p uint32, seq uint64, at time.Time) {
 	if int(p) >= len(c.fences) {
 		return
 	}
-	maxInt64(&c.fences[p], at.UnixNano())
+	maxInt64(&c.fences[p], int64(at.Sub(c.base)))
 	maxUint64(&c.applied[p], seq)
+}
+
+// Lost says partition p's feed has failed: until the next fence, nothing
+// cached for p is used and no token of p counts as seen. A Redis that
+// restarts or fails over closes the feed's connection, so this runs before
+// any write to the new Redis can return a token.
+func (c *Cache) Lost(p uint32) {
+	if int(p) >= len(c.fences) {
+		return
+	}
+	c.fences[p].Store(math.MinInt64)
+	c.applied[p].Store(0)
 }
 
 func maxInt64(a *atomic.Int64, v int64) {
@@ -239,11 +256,15 @@ func (c *Cache) FenceAge(p uint32) time.Duration {
 	if int(p) >= len(c.fences) {
 		return 0
 	}
-	return c.now().Sub(time.Unix(0, c.fences[p].Load()))
+	return c.now().Sub(c.base) - time.Duration(c.fences[p].Load())
 }
 
 func (c *Cache) fresh(p uint32) bool {
-	return c.lease <= 0 || c.now().UnixNano()-c.fences[p].Load() <= int64(c.lease)
+	if c.lease <= 0 {
+		return true
+	}
+	f := c.fences[p].Load()
+	return f != math.MinInt64 && int64(c.now().Sub(c.base))-f <= int64(c.lease)
 }
 
 // Flush makes every cached record unusable at once (ristretto's Clear is not
@@ -258,9 +279,10 @@ func (c *Cache) Flush() {
 	c.stats.Flushes.Add(1)
 }
 
-// covers reports whether every write up to tok has been invalidated here.
-func (c *Cache) covers(tok consent.Token) bool {
-	return int(tok.Partition) < len(c.applied) && c.applied[tok.Partition].Load() >= tok.Seq
+// covers reports whether every write up to tok has been invalidated here, for
+// key: a token of another partition says nothing about key's records.
+func (c *Cache) covers(key consent.Key, tok consent.Token) bool {
+	return tok.Partition == key.Partition(c.parts) && c.applied[tok.Partition].Load() >= tok.Seq
 }
 
 // stripe uses other key bytes than the ristretto hash, so a hot stripe and

@@ -53,7 +53,7 @@ func TestFillRaceAcrossSidecars(t *testing.T) {
 			return
 		}
 		// Wait until B's feed has reported the withdrawal.
-		for !c.covers(withdrawn) {
+		for !c.covers(k, withdrawn) {
 			time.Sleep(time.Millisecond)
 		}
 	}

@@ -62,11 +62,13 @@ func (k *Keyer) Check() string {
 	return hex.EncodeToString(st.h.Sum(nil))
 }
 
-// Normalise returns the canonical form of contact: trimmed, NFC, lower case.
+// Normalise returns the canonical form of contact: trimmed, lower case, NFC.
+// NFC comes last because lower-casing can undo it (Greek with combining
+// marks), and the result must be its own normal form.
 // It folds nothing provider-specific (no dot or plus rules): two spellings a
 // mail server might treat alike stay two contacts.
 func Normalise(contact string) string {
-	return strings.ToLower(norm.NFC.String(strings.TrimSpace(contact)))
+	return norm.NFC.String(strings.ToLower(strings.TrimSpace(contact)))
 }
 
 // Key checks contact (see consent.CheckContact) and returns its key.

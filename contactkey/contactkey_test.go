@@ -133,7 +133,7 @@ func TestLoadOrCreateSecretRace(t *testing.T) {
 }
 
 func FuzzNormalise(f *testing.F) {
-	for _, s := range []string{"Ada@Example.com", " zoe\u0308@x ", "İSTANBUL", "ß", "\u212b", ""} {
+	for _, s := range []string{"Ada@Example.com", " zoe\u0308@x ", "İSTANBUL", "ß", "\u212b", "", "\u03aa\u0301"} {
 		f.Add(s)
 	}
 	k, _ := contactkey.New(secret)

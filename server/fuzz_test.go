@@ -54,7 +54,7 @@ func FuzzGrantRequest(f *testing.F) {
 			t.Fatalf("accepted method %d", method)
 		case p.CapturedAt.After(now.Add(maxFutureSkew)) || p.CapturedAt.Before(earliest):
 			t.Fatalf("accepted captured_at %v", p.CapturedAt)
-		case !p.ExpiresAt.IsZero() && !p.ExpiresAt.After(p.CapturedAt):
+		case !p.ExpiresAt.IsZero() && (!p.ExpiresAt.After(p.CapturedAt) || p.ExpiresAt.After(latest)):
 			t.Fatalf("accepted expires_at %v before captured_at %v", p.ExpiresAt, p.CapturedAt)
 		case (p.Source == consent.SourceThirdParty) != (third != ""):
 			t.Fatalf("source %d does not match third_party %q", p.Source, third)

@@ -23,8 +23,12 @@ const (
 )
 
 // earliest is the oldest capture date accepted: older dates are typos, and
-// the store encodes the Unix epoch as "no time".
-var earliest = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+// the store encodes the Unix epoch as "no time". latest bounds end dates:
+// stores keep times as int64 nanoseconds, which end in 2262.
+var (
+	earliest = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
+	latest   = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
 
 func (s *Server) key(field, contact string) (consent.Key, error) {
 	k, err := s.cfg.Keys.Key(contact)
@@ -150,6 +154,9 @@ func (s *Server) grantWrite(req *pb.GrantRequest) (consent.Write, error) {
 		}
 		if !expires.After(captured) {
 			return consent.Write{}, consent.Invalid("expires_at", "must be after captured_at")
+		}
+		if expires.After(latest) {
+			return consent.Write{}, consent.Invalid("expires_at", "must not be after %s", latest.Format(time.DateOnly))
 		}
 	}
 	return consent.Write{

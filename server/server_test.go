@@ -484,6 +484,7 @@ func TestBadInput(t *testing.T) {
 		{"grant: captured in 1970", grant(func(r *pb.GrantRequest) { r.CapturedAt = ts(time.Unix(0, 0)) }), "captured_at"},
 		{"grant: invalid timestamp", grant(func(r *pb.GrantRequest) { r.CapturedAt = &timestamppb.Timestamp{Seconds: 1e12, Nanos: -1} }), "captured_at"},
 		{"grant: expires before captured", grant(func(r *pb.GrantRequest) { r.ExpiresAt = ts(now.Add(-time.Hour)) }), "expires_at"},
+		{"grant: expires after 2200", grant(func(r *pb.GrantRequest) { r.ExpiresAt = ts(time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC)) }), "expires_at"},
 		{"grant: oversized actor", grant(func(r *pb.GrantRequest) { r.Actor = strings.Repeat("a", 257) }), "actor"},
 		{"grant: control character in evidence", grant(func(r *pb.GrantRequest) { r.EvidenceRef = "scan\n1" }), "evidence_ref"},
 		{"grant: request id reused", grant(func(r *pb.GrantRequest) { r.RequestId = "used"; r.NoticeVersion = "other" }), "request_id"},

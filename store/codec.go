@@ -142,6 +142,9 @@ func DecodeRecord(b []byte) (consent.Record, error) {
 			d.recorded(&g)
 			pr.Grant = &g
 		}
+		if _, dup := r.Purposes[name]; dup {
+			d.fail() // an encoder never repeats a purpose; a repeat could hide a withdrawal
+		}
 		r.Purposes[name] = pr
 	}
 	return r, d.finish()

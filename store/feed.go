@@ -24,6 +24,9 @@ type Invalidator interface {
 	// Fence says every write in partition p up to seq, and every one
 	// acknowledged before at, has been passed to Invalidate.
 	Fence(p uint32, seq uint64, at time.Time)
+	// Lost says partition p's feed failed: trust nothing of p until the
+	// next Fence.
+	Lost(p uint32)
 }
 
 // FeedConfig tunes a Feed.
@@ -154,8 +157,10 @@ func (f *Feed) follow(ctx context.Context, p uint32) {
 			if seq, ok := streamSeq(firstID(next)); !ok || seq != pos.seq+1 {
 				f.stats.Gaps.Add(1)
 				f.reset(p, &pos, "change stream trimmed past this sidecar")
+				continue
 			}
-			continue
+			// Just written after our read: nothing is missing, and the
+			// next read takes it.
 		}
 		f.inv.Fence(p, pos.seq, start)
 	}
@@ -182,6 +187,7 @@ func (f *Feed) failed(ctx context.Context, p uint32, failing bool, err error) bo
 		return failing
 	}
 	f.stats.Errors.Add(1)
+	f.inv.Lost(p)
 	if !failing {
 		f.cfg.Logger.Warn("change feed read failed; cached records expire with the lease", "partition", p, "error", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -173,23 +174,33 @@ func splitSeq(v []byte) (uint64, []byte, error) {
 }
 
 // applyScript is the atomic write: request id, compare-and-set on the
-// record's sequence, sequence bump, record, history, change feed.
+// record's sequence, sequence bump, then the change-feed entry before any
+// other mutation (a script that fails midway is not rolled back, and XADD
+// is the command that can refuse), the record, the history, the request id.
+// A replay refreshes the request id, a write, so that a WAIT after it covers
+// the original write too.
 var applyScript = redis.NewScript(`
 -- KEYS: record, history, seq, feed, request
 -- ARGV: expected seq, record, event, fingerprint, request ttl (0: none), erase, contact key, feed maxlen
 if ARGV[5] ~= '0' then
   local r = redis.call('GET', KEYS[5])
-  if r then return {'replay', r} end
+  if r then
+    redis.call('PEXPIRE', KEYS[5], ARGV[5])
+    return {'replay', r}
+  end
 end
 local cur = redis.call('GET', KEYS[1])
 local curseq = '0'
 if cur then curseq = string.match(cur, '^(%d+):') end
 if curseq ~= ARGV[1] then return {'conflict'} end
 local seq = string.format('%d', redis.call('INCR', KEYS[3]))
+local added = redis.pcall('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], seq .. '-0', 'k', ARGV[7])
+if type(added) == 'table' and added.err then
+  return {'error', added.err}
+end
 redis.call('SET', KEYS[1], seq .. ':' .. ARGV[2])
 if ARGV[6] == '1' then redis.call('DEL', KEYS[2]) end
 redis.call('RPUSH', KEYS[2], seq .. ':' .. ARGV[3])
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], seq .. '-0', 'k', ARGV[7])
 if ARGV[5] ~= '0' then
   redis.call('SET', KEYS[5], ARGV[4] .. seq, 'PX', ARGV[5])
 end
@@ -198,7 +209,8 @@ return {'ok', seq}
 
 // Apply folds w into the contact's record with consent.Apply and writes the
 // result atomically, retrying when another sidecar wrote the same contact
-// in between. A request id seen before returns the first token.
+// in between. A request id seen before returns the first token, after the
+// same replication wait as a first write.
 func (s *Redis) Apply(ctx context.Context, w consent.Write) (consent.Token, error) {
 	if err := ctx.Err(); err != nil {
 		return consent.Token{}, err
@@ -217,41 +229,70 @@ func (s *Redis) Apply(ctx context.Context, w consent.Write) (consent.Token, erro
 	ev.Token = consent.Token{}
 	event := EncodeEvent(nil, &ev)
 	for attempt := 0; attempt < 64; attempt++ {
-		if w.Event.RequestID != "" {
-			v, err := s.rdb.Get(ctx, keys[4]).Bytes()
-			if err == nil {
-				return replayed(p, v, w.Fingerprint)
-			}
-			if !errors.Is(err, redis.Nil) {
-				return consent.Token{}, redisErr(err)
-			}
+		tok, err := s.attempt(ctx, w, p, keys, ttl, erase, event)
+		if errors.Is(err, errConflict) {
+			continue
 		}
-		var (
-			rec consent.Record
-			seq uint64
-		)
-		v, err := s.rdb.Get(ctx, keys[0]).Bytes()
-		switch {
-		case err == nil:
-			if rec, seq, err = decodeStoredRecord(p, v); err != nil {
-				return consent.Token{}, err
-			}
-		case !errors.Is(err, redis.Nil):
-			return consent.Token{}, redisErr(err)
-		}
-		next, err := consent.Apply(rec, w.Event)
 		if err != nil {
 			return consent.Token{}, err
 		}
-		next.Token = consent.Token{}
-		res, err := applyScript.Run(ctx, s.rdb, keys,
-			strconv.FormatUint(seq, 10), EncodeRecord(nil, &next), event, w.Fingerprint[:], ttl, erase, w.Key[:], s.cfg.FeedMaxLen).Slice()
-		if err != nil {
+		// Also on a replay: the first attempt may have failed after it was
+		// applied, before this sidecar dropped its cached copy.
+		s.onChange(w.Key, tok)
+		return tok, nil
+	}
+	return consent.Token{}, fmt.Errorf("%w: too many concurrent writes to one contact", consent.ErrUnavailable)
+}
+
+var errConflict = errors.New("store: redis: record changed concurrently")
+
+// attempt makes one try at a write: errConflict means another sidecar wrote
+// the contact in between.
+func (s *Redis) attempt(ctx context.Context, w consent.Write, p uint32, keys []string, ttl, erase string, event []byte) (consent.Token, error) {
+	// A replay must answer with the first outcome, even where the rules
+	// would now refuse the write (a grant replayed after an erasure).
+	if w.Event.RequestID != "" {
+		v, err := s.rdb.Get(ctx, keys[4]).Bytes()
+		if err == nil {
+			tok, err := replayed(p, v, w.Fingerprint)
+			if err != nil {
+				return tok, err
+			}
+			return s.replicated(ctx, keys[0], func(c redis.Cmdable) (consent.Token, error) {
+				return tok, c.PExpire(ctx, keys[4], s.cfg.RequestTTL).Err()
+			})
+		}
+		if !errors.Is(err, redis.Nil) {
 			return consent.Token{}, redisErr(err)
+		}
+	}
+	var (
+		rec consent.Record
+		seq uint64
+	)
+	v, err := s.rdb.Get(ctx, keys[0]).Bytes()
+	switch {
+	case err == nil:
+		if rec, seq, err = decodeStoredRecord(p, v); err != nil {
+			return consent.Token{}, err
+		}
+	case !errors.Is(err, redis.Nil):
+		return consent.Token{}, redisErr(err)
+	}
+	next, err := consent.Apply(rec, w.Event)
+	if err != nil {
+		return consent.Token{}, err
+	}
+	next.Token = consent.Token{}
+	return s.replicated(ctx, keys[0], func(c redis.Cmdable) (consent.Token, error) {
+		res, err := applyScript.Run(ctx, c.(redis.Scripter), keys, strconv.FormatUint(seq, 10), EncodeRecord(nil, &next),
+			event, w.Fingerprint[:], ttl, erase, w.Key[:], s.cfg.FeedMaxLen).Slice()
+		if err != nil {
+			return consent.Token{}, err
 		}
 		switch res[0] {
 		case "conflict":
-			continue
+			return consent.Token{}, errConflict
 		case "replay":
 			return replayed(p, []byte(res[1].(string)), w.Fingerprint)
 		case "ok":
@@ -259,16 +300,37 @@ func (s *Redis) Apply(ctx context.Context, w consent.Write) (consent.Token, erro
 			if err != nil {
 				return consent.Token{}, errCorrupt
 			}
-			tok := consent.Token{Partition: p, Seq: n}
-			if err := s.wait(ctx, keys[0]); err != nil {
-				return consent.Token{}, err
-			}
-			s.onChange(w.Key, tok)
-			return tok, nil
+			return consent.Token{Partition: p, Seq: n}, nil
 		}
-		return consent.Token{}, fmt.Errorf("store: redis: unexpected script reply %v", res)
+		return consent.Token{}, fmt.Errorf("store: redis: write refused: %v", res)
+	})
+}
+
+// replicated runs write and, when replicas are asked for, WAITs on the same
+// connection: WAIT counts only the writes of its own connection.
+func (s *Redis) replicated(ctx context.Context, redisKey string, write func(redis.Cmdable) (consent.Token, error)) (consent.Token, error) {
+	if s.cfg.WaitReplicas <= 0 {
+		tok, err := write(s.rdb)
+		return tok, redisErr(err)
 	}
-	return consent.Token{}, fmt.Errorf("%w: too many concurrent writes to one contact", consent.ErrUnavailable)
+	node, err := nodeFor(ctx, s.rdb, redisKey)
+	if err != nil {
+		return consent.Token{}, err
+	}
+	conn := node.Conn()
+	defer conn.Close()
+	tok, err := write(conn)
+	if err != nil {
+		return consent.Token{}, redisErr(err)
+	}
+	n, err := conn.Wait(ctx, s.cfg.WaitReplicas, s.cfg.WaitTimeout).Result()
+	if err != nil {
+		return consent.Token{}, redisErr(err)
+	}
+	if n < int64(s.cfg.WaitReplicas) {
+		return consent.Token{}, fmt.Errorf("%w: write applied but acknowledged by %d of %d replicas", consent.ErrUnavailable, n, s.cfg.WaitReplicas)
+	}
+	return tok, nil
 }
 
 func replayed(p uint32, v []byte, fp [32]byte) (consent.Token, error) {
@@ -283,27 +345,6 @@ func replayed(p uint32, v []byte, fp [32]byte) (consent.Token, error) {
 		return consent.Token{}, errCorrupt
 	}
 	return consent.Token{Partition: p, Seq: seq}, nil
-}
-
-// wait blocks until the configured number of replicas has the write, on the
-// node that holds key. The write is applied either way: a retry with the
-// same request id returns its token without applying it twice.
-func (s *Redis) wait(ctx context.Context, key string) error {
-	if s.cfg.WaitReplicas <= 0 {
-		return nil
-	}
-	node, err := nodeFor(ctx, s.rdb, key)
-	if err != nil {
-		return err
-	}
-	n, err := node.Wait(ctx, s.cfg.WaitReplicas, s.cfg.WaitTimeout).Result()
-	if err != nil {
-		return redisErr(err)
-	}
-	if n < int64(s.cfg.WaitReplicas) {
-		return fmt.Errorf("%w: write applied but acknowledged by %d of %d replicas", consent.ErrUnavailable, n, s.cfg.WaitReplicas)
-	}
-	return nil
 }
 
 // nodeFor returns the client of the master that holds key: rdb itself, or
@@ -360,7 +401,8 @@ func (s *Redis) Events(ctx context.Context, key consent.Key, after consent.Token
 // become UNAVAILABLE (never an answer) at the boundary. Context errors stay
 // what they are.
 func redisErr(err error) error {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, errConflict) || errors.Is(err, errCorrupt) || errors.Is(err, consent.ErrInvalid) {
 		return err
 	}
 	var netErr net.Error
@@ -380,4 +422,42 @@ func newGeneration() string {
 	var b [16]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// CheckSettings reads the settings the guarantees rest on from every master.
+// An eviction policy that may drop any key (allkeys-*) is refused: it would
+// silently drop suppression markers and sequences. Anything else that weakens
+// a guarantee comes back as a warning for the operator's log.
+func (s *Redis) CheckSettings(ctx context.Context) (warnings []string, err error) {
+	check := func(ctx context.Context, node *redis.Client) error {
+		cfg, err := node.ConfigGet(ctx, "*").Result()
+		if err != nil {
+			warnings = append(warnings, fmt.Sprintf("%s: cannot read CONFIG (%v): check maxmemory-policy noeviction, appendonly yes, appendfsync always by hand", node.Options().Addr, err))
+			return nil
+		}
+		addr := node.Options().Addr
+		switch policy := cfg["maxmemory-policy"]; {
+		case strings.HasPrefix(policy, "allkeys-"):
+			return fmt.Errorf("store: redis %s: maxmemory-policy %s may evict consent records and erasure markers; set noeviction", addr, policy)
+		case strings.HasPrefix(policy, "volatile-"):
+			warnings = append(warnings, fmt.Sprintf("%s: maxmemory-policy %s may evict request ids (idempotency); noeviction is safer", addr, policy))
+		}
+		if cfg["appendonly"] != "yes" || cfg["appendfsync"] != "always" {
+			warnings = append(warnings, fmt.Sprintf("%s: appendonly %s, appendfsync %s: acknowledged writes can be lost if Redis crashes; use appendonly yes, appendfsync always",
+				addr, cfg["appendonly"], cfg["appendfsync"]))
+		}
+		return nil
+	}
+	var mu sync.Mutex
+	switch c := s.rdb.(type) {
+	case *redis.ClusterClient:
+		err = c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return check(ctx, node)
+		})
+	case *redis.Client:
+		err = check(ctx, c)
+	}
+	return warnings, err
 }

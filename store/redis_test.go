@@ -3,8 +3,11 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,11 +149,53 @@ func TestRedisWaitReplicas(t *testing.T) {
 	if _, err := two.Apply(ctx, w2); !errors.Is(err, consent.ErrUnavailable) {
 		t.Fatalf("WaitReplicas 2 with one replica: %v, want ErrUnavailable", err)
 	}
+	// A retry is no acknowledgement either until the replicas have it.
+	if _, err := two.Apply(ctx, w2); !errors.Is(err, consent.ErrUnavailable) {
+		t.Fatalf("retry with WaitReplicas 2 and one replica: %v, want ErrUnavailable", err)
+	}
 	if _, err := one.Apply(ctx, w2); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
 	events, _, err := one.Events(ctx, w2.Key, consent.Token{}, 10)
 	if err != nil || len(events) != 1 {
 		t.Errorf("after a failed WAIT and a retry: %d events, %v; want exactly 1", len(events), err)
+	}
+
+	// A frozen replica acknowledges nothing: the write is applied but not
+	// acknowledged, under concurrent writers too (WAIT must run on the
+	// connection that made the write, or it counts other writes).
+	if err := syscall.Kill(replica.PID(), syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(replica.PID(), syscall.SIGCONT) })
+	short := openRedis(t, rdb, store.RedisConfig{Partitions: 4, WaitReplicas: 1, WaitTimeout: 300 * time.Millisecond})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			w := w
+			w.Key, w.Event.RequestID = consent.Key{3, byte(i)}, fmt.Sprint("frozen-", i)
+			if _, err := short.Apply(ctx, w); !errors.Is(err, consent.ErrUnavailable) {
+				t.Errorf("write %d with the replica frozen: %v, want ErrUnavailable", i, err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func TestRedisCheckSettings(t *testing.T) {
+	ctx := context.Background()
+	rdb := redistest.Start(t, redistest.Options{}).Client(t)
+	s := openRedis(t, rdb, store.RedisConfig{Partitions: 4})
+	if w, err := s.CheckSettings(ctx); err != nil || len(w) != 0 {
+		t.Fatalf("test server (appendfsync always, noeviction): %v %v", w, err)
+	}
+	rdb.ConfigSet(ctx, "appendfsync", "everysec")
+	rdb.ConfigSet(ctx, "maxmemory-policy", "volatile-lru")
+	if w, err := s.CheckSettings(ctx); err != nil || len(w) != 2 {
+		t.Errorf("everysec + volatile-lru: warnings %q, %v; want two warnings", w, err)
+	}
+	rdb.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru")
+	if _, err := s.CheckSettings(ctx); err == nil || !strings.Contains(err.Error(), "noeviction") {
+		t.Errorf("allkeys-lru: %v, want a refusal", err)
 	}
 }

@@ -168,7 +168,9 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	srv := grpc.NewServer(server.ServerOptions(log)...)
+	// WaitForHandlers: after a forced Stop, handlers still finish before the
+	// store they use is closed.
+	srv := grpc.NewServer(append(server.ServerOptions(log), grpc.WaitForHandlers(true))...)
 	server.New(server.Config{Keys: keys, Records: st.records, Store: st.backend, Purposes: purposes}).Register(srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)

@@ -80,6 +80,14 @@ func openStore(ctx context.Context, c config, secretCheck string, log *slog.Logg
 		return nil, err
 	}
 	s.backend = st
+	warnings, err := st.CheckSettings(ctx)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	for _, w := range warnings {
+		log.Warn("redis setting weakens a guarantee", "detail", w)
+	}
 	records, err := cache.New(st, cache.Config{MaxBytes: c.cacheBytes, Partitions: st.Partitions(), Lease: c.lease})
 	if err != nil {
 		s.Close()
