@@ -1,0 +1,272 @@
+// Package daemon is consentd itself: flags, wiring of the store, cache and
+// server, serving and graceful shutdown. cmd/consentd is a thin main around
+// it, and other tools (the benchmark harness) run it as their own subprocess.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/contactkey"
+	pb "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server"
+)
+
+type config struct {
+	redisURL, redisSentinel, redisCluster string
+	redisPasswordFile                     string
+	redisWaitReplicas                     int
+	partitions                            uint
+	lease                                 time.Duration
+	listen                                string
+	dataDir                               string
+	purposes                              string
+	secretFile                            string
+	cacheBytes                            int64
+	logLevel                              slog.Level
+	logFormat                             string
+	shutdownTimeout                       time.Duration
+}
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("consentd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:50051", "gRPC listen address: host:port, or unix:PATH for a Unix socket")
+	fs.StringVar(&c.dataDir, "data-dir", "./consentd-data", "directory of the embedded store and its secret")
+	fs.StringVar(&c.purposes, "purposes", "", "purpose registry file (JSON); default: the built-in registry")
+	fs.StringVar(&c.secretFile, "secret-file", "", "HMAC secret for contact keys; default: DATA-DIR/secret, created (0600) on first start; required with Redis")
+	fs.Int64Var(&c.cacheBytes, "cache-bytes", 256<<20, "memory for cached records in bytes; 0 disables the cache")
+	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.redisURL, "redis", "", "Redis URL of a standalone server (redis://host:6379/0, rediss:// for TLS); default: the embedded store")
+	fs.StringVar(&c.redisSentinel, "redis-sentinel", "", "Redis Sentinel: MASTER@host:port,host:port,...")
+	fs.StringVar(&c.redisCluster, "redis-cluster", "", "Redis Cluster seed nodes: host:port,host:port,...")
+	fs.StringVar(&c.redisPasswordFile, "redis-password-file", "", "file holding the Redis password (or set CONSENTD_REDIS_PASSWORD)")
+	fs.IntVar(&c.redisWaitReplicas, "redis-wait-replicas", 0, "acknowledge a write only after WAIT reports this many replicas have it")
+	fs.UintVar(&c.partitions, "partitions", 16, "Redis partitions (fixed per deployment; every sidecar must agree)")
+	fs.DurationVar(&c.lease, "lease", 2*time.Second, "with Redis: how long a cached record may be used after the change feed last caught up")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish on SIGTERM")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		return c, fmt.Errorf("-log-format: want text or json, got %q", c.logFormat)
+	}
+	n := 0
+	for _, v := range []string{c.redisURL, c.redisSentinel, c.redisCluster} {
+		if v != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		return c, fmt.Errorf("give at most one of -redis, -redis-sentinel, -redis-cluster")
+	}
+	if c.partitions == 0 || c.partitions > 1<<16 {
+		return c, fmt.Errorf("-partitions: want 1 to 65536, got %d", c.partitions)
+	}
+	if c.lease <= 0 {
+		return c, fmt.Errorf("-lease: must be positive")
+	}
+	if c.secretFile == "" && !c.usesRedis() {
+		c.secretFile = filepath.Join(c.dataDir, "secret")
+	}
+	return c, nil
+}
+
+func (c config) usesRedis() bool {
+	return c.redisURL != "" || c.redisSentinel != "" || c.redisCluster != ""
+}
+
+// loadSecret reads the contact-key secret. The embedded store creates one
+// beside its data; sidecars sharing Redis must all be given the same one.
+func loadSecret(c config) ([]byte, error) {
+	if !c.usesRedis() {
+		return contactkey.LoadOrCreateSecret(c.secretFile)
+	}
+	if c.secretFile == "" {
+		return nil, fmt.Errorf("with Redis, -secret-file is required: every sidecar must key contacts with the same secret (create one with: head -c 32 /dev/urandom > consentd.secret)")
+	}
+	secret, err := os.ReadFile(c.secretFile)
+	if err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	return secret, nil
+}
+
+// Run runs consentd with command-line args until ctx is done (SIGTERM,
+// SIGINT) and returns the process exit code.
+func Run(ctx context.Context, args []string, stderr io.Writer) int {
+	c, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "consentd:", err)
+		return 2
+	}
+	opts := &slog.HandlerOptions{Level: c.logLevel}
+	var h slog.Handler = slog.NewTextHandler(stderr, opts)
+	if c.logFormat == "json" {
+		h = slog.NewJSONHandler(stderr, opts)
+	}
+	log := slog.New(h)
+	if err := serve(ctx, c, log); err != nil {
+		log.Error("consentd stopped", "error", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, c config, log *slog.Logger) error {
+	purposes, err := loadPurposes(c.purposes)
+	if err != nil {
+		return err
+	}
+	secret, err := loadSecret(c)
+	if err != nil {
+		return err
+	}
+	keys, err := contactkey.New(secret)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, c, keys.Check(), log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	lis, err := listen(c.listen)
+	if err != nil {
+		return err
+	}
+	// WaitForHandlers: after a forced Stop, handlers still finish before the
+	// store they use is closed.
+	srv := grpc.NewServer(append(server.ServerOptions(log), grpc.WaitForHandlers(true))...)
+	server.New(server.Config{Keys: keys, Records: st.records, Store: st.backend, Purposes: purposes}).Register(srv)
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	setHealth(hs, healthpb.HealthCheckResponse_SERVING)
+	reflection.Register(srv)
+
+	// Background work (the change feed, the health watch) stops when serving
+	// stops: it is cancelled before the store closes.
+	bg, stopBG := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { stopBG(); wg.Wait() }()
+	if st.feed != nil {
+		wg.Go(func() { st.feed.Run(bg) })
+	}
+	wg.Go(func() { watchHealth(bg, st.backend, hs, log) })
+
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(lis) }()
+	log.Info("consentd serving", "addr", lis.Addr().String(), "store", st.kind, "purposes", len(purposes.All()))
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", c.shutdownTimeout)
+	hs.Shutdown() // probes see NOT_SERVING while in-flight calls finish
+	stopped := make(chan struct{})
+	go func() { srv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(c.shutdownTimeout):
+		log.Warn("shutdown timeout: cancelling in-flight calls")
+		srv.Stop()
+		<-stopped
+	}
+	<-served
+	log.Info("stopped")
+	return nil
+}
+
+var services = []string{"", pb.CheckService_ServiceDesc.ServiceName, pb.ConsentService_ServiceDesc.ServiceName}
+
+func setHealth(hs *health.Server, st healthpb.HealthCheckResponse_ServingStatus) {
+	for _, name := range services {
+		hs.SetServingStatus(name, st)
+	}
+}
+
+// watchHealth reports NOT_SERVING while the store does not answer and
+// SERVING again when it does, without a restart.
+func watchHealth(ctx context.Context, st interface{ Ping(context.Context) error }, hs *health.Server, log *slog.Logger) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	up := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		err := st.Ping(pctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil && up:
+			log.Warn("store unreachable: NOT_SERVING", "error", err)
+			setHealth(hs, healthpb.HealthCheckResponse_NOT_SERVING)
+		case err == nil && !up:
+			log.Info("store reachable again: SERVING")
+			setHealth(hs, healthpb.HealthCheckResponse_SERVING)
+		}
+		up = err == nil
+	}
+}
+
+func loadPurposes(path string) (*consent.Registry, error) {
+	if path == "" {
+		return consent.NewRegistry(consent.DefaultPurposes())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return consent.ParseRegistry(b)
+}
+
+// listen opens addr; "unix:PATH" is a Unix socket, whose stale file from a
+// crashed run is removed only when nothing answers on it.
+func listen(addr string) (net.Listener, error) {
+	path, ok := strings.CutPrefix(addr, "unix:")
+	if !ok {
+		return net.Listen("tcp", addr)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+			conn.Close()
+			return nil, fmt.Errorf("listen %s: another process is serving there", addr)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+	}
+	return net.Listen("unix", path)
+}
