@@ -107,67 +107,97 @@ func (s *Embedded) Get(ctx context.Context, key consent.Key) (consent.Record, er
 // returns its token, all in one fsynced transaction. A request id seen before
 // returns the first token and changes nothing.
 func (s *Embedded) Apply(ctx context.Context, w consent.Write) (consent.Token, error) {
-	if err := ctx.Err(); err != nil {
-		return consent.Token{}, err
-	}
-	var (
-		tok      consent.Token
-		replayed bool
-	)
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		records, events, requests := tx.Bucket(bucketRecords), tx.Bucket(bucketEvents), tx.Bucket(bucketRequests)
-		reqKey := append(w.Key[:len(w.Key):len(w.Key)], w.Event.RequestID...)
-		if v := requests.Get(reqKey); v != nil && w.Event.RequestID != "" {
-			t, err := checkReplay(v, w.Fingerprint)
-			tok, replayed = t, err == nil
-			return err
-		}
-		rec, err := DecodeRecord(records.Get(w.Key[:]))
-		if err != nil {
-			return err
-		}
-		rec, err = consent.Apply(rec, w.Event)
-		if err != nil {
-			return err
-		}
-		meta := tx.Bucket(bucketMeta)
-		seq := uint64(1)
-		if v := meta.Get(metaSeq); len(v) == 8 {
-			seq = binary.BigEndian.Uint64(v) + 1
-		}
-		tok = consent.Token{Seq: seq}
-		rec.Token = tok
-		ev := w.Event
-		ev.Token = tok
-		if ev.Kind == consent.EventErase {
-			if err := deletePrefix(events, w.Key[:]); err != nil {
-				return err
-			}
-		}
-		for _, put := range []struct {
-			b    *bolt.Bucket
-			k, v []byte
-		}{
-			{meta, metaSeq, binary.BigEndian.AppendUint64(nil, seq)},
-			{records, w.Key[:], EncodeRecord(nil, &rec)},
-			{events, binary.BigEndian.AppendUint64(w.Key[:len(w.Key):len(w.Key)], seq), EncodeEvent(nil, &ev)},
-		} {
-			if err := put.b.Put(put.k, put.v); err != nil {
-				return err
-			}
-		}
-		if w.Event.RequestID == "" {
-			return nil
-		}
-		return requests.Put(reqKey, requestValue(w.Fingerprint, tok))
-	})
+	toks, errs, err := s.ApplyBatch(ctx, []consent.Write{w})
 	if err != nil {
 		return consent.Token{}, err
 	}
-	if !replayed {
-		s.notify(w.Key, tok)
+	return toks[0], errs[0]
+}
+
+// ApplyBatch applies writes in order in one fsynced transaction: what a bulk
+// load needs, where one fsync per write would be the whole cost. Each write
+// has its own outcome (a refused write changes nothing and the others go
+// on); err is for the batch as a whole, which then changed nothing.
+func (s *Embedded) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []consent.Token, errs []error, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
 	}
-	return tok, nil
+	var applied []bool
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		// Update may run this again after a failed attempt: start afresh.
+		toks, errs, applied = make([]consent.Token, len(ws)), make([]error, len(ws)), make([]bool, len(ws))
+		for i := range ws {
+			var err error
+			toks[i], applied[i], err = applyTx(tx, &ws[i])
+			if errors.Is(err, consent.ErrInvalid) || errors.Is(err, consent.ErrSuppressed) {
+				errs[i] = err
+				continue
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range ws {
+		if applied[i] {
+			s.notify(ws[i].Key, toks[i])
+		}
+	}
+	return toks, errs, nil
+}
+
+// applyTx applies one write inside tx; applied is false for a replay.
+func applyTx(tx *bolt.Tx, w *consent.Write) (tok consent.Token, applied bool, err error) {
+	records, events, requests := tx.Bucket(bucketRecords), tx.Bucket(bucketEvents), tx.Bucket(bucketRequests)
+	reqKey := append(w.Key[:len(w.Key):len(w.Key)], w.Event.RequestID...)
+	if v := requests.Get(reqKey); v != nil && w.Event.RequestID != "" {
+		tok, err := checkReplay(v, w.Fingerprint)
+		return tok, false, err
+	}
+	rec, err := DecodeRecord(records.Get(w.Key[:]))
+	if err != nil {
+		return tok, false, err
+	}
+	rec, err = consent.Apply(rec, w.Event)
+	if err != nil {
+		return tok, false, err
+	}
+	meta := tx.Bucket(bucketMeta)
+	seq := uint64(1)
+	if v := meta.Get(metaSeq); len(v) == 8 {
+		seq = binary.BigEndian.Uint64(v) + 1
+	}
+	tok = consent.Token{Seq: seq}
+	rec.Token = tok
+	ev := w.Event
+	ev.Token = tok
+	if ev.Kind == consent.EventErase {
+		if err := deletePrefix(events, w.Key[:]); err != nil {
+			return tok, false, err
+		}
+	}
+	for _, put := range []struct {
+		b    *bolt.Bucket
+		k, v []byte
+	}{
+		{meta, metaSeq, binary.BigEndian.AppendUint64(nil, seq)},
+		{records, w.Key[:], EncodeRecord(nil, &rec)},
+		{events, binary.BigEndian.AppendUint64(w.Key[:len(w.Key):len(w.Key)], seq), EncodeEvent(nil, &ev)},
+	} {
+		if err := put.b.Put(put.k, put.v); err != nil {
+			return tok, false, err
+		}
+	}
+	if w.Event.RequestID != "" {
+		if err := requests.Put(reqKey, requestValue(w.Fingerprint, tok)); err != nil {
+			return tok, false, err
+		}
+	}
+	return tok, true, nil
 }
 
 // notify reports a committed write once every earlier one has been reported.

@@ -2,6 +2,8 @@ package store_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -199,4 +201,60 @@ func TestEmbeddedReportsInSequenceOrder(t *testing.T) {
 	if diff := cmp.Diff(want, seen); diff != "" {
 		t.Errorf("observer saw (-want +got):\n%s", diff)
 	}
+}
+
+// TestEmbeddedApplyBatch: one transaction, per-write outcomes, observers in
+// order, and the batch as fast as a bulk load needs (reported, not asserted).
+func TestEmbeddedApplyBatch(t *testing.T) {
+	s := openEmbedded(t, t.TempDir())
+	var seen []uint64
+	s.OnChange(func(_ consent.Key, tok consent.Token) { seen = append(seen, tok.Seq) })
+	ctx := context.Background()
+	erased := consent.Key{9}
+	if _, err := s.Apply(ctx, consent.Write{Key: erased, Event: consent.Event{Kind: consent.EventErase, Proof: consent.Proof{CapturedAt: when}}}); err != nil {
+		t.Fatal(err)
+	}
+	proof := consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, CapturedAt: when.Add(time.Hour)}
+	const n, batch = 20000, 1000
+	start := time.Now()
+	for b := 0; b < n; b += batch {
+		ws := make([]consent.Write, batch)
+		for i := range ws {
+			ws[i] = consent.Write{Key: consent.Key{0: 1, 1: byte((b + i) >> 8), 2: byte(b + i)},
+				Event: consent.Event{Kind: consent.EventGrant, Purposes: []string{"email"}, Proof: proof, RequestID: fmt.Sprint("bulk-", b+i)}}
+		}
+		if b == 0 {
+			third := proof
+			third.Source, third.ThirdParty = consent.SourceThirdParty, "ListCo"
+			ws[5] = consent.Write{Key: erased, Event: consent.Event{Kind: consent.EventGrant, Purposes: []string{"email"}, Proof: third, RequestID: "bought"}}
+			ws[7] = ws[6] // a replay inside the batch
+		}
+		toks, errs, err := s.ApplyBatch(ctx, ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range ws {
+			switch {
+			case b == 0 && i == 5:
+				if !errors.Is(errs[i], consent.ErrSuppressed) {
+					t.Errorf("third-party grant of an erased contact in a batch: %v", errs[i])
+				}
+			case b == 0 && i == 7:
+				if errs[i] != nil || toks[i] != toks[6] {
+					t.Errorf("replay inside a batch: %v %v, want token %v", toks[i], errs[i], toks[6])
+				}
+			case errs[i] != nil:
+				t.Errorf("write %d: %v", b+i, errs[i])
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	want := make([]uint64, n-2+1) // the erase, then every applied write
+	for i := range want {
+		want[i] = uint64(i + 1)
+	}
+	if diff := cmp.Diff(want, seen); diff != "" {
+		t.Errorf("observer saw (-want +got):\n%s", diff)
+	}
+	t.Logf("ApplyBatch: %d writes in batches of %d in %v (%.0f writes/s)", n, batch, elapsed, float64(n)/elapsed.Seconds())
 }
