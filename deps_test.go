@@ -26,7 +26,7 @@ var allowed = map[string][]string{
 	"cache":            {".", "github.com/dgraph-io/ristretto", "golang.org/x/sync"},
 	"server":           {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
 	"client":           {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
-	"bench":            {".", "client"},
+	"bench":            {".", "client", "github.com/HdrHistogram/hdrhistogram-go"},
 }
 
 var anything = []string{"cmd/", "internal/", "store/storetest"}

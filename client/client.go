@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	consent "github.com/consentd/consentd"
@@ -44,6 +45,19 @@ func New(target string, opts ...Option) (*Client, error) {
 		return nil, err
 	}
 	return &Client{conn: conn, check: pb.NewCheckServiceClient(conn), consent: pb.NewConsentServiceClient(conn)}, nil
+}
+
+// Health asks consentd's health service whether it serves; an error, or any
+// status but SERVING, is unhealthy.
+func (c *Client) Health(ctx context.Context) error {
+	resp, err := healthpb.NewHealthClient(c.conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil {
+		return fromStatus(err)
+	}
+	if resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		return fmt.Errorf("%w: consentd reports %v", consent.ErrUnavailable, resp.GetStatus())
+	}
+	return nil
 }
 
 // Close closes the connection.
