@@ -36,6 +36,9 @@ func ctx(t *testing.T) context.Context {
 
 func TestClientRoundTrip(t *testing.T) {
 	c := newClient(t)
+	if err := c.Health(ctx(t)); err != nil {
+		t.Fatalf("Health: %v", err)
+	}
 	const who = "client@example.com"
 	if ok, d, err := c.MaySend(ctx(t), who, "email_marketing"); ok || err != nil || d.Reason != consent.ReasonNoConsent {
 		t.Fatalf("MaySend before grant = %v, %+v, %v", ok, d, err)
@@ -102,5 +105,8 @@ func TestMaySendFailsClosed(t *testing.T) {
 	}
 	if !errors.Is(err, consent.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v, want unavailable or deadline", err)
+	}
+	if err := c.Health(short); err == nil {
+		t.Error("Health with no server = nil, want an error")
 	}
 }
