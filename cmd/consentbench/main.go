@@ -6,7 +6,8 @@
 // needs from its own binary and loads a synthetic population first.
 //
 // This is the first part of the harness: the floor and Check (warm cache and
-// cold, on the embedded store). Redis, batch and audience scenarios,
+// cold) on the embedded store or Redis, and on Redis the direct read a
+// sender would do without consentd. Batch and audience scenarios,
 // propagation, maximum throughput, the CPU budget and plots come next.
 package main
 
@@ -49,6 +50,9 @@ type config struct {
 	zipf       float64
 	out        string
 	gomaxprocs string
+	contacts   *bench.Contacts // set once the population exists
+	redisURL   string
+	startRedis bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -67,6 +71,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.zipf, "zipf", bench.DefaultZipfExponent, "Zipf exponent for choosing contacts; 0 draws uniformly")
 	fs.StringVar(&c.out, "out", "bench-out", "directory for results.md and results.json")
 	fs.StringVar(&c.gomaxprocs, "gomaxprocs", "", "GOMAXPROCS for the consentd processes (default: all cores)")
+	fs.StringVar(&c.redisURL, "redis", "", "measure consentd on this Redis (a scratch one: the population is written into it)")
+	fs.BoolVar(&c.startRedis, "start-redis", false, "start a redis-server (from PATH) for the run and measure consentd on it")
 	smoke := fs.Bool("smoke", false, "a seconds-long run on a tiny population (for CI: checks the harness works, judges nothing)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -115,14 +121,47 @@ func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer cleanup()
-	data := filepath.Join(dir, "data")
 	start := time.Now()
-	err = loadEmbedded(ctx, data, c.pop, func(done int) {
+	progress := func(done int) {
 		fmt.Fprintf(stderr, "\rloading population: %d/%d contacts (%.0f/s)", done, c.pop.Contacts, float64(done)/time.Since(start).Seconds())
-	})
-	fmt.Fprintln(stderr)
-	if err != nil {
-		return fmt.Errorf("loading population: %w", err)
+	}
+	storeArgs, kind := []string{"--data-dir", filepath.Join(dir, "data")}, "embedded"
+	var direct bench.Op
+	if c.redisURL != "" || c.startRedis {
+		url := c.redisURL
+		if c.startRedis {
+			addr, stop, err := startRedis(ctx, dir)
+			if err != nil {
+				return err
+			}
+			defer stop()
+			url = "redis://" + addr + "/0"
+		}
+		rdb, err := redisClient(url)
+		if err != nil {
+			return fmt.Errorf("-redis: %w", err)
+		}
+		defer rdb.Close()
+		secret := filepath.Join(dir, "secret")
+		const partitions = 16
+		err = loadRedis(ctx, rdb, secret, partitions, c.pop, progress)
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return fmt.Errorf("loading population: %w", err)
+		}
+		keys, err := keyer(secret)
+		if err != nil {
+			return err
+		}
+		storeArgs = []string{"--redis", url, "--secret-file", secret, "--partitions", strconv.Itoa(partitions)}
+		kind = "redis"
+		direct = func(ctx context.Context, _ int) error { return directRead(ctx, rdb, keys, partitions, c.contacts) }
+	} else {
+		err := loadEmbedded(ctx, filepath.Join(dir, "data"), c.pop, progress)
+		fmt.Fprintln(stderr)
+		if err != nil {
+			return fmt.Errorf("loading population: %w", err)
+		}
 	}
 	names := make([]string, c.pop.Contacts)
 	for i := range names {
@@ -137,7 +176,7 @@ func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	contacts := bench.NewContacts(names, pick, 1)
+	c.contacts = bench.NewContacts(names, pick, 1)
 
 	var rows []bench.Row
 	for _, transport := range c.transports {
@@ -145,11 +184,22 @@ func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
 			name  string
 			bytes string
 		}{{"warm", "268435456"}, {"cold", "0"}} {
-			r, err := c.sidecarRun(ctx, dir, data, transport, cache.name, cache.bytes, contacts, stderr)
+			r, err := c.sidecarRun(ctx, dir, storeArgs, transport, cache.name, cache.bytes, stderr)
 			if err != nil {
 				return err
 			}
 			rows = append(rows, r...)
+		}
+	}
+	if direct != nil {
+		for _, rate := range c.rates {
+			name := fmt.Sprintf("direct-redis@%g/s", rate)
+			fmt.Fprintf(stderr, "running %s for %v...\n", name, c.warmup+c.duration)
+			res, err := bench.Run(ctx, bench.Load{Rate: rate, Duration: c.duration, Warmup: c.warmup, Workers: c.workers}, direct)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, bench.Row{Scenario: name, Transport: "tcp", Result: res})
 		}
 	}
 	bench.SetRatios(rows)
@@ -162,7 +212,7 @@ func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		"go":         runtime.Version(),
 		"contacts":   strconv.Itoa(c.pop.Contacts),
 		"zipf":       strconv.FormatFloat(c.zipf, 'g', -1, 64),
-		"store":      "embedded",
+		"store":      kind,
 		"gomaxprocs": c.gomaxprocs,
 		"when":       time.Now().UTC().Format(time.RFC3339),
 	}
@@ -180,7 +230,7 @@ func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
 
 // sidecarRun starts one consentd on the loaded data over transport, and
 // measures the floor and Check at every rate.
-func (c config) sidecarRun(ctx context.Context, dir, data, transport, cacheName, cacheBytes string, contacts *bench.Contacts, stderr io.Writer) ([]bench.Row, error) {
+func (c config) sidecarRun(ctx context.Context, dir string, storeArgs []string, transport, cacheName, cacheBytes string, stderr io.Writer) ([]bench.Row, error) {
 	listen := "127.0.0.1:0"
 	if transport == "unix" {
 		listen = "unix:" + filepath.Join(dir, "consentd.sock")
@@ -189,7 +239,7 @@ func (c config) sidecarRun(ctx context.Context, dir, data, transport, cacheName,
 	if c.gomaxprocs != "" {
 		env = append(env, "GOMAXPROCS="+c.gomaxprocs)
 	}
-	s, err := startSidecar(ctx, env, "--data-dir", data, "--listen", listen, "--cache-bytes", cacheBytes)
+	s, err := startSidecar(ctx, env, append(storeArgs, "--listen", listen, "--cache-bytes", cacheBytes)...)
 	if err != nil {
 		return nil, err
 	}
@@ -211,7 +261,7 @@ func (c config) sidecarRun(ctx context.Context, dir, data, transport, cacheName,
 			name, baseline string
 			op             bench.Op
 		}{
-			{"check-" + cacheName + at, "floor-" + cacheName + at, bench.CheckOp(cl, contacts, "email_marketing")},
+			{"check-" + cacheName + at, "floor-" + cacheName + at, bench.CheckOp(cl, c.contacts, "email_marketing")},
 			{"floor-" + cacheName + at, "", bench.FloorOp(cl)},
 		}
 		for _, sc := range scenarios {

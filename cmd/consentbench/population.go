@@ -2,11 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	consent "github.com/consentd/consentd"
 	"github.com/consentd/consentd/contactkey"
@@ -27,44 +31,12 @@ type population struct {
 
 func contactName(i int) string { return fmt.Sprintf("contact%d@bench.example", i) }
 
-// loadEmbedded writes the population straight into a new embedded store in
-// dir (with its secret), in large batches: what takes a sidecar hours one
-// fsynced RPC at a time takes seconds in one transaction per batch.
-func loadEmbedded(ctx context.Context, dir string, p population, progress func(done int)) error {
-	secret, err := contactkey.LoadOrCreateSecret(filepath.Join(dir, "secret"))
-	if err != nil {
-		return err
-	}
-	keys, err := contactkey.New(secret)
-	if err != nil {
-		return err
-	}
-	st, err := store.OpenEmbedded(dir)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+// each generates the population's writes in order; progress is told after
+// each contact.
+func (p population) each(keys *contactkey.Keyer, fn func(w consent.Write) error, progress func(done int)) error {
 	purposes := consent.DefaultPurposes()
 	rng := rand.New(rand.NewPCG(p.Seed, 0))
 	now := time.Now().UTC()
-	const batch = 2000
-	var ws []consent.Write
-	flush := func() error {
-		if len(ws) == 0 {
-			return nil
-		}
-		_, errs, err := st.ApplyBatch(ctx, ws)
-		if err != nil {
-			return err
-		}
-		for _, e := range errs {
-			if e != nil {
-				return e
-			}
-		}
-		ws = ws[:0]
-		return nil
-	}
 	for i := range p.Contacts {
 		k, err := keys.Key(contactName(i))
 		if err != nil {
@@ -78,26 +50,108 @@ func loadEmbedded(ctx context.Context, dir string, p population, progress func(d
 			if rng.Float64() < p.Stale {
 				captured = now.AddDate(0, -30, 0)
 			}
-			ws = append(ws, consent.Write{Key: k, Event: consent.Event{Kind: consent.EventGrant, Purposes: []string{pu.Name},
+			err := fn(consent.Write{Key: k, Event: consent.Event{Kind: consent.EventGrant, Purposes: []string{pu.Name},
 				Proof: consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, CapturedAt: captured, RecordedAt: captured,
 					EvidenceRef: "bench", Actor: "consentbench"}}})
-			if rng.Float64() < p.Withdrawn {
-				ws = append(ws, consent.Write{Key: k, Event: consent.Event{Kind: consent.EventWithdraw, Purposes: []string{pu.Name},
-					Proof: consent.Proof{CapturedAt: captured.Add(time.Hour), RecordedAt: captured.Add(time.Hour)}}})
-			}
-		}
-		if len(ws) >= batch {
-			if err := flush(); err != nil {
+			if err != nil {
 				return err
 			}
+			if rng.Float64() < p.Withdrawn {
+				err := fn(consent.Write{Key: k, Event: consent.Event{Kind: consent.EventWithdraw, Purposes: []string{pu.Name},
+					Proof: consent.Proof{CapturedAt: captured.Add(time.Hour), RecordedAt: captured.Add(time.Hour)}}})
+				if err != nil {
+					return err
+				}
+			}
+		}
+		if (i+1)%5000 == 0 || i+1 == p.Contacts {
 			progress(i + 1)
 		}
 	}
-	if err := flush(); err != nil {
+	return nil
+}
+
+func keyer(secretPath string) (*contactkey.Keyer, error) {
+	secret, err := contactkey.LoadOrCreateSecret(secretPath)
+	if err != nil {
+		return nil, err
+	}
+	return contactkey.New(secret)
+}
+
+// loadEmbedded writes the population straight into a new embedded store in
+// dir (with its secret), in large batches: what takes a sidecar hours one
+// fsynced RPC at a time takes seconds in one transaction per batch.
+func loadEmbedded(ctx context.Context, dir string, p population, progress func(done int)) error {
+	keys, err := keyer(filepath.Join(dir, "secret"))
+	if err != nil {
 		return err
 	}
-	progress(p.Contacts)
-	return nil
+	st, err := store.OpenEmbedded(dir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	var ws []consent.Write
+	flush := func() error {
+		_, errs, err := st.ApplyBatch(ctx, ws)
+		if err != nil {
+			return err
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		ws = ws[:0]
+		return nil
+	}
+	err = p.each(keys, func(w consent.Write) error {
+		ws = append(ws, w)
+		if len(ws) < 2000 {
+			return nil
+		}
+		return flush()
+	}, progress)
+	if err != nil {
+		return err
+	}
+	return flush()
+}
+
+// loadRedis writes the population through the Redis store, many writes in
+// flight at once.
+func loadRedis(ctx context.Context, rdb redis.UniversalClient, secretPath string, partitions uint32, p population, progress func(done int)) error {
+	keys, err := keyer(secretPath)
+	if err != nil {
+		return err
+	}
+	st, err := store.OpenRedis(ctx, rdb, store.RedisConfig{Partitions: partitions, SecretCheck: keys.Check()})
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	writes := make(chan consent.Write, 1024)
+	for range 32 {
+		g.Go(func() error {
+			for w := range writes {
+				if _, err := st.Apply(gctx, w); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer close(writes)
+		return p.each(keys, func(w consent.Write) error {
+			select {
+			case writes <- w:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}, progress)
+	})
+	return g.Wait()
 }
 
 // tempDir makes a scratch directory the run removes when it ends.
