@@ -124,13 +124,13 @@ func (s *Redis) Close() error { return nil }
 
 func tag(p uint32) string { return "{" + strconv.FormatUint(uint64(p), 10) + "}" }
 
-func recordKey(p uint32, k consent.Key) string  { return tag(p) + ":r:" + string(k[:]) }
+func recordKey(p uint32, k consent.Key) string { return tag(p) + ":r:" + string(k[:]) }
 
 // RecordKey is the Redis key of a contact's record in a deployment of
 // partitions partitions: for tools that read Redis directly (the benchmark's
 // baseline of a sender doing without consentd).
 func RecordKey(partitions uint32, k consent.Key) string { return recordKey(k.Partition(partitions), k) }
-func historyKey(p uint32, k consent.Key) string { return tag(p) + ":h:" + string(k[:]) }
+func historyKey(p uint32, k consent.Key) string         { return tag(p) + ":h:" + string(k[:]) }
 func requestKey(p uint32, k consent.Key, id string) string {
 	return tag(p) + ":q:" + string(k[:]) + id
 }
