@@ -126,17 +126,18 @@ func tag(p uint32) string { return "{" + strconv.FormatUint(uint64(p), 10) + "}"
 
 func recordKey(p uint32, k consent.Key) string { return tag(p) + ":r:" + string(k[:]) }
 
-// RecordKey is the Redis key of a contact's record in a deployment of
-// partitions partitions: for tools that read Redis directly (the benchmark's
-// baseline of a sender doing without consentd).
-func RecordKey(partitions uint32, k consent.Key) string { return recordKey(k.Partition(partitions), k) }
-func historyKey(p uint32, k consent.Key) string         { return tag(p) + ":h:" + string(k[:]) }
+func historyKey(p uint32, k consent.Key) string { return tag(p) + ":h:" + string(k[:]) }
 func requestKey(p uint32, k consent.Key, id string) string {
 	return tag(p) + ":q:" + string(k[:]) + id
 }
 func seqKey(p uint32) string  { return tag(p) + ":s" }
 func feedKey(p uint32) string { return tag(p) + ":f" }
 func genKey(p uint32) string  { return tag(p) + ":g" }
+
+// RecordKey is the Redis key of a contact's record in a deployment of
+// partitions partitions: for tools that read Redis directly (the benchmark's
+// baseline of a sender doing without consentd).
+func RecordKey(partitions uint32, k consent.Key) string { return recordKey(k.Partition(partitions), k) }
 
 // Get returns the contact's record; an unknown contact has the zero record.
 func (s *Redis) Get(ctx context.Context, key consent.Key) (consent.Record, error) {
