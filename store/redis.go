@@ -124,8 +124,7 @@ func (s *Redis) Close() error { return nil }
 
 func tag(p uint32) string { return "{" + strconv.FormatUint(uint64(p), 10) + "}" }
 
-func recordKey(p uint32, k consent.Key) string { return tag(p) + ":r:" + string(k[:]) }
-
+func recordKey(p uint32, k consent.Key) string  { return tag(p) + ":r:" + string(k[:]) }
 func historyKey(p uint32, k consent.Key) string { return tag(p) + ":h:" + string(k[:]) }
 func requestKey(p uint32, k consent.Key, id string) string {
 	return tag(p) + ":q:" + string(k[:]) + id
