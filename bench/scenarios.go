@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/consentd/consentd/client"
 )
@@ -57,4 +59,54 @@ func CheckOp(c *client.Client, contacts *Contacts, purpose string) Op {
 		}
 		return nil
 	}
+}
+
+// FilterThroughput streams the whole audience through FilterAudience once
+// and returns contacts per second, with the latency of the whole pass as a
+// one-sample Result.
+func FilterThroughput(ctx context.Context, c *client.Client, purpose string, audience []string) (*Result, float64, error) {
+	start := time.Now()
+	_, err := c.Filter(ctx, purpose, slices.Values(audience), func(string) error { return nil })
+	elapsed := time.Since(start)
+	res := &Result{Offered: 0}
+	res.Record(elapsed, err)
+	if err != nil {
+		return res, 0, err
+	}
+	return res, float64(len(audience)) / elapsed.Seconds(), nil
+}
+
+// BatchThroughput checks the whole audience in BatchCheck calls of batch
+// contacts, concurrency calls in flight, and returns contacts per second with
+// the latency of each call.
+func BatchThroughput(ctx context.Context, c *client.Client, purpose string, audience []string, batch, concurrency int) (*Result, float64, error) {
+	res := &Result{}
+	var mu sync.Mutex
+	next := make(chan []string)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range concurrency {
+		wg.Go(func() {
+			for chunk := range next {
+				t := time.Now()
+				_, err := c.BatchCheck(ctx, purpose, chunk)
+				mu.Lock()
+				res.Record(time.Since(t), err)
+				mu.Unlock()
+			}
+		})
+	}
+	for chunk := range slices.Chunk(audience, batch) {
+		select {
+		case next <- chunk:
+		case <-ctx.Done():
+		}
+	}
+	close(next)
+	wg.Wait()
+	elapsed := time.Since(start)
+	if res.Errors > 0 {
+		return res, 0, fmt.Errorf("%d of %d BatchCheck calls failed: %v", res.Errors, res.Count, res.ErrorSamples)
+	}
+	return res, float64(len(audience)) / elapsed.Seconds(), ctx.Err()
 }

@@ -7,6 +7,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"iter"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -79,15 +81,20 @@ func FullyConsistent() CheckOption {
 	return func(c *pb.Consistency) { c.Requirement = &pb.Consistency_FullyConsistent{FullyConsistent: true} }
 }
 
+func consistency(opts []CheckOption) *pb.Consistency {
+	if len(opts) == 0 {
+		return nil
+	}
+	c := &pb.Consistency{}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
 // Check asks whether contact may be used for purpose now.
 func (c *Client) Check(ctx context.Context, contact, purpose string, opts ...CheckOption) (consent.Decision, error) {
-	req := &pb.CheckRequest{Contact: contact, Purpose: purpose}
-	if len(opts) > 0 {
-		req.Consistency = &pb.Consistency{}
-		for _, o := range opts {
-			o(req.Consistency)
-		}
-	}
+	req := &pb.CheckRequest{Contact: contact, Purpose: purpose, Consistency: consistency(opts)}
 	resp, err := c.check.Check(ctx, req)
 	if err != nil {
 		return consent.Decision{}, fromStatus(err)
@@ -174,4 +181,92 @@ func fromStatus(err error) error {
 		sentinel = errors.New(st.Code().String())
 	}
 	return &Error{Code: st.Code(), Message: st.Message(), sentinel: sentinel}
+}
+
+// BatchCheck decides up to 10,000 contacts for one purpose; decisions come
+// in the order of contacts.
+func (c *Client) BatchCheck(ctx context.Context, purpose string, contacts []string, opts ...CheckOption) ([]consent.Decision, error) {
+	req := &pb.BatchCheckRequest{Contacts: contacts, Purpose: purpose, Consistency: consistency(opts)}
+	resp, err := c.check.BatchCheck(ctx, req)
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	out := make([]consent.Decision, len(resp.GetResults()))
+	for i, r := range resp.GetResults() {
+		out[i] = consent.Decision{Allowed: r.GetDecision() == pb.Decision_DECISION_ALLOW, Reason: consent.Reason(r.GetReason())}
+	}
+	return out, nil
+}
+
+// FilterSummary counts what a Filter saw.
+type FilterSummary struct {
+	Total, Allowed, Invalid uint64
+	Reasons                 map[consent.Reason]uint64
+}
+
+// filterChunk is how many contacts go in one stream message: large enough
+// to amortise a message, small enough to keep memory flat.
+const filterChunk = 1000
+
+// Filter streams contacts through FilterAudience and calls allowed for each
+// contact that may be used, in order, never holding more than a few chunks of
+// the audience in memory; gRPC flow control paces contacts to the server.
+// It returns the server's counts. An error from allowed stops the filter.
+func (c *Client) Filter(ctx context.Context, purpose string, contacts iter.Seq[string], allowed func(contact string) error) (FilterSummary, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := c.check.FilterAudience(ctx)
+	if err != nil {
+		return FilterSummary{}, fromStatus(err)
+	}
+	sent := make(chan error, 1)
+	go func() {
+		sent <- func() error {
+			req := &pb.FilterAudienceRequest{Purpose: purpose}
+			for contact := range contacts {
+				req.Contacts = append(req.Contacts, contact)
+				if len(req.Contacts) == filterChunk {
+					if err := stream.Send(req); err != nil {
+						return err
+					}
+					req = &pb.FilterAudienceRequest{}
+				}
+			}
+			if len(req.Contacts) > 0 || req.Purpose != "" {
+				if err := stream.Send(req); err != nil {
+					return err
+				}
+			}
+			return stream.CloseSend()
+		}()
+	}()
+	var sum FilterSummary
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			cancel()
+			<-sent
+			return sum, fromStatus(err)
+		}
+		for _, a := range resp.GetAllowed() {
+			if err := allowed(a); err != nil {
+				cancel()
+				<-sent
+				return sum, err
+			}
+		}
+		if s := resp.GetSummary(); s != nil {
+			sum = FilterSummary{Total: s.GetTotal(), Allowed: s.GetAllowed(), Invalid: s.GetInvalid(), Reasons: map[consent.Reason]uint64{}}
+			for _, r := range s.GetReasons() {
+				sum.Reasons[consent.Reason(r.GetReason())] = r.GetCount()
+			}
+		}
+	}
+	if err := <-sent; err != nil && !errors.Is(err, io.EOF) {
+		return sum, fromStatus(err)
+	}
+	return sum, nil
 }

@@ -3,9 +3,11 @@ package client_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 
@@ -108,5 +110,57 @@ func TestMaySendFailsClosed(t *testing.T) {
 	}
 	if err := c.Health(short); err == nil {
 		t.Error("Health with no server = nil, want an error")
+	}
+}
+
+func TestBatchCheckAndFilter(t *testing.T) {
+	c := newClient(t)
+	const n = 5000
+	name := func(i int) string { return fmt.Sprintf("aud%d@example.com", i) }
+	var want []string
+	for i := 0; i < n; i += 250 {
+		if _, err := c.Grant(ctx(t), &pb.GrantRequest{Contact: name(i), Purposes: []string{"ad_retargeting"}, Method: pb.Method_METHOD_CHECKBOX}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, name(i))
+	}
+	ds, err := c.BatchCheck(ctx(t), "ad_retargeting", []string{name(0), name(1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]consent.Decision{{Allowed: true, Reason: consent.ReasonGranted}, {Reason: consent.ReasonNoConsent}}, ds); diff != "" {
+		t.Errorf("BatchCheck (-want +got):\n%s", diff)
+	}
+	audience := func(yield func(string) bool) {
+		for i := range n {
+			if !yield(name(i)) {
+				return
+			}
+		}
+		yield("") // malformed: counted, never allowed
+	}
+	var got []string
+	sum, err := c.Filter(ctx(t), "ad_retargeting", audience, func(contact string) error {
+		got = append(got, contact)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Filter allowed (-want +got):\n%s", diff)
+	}
+	wantSum := client.FilterSummary{Total: n + 1, Allowed: uint64(len(want)), Invalid: 1,
+		Reasons: map[consent.Reason]uint64{consent.ReasonGranted: uint64(len(want)), consent.ReasonNoConsent: uint64(n - len(want))}}
+	if diff := cmp.Diff(wantSum, sum); diff != "" {
+		t.Errorf("Filter summary (-want +got):\n%s", diff)
+	}
+	// The caller can stop early; the stream is torn down cleanly.
+	stop := errors.New("enough")
+	if _, err := c.Filter(ctx(t), "ad_retargeting", audience, func(string) error { return stop }); !errors.Is(err, stop) {
+		t.Errorf("Filter stopped by the caller: %v, want %v", err, stop)
+	}
+	if _, err := c.Filter(ctx(t), "nope", audience, func(string) error { return nil }); !errors.Is(err, consent.ErrInvalid) {
+		t.Errorf("Filter with an unknown purpose: %v, want ErrInvalid", err)
 	}
 }

@@ -6,9 +6,10 @@
 // needs from its own binary and loads a synthetic population first.
 //
 // This is the first part of the harness: the floor and Check (warm cache and
-// cold) on the embedded store or Redis, and on Redis the direct read a
-// sender would do without consentd. Batch and audience scenarios,
-// propagation, maximum throughput, the CPU budget and plots come next.
+// cold) on the embedded store or Redis, on Redis the direct read a sender
+// would do without consentd, and audience throughput through FilterAudience
+// and BatchCheck. Propagation, maximum throughput, the CPU budget and plots
+// come next.
 package main
 
 import (
@@ -51,6 +52,7 @@ type config struct {
 	out        string
 	gomaxprocs string
 	contacts   *bench.Contacts // set once the population exists
+	names      []string        // the population's contacts, in order
 	redisURL   string
 	startRedis bool
 }
@@ -167,6 +169,7 @@ func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	for i := range names {
 		names[i] = contactName(i)
 	}
+	c.names = names
 	var pick bench.Picker
 	if c.zipf > 0 {
 		pick, err = bench.NewZipf(len(names), c.zipf)
@@ -273,6 +276,29 @@ func (c config) sidecarRun(ctx context.Context, dir string, storeArgs []string, 
 			rows = append(rows, bench.Row{Scenario: sc.name, Transport: transport, Result: res, Baseline: sc.baseline})
 		}
 	}
+	// Audience throughput: the whole population once through FilterAudience
+	// and once through BatchCheck. Warm runs pass over the audience once
+	// first, unmeasured, to fill the cache.
+	if cacheName == "warm" {
+		fmt.Fprintf(stderr, "warming the cache with the whole audience over %s...\n", transport)
+		if _, _, err := bench.FilterThroughput(ctx, cl, "ad_retargeting", c.names); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(stderr, "running filter-audience-%s over %s (%d contacts)...\n", cacheName, transport, len(c.names))
+	res, perSec, err := bench.FilterThroughput(ctx, cl, "ad_retargeting", c.names)
+	if err != nil {
+		return nil, fmt.Errorf("filter-audience over %s: %w", transport, err)
+	}
+	rows = append(rows, bench.Row{Scenario: "filter-audience-" + cacheName, Transport: transport, Result: res,
+		Extra: map[string]float64{"contacts_per_s": perSec}})
+	fmt.Fprintf(stderr, "running batch-check-%s over %s (%d contacts)...\n", cacheName, transport, len(c.names))
+	res, perSec, err = bench.BatchThroughput(ctx, cl, "ad_retargeting", c.names, 1000, 4)
+	if err != nil {
+		return nil, fmt.Errorf("batch-check over %s: %w", transport, err)
+	}
+	rows = append(rows, bench.Row{Scenario: "batch-check-" + cacheName, Transport: transport, Result: res,
+		Extra: map[string]float64{"contacts_per_s": perSec}})
 	return rows, nil
 }
 
