@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"runtime"
 	"sync"
 	"time"
 )
@@ -128,7 +127,10 @@ func Run(ctx context.Context, l Load, op Op) (*Result, error) {
 			}
 		})
 	}
-	s.pace(ctx, t0, work)
+	// The pacer runs on a goroutine of its own: it locks its OS thread and
+	// changes the thread's settings, and ending while locked retires the
+	// thread instead of handing it back to the caller.
+	wg.Go(func() { s.pace(ctx, t0, work) })
 	wg.Wait()
 	stopped := ctx.Err()
 
@@ -149,34 +151,18 @@ func Run(ctx context.Context, l Load, op Op) (*Result, error) {
 	return res, stopped
 }
 
-// spinAhead is how close to a due time the pacer stops sleeping and spins:
-// Go's timers can wake about a millisecond late on Linux, as much as the
-// latency being measured, so the last stretch is spent yielding instead.
-const spinAhead = 1200 * time.Microsecond
-
 // pace hands each request to the workers when it is due, then closes work.
-// The spinning costs this process up to a core at high rates (reported with
-// the results); the lateness left counts as latency, and a run with a no-op
-// op measures it.
+// How it waits matters more than anything else in the harness: Go's timers
+// can wake about a millisecond late here, which would swamp a floor of a few
+// hundred microseconds, and a spinning pacer takes the core the server needs
+// on a 2-core machine. So it sleeps in the kernel on a thread of its own
+// (see pace_linux.go); the lateness left counts as latency, and
+// TestPacerLateness measures it.
 func (s schedule) pace(ctx context.Context, t0 time.Time, work chan<- int) {
 	defer close(work)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
+	pinPacer()
 	for i := 0; i < s.total; i++ {
-		due := t0.Add(s.at(i))
-		for wait := time.Until(due); wait > 0; wait = time.Until(due) {
-			if wait <= spinAhead {
-				runtime.Gosched()
-				continue
-			}
-			timer.Reset(wait - spinAhead)
-			select {
-			case <-ctx.Done():
-				return
-			case <-timer.C:
-			}
-		}
-		if ctx.Err() != nil {
+		if !sleepUntil(ctx, t0.Add(s.at(i))) {
 			return
 		}
 		select {
