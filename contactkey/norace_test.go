@@ -1,5 +1,0 @@
-//go:build !race
-
-package contactkey_test
-
-const raceEnabled = false
