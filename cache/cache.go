@@ -250,13 +250,18 @@ func maxUint64(a *atomic.Uint64, v uint64) {
 	}
 }
 
-// FenceAge returns how old partition p's fence is: the staleness bound the
-// cache is running with there.
-func (c *Cache) FenceAge(p uint32) time.Duration {
+// FenceAge returns how old partition p's fence is, the staleness bound the
+// cache runs with there (the feed's lag, for metrics); ok is false when the
+// partition has no fence (never fenced, or its feed failed since).
+func (c *Cache) FenceAge(p uint32) (age time.Duration, ok bool) {
 	if int(p) >= len(c.fences) {
-		return 0
+		return 0, false
 	}
-	return c.now().Sub(c.base) - time.Duration(c.fences[p].Load())
+	f := c.fences[p].Load()
+	if f == math.MinInt64 {
+		return 0, false
+	}
+	return c.now().Sub(c.base) - time.Duration(f), true
 }
 
 func (c *Cache) fresh(p uint32) bool {

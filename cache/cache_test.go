@@ -754,3 +754,48 @@ func TestLeaderCancelledFollowersStillAnswered(t *testing.T) {
 	// The shared read failed, so each follower read for itself.
 	f.checkCounts(t, "after the flight", counts{Reads: 1 + n, Misses: 1 + n})
 }
+
+// TestFenceLeaseAndLost: with a lease, a partition's records are used only
+// while its fence is young; Lost withdraws trust at once; FenceAge reports
+// the lag and says when there is no fence.
+func TestFenceLeaseAndLost(t *testing.T) {
+	clock := t0
+	f := newFixture(t, Config{MaxBytes: 1 << 20, Partitions: 1, Lease: time.Second, Now: func() time.Time { return clock }})
+	k := key(t, "fenced@example.com")
+	f.apply(t, grant(k, t0, email))
+	if _, ok := f.c.FenceAge(0); ok {
+		t.Fatal("FenceAge before any fence: ok, want no fence")
+	}
+	reads := func() int64 { return f.be.reads.Load() }
+	f.get(t, k, latest) // no fence yet: read through
+	f.get(t, k, latest)
+	if got := reads(); got != 2 {
+		t.Fatalf("without a fence: %d backend reads for 2 gets, want 2", got)
+	}
+	f.c.Fence(0, 1, clock)
+	f.get(t, k, latest) // fill
+	f.c.rc.Wait()
+	before := reads()
+	f.get(t, k, latest)
+	if reads() != before {
+		t.Error("within the lease: read the backend, want a cache hit")
+	}
+	clock = clock.Add(1500 * time.Millisecond)
+	if age, ok := f.c.FenceAge(0); !ok || age != 1500*time.Millisecond {
+		t.Errorf("FenceAge = %v, %v; want 1.5s", age, ok)
+	}
+	f.get(t, k, latest)
+	if reads() != before+1 {
+		t.Error("after the lease: served from the cache, want a backend read")
+	}
+	f.c.Fence(0, 1, clock)
+	f.c.Lost(0)
+	if _, ok := f.c.FenceAge(0); ok {
+		t.Error("FenceAge after Lost: ok, want no fence")
+	}
+	before = reads()
+	f.get(t, k, latest)
+	if reads() != before+1 {
+		t.Error("after Lost: served from the cache, want a backend read")
+	}
+}

@@ -88,6 +88,3 @@ func (s *sidecar) stop() {
 		<-s.exited
 	}
 }
-
-// pid is for CPU accounting.
-func (s *sidecar) pid() int { return s.cmd.Process.Pid }
