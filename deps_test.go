@@ -5,6 +5,7 @@ import (
 	"go/token"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,7 +27,15 @@ var allowed = map[string][]string{
 	"cache":            {".", "github.com/dgraph-io/ristretto", "golang.org/x/sync"},
 	"server":           {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
 	"client":           {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
-	"bench":            {".", "client", "github.com/HdrHistogram/hdrhistogram-go"},
+	"bench":            {".", "client", "proto/consent/v1", "github.com/HdrHistogram/hdrhistogram-go"},
+	"bench/plot":       {"bench", "gonum.org/v1/plot"},
+}
+
+// importers lists, for a package of this module (by directory), the only
+// directories that may import it, free ones included: gonum's plotting is for
+// the benchmark tool, not for anything the server or client links.
+var importers = map[string][]string{
+	"bench/plot": {"cmd/consentbench"},
 }
 
 var anything = []string{"cmd/", "internal/", "store/storetest"}
@@ -70,6 +79,11 @@ func TestDependencyDirections(t *testing.T) {
 	}
 	sort.Strings(dirs)
 	for _, dir := range dirs {
+		for imp := range imports[dir] {
+			if !importable(imp, dir) {
+				t.Errorf("%s imports %s, which only %v may import", dir, imp, importers[strings.TrimPrefix(imp, module+"/")])
+			}
+		}
 		if free(dir) {
 			continue
 		}
@@ -115,6 +129,13 @@ func permitted(imp string, rules []string) bool {
 	return false
 }
 
+// importable reports whether the package in dir may import imp by importers.
+func importable(imp, dir string) bool {
+	rel, ours := strings.CutPrefix(imp, module+"/")
+	only, restricted := importers[rel]
+	return !ours || !restricted || slices.Contains(only, dir)
+}
+
 func TestDependencyRulesBite(t *testing.T) {
 	// The checker must refuse what DESIGN.md forbids.
 	tests := []struct {
@@ -133,10 +154,30 @@ func TestDependencyRulesBite(t *testing.T) {
 		{"github.com/redis/go-redis/v9", allowed["store"], true},
 		{"github.com/redis/go-redis/v9", allowed["cache"], false},
 		{module, allowed["store"], true},
+		{"gonum.org/v1/plot/vg/vgimg", allowed["bench/plot"], true},
+		{module + "/bench", allowed["bench/plot"], true},
+		{module + "/client", allowed["bench/plot"], false},
+		{"gonum.org/v1/plot", allowed["bench"], false},
 	}
 	for _, tt := range tests {
 		if got := permitted(tt.imp, tt.rules); got != tt.want {
 			t.Errorf("permitted(%s, %v) = %v, want %v", tt.imp, tt.rules, got, tt.want)
+		}
+	}
+	importerTests := []struct {
+		imp, dir string
+		want     bool
+	}{
+		{module + "/bench/plot", "cmd/consentbench", true},
+		{module + "/bench/plot", "cmd/consentd", false},
+		{module + "/bench/plot", "bench", false},
+		{module + "/bench/plot", "internal/testutil", false},
+		{module + "/bench", "cmd/consentd", true},
+		{"gonum.org/v1/plot", "cmd/consentd", true}, // a third-party import is allowed's business
+	}
+	for _, tt := range importerTests {
+		if got := importable(tt.imp, tt.dir); got != tt.want {
+			t.Errorf("importable(%s, %s) = %v, want %v", tt.imp, tt.dir, got, tt.want)
 		}
 	}
 }

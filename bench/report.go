@@ -15,6 +15,9 @@ import (
 type Row struct {
 	Scenario  string
 	Transport string // "tcp", "unix", ...
+	Store     string // what the server stored its data in: "embedded", "redis"; "" when it does not matter
+	Procs     int    // the server's GOMAXPROCS; 0 for the machine's default
+	Probe     bool   // one step of a search (see MaxRate): in the JSON and the plots, not the table
 	Result    *Result
 	Baseline  string             // the Scenario this row is judged against, over the same Transport; "" for none
 	Ratio     float64            // Result's p99 / the baseline's p99; 0 when unknown
@@ -22,7 +25,7 @@ type Row struct {
 }
 
 // SetRatios fills each row's Ratio from its Baseline row in rows (same
-// Transport). A row whose baseline is missing, empty or has a zero p99 gets 0:
+// Transport, Store and Procs). A row whose baseline is missing, empty or has a zero p99 gets 0:
 // no ratio is better than an infinite one.
 func SetRatios(rows []Row) {
 	for i := range rows {
@@ -31,7 +34,7 @@ func SetRatios(rows []Row) {
 		if r.Baseline == "" || r.Result == nil {
 			continue
 		}
-		j := slices.IndexFunc(rows, func(b Row) bool { return b.Scenario == r.Baseline && b.Transport == r.Transport })
+		j := slices.IndexFunc(rows, func(b Row) bool { return b.Scenario == r.Baseline && b.Transport == r.Transport && b.Store == r.Store && b.Procs == r.Procs })
 		if j < 0 || rows[j].Result == nil {
 			continue
 		}
@@ -56,16 +59,23 @@ func WriteMarkdown(w io.Writer, rows []Row) error {
 	slices.Sort(extras) // map order is random; the table's must not be
 
 	var b strings.Builder
-	head := append([]string{"scenario", "transport", "offered/s", "achieved/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "errors", "p99 vs baseline"}, extras...)
+	head := append([]string{"scenario", "transport", "store", "procs", "offered/s", "achieved/s", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "max µs", "errors", "p99 vs baseline"}, extras...)
 	line(&b, head)
 	align := make([]string, len(head))
 	for i := range align {
 		align[i] = "---:" // numbers right-aligned, so magnitudes line up
 	}
-	align[0], align[1] = "---", "---"
+	align[0], align[1], align[2] = "---", "---", "---"
 	line(&b, align)
 	for _, r := range rows {
-		cells := []string{r.Scenario, r.Transport}
+		if r.Probe {
+			continue
+		}
+		procs := "all"
+		if r.Procs > 0 {
+			procs = fmt.Sprint(r.Procs)
+		}
+		cells := []string{r.Scenario, r.Transport, r.Store, procs}
 		if res := r.Result; res != nil {
 			cells = append(cells, number(res.Offered), number(res.Achieved),
 				us(res.P50()), us(res.P90()), us(res.P99()), us(res.P999()), us(res.Max()),
@@ -97,7 +107,11 @@ func WriteMarkdown(w io.Writer, rows []Row) error {
 			b.WriteString("\nErrors:\n\n")
 			first = false
 		}
-		fmt.Fprintf(&b, "- %s over %s: %d of %d failed", r.Scenario, r.Transport, r.Result.Errors, r.Result.Count)
+		fmt.Fprintf(&b, "- %s over %s", r.Scenario, r.Transport)
+		if r.Store != "" {
+			fmt.Fprintf(&b, " on %s", r.Store)
+		}
+		fmt.Fprintf(&b, ": %d of %d failed", r.Result.Errors, r.Result.Count)
 		for _, s := range r.Result.ErrorSamples {
 			fmt.Fprintf(&b, "\n  - `%s`", strings.ReplaceAll(oneLine(s), "`", "'"))
 		}
@@ -151,6 +165,9 @@ type reportJSON struct {
 type rowJSON struct {
 	Scenario  string             `json:"scenario"`
 	Transport string             `json:"transport"`
+	Store     string             `json:"store"`
+	Procs     int                `json:"gomaxprocs"`
+	Probe     bool               `json:"probe"`
 	Baseline  string             `json:"baseline"`
 	Ratio     float64            `json:"ratio"`
 	Result    *Result            `json:"result"`
@@ -159,7 +176,8 @@ type rowJSON struct {
 
 // WriteJSON writes rows and meta (the command, the machine, the commit...) as
 // one indented JSON object: {"meta": {...}, "rows": [{"scenario", "transport",
-// "baseline", "ratio", "result": {...}, "extra": {...}}]}. See Result's
+// "store", "gomaxprocs" (0: the default), "probe", "baseline", "ratio",
+// "result": {...}, "extra": {...}}]}. See Result's
 // MarshalJSON for the result's fields.
 func WriteJSON(w io.Writer, rows []Row, meta map[string]string) error {
 	out := reportJSON{Meta: meta, Rows: make([]rowJSON, 0, len(rows))}
@@ -190,7 +208,7 @@ func WriteJSON(w io.Writer, rows []Row, meta map[string]string) error {
 			extra = map[string]float64{}
 		}
 		out.Rows = append(out.Rows, rowJSON{
-			Scenario: r.Scenario, Transport: r.Transport, Baseline: r.Baseline,
+			Scenario: r.Scenario, Transport: r.Transport, Store: r.Store, Procs: r.Procs, Probe: r.Probe, Baseline: r.Baseline,
 			Ratio: r.Ratio, Result: r.Result, Extra: extra,
 		})
 	}

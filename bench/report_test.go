@@ -24,13 +24,18 @@ func rows() []Row {
 		{Scenario: "check-warm", Transport: "tcp", Result: check, Baseline: "floor", Extra: map[string]float64{"hit_ratio": 0.995}},
 		{Scenario: "check-warm", Transport: "unix", Result: check, Baseline: "floor"}, // no unix floor
 		{Scenario: "filter", Transport: "tcp", Extra: map[string]float64{"contacts_per_s": 1234567.8}},
+		// On another store, with one core: judged against its own floor only.
+		{Scenario: "floor", Transport: "tcp", Store: "redis", Procs: 1, Result: check},
+		{Scenario: "check-warm", Transport: "tcp", Store: "redis", Procs: 1, Result: floor, Baseline: "floor"},
+		{Scenario: "check-warm", Transport: "tcp", Store: "redis", Result: floor, Baseline: "floor"}, // no floor with all cores
+		{Scenario: "check-warm", Transport: "tcp", Store: "redis", Procs: 1, Probe: true, Result: floor, Baseline: "floor"},
 	}
 }
 
 func TestSetRatios(t *testing.T) {
 	rs := rows()
 	SetRatios(rs)
-	want := []float64{0, 1.5, 0, 0}
+	want := []float64{0, 1.5, 0, 0, 0, 1 / 1.5, 0, 1 / 1.5}
 	for i, r := range rs {
 		if math.Abs(r.Ratio-want[i]) > 0.01 {
 			t.Errorf("row %d (%s over %s) Ratio = %v, want %v", i, r.Scenario, r.Transport, r.Ratio, want[i])
@@ -47,18 +52,23 @@ func TestWriteMarkdown(t *testing.T) {
 	}
 	got := strings.Split(b.String(), "\n")
 	want := []string{
-		"| scenario | transport | offered/s | achieved/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | p99 vs baseline | contacts_per_s | hit_ratio |",
-		"| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-		"| floor | tcp | 5000 | 5000 | 100 | 100 | 100 | 100 | 100 | 0 | — |  |  |",
-		"| check-warm | tcp | 5000 | 4990 | 150 | 150 | 150 | 2000 | 2000 | 1 | 1.50× floor |  | 0.995 |",
-		"| check-warm | unix | 5000 | 4990 | 150 | 150 | 150 | 2000 | 2000 | 1 | — |  |  |",
-		"| filter | tcp | — | — | — | — | — | — | — | — | — | 1234568 |  |",
+		"| scenario | transport | store | procs | offered/s | achieved/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | errors | p99 vs baseline | contacts_per_s | hit_ratio |",
+		"| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+		"| floor | tcp |  | all | 5000 | 5000 | 100 | 100 | 100 | 100 | 100 | 0 | — |  |  |",
+		"| check-warm | tcp |  | all | 5000 | 4990 | 150 | 150 | 150 | 2000 | 2000 | 1 | 1.50× floor |  | 0.995 |",
+		"| check-warm | unix |  | all | 5000 | 4990 | 150 | 150 | 150 | 2000 | 2000 | 1 | — |  |  |",
+		"| filter | tcp |  | all | — | — | — | — | — | — | — | — | — | 1234568 |  |",
+		"| floor | tcp | redis | 1 | 5000 | 4990 | 150 | 150 | 150 | 2000 | 2000 | 1 | — |  |  |",
+		"| check-warm | tcp | redis | 1 | 5000 | 5000 | 100 | 100 | 100 | 100 | 100 | 0 | 0.67× floor |  |  |",
+		"| check-warm | tcp | redis | all | 5000 | 5000 | 100 | 100 | 100 | 100 | 100 | 0 | — |  |  |",
 		"",
 		"Errors:",
 		"",
 		"- check-warm over tcp: 1 of 101 failed",
 		"  - `rpc error: code = Unavailable | closing`",
 		"- check-warm over unix: 1 of 101 failed",
+		"  - `rpc error: code = Unavailable | closing`",
+		"- floor over tcp on redis: 1 of 101 failed",
 		"  - `rpc error: code = Unavailable | closing`",
 		"",
 	}
@@ -95,7 +105,7 @@ func TestWriteJSON(t *testing.T) {
 		t.Fatalf("meta %v, %d rows; want the meta given and %d rows", got.Meta, len(got.Rows), len(rs))
 	}
 	for i, r := range got.Rows {
-		for _, k := range []string{"scenario", "transport", "baseline", "ratio", "result", "extra"} {
+		for _, k := range []string{"scenario", "transport", "store", "gomaxprocs", "probe", "baseline", "ratio", "result", "extra"} {
 			if _, ok := r[k]; !ok {
 				t.Errorf("row %d has no %q field: %v", i, k, r)
 			}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/consentd/consentd/client"
+	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
 // Contacts hands out contacts of a population as a sender would ask for
@@ -109,4 +110,46 @@ func BatchThroughput(ctx context.Context, c *client.Client, purpose string, audi
 		return res, 0, fmt.Errorf("%d of %d BatchCheck calls failed: %v", res.Errors, res.Count, res.ErrorSamples)
 	}
 	return res, float64(len(audience)) / elapsed.Seconds(), ctx.Err()
+}
+
+// Propagation measures how long a withdrawal takes to reach another
+// sidecar: for each contact, it grants on a, waits until b allows (so b has
+// the record cached), withdraws on a and, from the moment a acknowledged,
+// asks b as fast as it answers until b denies. Each delay is one sample; a
+// withdrawal b has not denied within timeout is an error. The resolution is
+// one Check round trip on b.
+func Propagation(ctx context.Context, a, b *client.Client, contacts []string, purpose string, timeout time.Duration) (*Result, error) {
+	res := &Result{}
+	until := func(contact string, want bool) (time.Duration, error) {
+		start := time.Now()
+		for {
+			d, err := b.Check(ctx, contact, purpose)
+			if err == nil && d.Allowed == want {
+				return time.Since(start), nil
+			}
+			if ctx.Err() != nil {
+				return 0, ctx.Err()
+			}
+			if time.Since(start) > timeout {
+				return 0, fmt.Errorf("b still answers %v (%v) for %s after %v", d.Reason, err, contact, timeout)
+			}
+		}
+	}
+	for _, contact := range contacts {
+		if _, err := a.Grant(ctx, &pb.GrantRequest{Contact: contact, Purposes: []string{purpose}, Method: pb.Method_METHOD_CHECKBOX}); err != nil {
+			return res, fmt.Errorf("grant on a: %w", err)
+		}
+		if _, err := until(contact, true); err != nil {
+			return res, fmt.Errorf("waiting for b to allow: %w", err)
+		}
+		if _, err := a.Withdraw(ctx, &pb.WithdrawRequest{Contact: contact, Purposes: []string{purpose}}); err != nil {
+			return res, fmt.Errorf("withdraw on a: %w", err)
+		}
+		d, err := until(contact, false)
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		res.Record(d, err)
+	}
+	return res, nil
 }

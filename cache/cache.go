@@ -29,6 +29,9 @@ import (
 // Backend is what the cache needs of a store.
 type Backend interface {
 	Get(ctx context.Context, key consent.Key) (consent.Record, error)
+	// GetMany reads the records of keys into out (same length) in one
+	// round trip: an audience's misses cost one pipeline, not one each.
+	GetMany(ctx context.Context, keys []consent.Key, out []consent.Record) error
 }
 
 // Config sizes the cache.
@@ -180,6 +183,72 @@ func (c *Cache) cached(ctx context.Context, key consent.Key) (*consent.Record, e
 		return nil, err
 	}
 	return &v.(*entry).rec, nil
+}
+
+// GetMany is Get for many keys at once, as fresh as cons asks: out[i] is
+// keys[i]'s record (shared, like Get's). The keys that must be read from the
+// backend are read in one GetMany call. Misses do not join single flights: an
+// audience pass reads each contact once, and a duplicate read is harmless.
+func (c *Cache) GetMany(ctx context.Context, keys []consent.Key, cons consent.Consistency, out []*consent.Record) error {
+	if len(out) != len(keys) {
+		return errors.New("cache: GetMany needs as many outputs as keys")
+	}
+	var miss []int // indexes into keys still to read
+	type snap struct{ gen, epoch uint64 }
+	var snaps []snap
+	for i, key := range keys {
+		out[i] = nil
+		use := c.rc != nil && cons.Mode != consent.FullyConsistent &&
+			(cons.Mode != consent.AtLeastAsFresh || c.covers(key, cons.Token)) &&
+			c.fresh(key.Partition(c.parts))
+		if !use {
+			miss = append(miss, i)
+			snaps = append(snaps, snap{})
+			continue
+		}
+		gen, epoch := c.gens[stripe(key)].Load(), c.epoch.Load()
+		if e := c.lookup(key, gen, epoch); e != nil {
+			c.stats.Hits.Add(1)
+			out[i] = &e.rec
+			continue
+		}
+		c.stats.Misses.Add(1)
+		miss = append(miss, i)
+		snaps = append(snaps, snap{gen, epoch + 1}) // +1: zero means "do not fill"
+	}
+	if len(miss) == 0 {
+		return nil
+	}
+	mkeys := make([]consent.Key, len(miss))
+	for j, i := range miss {
+		mkeys[j] = keys[i]
+	}
+	recs := make([]consent.Record, len(miss))
+	if err := c.backend.GetMany(ctx, mkeys, recs); err != nil {
+		return err
+	}
+	for j, i := range miss {
+		key, sn := keys[i], snaps[j]
+		if sn.epoch == 0 {
+			out[i] = &recs[j]
+			continue
+		}
+		if c.afterRead != nil {
+			c.afterRead(key)
+		}
+		// One allocation per entry, not one array for the batch: ristretto
+		// holds entries one by one, and a shared array would outlive them all.
+		e := &entry{key: key, gen: sn.gen, epoch: sn.epoch - 1, rec: recs[j]}
+		out[i] = &e.rec
+		// The same check as a single fill: a write invalidated since the
+		// snapshot means this read may be older than it.
+		if c.gens[stripe(key)].Load() == e.gen && c.epoch.Load() == e.epoch {
+			c.rc.Set(key.Uint64(), e, cost(&e.rec))
+		} else {
+			c.stats.RejectedFills.Add(1)
+		}
+	}
+	return nil
 }
 
 func (c *Cache) lookup(key consent.Key, gen, epoch uint64) *entry {

@@ -51,11 +51,15 @@ func key(tb testing.TB, contact string) consent.Key {
 
 // countingBackend wraps the real store: it counts reads and, when hold is
 // set, calls it after the read and before returning the record, so a test
-// can park a read whose result is already decided.
+// can park a read whose result is already decided. GetMany calls are counted
+// apart (batches, and the keys they asked for), with their own hook.
 type countingBackend struct {
 	Backend
-	reads atomic.Int64
-	hold  func(read int64) // set before the cache is used
+	reads     atomic.Int64
+	batches   atomic.Int64
+	batchKeys atomic.Int64
+	hold      func(read int64)                      // set before the cache is used
+	holdMany  func(batch int64, keys []consent.Key) // likewise, for GetMany
 }
 
 func (b *countingBackend) Get(ctx context.Context, key consent.Key) (consent.Record, error) {
@@ -65,6 +69,16 @@ func (b *countingBackend) Get(ctx context.Context, key consent.Key) (consent.Rec
 		b.hold(n)
 	}
 	return rec, err
+}
+
+func (b *countingBackend) GetMany(ctx context.Context, keys []consent.Key, out []consent.Record) error {
+	n := b.batches.Add(1)
+	b.batchKeys.Add(int64(len(keys)))
+	err := b.Backend.GetMany(ctx, keys, out)
+	if b.holdMany != nil {
+		b.holdMany(n, keys)
+	}
+	return err
 }
 
 type fixture struct {
@@ -160,6 +174,7 @@ func (f *fixture) get(tb testing.TB, k consent.Key, cons consent.Consistency) *c
 // counts is what the tests observe of the cache's work.
 type counts struct {
 	Reads                       int64
+	Batches, BatchKeys          int64 // backend GetMany calls, and the keys they read
 	Hits, Misses, RejectedFills uint64
 }
 
@@ -167,6 +182,8 @@ func (f *fixture) counts() counts {
 	s := f.c.Stats()
 	return counts{
 		Reads:         f.be.reads.Load(),
+		Batches:       f.be.batches.Load(),
+		BatchKeys:     f.be.batchKeys.Load(),
 		Hits:          s.Hits.Load(),
 		Misses:        s.Misses.Load(),
 		RejectedFills: s.RejectedFills.Load(),

@@ -24,6 +24,9 @@ type Keyer interface {
 // Records reads contacts' records as fresh as asked (normally a cache).
 type Records interface {
 	Get(ctx context.Context, key consent.Key, c consent.Consistency) (*consent.Record, error)
+	// GetMany is Get for many keys (out has their length), in one store
+	// round trip for whatever is not cached.
+	GetMany(ctx context.Context, keys []consent.Key, c consent.Consistency, out []*consent.Record) error
 }
 
 // Store applies writes and pages through history.

@@ -103,6 +103,26 @@ func (s *Embedded) Get(ctx context.Context, key consent.Key) (consent.Record, er
 	return rec, err
 }
 
+// GetMany reads many records in one read transaction.
+func (s *Embedded) GetMany(ctx context.Context, keys []consent.Key, out []consent.Record) error {
+	if len(out) != len(keys) {
+		return errors.New("store: GetMany needs as many outputs as keys")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRecords)
+		for i, key := range keys {
+			var err error
+			if out[i], err = DecodeRecord(b.Get(key[:])); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Apply folds w into the contact's record, appends it to the history and
 // returns its token, all in one fsynced transaction. A request id seen before
 // returns the first token and changes nothing.

@@ -152,6 +152,41 @@ func (s *Redis) Get(ctx context.Context, key consent.Key) (consent.Record, error
 	return rec, err
 }
 
+// GetMany reads many records in one pipeline (on a Cluster, one per node,
+// in parallel). A key with no record gets the empty record.
+func (s *Redis) GetMany(ctx context.Context, keys []consent.Key, out []consent.Record) error {
+	if len(out) != len(keys) {
+		return errors.New("store: GetMany needs as many outputs as keys")
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	cmds := make([]*redis.StringCmd, len(keys))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, key := range keys {
+			cmds[i] = p.Get(ctx, recordKey(key.Partition(s.cfg.Partitions), key))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return redisErr(err)
+	}
+	for i, cmd := range cmds {
+		v, err := cmd.Bytes()
+		if errors.Is(err, redis.Nil) {
+			out[i] = consent.Record{}
+			continue
+		}
+		if err != nil {
+			return redisErr(err)
+		}
+		if out[i], _, err = decodeStoredRecord(keys[i].Partition(s.cfg.Partitions), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func decodeStoredRecord(p uint32, v []byte) (consent.Record, uint64, error) {
 	seq, rest, err := splitSeq(v)
 	if err != nil {

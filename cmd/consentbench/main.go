@@ -2,14 +2,9 @@
 // at fixed rates through the real client over TCP loopback and a Unix socket,
 // full latency distributions measured from each request's intended send
 // time, each scenario next to its floor (the health check on the same
-// server and transport) in the same run. It starts the consentd processes it
-// needs from its own binary and loads a synthetic population first.
-//
-// This is the first part of the harness: the floor and Check (warm cache and
-// cold) on the embedded store or Redis, on Redis the direct read a sender
-// would do without consentd, and audience throughput through FilterAudience
-// and BatchCheck. Propagation, maximum throughput, the CPU budget and plots
-// come next.
+// server, transport and core count) in the same run. It starts the consentd
+// processes it needs from its own binary, a redis-server when one is
+// installed, and loads a synthetic population first. See docs/benchmarks.md.
 package main
 
 import (
@@ -28,7 +23,6 @@ import (
 	"time"
 
 	"github.com/consentd/consentd/bench"
-	"github.com/consentd/consentd/client"
 )
 
 func main() {
@@ -42,19 +36,28 @@ func main() {
 }
 
 type config struct {
-	pop        population
-	rates      []float64
-	duration   time.Duration
-	warmup     time.Duration
-	workers    int
-	transports []string
-	zipf       float64
-	out        string
-	gomaxprocs string
-	contacts   *bench.Contacts // set once the population exists
-	names      []string        // the population's contacts, in order
-	redisURL   string
-	startRedis bool
+	pop          population
+	rates        []float64
+	duration     time.Duration
+	warmup       time.Duration
+	pause        time.Duration
+	workers      int
+	transports   []string
+	stores       []string
+	procs        []int // GOMAXPROCS for the CPU-budget comparison; 0 is the default
+	search       bench.Search
+	probeTime    time.Duration
+	zipf         float64
+	out          string
+	cacheBytes   int64
+	redisURL     string
+	startRedis   bool
+	propagations int
+	cpuprofile   string
+	memprofile   string
+
+	contacts *bench.Contacts // set once the population exists
+	names    []string        // the population's contacts, in order
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -68,37 +71,86 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	rates := fs.String("rates", "1000,2000,5000,10000", "offered request rates (per second), comma-separated")
 	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time per scenario and rate")
 	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "unmeasured load before each measurement")
+	fs.DurationVar(&c.pause, "pause", 3*time.Second, "idle time after each sidecar stops, so one scenario's aftermath (GC, disk writeback) does not land in the next")
 	fs.IntVar(&c.workers, "workers", 256, "most requests in flight at once")
 	transports := fs.String("transports", "tcp,unix", "transports to measure: tcp, unix")
+	stores := fs.String("stores", "embedded,redis", "stores to run consentd on: embedded, redis (redis scenarios need --redis, or a redis-server on PATH)")
+	procs := fs.String("gomaxprocs", "0,1", "GOMAXPROCS values for the sidecar CPU budget (0: Go's default, all cores here); the first is used for every other scenario")
+	fs.DurationVar(&c.search.Limit, "max-p99", time.Millisecond, "the p99 the maximum-throughput search holds to")
+	fs.IntVar(&c.search.Steps, "max-steps", 3, "bisection steps of the maximum-throughput search")
+	fs.DurationVar(&c.probeTime, "probe-duration", 5*time.Second, "measured time per probe of the maximum-throughput search")
 	fs.Float64Var(&c.zipf, "zipf", bench.DefaultZipfExponent, "Zipf exponent for choosing contacts; 0 draws uniformly")
-	fs.StringVar(&c.out, "out", "bench-out", "directory for results.md and results.json")
-	fs.StringVar(&c.gomaxprocs, "gomaxprocs", "", "GOMAXPROCS for the consentd processes (default: all cores)")
-	fs.StringVar(&c.redisURL, "redis", "", "measure consentd on this Redis (a scratch one: the population is written into it)")
-	fs.BoolVar(&c.startRedis, "start-redis", false, "start a redis-server (from PATH) for the run and measure consentd on it")
-	smoke := fs.Bool("smoke", false, "a seconds-long run on a tiny population (for CI: checks the harness works, judges nothing)")
+	fs.StringVar(&c.out, "out", "bench-out", "directory for results.md, results.json and the plots")
+	fs.Int64Var(&c.cacheBytes, "cache-bytes", 1<<30, "consentd's --cache-bytes for warm scenarios (cold ones run with 0)")
+	fs.StringVar(&c.redisURL, "redis", "", "run the Redis scenarios on this Redis (a scratch one: the population is written into it)")
+	fs.BoolVar(&c.startRedis, "start-redis", true, "without --redis, start a redis-server from PATH for the Redis scenarios (they are skipped, and the report says so, when there is none)")
+	fs.IntVar(&c.propagations, "propagations", 1000, "withdrawals timed from sidecar A's acknowledgement to sidecar B's first DENY")
+	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of every consentd the run starts into this directory, one file per sidecar")
+	fs.StringVar(&c.memprofile, "memprofile", "", "write a heap profile of every consentd the run starts, as it stops, into this directory")
+	smoke := fs.Bool("smoke", false, "a short run of every scenario on a tiny population (for CI: checks the harness works, judges nothing)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
 	if *smoke {
-		c.pop.Contacts, *rates, c.duration, c.warmup = 2000, "200", time.Second, 200*time.Millisecond
+		c.pop.Contacts, *rates, c.duration, c.warmup, c.pause = 2000, "200", 500*time.Millisecond, 100*time.Millisecond, 0
+		c.probeTime, c.search.Steps, c.propagations = 300*time.Millisecond, 0, 20
+	}
+	c.search.Start, c.search.Ceiling = 1000, 64000
+	if *smoke {
+		c.search.Ceiling = 2000
 	}
 	for _, r := range strings.Split(*rates, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
-		if err != nil || v <= 0 {
+		if err != nil || !(v > 0) {
 			return c, fmt.Errorf("-rates: %q is not a positive rate", r)
 		}
 		c.rates = append(c.rates, v)
 	}
-	for _, t := range strings.Split(*transports, ",") {
-		if t != "tcp" && t != "unix" {
-			return c, fmt.Errorf("-transports: %q is not tcp or unix", t)
-		}
-		c.transports = append(c.transports, t)
+	var err error
+	if c.transports, err = list("transports", *transports, "tcp", "unix"); err != nil {
+		return c, err
 	}
-	if c.pop.Contacts <= 0 {
+	if c.stores, err = list("stores", *stores, "embedded", "redis"); err != nil {
+		return c, err
+	}
+	for _, p := range strings.Split(*procs, ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || v < 0 {
+			return c, fmt.Errorf("-gomaxprocs: %q is not a core count (0 for the default)", p)
+		}
+		c.procs = append(c.procs, v)
+	}
+	switch {
+	case c.pop.Contacts <= 0:
 		return c, errors.New("-contacts: must be positive")
+	case c.workers <= 0:
+		return c, errors.New("-workers: must be positive")
+	case c.propagations <= 0:
+		return c, errors.New("-propagations: must be positive")
+	case c.search.Limit <= 0 || c.probeTime <= 0:
+		return c, errors.New("-max-p99 and -probe-duration: must be positive")
 	}
 	return c, nil
+}
+
+// list parses a comma-separated flag whose values must be among allowed.
+func list(name, v string, allowed ...string) ([]string, error) {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		s = strings.TrimSpace(s)
+		ok := false
+		for _, a := range allowed {
+			ok = ok || s == a
+		}
+		if !ok {
+			return nil, fmt.Errorf("-%s: %q is not one of %s", name, s, strings.Join(allowed, ", "))
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -123,183 +175,85 @@ func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer cleanup()
-	start := time.Now()
-	progress := func(done int) {
-		fmt.Fprintf(stderr, "\rloading population: %d/%d contacts (%.0f/s)", done, c.pop.Contacts, float64(done)/time.Since(start).Seconds())
-	}
-	storeArgs, kind := []string{"--data-dir", filepath.Join(dir, "data")}, "embedded"
-	var direct bench.Op
-	if c.redisURL != "" || c.startRedis {
-		url := c.redisURL
-		if c.startRedis {
-			addr, stop, err := startRedis(ctx, dir)
-			if err != nil {
+	for _, d := range []string{c.out, c.cpuprofile, c.memprofile} {
+		if d != "" {
+			if err := os.MkdirAll(d, 0o755); err != nil {
 				return err
 			}
-			defer stop()
-			url = "redis://" + addr + "/0"
-		}
-		rdb, err := redisClient(url)
-		if err != nil {
-			return fmt.Errorf("-redis: %w", err)
-		}
-		defer rdb.Close()
-		secret := filepath.Join(dir, "secret")
-		const partitions = 16
-		err = loadRedis(ctx, rdb, secret, partitions, c.pop, progress)
-		fmt.Fprintln(stderr)
-		if err != nil {
-			return fmt.Errorf("loading population: %w", err)
-		}
-		keys, err := keyer(secret)
-		if err != nil {
-			return err
-		}
-		storeArgs = []string{"--redis", url, "--secret-file", secret, "--partitions", strconv.Itoa(partitions)}
-		kind = "redis"
-		direct = func(ctx context.Context, _ int) error { return directRead(ctx, rdb, keys, partitions, c.contacts) }
-	} else {
-		err := loadEmbedded(ctx, filepath.Join(dir, "data"), c.pop, progress)
-		fmt.Fprintln(stderr)
-		if err != nil {
-			return fmt.Errorf("loading population: %w", err)
 		}
 	}
-	names := make([]string, c.pop.Contacts)
-	for i := range names {
-		names[i] = contactName(i)
+	c.names = make([]string, c.pop.Contacts)
+	for i := range c.names {
+		c.names[i] = contactName(i)
 	}
-	c.names = names
 	var pick bench.Picker
 	if c.zipf > 0 {
-		pick, err = bench.NewZipf(len(names), c.zipf)
+		pick, err = bench.NewZipf(len(c.names), c.zipf)
 	} else {
-		pick, err = bench.NewUniform(len(names))
+		pick, err = bench.NewUniform(len(c.names))
 	}
 	if err != nil {
 		return err
 	}
-	c.contacts = bench.NewContacts(names, pick, 1)
+	c.contacts = bench.NewContacts(c.names, pick, 1)
 
-	var rows []bench.Row
-	for _, transport := range c.transports {
-		for _, cache := range []struct {
-			name  string
-			bytes string
-		}{{"warm", "268435456"}, {"cold", "0"}} {
-			r, err := c.sidecarRun(ctx, dir, storeArgs, transport, cache.name, cache.bytes, stderr)
-			if err != nil {
-				return err
-			}
-			rows = append(rows, r...)
+	r := &runner{config: c, dir: dir, stderr: stderr}
+	var notes []string
+	for _, kind := range c.stores {
+		st, err := r.prepare(ctx, kind)
+		if errors.Is(err, errNoRedis) {
+			note := "Redis scenarios skipped: " + err.Error()
+			fmt.Fprintln(stderr, note)
+			notes = append(notes, note)
+			continue
 		}
-	}
-	if direct != nil {
-		for _, rate := range c.rates {
-			name := fmt.Sprintf("direct-redis@%g/s", rate)
-			fmt.Fprintf(stderr, "running %s for %v...\n", name, c.warmup+c.duration)
-			res, err := bench.Run(ctx, bench.Load{Rate: rate, Duration: c.duration, Warmup: c.warmup, Workers: c.workers}, direct)
-			if err != nil {
-				return err
-			}
-			rows = append(rows, bench.Row{Scenario: name, Transport: "tcp", Result: res})
+		if err != nil {
+			return err
 		}
-	}
-	bench.SetRatios(rows)
-	if err := os.MkdirAll(c.out, 0o755); err != nil {
-		return err
-	}
-	meta := map[string]string{
-		"command":    "go run ./cmd/consentbench " + strings.Join(os.Args[1:], " "),
-		"cpus":       strconv.Itoa(runtime.NumCPU()),
-		"go":         runtime.Version(),
-		"contacts":   strconv.Itoa(c.pop.Contacts),
-		"zipf":       strconv.FormatFloat(c.zipf, 'g', -1, 64),
-		"store":      kind,
-		"gomaxprocs": c.gomaxprocs,
-		"when":       time.Now().UTC().Format(time.RFC3339),
-	}
-	for name, write := range map[string]func(io.Writer) error{
-		"results.md":   func(w io.Writer) error { return bench.WriteMarkdown(w, rows) },
-		"results.json": func(w io.Writer) error { return bench.WriteJSON(w, rows, meta) },
-	} {
-		if err := writeFile(filepath.Join(c.out, name), write); err != nil {
+		err = r.storeScenarios(ctx, st)
+		st.close()
+		if err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(stderr, "wrote %s and %s\n", filepath.Join(c.out, "results.md"), filepath.Join(c.out, "results.json"))
-	return bench.WriteMarkdown(stdout, rows)
+	bench.SetRatios(r.rows)
+	setBudgets(r.rows)
+
+	meta := map[string]string{
+		"command":     "go run ./cmd/consentbench " + strings.Join(os.Args[1:], " "),
+		"cpus":        strconv.Itoa(runtime.NumCPU()),
+		"go":          runtime.Version(),
+		"contacts":    strconv.Itoa(c.pop.Contacts),
+		"zipf":        strconv.FormatFloat(c.zipf, 'g', -1, 64),
+		"cache_bytes": strconv.FormatInt(c.cacheBytes, 10),
+		"duration":    c.duration.String(),
+		"warmup":      c.warmup.String(),
+		"when":        time.Now().UTC().Format(time.RFC3339),
+		"notes":       strings.Join(notes, "; "),
+	}
+	files := map[string]func(io.Writer) error{
+		"results.md":   func(w io.Writer) error { return writeReport(w, r.rows, notes) },
+		"results.json": func(w io.Writer) error { return bench.WriteJSON(w, r.rows, meta) },
+	}
+	for name, draw := range plots(r.rows) {
+		files[name] = draw
+	}
+	for name, write := range files {
+		if err := writeFile(filepath.Join(c.out, name), write); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+	}
+	fmt.Fprintf(stderr, "wrote results.md, results.json and %d plots into %s\n", len(files)-2, c.out)
+	return writeReport(stdout, r.rows, notes)
 }
 
-// sidecarRun starts one consentd on the loaded data over transport, and
-// measures the floor and Check at every rate.
-func (c config) sidecarRun(ctx context.Context, dir string, storeArgs []string, transport, cacheName, cacheBytes string, stderr io.Writer) ([]bench.Row, error) {
-	listen := "127.0.0.1:0"
-	if transport == "unix" {
-		listen = "unix:" + filepath.Join(dir, "consentd.sock")
-	}
-	var env []string
-	if c.gomaxprocs != "" {
-		env = append(env, "GOMAXPROCS="+c.gomaxprocs)
-	}
-	s, err := startSidecar(ctx, env, append(storeArgs, "--listen", listen, "--cache-bytes", cacheBytes)...)
-	if err != nil {
-		return nil, err
-	}
-	defer s.stop()
-	target := s.addr
-	if transport == "unix" {
-		target = "unix:" + strings.TrimPrefix(listen, "unix:")
-	}
-	cl, err := client.New(target)
-	if err != nil {
-		return nil, err
-	}
-	defer cl.Close()
-	var rows []bench.Row
-	for _, rate := range c.rates {
-		load := bench.Load{Rate: rate, Duration: c.duration, Warmup: c.warmup, Workers: c.workers}
-		at := fmt.Sprintf("@%g/s", rate)
-		scenarios := []struct {
-			name, baseline string
-			op             bench.Op
-		}{
-			{"check-" + cacheName + at, "floor-" + cacheName + at, bench.CheckOp(cl, c.contacts, "email_marketing")},
-			{"floor-" + cacheName + at, "", bench.FloorOp(cl)},
-		}
-		for _, sc := range scenarios {
-			fmt.Fprintf(stderr, "running %s over %s for %v...\n", sc.name, transport, c.warmup+c.duration)
-			res, err := bench.Run(ctx, load, sc.op)
-			if err != nil {
-				return nil, fmt.Errorf("%s over %s: %w", sc.name, transport, err)
-			}
-			rows = append(rows, bench.Row{Scenario: sc.name, Transport: transport, Result: res, Baseline: sc.baseline})
+func writeReport(w io.Writer, rows []bench.Row, notes []string) error {
+	for _, n := range notes {
+		if _, err := fmt.Fprintf(w, "> %s\n\n", n); err != nil {
+			return err
 		}
 	}
-	// Audience throughput: the whole population once through FilterAudience
-	// and once through BatchCheck. Warm runs pass over the audience once
-	// first, unmeasured, to fill the cache.
-	if cacheName == "warm" {
-		fmt.Fprintf(stderr, "warming the cache with the whole audience over %s...\n", transport)
-		if _, _, err := bench.FilterThroughput(ctx, cl, "ad_retargeting", c.names); err != nil {
-			return nil, err
-		}
-	}
-	fmt.Fprintf(stderr, "running filter-audience-%s over %s (%d contacts)...\n", cacheName, transport, len(c.names))
-	res, perSec, err := bench.FilterThroughput(ctx, cl, "ad_retargeting", c.names)
-	if err != nil {
-		return nil, fmt.Errorf("filter-audience over %s: %w", transport, err)
-	}
-	rows = append(rows, bench.Row{Scenario: "filter-audience-" + cacheName, Transport: transport, Result: res,
-		Extra: map[string]float64{"contacts_per_s": perSec}})
-	fmt.Fprintf(stderr, "running batch-check-%s over %s (%d contacts)...\n", cacheName, transport, len(c.names))
-	res, perSec, err = bench.BatchThroughput(ctx, cl, "ad_retargeting", c.names, 1000, 4)
-	if err != nil {
-		return nil, fmt.Errorf("batch-check over %s: %w", transport, err)
-	}
-	rows = append(rows, bench.Row{Scenario: "batch-check-" + cacheName, Transport: transport, Result: res,
-		Extra: map[string]float64{"contacts_per_s": perSec}})
-	return rows, nil
+	return bench.WriteMarkdown(w, rows)
 }
 
 func writeFile(path string, write func(io.Writer) error) error {

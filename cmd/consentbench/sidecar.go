@@ -7,8 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -19,12 +23,55 @@ import (
 // sidecars from its own executable, so one `go run` builds everything.
 const asConsentd = "CONSENTBENCH_AS_CONSENTD"
 
+// The profiles a sidecar writes, when these name files.
+const (
+	cpuProfileEnv = "CONSENTBENCH_CPUPROFILE"
+	memProfileEnv = "CONSENTBENCH_MEMPROFILE"
+)
+
 // runAsConsentd runs consentd and reports whether this process was asked to.
 func runAsConsentd(ctx context.Context) (int, bool) {
 	if os.Getenv(asConsentd) != "1" {
 		return 0, false
 	}
-	return consentd.Run(ctx, os.Args[1:], os.Stderr), true
+	if path := os.Getenv(cpuProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "consentbench:", err)
+			return 1, true
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "consentbench:", err)
+			return 1, true
+		}
+		defer pprof.StopCPUProfile()
+	}
+	code := consentd.Run(ctx, os.Args[1:], os.Stderr)
+	if path := os.Getenv(memProfileEnv); path != "" {
+		runtime.GC() // the heap as the last collection left it, up to date
+		f, err := os.Create(path)
+		if err == nil {
+			err = errors.Join(pprof.WriteHeapProfile(f), f.Close())
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "consentbench:", err)
+			return 1, true
+		}
+	}
+	return code, true
+}
+
+// uniquePath is dir/name+ext, or dir/name-2+ext and so on when that exists:
+// the same setup may run more than once.
+func uniquePath(dir, name, ext string) string {
+	p := filepath.Join(dir, name+ext)
+	for i := 2; ; i++ {
+		if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+			return p
+		}
+		p = filepath.Join(dir, fmt.Sprintf("%s-%d%s", name, i, ext))
+	}
 }
 
 // sidecar is a consentd process the harness started; stop ends it by PID.
@@ -32,11 +79,19 @@ type sidecar struct {
 	cmd    *exec.Cmd
 	addr   string
 	exited chan struct{}
+	stats  cacheStats // from its last log line; read after exited is closed
+}
+
+// cacheStats are the cache counters consentd logs as it stops.
+type cacheStats struct {
+	ok           bool // the line was seen
+	hits, misses uint64
 }
 
 // startSidecar runs consentd with args (plus JSON logs) and waits until it
-// serves, with extra environment env (e.g. GOMAXPROCS).
-func startSidecar(ctx context.Context, env []string, args ...string) (*sidecar, error) {
+// serves, with extra environment env (e.g. GOMAXPROCS). Its warnings and
+// errors are copied to logs.
+func startSidecar(ctx context.Context, logs io.Writer, env []string, args ...string) (*sidecar, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -56,9 +111,24 @@ func startSidecar(ctx context.Context, env []string, args ...string) (*sidecar, 
 		defer close(s.exited)
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "consentd serving" {
+			var line struct {
+				Level       string
+				Msg, Addr   string
+				CacheHits   uint64 `json:"cache_hits"`
+				CacheMisses uint64 `json:"cache_misses"`
+			}
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			if line.Level != "INFO" && line.Level != "DEBUG" {
+				// Warnings and errors change what a run means: show them.
+				fmt.Fprintf(logs, "consentd: %s\n", sc.Bytes())
+			}
+			switch line.Msg {
+			case "consentd serving":
 				ready <- line.Addr
+			case "stopped":
+				s.stats = cacheStats{ok: true, hits: line.CacheHits, misses: line.CacheMisses}
 			}
 		}
 		io.Copy(io.Discard, stderr)
@@ -78,8 +148,9 @@ func startSidecar(ctx context.Context, env []string, args ...string) (*sidecar, 
 	}
 }
 
-// stop sends SIGTERM and waits; SIGKILL if it has not exited in 10s.
-func (s *sidecar) stop() {
+// stop sends SIGTERM and waits (SIGKILL if it has not exited in 10s), and
+// returns the cache counters it logged as it stopped.
+func (s *sidecar) stop() cacheStats {
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
@@ -87,4 +158,5 @@ func (s *sidecar) stop() {
 		s.cmd.Process.Kill()
 		<-s.exited
 	}
+	return s.stats
 }

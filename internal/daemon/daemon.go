@@ -200,7 +200,11 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 		<-stopped
 	}
 	<-served
-	log.Info("stopped")
+	// The cache's counters over the whole run: until there are metrics, the
+	// one place an operator (or the benchmark) reads the hit ratio.
+	cs := st.records.Stats()
+	log.Info("stopped", "cache_hits", cs.Hits.Load(), "cache_misses", cs.Misses.Load(),
+		"cache_rejected_fills", cs.RejectedFills.Load(), "cache_flushes", cs.Flushes.Load())
 	return nil
 }
 

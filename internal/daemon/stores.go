@@ -19,6 +19,7 @@ import (
 type backend interface {
 	server.Store
 	Get(ctx context.Context, key consent.Key) (consent.Record, error)
+	GetMany(ctx context.Context, keys []consent.Key, out []consent.Record) error
 	Ping(ctx context.Context) error
 	OnChange(func(consent.Key, consent.Token))
 	Close() error

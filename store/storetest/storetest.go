@@ -20,6 +20,9 @@ import (
 // Store is what the suite needs of a store.
 type Store interface {
 	Get(ctx context.Context, key consent.Key) (consent.Record, error)
+	// GetMany reads the records of keys into out (same length); out[i] must
+	// be what Get(keys[i]) returns.
+	GetMany(ctx context.Context, keys []consent.Key, out []consent.Record) error
 	Apply(ctx context.Context, w consent.Write) (consent.Token, error)
 	Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error)
 	OnChange(fn func(consent.Key, consent.Token))
@@ -48,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"EventsPaging", testEventsPaging},
 		{"ContactsDoNotMix", testContactsDoNotMix},
 		{"CancelledContext", testCancelledContext},
+		{"GetMany", testGetMany},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
@@ -651,4 +655,120 @@ func testCancelledContext(t *testing.T, open func(t *testing.T) Store) {
 	if next := f.apply(grant(alice, "c1", t1, "sms")); next.Partition != last.Partition || next.Seq != last.Seq+1 {
 		t.Errorf("next write token %+v, want seq %d", next, last.Seq+1)
 	}
+}
+
+// spread returns n keys that differ in the bytes a key's partition is taken
+// from (8:12), as well as in the last byte: keys i and j fall in different
+// partitions whenever the store has more than max(i, j) of them. With the 16
+// partitions the Redis tests use, keys 0 to 7 hash to slots on all three
+// masters of a 3-master Cluster, so one GetMany spans several nodes.
+func spread(n int) []consent.Key {
+	keys := make([]consent.Key, n)
+	for i := range keys {
+		k := key(0x80 + byte(i))
+		k[8], k[9], k[10], k[11] = 0, 0, 0, byte(i)
+		keys[i] = k
+	}
+	return keys
+}
+
+func testGetMany(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	ks := spread(8)
+	granted, withdrawn, erased, regranted := ks[0], ks[1], ks[2], ks[3]
+	never := []consent.Key{ks[4], ks[5], ks[6], ks[7], bob} // never written
+	f.apply(grant(alice, "m1", t0, "email"))
+	f.apply(grant(granted, "m2", t0, "email", "sms"))
+	f.apply(grant(withdrawn, "m3", t0, "email", "sms"))
+	f.apply(withdraw(withdrawn, "m4", t1, "sms"))
+	f.apply(grant(erased, "m5", t0, "email"))
+	f.apply(erase(erased, "m6", t1))
+	f.apply(grant(regranted, "m7", t0, "email"))
+	f.apply(erase(regranted, "m8", t1))
+	f.apply(grant(regranted, "m9", t2, "sms"))
+	if r := f.get(erased); r.ErasedAt.IsZero() || len(r.Purposes) != 0 {
+		t.Fatalf("setup: the erased contact's record is %+v", r)
+	}
+
+	ctx := context.Background()
+	tests := []struct {
+		name string
+		keys []consent.Key
+	}{
+		{"one written", []consent.Key{granted}},
+		{"one never written", []consent.Key{bob}},
+		{"mixed", []consent.Key{
+			never[0], granted, erased, never[4], withdrawn, alice, never[1], regranted, never[2], never[3],
+		}},
+		{"duplicates", []consent.Key{
+			granted, never[0], granted, erased, never[0], erased, alice, granted, alice,
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Filled with a record no key has: every slot must be written,
+			// a key with no record included.
+			junk := consent.Record{Token: consent.Token{Partition: 99, Seq: 99}, ErasedAt: t3,
+				Purposes: map[string]consent.PurposeRecord{"junk": {WithdrawnAt: t3}}}
+			out := make([]consent.Record, len(tt.keys))
+			for i := range out {
+				out[i] = junk
+			}
+			if err := f.s.GetMany(ctx, tt.keys, out); err != nil {
+				t.Fatalf("GetMany: %v", err)
+			}
+			for i, k := range tt.keys {
+				if diff := cmp.Diff(f.get(k), out[i], cmpopts.EquateEmpty()); diff != "" {
+					t.Errorf("GetMany out[%d] (%v) differs from Get (-Get +GetMany):\n%s", i, k, diff)
+				}
+			}
+		})
+	}
+
+	t.Run("empty", func(t *testing.T) {
+		if err := f.s.GetMany(ctx, nil, nil); err != nil {
+			t.Errorf("GetMany(nil, nil) = %v, want nil", err)
+		}
+		if err := f.s.GetMany(ctx, []consent.Key{}, []consent.Record{}); err != nil {
+			t.Errorf("GetMany([], []) = %v, want nil", err)
+		}
+	})
+
+	t.Run("mismatched out", func(t *testing.T) {
+		for _, tc := range []struct{ keys, out int }{{2, 1}, {1, 2}, {0, 1}, {1, 0}} {
+			keys := ks[:tc.keys]
+			out := make([]consent.Record, tc.out)
+			if err := f.s.GetMany(ctx, keys, out); err == nil {
+				t.Errorf("GetMany(%d keys, %d outputs) = nil, want an error", tc.keys, tc.out)
+			}
+		}
+	})
+
+	t.Run("cancelled context", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		keys := []consent.Key{granted, bob}
+		if err := f.s.GetMany(cctx, keys, make([]consent.Record, len(keys))); !errors.Is(err, context.Canceled) {
+			t.Errorf("GetMany(cancelled) = %v, want context.Canceled", err)
+		}
+	})
+
+	// A write between two GetMany calls shows in the second.
+	t.Run("after a write", func(t *testing.T) {
+		keys := []consent.Key{granted, never[0], erased}
+		f.apply(withdraw(granted, "m10", t3))
+		f.apply(grant(never[0], "m11", t3, "email"))
+		out := make([]consent.Record, len(keys))
+		if err := f.s.GetMany(ctx, keys, out); err != nil {
+			t.Fatalf("GetMany: %v", err)
+		}
+		if out[0].WithdrawnAllAt.IsZero() || out[1].Token.IsZero() {
+			t.Errorf("GetMany did not see the writes: %+v, %+v", out[0], out[1])
+		}
+		for i, k := range keys {
+			if diff := cmp.Diff(f.get(k), out[i], cmpopts.EquateEmpty()); diff != "" {
+				t.Errorf("GetMany out[%d] (%v) differs from Get (-Get +GetMany):\n%s", i, k, diff)
+			}
+		}
+	})
 }
