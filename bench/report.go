@@ -34,7 +34,9 @@ func SetRatios(rows []Row) {
 		if r.Baseline == "" || r.Result == nil {
 			continue
 		}
-		j := slices.IndexFunc(rows, func(b Row) bool { return b.Scenario == r.Baseline && b.Transport == r.Transport && b.Store == r.Store && b.Procs == r.Procs })
+		j := slices.IndexFunc(rows, func(b Row) bool {
+			return b.Scenario == r.Baseline && b.Transport == r.Transport && b.Store == r.Store && b.Procs == r.Procs
+		})
 		if j < 0 || rows[j].Result == nil {
 			continue
 		}
