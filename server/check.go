@@ -62,48 +62,31 @@ func (s *checkService) BatchCheck(ctx context.Context, req *pb.BatchCheckRequest
 }
 
 // FilterAudience answers each request message with the allowed contacts of
-// that message, so memory stays bounded by one message and gRPC flow control
-// paces a sender that outruns the checks. A malformed contact is counted as
-// invalid and never allowed; it does not end the stream.
+// that message, in order, so memory stays bounded by a few messages and gRPC
+// flow control paces a sender that outruns the checks. A malformed contact is
+// counted as invalid and never allowed; it does not end the stream.
+//
+// Up to filterDepth messages are worked on at once: while one waits for the
+// store, the next is being keyed and the one before is being sent.
 func (s *checkService) FilterAudience(stream pb.CheckService_FilterAudienceServer) error {
-	ctx := stream.Context()
-	var (
-		p    *consent.Purpose
-		cons consent.Consistency
-		sum  summary
-	)
-	for {
-		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return stream.Send(&pb.FilterAudienceResponse{Summary: sum.proto()})
+	queue := make(chan *filterWork, filterDepth)
+	// The receiver ends when the stream does: at the client's last message,
+	// or when this handler returns, which ends the stream's context.
+	go s.receiveAudience(stream, queue)
+	var sum summary
+	for w := range queue {
+		<-w.done
+		if w.err != nil {
+			return w.err
 		}
-		if err != nil {
-			return err
-		}
-		switch {
-		case p == nil:
-			if p, cons, err = s.question(req.GetPurpose(), req.GetConsistency()); err != nil {
-				return toStatus(err)
-			}
-		case req.GetPurpose() != "" && req.GetPurpose() != p.Name:
-			return toStatus(consent.Invalid("purpose", "changed from %q to %q mid-stream", p.Name, req.GetPurpose()))
-		}
-		if len(req.GetContacts()) > consent.MaxBatch {
-			return toStatus(consent.Invalid("contacts", "has %d contacts, at most %d are allowed per message", len(req.GetContacts()), consent.MaxBatch))
-		}
-		contacts := req.GetContacts()
-		vs, err := s.judge(ctx, contacts, p, cons)
-		if err != nil {
-			return toStatus(err)
-		}
-		sum.total += uint64(len(contacts))
+		sum.total += uint64(len(w.contacts))
 		resp := &pb.FilterAudienceResponse{}
-		for i, v := range vs {
+		for i, v := range w.vs {
 			switch {
 			case v.invalid != nil:
 				sum.invalid++
 			case v.d.Allowed:
-				resp.Allowed = append(resp.Allowed, contacts[i])
+				resp.Allowed = append(resp.Allowed, w.contacts[i])
 				fallthrough
 			default:
 				sum.reasons[v.d.Reason]++
@@ -111,6 +94,71 @@ func (s *checkService) FilterAudience(stream pb.CheckService_FilterAudienceServe
 		}
 		if err := stream.Send(resp); err != nil {
 			return err
+		}
+	}
+	return stream.Send(&pb.FilterAudienceResponse{Summary: sum.proto()})
+}
+
+// filterDepth is how many request messages of one stream are in progress at
+// once.
+const filterDepth = 4
+
+// filterWork is one request message of an audience, judged in the
+// background; done is closed when vs or err is set.
+type filterWork struct {
+	contacts []string
+	vs       []verdict
+	err      error // a status for the client: ends the stream
+	done     chan struct{}
+}
+
+// receiveAudience reads the stream's messages and starts judging each,
+// queueing them in order. A bad message is queued as an error, after the
+// messages before it, and ends the reading.
+func (s *checkService) receiveAudience(stream pb.CheckService_FilterAudienceServer, queue chan<- *filterWork) {
+	defer close(queue)
+	ctx := stream.Context()
+	var (
+		p    *consent.Purpose
+		cons consent.Consistency
+	)
+	for {
+		w := &filterWork{done: make(chan struct{})}
+		req, err := stream.Recv()
+		switch {
+		case errors.Is(err, io.EOF):
+			return
+		case err != nil:
+			w.err = err
+		case p == nil:
+			if p, cons, err = s.question(req.GetPurpose(), req.GetConsistency()); err != nil {
+				w.err = toStatus(err)
+			}
+		case req.GetPurpose() != "" && req.GetPurpose() != p.Name:
+			w.err = toStatus(consent.Invalid("purpose", "changed from %q to %q mid-stream", p.Name, req.GetPurpose()))
+		}
+		if w.err == nil && len(req.GetContacts()) > consent.MaxBatch {
+			w.err = toStatus(consent.Invalid("contacts", "has %d contacts, at most %d are allowed per message", len(req.GetContacts()), consent.MaxBatch))
+		}
+		bad := w.err != nil
+		if bad {
+			close(w.done)
+		} else {
+			w.contacts = req.GetContacts()
+			go func() {
+				defer close(w.done)
+				if w.vs, w.err = s.judge(ctx, w.contacts, p, cons); w.err != nil {
+					w.err = toStatus(w.err)
+				}
+			}()
+		}
+		select {
+		case queue <- w:
+		case <-ctx.Done():
+			return
+		}
+		if bad {
+			return
 		}
 	}
 }
