@@ -24,11 +24,14 @@ func (t Token) String() string {
 	if t.IsZero() {
 		return ""
 	}
-	var buf [1 + 2*binary.MaxVarintLen64]byte
-	b := append(buf[:0], tokenVersion)
+	// Encoded on the stack and copied once into the string: every Check
+	// answer carries a token.
+	var raw [1 + 2*binary.MaxVarintLen64]byte
+	b := append(raw[:0], tokenVersion)
 	b = binary.AppendUvarint(b, uint64(t.Partition))
 	b = binary.AppendUvarint(b, t.Seq)
-	return base64.RawURLEncoding.EncodeToString(b)
+	var enc [32]byte // base64 of up to 21 bytes is 28
+	return string(base64.RawURLEncoding.AppendEncode(enc[:0], b))
 }
 
 var errToken = errors.New("is not a token issued by consentd")

@@ -43,3 +43,12 @@ func FuzzParseToken(f *testing.F) {
 		}
 	})
 }
+
+// Every Check answer carries a token: its text costs one allocation, the
+// string itself.
+func TestTokenStringAllocatesOnce(t *testing.T) {
+	tok := consent.Token{Partition: 15, Seq: 1 << 40}
+	if n := testing.AllocsPerRun(100, func() { _ = tok.String() }); n != 1 {
+		t.Errorf("Token.String allocates %v times, want 1", n)
+	}
+}

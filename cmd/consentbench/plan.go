@@ -394,7 +394,7 @@ func setBudgets(rows []bench.Row) {
 	find := func(like bench.Row, scenario string) *bench.Row {
 		for i := range rows {
 			if o := &rows[i]; o.Scenario == scenario && o.Store == like.Store && o.Procs == like.Procs &&
-				(o.Transport == like.Transport || strings.HasPrefix(scenario, "direct-")) && o.Result != nil {
+				(o.Transport == like.Transport || strings.HasPrefix(scenario, "direct-")) {
 				return o
 			}
 		}
@@ -406,7 +406,7 @@ func setBudgets(rows []bench.Row) {
 		switch {
 		case name == "check-cold" && row.Store == "redis":
 			floor, direct := find(*row, "floor-cold@"+at), find(*row, "direct-redis@"+at)
-			if floor != nil && direct != nil {
+			if floor != nil && direct != nil && row.Result != nil && floor.Result != nil && direct.Result != nil {
 				budget := floor.Result.P99() + direct.Result.P99() + 100*time.Microsecond
 				extra(row)["budget_p99_us"] = float64(budget) / float64(time.Microsecond)
 			}
