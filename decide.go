@@ -80,8 +80,8 @@ func Decide(r *Record, p *Purpose, now time.Time) Decision {
 	switch {
 	case !withdrawn.IsZero() && !g.EffectiveAt().After(withdrawn):
 		return deny(ReasonWithdrawn)
-	case !g.Method.Valid():
-		return deny(ReasonNoConsent) // a yes without a recorded method is not consent
+	case !g.Method.Affirmative():
+		return deny(ReasonNoConsent) // a yes without a recorded affirmative method is not consent
 	case !g.ExpiresAt.IsZero() && !now.Before(g.ExpiresAt):
 		return deny(ReasonExpired)
 	case g.Bundled:

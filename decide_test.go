@@ -91,6 +91,7 @@ func TestDecide(t *testing.T) {
 		{"first-party re-confirmation replaces a third-party yes", []consent.Event{with(grant(t0, "email_marketing"), thirdParty), grant(t0.Add(time.Hour), "email_marketing")}, email, now, allow},
 		{"bundled is not specific", []consent.Event{with(grant(t0, "email_marketing", "sales_outreach"), func(p *consent.Proof) { p.Bundled = true })}, email, now, deny(consent.ReasonNotSpecific)},
 		{"no recorded method is not consent", []consent.Event{with(grant(t0, "email_marketing"), func(p *consent.Proof) { p.Method = consent.MethodUnspecified })}, email, now, deny(consent.ReasonNoConsent)},
+		{"a withdrawal method behind a grant is not consent", []consent.Event{with(grant(t0, "email_marketing"), func(p *consent.Proof) { p.Method = consent.MethodOneClickUnsubscribe })}, email, now, deny(consent.ReasonNoConsent)},
 		{"withdrawn wins over expired", []consent.Event{with(grant(t0, "email_marketing"), func(p *consent.Proof) { p.ExpiresAt = t0.Add(time.Hour) }), withdraw(t0.Add(time.Minute))}, email, now, deny(consent.ReasonWithdrawn)},
 		{"a grant dated ahead of the server clock does not outrank a later withdrawal", []consent.Event{
 			with(grant(t0.Add(4*time.Minute), "email_marketing"), func(p *consent.Proof) { p.RecordedAt = t0 }),

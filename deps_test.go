@@ -20,15 +20,17 @@ const module = "github.com/consentd/consentd"
 // helpers may import anything. A package missing here fails the test, so a
 // new package has to state its place.
 var allowed = map[string][]string{
-	".":                {},
-	"contactkey":       {".", "golang.org/x/text"},
-	"proto/consent/v1": {"google.golang.org/protobuf", "google.golang.org/grpc"},
-	"store":            {".", "go.etcd.io/bbolt", "github.com/redis/go-redis"},
-	"cache":            {".", "github.com/dgraph-io/ristretto", "golang.org/x/sync"},
-	"server":           {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
-	"client":           {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
-	"bench":            {".", "client", "proto/consent/v1", "github.com/HdrHistogram/hdrhistogram-go"},
-	"bench/plot":       {"bench", "gonum.org/v1/plot"},
+	".":                 {},
+	"contactkey":        {".", "golang.org/x/text"},
+	"proto/consent/v1":  {"google.golang.org/protobuf", "google.golang.org/grpc"},
+	"store":             {".", "go.etcd.io/bbolt", "github.com/redis/go-redis"},
+	"cache":             {".", "github.com/dgraph-io/ristretto", "golang.org/x/sync"},
+	"unsubscribe":       {"."},
+	"server":            {".", "proto/consent/v1", "unsubscribe", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
+	"client":            {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
+	"bench":             {".", "client", "proto/consent/v1", "github.com/HdrHistogram/hdrhistogram-go"},
+	"bench/plot":        {"bench", "gonum.org/v1/plot"},
+	"examples/audience": {".", "client"},
 }
 
 // importers lists, for a package of this module (by directory), the only
@@ -158,6 +160,11 @@ func TestDependencyRulesBite(t *testing.T) {
 		{module + "/bench", allowed["bench/plot"], true},
 		{module + "/client", allowed["bench/plot"], false},
 		{"gonum.org/v1/plot", allowed["bench"], false},
+		{module, allowed["unsubscribe"], true},
+		{module + "/proto/consent/v1", allowed["unsubscribe"], false},
+		{"google.golang.org/grpc", allowed["unsubscribe"], false},
+		{module + "/unsubscribe", allowed["server"], true},
+		{module + "/unsubscribe", allowed["client"], false},
 	}
 	for _, tt := range tests {
 		if got := permitted(tt.imp, tt.rules); got != tt.want {

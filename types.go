@@ -20,7 +20,8 @@ func (k Key) Uint64() uint64 { return binary.BigEndian.Uint64(k[:8]) }
 // Partition maps the key onto one of n partitions (n > 0).
 func (k Key) Partition(n uint32) uint32 { return binary.BigEndian.Uint32(k[8:12]) % n }
 
-// Method is how an affirmative yes was obtained. Values match consent.v1.Method.
+// Method is how an affirmative yes was obtained, or, for the withdrawal-only
+// MethodOneClickUnsubscribe, how a no was given. Values match consent.v1.Method.
 type Method uint8
 
 // The methods. MethodUnspecified is never consent.
@@ -34,11 +35,18 @@ const (
 	MethodVerbal
 	MethodPaperForm
 	MethodDoubleOptIn
+	// MethodOneClickUnsubscribe is a withdrawal through a one-click
+	// unsubscribe link (RFC 8058). It records a no, never a yes.
+	MethodOneClickUnsubscribe
 	methodEnd
 )
 
 // Valid reports whether m is a known method other than MethodUnspecified.
 func (m Method) Valid() bool { return m > MethodUnspecified && m < methodEnd }
+
+// Affirmative reports whether m is a way of saying yes: the only methods a
+// grant may record, and the only ones Decide accepts behind an ALLOW.
+func (m Method) Affirmative() bool { return m.Valid() && m != MethodOneClickUnsubscribe }
 
 // Source says where a yes came from. Values match consent.v1.Source.
 type Source uint8

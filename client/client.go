@@ -5,15 +5,21 @@ package client
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	consent "github.com/consentd/consentd"
@@ -28,25 +34,87 @@ type Client struct {
 }
 
 // Option configures New.
-type Option func(*[]grpc.DialOption)
+type Option func(*options)
 
-// WithDialOptions adds gRPC dial options (credentials, a bufconn dialer...).
-func WithDialOptions(opts ...grpc.DialOption) Option {
-	return func(o *[]grpc.DialOption) { *o = append(*o, opts...) }
+type options struct {
+	dial    []grpc.DialOption
+	creds   credentials.TransportCredentials
+	timeout time.Duration
 }
 
-// New returns a client for target ("127.0.0.1:50051", "unix:/run/consentd.sock").
-// It connects lazily; the first call waits for the connection.
+// DefaultTimeout bounds a call whose context has no deadline: a sidecar that
+// stops answering must not hang a send path.
+const DefaultTimeout = 5 * time.Second
+
+// WithDialOptions adds gRPC dial options (a bufconn dialer, interceptors...).
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.dial = append(o.dial, opts...) }
+}
+
+// WithTLS connects over TLS with cfg (a client certificate in it for mTLS);
+// the default is plaintext, for a sidecar on localhost or a Unix socket.
+func WithTLS(cfg *tls.Config) Option {
+	return func(o *options) { o.creds = credentials.NewTLS(cfg) }
+}
+
+// WithTimeout sets the deadline of calls whose context has none (default
+// DefaultTimeout); 0 leaves such calls unbounded. Streams are not bounded:
+// an audience takes as long as it takes.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) { o.timeout = d }
+}
+
+// serviceConfig retries calls that are safe to repeat when consentd is
+// briefly unavailable (a restart, a Redis failover): every read, and writes,
+// which New makes idempotent by giving each a request id.
+const serviceConfig = `{
+  "methodConfig": [{
+    "name": [{"service": "consent.v1.CheckService"}, {"service": "consent.v1.ConsentService"}, {"service": "grpc.health.v1.Health"}],
+    "retryPolicy": {
+      "maxAttempts": 3,
+      "initialBackoff": "0.05s",
+      "maxBackoff": "0.5s",
+      "backoffMultiplier": 2,
+      "retryableStatusCodes": ["UNAVAILABLE"]
+    }
+  }]
+}`
+
+// New returns a client for target ("127.0.0.1:50051",
+// "unix:/run/consentd.sock"). It connects lazily; the first call waits for
+// the connection. Defaults: plaintext, a deadline of DefaultTimeout on calls
+// without one, keepalive pings on idle connections so a dead peer is found,
+// and retries on UNAVAILABLE (see serviceConfig).
 func New(target string, opts ...Option) (*Client, error) {
-	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	for _, o := range opts {
-		o(&dial)
+	o := options{creds: insecure.NewCredentials(), timeout: DefaultTimeout}
+	for _, opt := range opts {
+		opt(&o)
 	}
-	conn, err := grpc.NewClient(target, dial...)
+	dial := []grpc.DialOption{
+		grpc.WithTransportCredentials(o.creds),
+		grpc.WithDefaultServiceConfig(serviceConfig),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}
+	if o.timeout > 0 {
+		dial = append(dial, grpc.WithChainUnaryInterceptor(deadline(o.timeout)))
+	}
+	conn, err := grpc.NewClient(target, append(dial, o.dial...)...)
 	if err != nil {
 		return nil, err
 	}
 	return &Client{conn: conn, check: pb.NewCheckServiceClient(conn), consent: pb.NewConsentServiceClient(conn)}, nil
+}
+
+// deadline gives unary calls without a deadline one of d.
+func deadline(d time.Duration) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if _, ok := ctx.Deadline(); !ok {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	}
 }
 
 // Health asks consentd's health service whether it serves; an error, or any
@@ -112,8 +180,13 @@ func (c *Client) MaySend(ctx context.Context, contact, purpose string) (bool, co
 	return err == nil && d.Allowed, d, err
 }
 
-// Grant records consent; the returned token makes later checks see it.
+// Grant records consent; the returned token makes later checks see it. A
+// request without a request id gets a random one, so a retry after a lost
+// answer applies it once.
 func (c *Client) Grant(ctx context.Context, req *pb.GrantRequest) (consent.Token, error) {
+	if req.GetRequestId() == "" {
+		req.RequestId = requestID()
+	}
 	resp, err := c.consent.Grant(ctx, req)
 	if err != nil {
 		return consent.Token{}, fromStatus(err)
@@ -121,8 +194,12 @@ func (c *Client) Grant(ctx context.Context, req *pb.GrantRequest) (consent.Token
 	return parseToken(resp.GetToken())
 }
 
-// Withdraw records a withdrawal (of every purpose when none is named).
+// Withdraw records a withdrawal (of every purpose when none is named), with
+// a request id like Grant.
 func (c *Client) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (consent.Token, error) {
+	if req.GetRequestId() == "" {
+		req.RequestId = requestID()
+	}
 	resp, err := c.consent.Withdraw(ctx, req)
 	if err != nil {
 		return consent.Token{}, fromStatus(err)
@@ -130,13 +207,66 @@ func (c *Client) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (consent
 	return parseToken(resp.GetToken())
 }
 
-// Erase erases the contact everywhere, leaving a suppression marker.
+// Erase erases the contact everywhere, leaving a suppression marker, with a
+// request id like Grant.
 func (c *Client) Erase(ctx context.Context, req *pb.EraseRequest) (consent.Token, error) {
+	if req.GetRequestId() == "" {
+		req.RequestId = requestID()
+	}
 	resp, err := c.consent.Erase(ctx, req)
 	if err != nil {
 		return consent.Token{}, fromStatus(err)
 	}
 	return parseToken(resp.GetToken())
+}
+
+// requestID is 128 random bits: unique without coordination.
+func requestID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand)
+	return "client-" + hex.EncodeToString(b[:])
+}
+
+// GetContact returns the contact's current state per purpose, with proof,
+// read from the store.
+func (c *Client) GetContact(ctx context.Context, contact string) (*pb.GetContactResponse, error) {
+	resp, err := c.consent.GetContact(ctx, &pb.GetContactRequest{Contact: contact})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return resp, nil
+}
+
+// ListEvents yields the contact's history, oldest first, fetching pages as
+// it goes; an error is yielded once, last.
+func (c *Client) ListEvents(ctx context.Context, contact string) iter.Seq2[*pb.Event, error] {
+	return func(yield func(*pb.Event, error) bool) {
+		page := ""
+		for {
+			resp, err := c.consent.ListEvents(ctx, &pb.ListEventsRequest{Contact: contact, PageToken: page})
+			if err != nil {
+				yield(nil, fromStatus(err))
+				return
+			}
+			for _, e := range resp.GetEvents() {
+				if !yield(e, nil) {
+					return
+				}
+			}
+			if page = resp.GetNextPageToken(); page == "" {
+				return
+			}
+		}
+	}
+}
+
+// ListPurposes returns the purposes consentd knows.
+func (c *Client) ListPurposes(ctx context.Context) ([]*pb.Purpose, error) {
+	resp, err := c.consent.ListPurposes(ctx, &pb.ListPurposesRequest{})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return resp.GetPurposes(), nil
 }
 
 func parseToken(s string) (consent.Token, error) {

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	consent "github.com/consentd/consentd"
 	"github.com/consentd/consentd/client"
@@ -163,4 +166,174 @@ func TestBatchCheckAndFilter(t *testing.T) {
 	if _, err := c.Filter(ctx(t), "nope", audience, func(string) error { return nil }); !errors.Is(err, consent.ErrInvalid) {
 		t.Errorf("Filter with an unknown purpose: %v, want ErrInvalid", err)
 	}
+}
+
+// newClientWith starts a stack whose unary calls pass through fault, and a
+// client with opts.
+func newClientWith(t *testing.T, fault grpc.UnaryServerInterceptor, opts ...client.Option) (*client.Client, *testserver.Env) {
+	t.Helper()
+	env := testserver.Start(t, testserver.Options{Fault: fault})
+	c, err := client.New("passthrough:///bufnet", append(opts, client.WithDialOptions(grpc.WithContextDialer(env.Dial)))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, env
+}
+
+// TestRetriesApplyWritesOnce loses the answer to the first attempt of each
+// call after the server has acted on it: the client retries, and a write is
+// still recorded once (the request id it added makes the retry a replay).
+func TestRetriesApplyWritesOnce(t *testing.T) {
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	lose := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		mu.Lock()
+		defer mu.Unlock()
+		if attempts[info.FullMethod]++; attempts[info.FullMethod] == 1 {
+			return nil, status.Error(codes.Unavailable, "connection reset (injected)")
+		}
+		return resp, err
+	}
+	c, _ := newClientWith(t, lose)
+	const who = "retry@example.com"
+	if _, err := c.Grant(ctx(t), &pb.GrantRequest{Contact: who, Purposes: []string{"email_marketing"}, Method: pb.Method_METHOD_CHECKBOX}); err != nil {
+		t.Fatalf("Grant: %v", err)
+	}
+	if _, err := c.Withdraw(ctx(t), &pb.WithdrawRequest{Contact: who}); err != nil {
+		t.Fatalf("Withdraw: %v", err)
+	}
+	d, err := c.Check(ctx(t), who, "email_marketing")
+	if err != nil || d.Reason != consent.ReasonWithdrawn {
+		t.Fatalf("Check = %+v, %v; want WITHDRAWN", d, err)
+	}
+	var kinds []pb.EventKind
+	for e, err := range c.ListEvents(ctx(t), who) {
+		if err != nil {
+			t.Fatalf("ListEvents: %v", err)
+		}
+		kinds = append(kinds, e.GetKind())
+	}
+	if diff := cmp.Diff([]pb.EventKind{pb.EventKind_EVENT_KIND_GRANT, pb.EventKind_EVENT_KIND_WITHDRAW}, kinds); diff != "" {
+		t.Errorf("history after retried writes (-want +got):\n%s", diff)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, m := range []string{"/consent.v1.ConsentService/Grant", "/consent.v1.ConsentService/Withdraw", "/consent.v1.CheckService/Check"} {
+		if attempts[m] != 2 {
+			t.Errorf("%s: %d attempts, want 2 (one lost, one retried)", m, attempts[m])
+		}
+	}
+}
+
+// TestDefaultDeadline: a call whose context has no deadline gets the
+// client's, so a stuck sidecar cannot hang a send path.
+func TestDefaultDeadline(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	stall := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil, ctx.Err()
+	}
+	c, _ := newClientWith(t, stall, client.WithTimeout(100*time.Millisecond))
+	start := time.Now()
+	_, err := c.Check(context.Background(), "slow@example.com", "email_marketing")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Check on a stalled server = %v, want a deadline error", err)
+	}
+	if ok, _, err := c.MaySend(context.Background(), "slow@example.com", "email_marketing"); ok || err == nil {
+		t.Errorf("MaySend on a stalled server = %v, %v; want false with the error", ok, err)
+	}
+	// Generous: the point is that it ends, not how fast.
+	if waited := time.Since(start); waited > 10*time.Second {
+		t.Errorf("calls took %v with a 100ms default deadline", waited)
+	}
+}
+
+func TestGetContactAndPurposes(t *testing.T) {
+	c := newClient(t)
+	const who = "show@example.com"
+	if _, err := c.Grant(ctx(t), &pb.GrantRequest{Contact: who, Purposes: []string{"email_marketing"}, Method: pb.Method_METHOD_CHECKBOX, EvidenceRef: "form-7"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.GetContact(ctx(t), who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var granted []string
+	for _, p := range got.GetPurposes() {
+		if p.GetDecision() == pb.Decision_DECISION_ALLOW {
+			granted = append(granted, p.GetPurpose()+" "+p.GetGrant().GetEvidenceRef())
+		}
+	}
+	if diff := cmp.Diff([]string{"email_marketing form-7"}, granted); diff != "" {
+		t.Errorf("GetContact allowed purposes (-want +got):\n%s", diff)
+	}
+	if _, err := c.GetContact(ctx(t), ""); !errors.Is(err, consent.ErrInvalid) {
+		t.Errorf("GetContact(\"\") = %v, want ErrInvalid", err)
+	}
+	ps, err := c.ListPurposes(ctx(t))
+	if err != nil || len(ps) != len(consent.DefaultPurposes()) {
+		t.Fatalf("ListPurposes = %d purposes, %v; want the %d defaults", len(ps), err, len(consent.DefaultPurposes()))
+	}
+}
+
+// ListEvents pages on its own: a history longer than a page comes back
+// whole, in order.
+func TestListEventsPages(t *testing.T) {
+	c := newClient(t)
+	const who = "pages@example.com"
+	const n = 230 // the server's default page is 100
+	for i := range n {
+		req := &pb.GrantRequest{Contact: who, Purposes: []string{"email_marketing"}, Method: pb.Method_METHOD_CHECKBOX,
+			EvidenceRef: fmt.Sprint("form-", i)}
+		if _, err := c.Grant(ctx(t), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []string
+	for e, err := range c.ListEvents(ctx(t), who) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, e.GetEvidenceRef())
+	}
+	if len(got) != n || got[0] != "form-0" || got[n-1] != fmt.Sprint("form-", n-1) {
+		t.Errorf("ListEvents gave %d events (first %q, last %q), want %d in order", len(got), first(got), last(got), n)
+	}
+	// Stopping early stops fetching; an error is yielded once.
+	count := 0
+	for range c.ListEvents(ctx(t), who) {
+		if count++; count == 5 {
+			break
+		}
+	}
+	var errs int
+	for _, err := range c.ListEvents(ctx(t), "") {
+		if !errors.Is(err, consent.ErrInvalid) {
+			t.Errorf("ListEvents(\"\") yielded %v, want ErrInvalid", err)
+		}
+		errs++
+	}
+	if count != 5 || errs != 1 {
+		t.Errorf("early stop after %d events, %d errors yielded; want 5 and 1", count, errs)
+	}
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+func last(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[len(s)-1]
 }

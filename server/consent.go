@@ -17,38 +17,38 @@ var _ pb.ConsentServiceServer = (*consentService)(nil)
 func (s *consentService) Grant(ctx context.Context, req *pb.GrantRequest) (*pb.GrantResponse, error) {
 	tok, err := s.write(ctx, func() (consent.Write, error) { return s.grantWrite(req) })
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
-	return &pb.GrantResponse{Token: tok}, nil
+	return &pb.GrantResponse{Token: tok.String()}, nil
 }
 
 func (s *consentService) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (*pb.WithdrawResponse, error) {
 	tok, err := s.write(ctx, func() (consent.Write, error) { return s.withdrawWrite(req) })
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
-	return &pb.WithdrawResponse{Token: tok}, nil
+	return &pb.WithdrawResponse{Token: tok.String()}, nil
 }
 
 func (s *consentService) Erase(ctx context.Context, req *pb.EraseRequest) (*pb.EraseResponse, error) {
 	tok, err := s.write(ctx, func() (consent.Write, error) { return s.eraseWrite(req) })
 	if err != nil {
-		return nil, err
+		return nil, toStatus(err)
 	}
-	return &pb.EraseResponse{Token: tok}, nil
+	return &pb.EraseResponse{Token: tok.String()}, nil
 }
 
-// write parses a write and applies it; both failures come back as a status.
-func (s *consentService) write(ctx context.Context, parse func() (consent.Write, error)) (string, error) {
+// write is the one way consent changes, from gRPC and from unsubscribe links
+// alike: parse the request into a Write (refusing bad input before anything
+// is touched), then have the store apply it, which checks the request id,
+// appends the history, feeds the change to every sidecar's cache and drops
+// this one's copy. Errors come back unmapped, for the caller's protocol.
+func (s *Server) write(ctx context.Context, parse func() (consent.Write, error)) (consent.Token, error) {
 	w, err := parse()
 	if err != nil {
-		return "", toStatus(err)
+		return consent.Token{}, err
 	}
-	tok, err := s.cfg.Store.Apply(ctx, w)
-	if err != nil {
-		return "", toStatus(err)
-	}
-	return tok.String(), nil
+	return s.cfg.Store.Apply(ctx, w)
 }
 
 func (s *consentService) GetContact(ctx context.Context, req *pb.GetContactRequest) (*pb.GetContactResponse, error) {

@@ -50,7 +50,7 @@ func FuzzGrantRequest(f *testing.F) {
 		switch {
 		case consent.CheckContact(contact) != nil:
 			t.Fatalf("accepted malformed contact %q", contact)
-		case !p.Method.Valid():
+		case !p.Method.Affirmative():
 			t.Fatalf("accepted method %d", method)
 		case p.CapturedAt.After(now.Add(maxFutureSkew)) || p.CapturedAt.Before(earliest):
 			t.Fatalf("accepted captured_at %v", p.CapturedAt)

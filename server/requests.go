@@ -134,6 +134,8 @@ func (s *Server) grantWrite(req *pb.GrantRequest) (consent.Write, error) {
 		return consent.Write{}, consent.Invalid("method", "consent must be affirmative: name how it was obtained (checkbox, button, ...)")
 	case !method.Valid() || int32(req.GetMethod()) != int32(method):
 		return consent.Write{}, consent.Invalid("method", "unknown method %d", req.GetMethod())
+	case !method.Affirmative():
+		return consent.Write{}, consent.Invalid("method", "%v records a withdrawal, never consent", req.GetMethod())
 	}
 	source, err := grantSource(req)
 	if err != nil {
@@ -201,11 +203,18 @@ func grantSource(req *pb.GrantRequest) (consent.Source, error) {
 }
 
 func (s *Server) withdrawWrite(req *pb.WithdrawRequest) (consent.Write, error) {
-	now := s.cfg.Now()
 	key, err := s.key("contact", req.GetContact())
 	if err != nil {
 		return consent.Write{}, err
 	}
+	return s.withdrawal(key, req)
+}
+
+// withdrawal parses a withdrawal of an already keyed contact: the rest of
+// a Withdraw, and all of a one-click unsubscribe, so both record the same
+// event from the same checks.
+func (s *Server) withdrawal(key consent.Key, req *pb.WithdrawRequest) (consent.Write, error) {
+	now := s.cfg.Now()
 	purposes, err := s.purposes(req.GetPurposes(), false)
 	if err != nil {
 		return consent.Write{}, err

@@ -1,7 +1,8 @@
-// Package server is the gRPC boundary of consentd. Handlers are thin: parse
-// and validate the request into consent types, call the cache or the store,
-// map errors to a status with toStatus, respond. Logging and panic recovery
-// are interceptors. The package sees stores and caches only through the small
+// Package server is the gRPC boundary of consentd, and the HTTP endpoint of
+// its one-click unsubscribe links. Handlers are thin: parse and validate the
+// request into consent types, call the cache or the store, map errors to a
+// status with toStatus, respond. Logging and panic recovery are interceptors
+// (for HTTP, one wrapper). The package sees stores and caches only through the small
 // interfaces below, defined here where they are used.
 package server
 
@@ -11,9 +12,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
 
 	consent "github.com/consentd/consentd"
 	pb "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/unsubscribe"
 )
 
 // Keyer turns a contact into its pseudonymous key, refusing malformed ones.
@@ -35,17 +38,24 @@ type Store interface {
 	Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error)
 }
 
-// Config wires a Server. Every field but Now is required. Logging lives in
-// the interceptors (ServerOptions), not in handlers.
+// Config wires a Server. Every field but Now and UnsubscribeTTL is
+// required. Logging lives in the interceptors (ServerOptions) and in
+// HTTPHandler's wrapper, not in handlers.
 type Config struct {
 	Keys     Keyer
 	Records  Records
 	Store    Store
 	Purposes *consent.Registry
-	Now      func() time.Time // defaults to time.Now
+	// Unsubscribe signs and checks one-click unsubscribe tokens.
+	Unsubscribe *unsubscribe.Signer
+	// UnsubscribeTTL is how long a minted token stays valid; defaults to
+	// unsubscribe.DefaultTTL.
+	UnsubscribeTTL time.Duration
+	Now            func() time.Time // defaults to time.Now
 }
 
-// Server implements consent.v1's CheckService and ConsentService.
+// Server implements consent.v1's CheckService and ConsentService, and the
+// HTTP side of one-click unsubscribe (HTTPHandler).
 type Server struct {
 	cfg Config
 }
@@ -54,6 +64,9 @@ type Server struct {
 func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.UnsubscribeTTL <= 0 {
+		cfg.UnsubscribeTTL = unsubscribe.DefaultTTL
 	}
 	return &Server{cfg: cfg}
 }
@@ -69,5 +82,8 @@ func ServerOptions(log *slog.Logger) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unaryRecover(log), unaryLog(log)),
 		grpc.ChainStreamInterceptor(streamRecover(log), streamLog(log)),
+		// The client pings every 30s to find a dead peer; gRPC's default
+		// policy (one ping per 5 minutes) would close such connections.
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	}
 }

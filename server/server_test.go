@@ -415,6 +415,9 @@ func TestBadInput(t *testing.T) {
 	check := func(r *pb.CheckRequest) func() error {
 		return func() error { _, err := c.check.Check(ctx(t), r); return err }
 	}
+	mint := func(r *pb.MintUnsubscribeRequest) func() error {
+		return func() error { _, err := c.cons.MintUnsubscribe(ctx(t), r); return err }
+	}
 	many := make([]string, consent.MaxBatch+1)
 	for i := range many {
 		many[i] = fmt.Sprint(i, "@example.com")
@@ -475,6 +478,7 @@ func TestBadInput(t *testing.T) {
 		{"grant: purpose twice", grant(func(r *pb.GrantRequest) { r.Purposes = []string{"email_marketing", "email_marketing"} }), "purposes[1]"},
 		{"grant: no method", grant(func(r *pb.GrantRequest) { r.Method = pb.Method_METHOD_UNSPECIFIED }), "method"},
 		{"grant: unknown method", grant(func(r *pb.GrantRequest) { r.Method = 99 }), "method"},
+		{"grant: a withdrawal method", grant(func(r *pb.GrantRequest) { r.Method = pb.Method_METHOD_ONE_CLICK_UNSUBSCRIBE }), "method"},
 		{"grant: unknown source", grant(func(r *pb.GrantRequest) { r.Source = 9 }), "source"},
 		{"grant: third party without a name", grant(func(r *pb.GrantRequest) { r.Source = pb.Source_SOURCE_THIRD_PARTY }), "third_party"},
 		{"grant: first party with a third-party name", grant(func(r *pb.GrantRequest) {
@@ -509,6 +513,11 @@ func TestBadInput(t *testing.T) {
 			_, err := c.cons.Erase(ctx(t), &pb.EraseRequest{Contact: "victim@example.com", RequestId: strings.Repeat("r", 300)})
 			return err
 		}, "request_id"},
+		{"mint unsubscribe: empty contact", mint(&pb.MintUnsubscribeRequest{Purpose: "email_marketing"}), "contact"},
+		{"mint unsubscribe: oversized contact", mint(&pb.MintUnsubscribeRequest{Contact: long, Purpose: "email_marketing"}), "contact"},
+		{"mint unsubscribe: control character", mint(&pb.MintUnsubscribeRequest{Contact: "victim\n@example.com", Purpose: "email_marketing"}), "contact"},
+		{"mint unsubscribe: no purpose", mint(&pb.MintUnsubscribeRequest{Contact: "victim@example.com"}), "purpose"},
+		{"mint unsubscribe: unknown purpose", mint(&pb.MintUnsubscribeRequest{Contact: "victim@example.com", Purpose: "newsletter"}), "purpose"},
 		{"get contact: bad contact", func() error { _, err := c.cons.GetContact(ctx(t), &pb.GetContactRequest{}); return err }, "contact"},
 		{"list events: bad contact", func() error { _, err := c.cons.ListEvents(ctx(t), &pb.ListEventsRequest{Contact: "\x00"}); return err }, "contact"},
 		{"list events: negative page size", func() error {

@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 type daemon struct {
 	cmd    *exec.Cmd
 	addr   string
+	http   string // the unsubscribe listener, when started with --http
 	exited chan struct{}
 	logs   *strings.Builder
 }
@@ -59,14 +60,15 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 		cmd.Process.Kill()
 		<-d.exited
 	})
-	ready := make(chan string, 1)
+	type serving struct{ Msg, Addr, HTTP string }
+	ready := make(chan serving, 1)
 	lines := make(chan string, 1024)
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
-			var rec struct{ Msg, Addr string }
+			var rec serving
 			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "consentd serving" {
-				ready <- rec.Addr
+				ready <- rec
 			}
 			select {
 			case lines <- sc.Text():
@@ -83,7 +85,8 @@ func startDaemon(t *testing.T, args ...string) *daemon {
 		}
 	}()
 	select {
-	case d.addr = <-ready:
+	case rec := <-ready:
+		d.addr, d.http = rec.Addr, rec.HTTP
 	case <-d.exited:
 		t.Fatalf("consentd exited before serving: %v", cmd.ProcessState)
 	case <-time.After(30 * time.Second):

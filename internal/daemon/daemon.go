@@ -26,6 +26,7 @@ import (
 	"github.com/consentd/consentd/contactkey"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server"
+	"github.com/consentd/consentd/unsubscribe"
 )
 
 type config struct {
@@ -42,6 +43,8 @@ type config struct {
 	logLevel                              slog.Level
 	logFormat                             string
 	shutdownTimeout                       time.Duration
+	http                                  string
+	unsubscribeTTL                        time.Duration
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -63,6 +66,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.UintVar(&c.partitions, "partitions", 16, "Redis partitions (fixed per deployment; every sidecar must agree)")
 	fs.DurationVar(&c.lease, "lease", 2*time.Second, "with Redis: how long a cached record may be used after the change feed last caught up")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish on SIGTERM")
+	fs.StringVar(&c.http, "http", "", "HTTP listen address (host:port) for one-click unsubscribe links, POST /unsubscribe/{token}; default: off")
+	// A year by default: see unsubscribe.DefaultTTL (old emails must keep
+	// working; withdrawing must be as easy as granting).
+	fs.DurationVar(&c.unsubscribeTTL, "unsubscribe-ttl", unsubscribe.DefaultTTL, "how long a minted one-click unsubscribe link keeps working")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -86,6 +93,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.lease <= 0 {
 		return c, fmt.Errorf("-lease: must be positive")
+	}
+	if c.unsubscribeTTL <= 0 {
+		return c, fmt.Errorf("-unsubscribe-ttl: must be positive, got %v", c.unsubscribeTTL)
+	}
+	if c.http != "" {
+		if _, _, err := net.SplitHostPort(c.http); err != nil {
+			return c, fmt.Errorf("-http: want host:port (127.0.0.1:8080, :8080), got %q", c.http)
+		}
 	}
 	if c.secretFile == "" && !c.usesRedis() {
 		c.secretFile = filepath.Join(c.dataDir, "secret")
@@ -150,6 +165,10 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	unsub, err := unsubscribe.NewSigner(secret)
+	if err != nil {
+		return err
+	}
 	st, err := openStore(ctx, c, keys.Check(), log)
 	if err != nil {
 		return err
@@ -163,7 +182,9 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 	// WaitForHandlers: after a forced Stop, handlers still finish before the
 	// store they use is closed.
 	srv := grpc.NewServer(append(server.ServerOptions(log), grpc.WaitForHandlers(true))...)
-	server.New(server.Config{Keys: keys, Records: st.records, Store: st.backend, Purposes: purposes}).Register(srv)
+	api := server.New(server.Config{Keys: keys, Records: st.records, Store: st.backend, Purposes: purposes,
+		Unsubscribe: unsub, UnsubscribeTTL: c.unsubscribeTTL})
+	api.Register(srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	setHealth(hs, healthpb.HealthCheckResponse_SERVING)
@@ -179,26 +200,50 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 	}
 	wg.Go(func() { watchHealth(bg, st.backend, hs, log) })
 
+	// The unsubscribe listener, when asked for, serves the same server; it
+	// stops (on every path out of here) before the store closes.
+	var web *webServer
+	if c.http != "" {
+		if web, err = startWeb(c.http, api.HTTPHandler(log), log); err != nil {
+			lis.Close()
+			return err
+		}
+		defer web.close()
+	}
+
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
-	log.Info("consentd serving", "addr", lis.Addr().String(), "store", st.kind, "purposes", len(purposes.All()))
+	ready := []any{"addr", lis.Addr().String(), "store", st.kind, "purposes", len(purposes.All())}
+	if web != nil {
+		ready = append(ready, "http", web.addr)
+	}
+	log.Info("consentd serving", ready...)
 
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
+	case err := <-web.failed():
+		srv.Stop()
+		<-served
+		return fmt.Errorf("serve http: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
 	hs.Shutdown() // probes see NOT_SERVING while in-flight calls finish
+	grace, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
+	defer cancel()
+	webStopped := make(chan struct{})
+	go func() { web.shutdown(grace); close(webStopped) }()
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(c.shutdownTimeout):
+	case <-grace.Done():
 		log.Warn("shutdown timeout: cancelling in-flight calls")
 		srv.Stop()
 		<-stopped
 	}
+	<-webStopped
 	<-served
 	// The cache's counters over the whole run: until there are metrics, the
 	// one place an operator (or the benchmark) reads the hit ratio.

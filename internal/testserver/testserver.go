@@ -1,6 +1,7 @@
 // Package testserver runs a real consentd stack in a test: the embedded store
-// in a temporary directory, the cache, the gRPC server, over bufconn, with
-// everything stopped in t.Cleanup. Tests talk to it through real clients.
+// in a temporary directory, the cache, the gRPC server over bufconn and its
+// unsubscribe HTTP handler, with everything stopped in t.Cleanup. Tests talk
+// to it through real clients.
 package testserver
 
 import (
@@ -8,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"github.com/consentd/consentd/contactkey"
 	"github.com/consentd/consentd/server"
 	"github.com/consentd/consentd/store"
+	"github.com/consentd/consentd/unsubscribe"
 )
 
 // Env is a running stack.
@@ -34,12 +37,17 @@ type Env struct {
 	Keys  *contactkey.Keyer
 	Logs  *SyncBuffer // everything the server logged, at debug level
 	Dial  func(context.Context, string) (net.Conn, error)
+	// HTTP is the server's one-click unsubscribe handler, logging to Logs.
+	HTTP http.Handler
 }
 
 // Options adjusts the stack.
 type Options struct {
 	CacheBytes int64            // default 16 MiB; negative disables the cache
 	Now        func() time.Time // default time.Now
+	// Fault, when set, runs around every unary call after consentd's own
+	// interceptors: tests use it to fail calls the way a network would.
+	Fault grpc.UnaryServerInterceptor
 }
 
 // Start runs a stack for the duration of the test.
@@ -80,8 +88,17 @@ func Start(t testing.TB, o Options) *Env {
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	lis := bufconn.Listen(1 << 20)
-	srv := grpc.NewServer(server.ServerOptions(log)...)
-	server.New(server.Config{Keys: keys, Records: c, Store: st, Purposes: purposes, Now: o.Now}).Register(srv)
+	opts := server.ServerOptions(log)
+	if o.Fault != nil {
+		opts = append(opts, grpc.ChainUnaryInterceptor(o.Fault))
+	}
+	srv := grpc.NewServer(opts...)
+	unsub, err := unsubscribe.NewSigner(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := server.New(server.Config{Keys: keys, Records: c, Store: st, Purposes: purposes, Unsubscribe: unsub, Now: o.Now})
+	api.Register(srv)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	served := make(chan struct{})
 	go func() { srv.Serve(lis); close(served) }()
@@ -95,7 +112,7 @@ func Start(t testing.TB, o Options) *Env {
 	// stops, then the cache and the store.
 	t.Cleanup(func() { srv.Stop(); <-served })
 	t.Cleanup(func() { conn.Close() })
-	return &Env{Conn: conn, Dir: dir, Store: st, Cache: c, Keys: keys, Logs: logs, Dial: dial}
+	return &Env{Conn: conn, Dir: dir, Store: st, Cache: c, Keys: keys, Logs: logs, Dial: dial, HTTP: api.HTTPHandler(log)}
 }
 
 // SyncBuffer is a bytes.Buffer safe for concurrent writers.

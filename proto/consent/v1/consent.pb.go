@@ -153,7 +153,7 @@ func (Reason) EnumDescriptor() ([]byte, []int) {
 	return file_consent_v1_consent_proto_rawDescGZIP(), []int{1}
 }
 
-// Method is how an affirmative yes was obtained.
+// Method is how an affirmative yes was obtained, or how a no was given.
 type Method int32
 
 const (
@@ -167,6 +167,9 @@ const (
 	Method_METHOD_VERBAL           Method = 6
 	Method_METHOD_PAPER_FORM       Method = 7
 	Method_METHOD_DOUBLE_OPT_IN    Method = 8
+	// A withdrawal through a one-click unsubscribe link (RFC 8058). Never valid
+	// for a grant: it records a no.
+	Method_METHOD_ONE_CLICK_UNSUBSCRIBE Method = 9
 )
 
 // Enum value maps for Method.
@@ -181,17 +184,19 @@ var (
 		6: "METHOD_VERBAL",
 		7: "METHOD_PAPER_FORM",
 		8: "METHOD_DOUBLE_OPT_IN",
+		9: "METHOD_ONE_CLICK_UNSUBSCRIBE",
 	}
 	Method_value = map[string]int32{
-		"METHOD_UNSPECIFIED":      0,
-		"METHOD_CHECKBOX":         1,
-		"METHOD_BUTTON":           2,
-		"METHOD_DROPDOWN":         3,
-		"METHOD_ACCOUNT_SETTINGS": 4,
-		"METHOD_EMAIL_REPLY":      5,
-		"METHOD_VERBAL":           6,
-		"METHOD_PAPER_FORM":       7,
-		"METHOD_DOUBLE_OPT_IN":    8,
+		"METHOD_UNSPECIFIED":           0,
+		"METHOD_CHECKBOX":              1,
+		"METHOD_BUTTON":                2,
+		"METHOD_DROPDOWN":              3,
+		"METHOD_ACCOUNT_SETTINGS":      4,
+		"METHOD_EMAIL_REPLY":           5,
+		"METHOD_VERBAL":                6,
+		"METHOD_PAPER_FORM":            7,
+		"METHOD_DOUBLE_OPT_IN":         8,
+		"METHOD_ONE_CLICK_UNSUBSCRIBE": 9,
 	}
 )
 
@@ -2094,6 +2099,114 @@ func (x *ListPurposesResponse) GetPurposes() []*Purpose {
 	return nil
 }
 
+type MintUnsubscribeRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Contact string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
+	// The purpose the link withdraws.
+	Purpose       string `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MintUnsubscribeRequest) Reset() {
+	*x = MintUnsubscribeRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MintUnsubscribeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MintUnsubscribeRequest) ProtoMessage() {}
+
+func (x *MintUnsubscribeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MintUnsubscribeRequest.ProtoReflect.Descriptor instead.
+func (*MintUnsubscribeRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MintUnsubscribeRequest) GetContact() string {
+	if x != nil {
+		return x.Contact
+	}
+	return ""
+}
+
+func (x *MintUnsubscribeRequest) GetPurpose() string {
+	if x != nil {
+		return x.Purpose
+	}
+	return ""
+}
+
+type MintUnsubscribeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Opaque and URL-safe: the last segment of /unsubscribe/{token}.
+	Token string `protobuf:"bytes,1,opt,name=token" json:"token,omitempty"`
+	// After this the link answers 410 Gone and changes nothing (consentd's
+	// --unsubscribe-ttl after minting, a year by default).
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MintUnsubscribeResponse) Reset() {
+	*x = MintUnsubscribeResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MintUnsubscribeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MintUnsubscribeResponse) ProtoMessage() {}
+
+func (x *MintUnsubscribeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MintUnsubscribeResponse.ProtoReflect.Descriptor instead.
+func (*MintUnsubscribeResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *MintUnsubscribeResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *MintUnsubscribeResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 var File_consent_v1_consent_proto protoreflect.FileDescriptor
 
 const file_consent_v1_consent_proto_rawDesc = "" +
@@ -2240,7 +2353,14 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x13third_party_allowed\x18\x04 \x01(\bR\x11thirdPartyAllowed\x12)\n" +
 	"\x10retention_months\x18\x05 \x01(\x05R\x0fretentionMonths\"G\n" +
 	"\x14ListPurposesResponse\x12/\n" +
-	"\bpurposes\x18\x01 \x03(\v2\x13.consent.v1.PurposeR\bpurposes*K\n" +
+	"\bpurposes\x18\x01 \x03(\v2\x13.consent.v1.PurposeR\bpurposes\"L\n" +
+	"\x16MintUnsubscribeRequest\x12\x18\n" +
+	"\acontact\x18\x01 \x01(\tR\acontact\x12\x18\n" +
+	"\apurpose\x18\x02 \x01(\tR\apurpose\"j\n" +
+	"\x17MintUnsubscribeResponse\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
+	"\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*K\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x11\n" +
@@ -2254,7 +2374,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\fREASON_STALE\x10\x05\x12\"\n" +
 	"\x1eREASON_THIRD_PARTY_UNCONFIRMED\x10\x06\x12\x17\n" +
 	"\x13REASON_NOT_SPECIFIC\x10\a\x12\x11\n" +
-	"\rREASON_ERASED\x10\b*\xd6\x01\n" +
+	"\rREASON_ERASED\x10\b*\xf8\x01\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fMETHOD_CHECKBOX\x10\x01\x12\x11\n" +
@@ -2264,7 +2384,8 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x12METHOD_EMAIL_REPLY\x10\x05\x12\x11\n" +
 	"\rMETHOD_VERBAL\x10\x06\x12\x15\n" +
 	"\x11METHOD_PAPER_FORM\x10\a\x12\x18\n" +
-	"\x14METHOD_DOUBLE_OPT_IN\x10\b*P\n" +
+	"\x14METHOD_DOUBLE_OPT_IN\x10\b\x12 \n" +
+	"\x1cMETHOD_ONE_CLICK_UNSUBSCRIBE\x10\t*P\n" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SOURCE_FIRST_PARTY\x10\x01\x12\x16\n" +
@@ -2278,7 +2399,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x05Check\x12\x18.consent.v1.CheckRequest\x1a\x19.consent.v1.CheckResponse\x12K\n" +
 	"\n" +
 	"BatchCheck\x12\x1d.consent.v1.BatchCheckRequest\x1a\x1e.consent.v1.BatchCheckResponse\x12[\n" +
-	"\x0eFilterAudience\x12!.consent.v1.FilterAudienceRequest\x1a\".consent.v1.FilterAudienceResponse(\x010\x012\xc0\x03\n" +
+	"\x0eFilterAudience\x12!.consent.v1.FilterAudienceRequest\x1a\".consent.v1.FilterAudienceResponse(\x010\x012\x9c\x04\n" +
 	"\x0eConsentService\x12<\n" +
 	"\x05Grant\x12\x18.consent.v1.GrantRequest\x1a\x19.consent.v1.GrantResponse\x12E\n" +
 	"\bWithdraw\x12\x1b.consent.v1.WithdrawRequest\x1a\x1c.consent.v1.WithdrawResponse\x12<\n" +
@@ -2287,7 +2408,8 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"GetContact\x12\x1d.consent.v1.GetContactRequest\x1a\x1e.consent.v1.GetContactResponse\x12K\n" +
 	"\n" +
 	"ListEvents\x12\x1d.consent.v1.ListEventsRequest\x1a\x1e.consent.v1.ListEventsResponse\x12Q\n" +
-	"\fListPurposes\x12\x1f.consent.v1.ListPurposesRequest\x1a .consent.v1.ListPurposesResponseB@Z7github.com/consentd/consentd/proto/consent/v1;consentv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\fListPurposes\x12\x1f.consent.v1.ListPurposesRequest\x1a .consent.v1.ListPurposesResponse\x12Z\n" +
+	"\x0fMintUnsubscribe\x12\".consent.v1.MintUnsubscribeRequest\x1a#.consent.v1.MintUnsubscribeResponseB@Z7github.com/consentd/consentd/proto/consent/v1;consentv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_consent_v1_consent_proto_rawDescOnce sync.Once
@@ -2302,40 +2424,42 @@ func file_consent_v1_consent_proto_rawDescGZIP() []byte {
 }
 
 var file_consent_v1_consent_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_consent_v1_consent_proto_goTypes = []any{
-	(Decision)(0),                  // 0: consent.v1.Decision
-	(Reason)(0),                    // 1: consent.v1.Reason
-	(Method)(0),                    // 2: consent.v1.Method
-	(Source)(0),                    // 3: consent.v1.Source
-	(EventKind)(0),                 // 4: consent.v1.EventKind
-	(*Consistency)(nil),            // 5: consent.v1.Consistency
-	(*CheckRequest)(nil),           // 6: consent.v1.CheckRequest
-	(*CheckResponse)(nil),          // 7: consent.v1.CheckResponse
-	(*BatchCheckRequest)(nil),      // 8: consent.v1.BatchCheckRequest
-	(*BatchCheckResult)(nil),       // 9: consent.v1.BatchCheckResult
-	(*BatchCheckResponse)(nil),     // 10: consent.v1.BatchCheckResponse
-	(*FilterAudienceRequest)(nil),  // 11: consent.v1.FilterAudienceRequest
-	(*ReasonCount)(nil),            // 12: consent.v1.ReasonCount
-	(*FilterAudienceSummary)(nil),  // 13: consent.v1.FilterAudienceSummary
-	(*FilterAudienceResponse)(nil), // 14: consent.v1.FilterAudienceResponse
-	(*GrantRequest)(nil),           // 15: consent.v1.GrantRequest
-	(*GrantResponse)(nil),          // 16: consent.v1.GrantResponse
-	(*WithdrawRequest)(nil),        // 17: consent.v1.WithdrawRequest
-	(*WithdrawResponse)(nil),       // 18: consent.v1.WithdrawResponse
-	(*EraseRequest)(nil),           // 19: consent.v1.EraseRequest
-	(*EraseResponse)(nil),          // 20: consent.v1.EraseResponse
-	(*GetContactRequest)(nil),      // 21: consent.v1.GetContactRequest
-	(*Proof)(nil),                  // 22: consent.v1.Proof
-	(*PurposeState)(nil),           // 23: consent.v1.PurposeState
-	(*GetContactResponse)(nil),     // 24: consent.v1.GetContactResponse
-	(*ListEventsRequest)(nil),      // 25: consent.v1.ListEventsRequest
-	(*Event)(nil),                  // 26: consent.v1.Event
-	(*ListEventsResponse)(nil),     // 27: consent.v1.ListEventsResponse
-	(*ListPurposesRequest)(nil),    // 28: consent.v1.ListPurposesRequest
-	(*Purpose)(nil),                // 29: consent.v1.Purpose
-	(*ListPurposesResponse)(nil),   // 30: consent.v1.ListPurposesResponse
-	(*timestamppb.Timestamp)(nil),  // 31: google.protobuf.Timestamp
+	(Decision)(0),                   // 0: consent.v1.Decision
+	(Reason)(0),                     // 1: consent.v1.Reason
+	(Method)(0),                     // 2: consent.v1.Method
+	(Source)(0),                     // 3: consent.v1.Source
+	(EventKind)(0),                  // 4: consent.v1.EventKind
+	(*Consistency)(nil),             // 5: consent.v1.Consistency
+	(*CheckRequest)(nil),            // 6: consent.v1.CheckRequest
+	(*CheckResponse)(nil),           // 7: consent.v1.CheckResponse
+	(*BatchCheckRequest)(nil),       // 8: consent.v1.BatchCheckRequest
+	(*BatchCheckResult)(nil),        // 9: consent.v1.BatchCheckResult
+	(*BatchCheckResponse)(nil),      // 10: consent.v1.BatchCheckResponse
+	(*FilterAudienceRequest)(nil),   // 11: consent.v1.FilterAudienceRequest
+	(*ReasonCount)(nil),             // 12: consent.v1.ReasonCount
+	(*FilterAudienceSummary)(nil),   // 13: consent.v1.FilterAudienceSummary
+	(*FilterAudienceResponse)(nil),  // 14: consent.v1.FilterAudienceResponse
+	(*GrantRequest)(nil),            // 15: consent.v1.GrantRequest
+	(*GrantResponse)(nil),           // 16: consent.v1.GrantResponse
+	(*WithdrawRequest)(nil),         // 17: consent.v1.WithdrawRequest
+	(*WithdrawResponse)(nil),        // 18: consent.v1.WithdrawResponse
+	(*EraseRequest)(nil),            // 19: consent.v1.EraseRequest
+	(*EraseResponse)(nil),           // 20: consent.v1.EraseResponse
+	(*GetContactRequest)(nil),       // 21: consent.v1.GetContactRequest
+	(*Proof)(nil),                   // 22: consent.v1.Proof
+	(*PurposeState)(nil),            // 23: consent.v1.PurposeState
+	(*GetContactResponse)(nil),      // 24: consent.v1.GetContactResponse
+	(*ListEventsRequest)(nil),       // 25: consent.v1.ListEventsRequest
+	(*Event)(nil),                   // 26: consent.v1.Event
+	(*ListEventsResponse)(nil),      // 27: consent.v1.ListEventsResponse
+	(*ListPurposesRequest)(nil),     // 28: consent.v1.ListPurposesRequest
+	(*Purpose)(nil),                 // 29: consent.v1.Purpose
+	(*ListPurposesResponse)(nil),    // 30: consent.v1.ListPurposesResponse
+	(*MintUnsubscribeRequest)(nil),  // 31: consent.v1.MintUnsubscribeRequest
+	(*MintUnsubscribeResponse)(nil), // 32: consent.v1.MintUnsubscribeResponse
+	(*timestamppb.Timestamp)(nil),   // 33: google.protobuf.Timestamp
 }
 var file_consent_v1_consent_proto_depIdxs = []int32{
 	5,  // 0: consent.v1.CheckRequest.consistency:type_name -> consent.v1.Consistency
@@ -2351,52 +2475,55 @@ var file_consent_v1_consent_proto_depIdxs = []int32{
 	13, // 10: consent.v1.FilterAudienceResponse.summary:type_name -> consent.v1.FilterAudienceSummary
 	2,  // 11: consent.v1.GrantRequest.method:type_name -> consent.v1.Method
 	3,  // 12: consent.v1.GrantRequest.source:type_name -> consent.v1.Source
-	31, // 13: consent.v1.GrantRequest.captured_at:type_name -> google.protobuf.Timestamp
-	31, // 14: consent.v1.GrantRequest.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 13: consent.v1.GrantRequest.captured_at:type_name -> google.protobuf.Timestamp
+	33, // 14: consent.v1.GrantRequest.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 15: consent.v1.WithdrawRequest.method:type_name -> consent.v1.Method
-	31, // 16: consent.v1.WithdrawRequest.captured_at:type_name -> google.protobuf.Timestamp
+	33, // 16: consent.v1.WithdrawRequest.captured_at:type_name -> google.protobuf.Timestamp
 	2,  // 17: consent.v1.Proof.method:type_name -> consent.v1.Method
 	3,  // 18: consent.v1.Proof.source:type_name -> consent.v1.Source
-	31, // 19: consent.v1.Proof.captured_at:type_name -> google.protobuf.Timestamp
-	31, // 20: consent.v1.Proof.expires_at:type_name -> google.protobuf.Timestamp
-	31, // 21: consent.v1.Proof.recorded_at:type_name -> google.protobuf.Timestamp
+	33, // 19: consent.v1.Proof.captured_at:type_name -> google.protobuf.Timestamp
+	33, // 20: consent.v1.Proof.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 21: consent.v1.Proof.recorded_at:type_name -> google.protobuf.Timestamp
 	0,  // 22: consent.v1.PurposeState.decision:type_name -> consent.v1.Decision
 	1,  // 23: consent.v1.PurposeState.reason:type_name -> consent.v1.Reason
 	22, // 24: consent.v1.PurposeState.grant:type_name -> consent.v1.Proof
-	31, // 25: consent.v1.PurposeState.withdrawn_at:type_name -> google.protobuf.Timestamp
+	33, // 25: consent.v1.PurposeState.withdrawn_at:type_name -> google.protobuf.Timestamp
 	23, // 26: consent.v1.GetContactResponse.purposes:type_name -> consent.v1.PurposeState
-	31, // 27: consent.v1.GetContactResponse.erased_at:type_name -> google.protobuf.Timestamp
+	33, // 27: consent.v1.GetContactResponse.erased_at:type_name -> google.protobuf.Timestamp
 	4,  // 28: consent.v1.Event.kind:type_name -> consent.v1.EventKind
 	2,  // 29: consent.v1.Event.method:type_name -> consent.v1.Method
 	3,  // 30: consent.v1.Event.source:type_name -> consent.v1.Source
-	31, // 31: consent.v1.Event.captured_at:type_name -> google.protobuf.Timestamp
-	31, // 32: consent.v1.Event.expires_at:type_name -> google.protobuf.Timestamp
-	31, // 33: consent.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
+	33, // 31: consent.v1.Event.captured_at:type_name -> google.protobuf.Timestamp
+	33, // 32: consent.v1.Event.expires_at:type_name -> google.protobuf.Timestamp
+	33, // 33: consent.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
 	26, // 34: consent.v1.ListEventsResponse.events:type_name -> consent.v1.Event
 	29, // 35: consent.v1.ListPurposesResponse.purposes:type_name -> consent.v1.Purpose
-	6,  // 36: consent.v1.CheckService.Check:input_type -> consent.v1.CheckRequest
-	8,  // 37: consent.v1.CheckService.BatchCheck:input_type -> consent.v1.BatchCheckRequest
-	11, // 38: consent.v1.CheckService.FilterAudience:input_type -> consent.v1.FilterAudienceRequest
-	15, // 39: consent.v1.ConsentService.Grant:input_type -> consent.v1.GrantRequest
-	17, // 40: consent.v1.ConsentService.Withdraw:input_type -> consent.v1.WithdrawRequest
-	19, // 41: consent.v1.ConsentService.Erase:input_type -> consent.v1.EraseRequest
-	21, // 42: consent.v1.ConsentService.GetContact:input_type -> consent.v1.GetContactRequest
-	25, // 43: consent.v1.ConsentService.ListEvents:input_type -> consent.v1.ListEventsRequest
-	28, // 44: consent.v1.ConsentService.ListPurposes:input_type -> consent.v1.ListPurposesRequest
-	7,  // 45: consent.v1.CheckService.Check:output_type -> consent.v1.CheckResponse
-	10, // 46: consent.v1.CheckService.BatchCheck:output_type -> consent.v1.BatchCheckResponse
-	14, // 47: consent.v1.CheckService.FilterAudience:output_type -> consent.v1.FilterAudienceResponse
-	16, // 48: consent.v1.ConsentService.Grant:output_type -> consent.v1.GrantResponse
-	18, // 49: consent.v1.ConsentService.Withdraw:output_type -> consent.v1.WithdrawResponse
-	20, // 50: consent.v1.ConsentService.Erase:output_type -> consent.v1.EraseResponse
-	24, // 51: consent.v1.ConsentService.GetContact:output_type -> consent.v1.GetContactResponse
-	27, // 52: consent.v1.ConsentService.ListEvents:output_type -> consent.v1.ListEventsResponse
-	30, // 53: consent.v1.ConsentService.ListPurposes:output_type -> consent.v1.ListPurposesResponse
-	45, // [45:54] is the sub-list for method output_type
-	36, // [36:45] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	33, // 36: consent.v1.MintUnsubscribeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	6,  // 37: consent.v1.CheckService.Check:input_type -> consent.v1.CheckRequest
+	8,  // 38: consent.v1.CheckService.BatchCheck:input_type -> consent.v1.BatchCheckRequest
+	11, // 39: consent.v1.CheckService.FilterAudience:input_type -> consent.v1.FilterAudienceRequest
+	15, // 40: consent.v1.ConsentService.Grant:input_type -> consent.v1.GrantRequest
+	17, // 41: consent.v1.ConsentService.Withdraw:input_type -> consent.v1.WithdrawRequest
+	19, // 42: consent.v1.ConsentService.Erase:input_type -> consent.v1.EraseRequest
+	21, // 43: consent.v1.ConsentService.GetContact:input_type -> consent.v1.GetContactRequest
+	25, // 44: consent.v1.ConsentService.ListEvents:input_type -> consent.v1.ListEventsRequest
+	28, // 45: consent.v1.ConsentService.ListPurposes:input_type -> consent.v1.ListPurposesRequest
+	31, // 46: consent.v1.ConsentService.MintUnsubscribe:input_type -> consent.v1.MintUnsubscribeRequest
+	7,  // 47: consent.v1.CheckService.Check:output_type -> consent.v1.CheckResponse
+	10, // 48: consent.v1.CheckService.BatchCheck:output_type -> consent.v1.BatchCheckResponse
+	14, // 49: consent.v1.CheckService.FilterAudience:output_type -> consent.v1.FilterAudienceResponse
+	16, // 50: consent.v1.ConsentService.Grant:output_type -> consent.v1.GrantResponse
+	18, // 51: consent.v1.ConsentService.Withdraw:output_type -> consent.v1.WithdrawResponse
+	20, // 52: consent.v1.ConsentService.Erase:output_type -> consent.v1.EraseResponse
+	24, // 53: consent.v1.ConsentService.GetContact:output_type -> consent.v1.GetContactResponse
+	27, // 54: consent.v1.ConsentService.ListEvents:output_type -> consent.v1.ListEventsResponse
+	30, // 55: consent.v1.ConsentService.ListPurposes:output_type -> consent.v1.ListPurposesResponse
+	32, // 56: consent.v1.ConsentService.MintUnsubscribe:output_type -> consent.v1.MintUnsubscribeResponse
+	47, // [47:57] is the sub-list for method output_type
+	37, // [37:47] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_consent_v1_consent_proto_init() }
@@ -2415,7 +2542,7 @@ func file_consent_v1_consent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consent_v1_consent_proto_rawDesc), len(file_consent_v1_consent_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   26,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -213,12 +213,13 @@ var CheckService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	ConsentService_Grant_FullMethodName        = "/consent.v1.ConsentService/Grant"
-	ConsentService_Withdraw_FullMethodName     = "/consent.v1.ConsentService/Withdraw"
-	ConsentService_Erase_FullMethodName        = "/consent.v1.ConsentService/Erase"
-	ConsentService_GetContact_FullMethodName   = "/consent.v1.ConsentService/GetContact"
-	ConsentService_ListEvents_FullMethodName   = "/consent.v1.ConsentService/ListEvents"
-	ConsentService_ListPurposes_FullMethodName = "/consent.v1.ConsentService/ListPurposes"
+	ConsentService_Grant_FullMethodName           = "/consent.v1.ConsentService/Grant"
+	ConsentService_Withdraw_FullMethodName        = "/consent.v1.ConsentService/Withdraw"
+	ConsentService_Erase_FullMethodName           = "/consent.v1.ConsentService/Erase"
+	ConsentService_GetContact_FullMethodName      = "/consent.v1.ConsentService/GetContact"
+	ConsentService_ListEvents_FullMethodName      = "/consent.v1.ConsentService/ListEvents"
+	ConsentService_ListPurposes_FullMethodName    = "/consent.v1.ConsentService/ListPurposes"
+	ConsentService_MintUnsubscribe_FullMethodName = "/consent.v1.ConsentService/MintUnsubscribe"
 )
 
 // ConsentServiceClient is the client API for ConsentService service.
@@ -241,6 +242,12 @@ type ConsentServiceClient interface {
 	ListEvents(ctx context.Context, in *ListEventsRequest, opts ...grpc.CallOption) (*ListEventsResponse, error)
 	// ListPurposes returns the purpose registry, for privacy-policy pages.
 	ListPurposes(ctx context.Context, in *ListPurposesRequest, opts ...grpc.CallOption) (*ListPurposesResponse, error)
+	// MintUnsubscribe returns a one-click unsubscribe token (RFC 8058) for one
+	// contact and one purpose: an opaque, signed, expiring reference that names
+	// the contact only by its keyed hash. consentd's HTTP listener (--http)
+	// withdraws the purpose on POST /unsubscribe/{token}. Only consentd holds
+	// the signing secret, so senders mint a token for each message here.
+	MintUnsubscribe(ctx context.Context, in *MintUnsubscribeRequest, opts ...grpc.CallOption) (*MintUnsubscribeResponse, error)
 }
 
 type consentServiceClient struct {
@@ -311,6 +318,16 @@ func (c *consentServiceClient) ListPurposes(ctx context.Context, in *ListPurpose
 	return out, nil
 }
 
+func (c *consentServiceClient) MintUnsubscribe(ctx context.Context, in *MintUnsubscribeRequest, opts ...grpc.CallOption) (*MintUnsubscribeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MintUnsubscribeResponse)
+	err := c.cc.Invoke(ctx, ConsentService_MintUnsubscribe_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConsentServiceServer is the server API for ConsentService service.
 // All implementations must embed UnimplementedConsentServiceServer
 // for forward compatibility.
@@ -331,6 +348,12 @@ type ConsentServiceServer interface {
 	ListEvents(context.Context, *ListEventsRequest) (*ListEventsResponse, error)
 	// ListPurposes returns the purpose registry, for privacy-policy pages.
 	ListPurposes(context.Context, *ListPurposesRequest) (*ListPurposesResponse, error)
+	// MintUnsubscribe returns a one-click unsubscribe token (RFC 8058) for one
+	// contact and one purpose: an opaque, signed, expiring reference that names
+	// the contact only by its keyed hash. consentd's HTTP listener (--http)
+	// withdraws the purpose on POST /unsubscribe/{token}. Only consentd holds
+	// the signing secret, so senders mint a token for each message here.
+	MintUnsubscribe(context.Context, *MintUnsubscribeRequest) (*MintUnsubscribeResponse, error)
 	mustEmbedUnimplementedConsentServiceServer()
 }
 
@@ -358,6 +381,9 @@ func (UnimplementedConsentServiceServer) ListEvents(context.Context, *ListEvents
 }
 func (UnimplementedConsentServiceServer) ListPurposes(context.Context, *ListPurposesRequest) (*ListPurposesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListPurposes not implemented")
+}
+func (UnimplementedConsentServiceServer) MintUnsubscribe(context.Context, *MintUnsubscribeRequest) (*MintUnsubscribeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MintUnsubscribe not implemented")
 }
 func (UnimplementedConsentServiceServer) mustEmbedUnimplementedConsentServiceServer() {}
 func (UnimplementedConsentServiceServer) testEmbeddedByValue()                        {}
@@ -488,6 +514,24 @@ func _ConsentService_ListPurposes_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConsentService_MintUnsubscribe_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MintUnsubscribeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).MintUnsubscribe(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_MintUnsubscribe_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).MintUnsubscribe(ctx, req.(*MintUnsubscribeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConsentService_ServiceDesc is the grpc.ServiceDesc for ConsentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -518,6 +562,10 @@ var ConsentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPurposes",
 			Handler:    _ConsentService_ListPurposes_Handler,
+		},
+		{
+			MethodName: "MintUnsubscribe",
+			Handler:    _ConsentService_MintUnsubscribe_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -1,0 +1,355 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strings"
+
+	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/client"
+	pb "github.com/consentd/consentd/proto/consent/v1"
+)
+
+type runner = func(ctx context.Context, c *call, args []string) (int, error)
+
+func commands() []*command {
+	return []*command{
+		{
+			name: "check", args: "CONTACT PURPOSE", opts: "[--token TOKEN]", min: 2, max: 2, setup: setupCheck,
+			summary: "may CONTACT be used for PURPOSE now? exit 0 yes, 1 no, 2 error",
+			about: `Ask consentd whether CONTACT may be used for PURPOSE right now, as a sender
+would, and print the decision and its reason. Exits 0 when allowed, 1 when
+denied and 2 on an error (which is never a yes).`,
+		},
+		{
+			name: "grant", args: "CONTACT PURPOSE...", opts: "--method METHOD [flags]", min: 2, max: -1, setup: setupGrant,
+			summary: "record a yes for each PURPOSE, with its proof (--method is required)",
+			about: `Record an affirmative yes of CONTACT for each PURPOSE, with how it was
+obtained (--method, required), where it came from, on which notice, when, and
+a pointer to the evidence.`,
+		},
+		{
+			name: "withdraw", args: "CONTACT [PURPOSE...]", opts: "[flags]", min: 1, max: -1, setup: setupWithdraw,
+			summary: "record a no for each PURPOSE, or for every purpose when none is named",
+			about: `Record that CONTACT withdrew consent for each PURPOSE, or for every purpose
+(including ones granted later with an older date) when none is named. It
+takes effect at once.`,
+		},
+		{
+			name: "erase", args: "CONTACT", opts: "[flags]", min: 1, max: 1, setup: setupErase,
+			summary: "erase the contact's record and history, leaving a suppression marker",
+			about: `Erase CONTACT everywhere: its record and history are deleted and only a
+keyed-hash suppression marker remains, so it is never re-imported from a
+list. There is no confirmation prompt.`,
+		},
+		{
+			name: "show", args: "CONTACT", min: 1, max: 1, setup: setupShow,
+			summary: "the current state of every purpose for CONTACT, with its proof",
+			about: `Show the current decision for CONTACT for every purpose, with the proof of
+the latest grant and the latest withdrawal, read from the store (a subject
+access request).`,
+		},
+		{
+			name: "history", args: "CONTACT", min: 1, max: 1, setup: setupHistory,
+			summary: "every event recorded for CONTACT, oldest first",
+			about:   `List every event recorded for CONTACT, in the order consentd recorded them.`,
+		},
+		{
+			name: "purposes", min: 0, max: 0, setup: setupPurposes,
+			summary: "the purposes consentd knows, with their rules",
+			about:   `List the purpose registry: each purpose's re-confirmation window, whether an unconfirmed third-party yes may be used, and its retention.`,
+		},
+	}
+}
+
+func setupCheck(fs *flag.FlagSet) runner {
+	token := fs.String("token", "", "answer from data at least as new as the write that returned `TOKEN`")
+	return func(ctx context.Context, c *call, args []string) (int, error) {
+		contact, purpose := args[0], args[1]
+		var opts []client.CheckOption
+		if *token != "" {
+			tok, err := consent.ParseToken(*token)
+			if err != nil {
+				return exitError, fmt.Errorf("--token: %q is not a token returned by consentd", *token)
+			}
+			opts = append(opts, client.AtLeastAsFresh(tok))
+		}
+		d, err := c.client.Check(ctx, contact, purpose, opts...)
+		if err != nil {
+			return exitError, err
+		}
+		code := exitDenied
+		if d.Allowed {
+			code = exitOK
+		}
+		if c.out.json {
+			return code, c.out.jsonValue(checkJSON{
+				Contact: contact, Purpose: purpose, Allowed: d.Allowed,
+				Decision: decisionPB(d.Allowed).String(), Reason: pb.Reason(d.Reason).String(),
+			})
+		}
+		return code, c.out.linef("%s (%s): %s", decisionWord(d.Allowed), d.Reason, explain(d.Reason))
+	}
+}
+
+// checkJSON is check's --json output; the enum names are those of the wire.
+type checkJSON struct {
+	Contact  string `json:"contact"`
+	Purpose  string `json:"purpose"`
+	Allowed  bool   `json:"allowed"`
+	Decision string `json:"decision"`
+	Reason   string `json:"reason"`
+}
+
+// writeJSON is the --json output of grant, withdraw and erase.
+type writeJSON struct {
+	Token     string `json:"token"`
+	RequestID string `json:"requestId"`
+}
+
+// writeFlags are the flags every write has.
+type writeFlags struct {
+	actor, requestID *string
+}
+
+func addWriteFlags(fs *flag.FlagSet) writeFlags {
+	return writeFlags{
+		actor:     fs.String("actor", "", "who records it, a `NAME` kept with the event (default $"+actorEnv+", else consentctl)"),
+		requestID: fs.String("request-id", "", "an `ID` that makes a retried command apply once (default: a random one)"),
+	}
+}
+
+func (w writeFlags) actorName(env func(string) string) string {
+	switch {
+	case *w.actor != "":
+		return *w.actor
+	case env(actorEnv) != "":
+		return env(actorEnv)
+	}
+	return "consentctl"
+}
+
+func setupGrant(fs *flag.FlagSet) runner {
+	method := fs.String("method", "", "how the person said yes (required): `METHOD` is one of "+strings.Join(methodNames(true), ", "))
+	source := fs.String("source", "", "where the yes came from: `SOURCE` is first_party (the default) or third_party")
+	thirdParty := fs.String("third-party", "", "the `NAME` of the third party the yes came from (implies --source third_party)")
+	evidence := fs.String("evidence", "", "a pointer to the evidence, `REF`: a form id, a call recording, a scan")
+	notice := fs.String("notice", "", "the privacy notice `VERSION` the person saw")
+	captured := fs.String("captured-at", "", "when the person said yes, a `DATE` (YYYY-MM-DD, or RFC 3339 with a time); default now")
+	expires := fs.String("expires-at", "", "an end `DATE` the person agreed to (YYYY-MM-DD, or RFC 3339 with a time)")
+	bundled := fs.Bool("bundled", false, "one yes covered several purposes at once: kept as proof, never allows")
+	wf := addWriteFlags(fs)
+	return func(ctx context.Context, c *call, args []string) (int, error) {
+		if *method == "" {
+			return exitError, fmt.Errorf("--method is required: consent must be affirmative, so name how it was obtained (%s)", strings.Join(methodNames(true), ", "))
+		}
+		m, err := parseMethod(*method, true)
+		if err != nil {
+			return exitError, err
+		}
+		src, err := parseSource(*source)
+		if err != nil {
+			return exitError, err
+		}
+		capturedAt, err := parseTime("captured-at", *captured)
+		if err != nil {
+			return exitError, err
+		}
+		expiresAt, err := parseTime("expires-at", *expires)
+		if err != nil {
+			return exitError, err
+		}
+		req := &pb.GrantRequest{
+			Contact: args[0], Purposes: args[1:], Method: m, Source: src, ThirdParty: *thirdParty,
+			EvidenceRef: *evidence, NoticeVersion: *notice, CapturedAt: capturedAt, ExpiresAt: expiresAt,
+			Actor: wf.actorName(c.env), RequestId: *wf.requestID, Bundled: *bundled,
+		}
+		tok, err := c.client.Grant(ctx, req)
+		if err != nil {
+			return exitError, err
+		}
+		if c.out.json {
+			return exitOK, c.out.jsonValue(writeJSON{Token: tok.String(), RequestID: req.GetRequestId()})
+		}
+		if src == pb.Source_SOURCE_UNSPECIFIED && *thirdParty == "" {
+			src = pb.Source_SOURCE_FIRST_PARTY // what consentd recorded
+		}
+		how := []string{methodName(m), sourceText(src, *thirdParty)}
+		if *bundled {
+			how = append(how, "bundled")
+		}
+		return exitOK, c.out.linef("granted %s for %s (%s); token %s",
+			strings.Join(req.Purposes, ", "), req.Contact, strings.Join(how, ", "), tok)
+	}
+}
+
+func setupWithdraw(fs *flag.FlagSet) runner {
+	method := fs.String("method", "", "how the person said no, `METHOD`: one of "+strings.Join(methodNames(false), ", "))
+	captured := fs.String("captured-at", "", "when the person said no, a `DATE` (YYYY-MM-DD, or RFC 3339 with a time); default now")
+	wf := addWriteFlags(fs)
+	return func(ctx context.Context, c *call, args []string) (int, error) {
+		var m pb.Method
+		if *method != "" {
+			var err error
+			if m, err = parseMethod(*method, false); err != nil {
+				return exitError, err
+			}
+		}
+		capturedAt, err := parseTime("captured-at", *captured)
+		if err != nil {
+			return exitError, err
+		}
+		req := &pb.WithdrawRequest{Contact: args[0], Purposes: args[1:], Method: m, CapturedAt: capturedAt,
+			Actor: wf.actorName(c.env), RequestId: *wf.requestID}
+		tok, err := c.client.Withdraw(ctx, req)
+		if err != nil {
+			return exitError, err
+		}
+		if c.out.json {
+			return exitOK, c.out.jsonValue(writeJSON{Token: tok.String(), RequestID: req.GetRequestId()})
+		}
+		what := "every purpose"
+		if len(req.Purposes) > 0 {
+			what = strings.Join(req.Purposes, ", ")
+		}
+		return exitOK, c.out.linef("withdrew %s for %s; token %s", what, req.Contact, tok)
+	}
+}
+
+func setupErase(fs *flag.FlagSet) runner {
+	wf := addWriteFlags(fs)
+	return func(ctx context.Context, c *call, args []string) (int, error) {
+		req := &pb.EraseRequest{Contact: args[0], Actor: wf.actorName(c.env), RequestId: *wf.requestID}
+		tok, err := c.client.Erase(ctx, req)
+		if err != nil {
+			return exitError, err
+		}
+		if c.out.json {
+			return exitOK, c.out.jsonValue(writeJSON{Token: tok.String(), RequestID: req.GetRequestId()})
+		}
+		return exitOK, c.out.linef("erased %s: its record and history are deleted; a suppression marker keeps it from being re-imported; token %s", req.Contact, tok)
+	}
+}
+
+func setupShow(*flag.FlagSet) runner {
+	return func(ctx context.Context, c *call, args []string) (int, error) {
+		resp, err := c.client.GetContact(ctx, args[0])
+		if err != nil {
+			return exitError, err
+		}
+		if c.out.json {
+			return exitOK, c.out.protoJSON(resp)
+		}
+		if resp.GetErasedAt() != nil {
+			if err := c.out.linef("erased at %s", when(resp.GetErasedAt())); err != nil {
+				return exitError, err
+			}
+		}
+		rows := make([][]string, 0, len(resp.GetPurposes()))
+		for _, p := range resp.GetPurposes() {
+			g := p.GetGrant()
+			row := []string{p.GetPurpose(), decisionWord(p.GetDecision() == pb.Decision_DECISION_ALLOW), consent.Reason(p.GetReason()).String()}
+			if g == nil {
+				row = append(row, "-", "-", "-", "-", "-", "-", "-", "-")
+			} else {
+				row = append(row, methodText(g.GetMethod(), g.GetBundled()), sourceText(g.GetSource(), g.GetThirdParty()),
+					text(g.GetNoticeVersion()), text(g.GetEvidenceRef()), when(g.GetCapturedAt()), when(g.GetRecordedAt()),
+					when(g.GetExpiresAt()), text(g.GetActor()))
+			}
+			rows = append(rows, append(row, when(p.GetWithdrawnAt())))
+		}
+		return exitOK, c.out.table([]string{"PURPOSE", "DECISION", "REASON", "METHOD", "SOURCE", "NOTICE", "EVIDENCE",
+			"CAPTURED", "RECORDED", "EXPIRES", "ACTOR", "WITHDRAWN"}, rows)
+	}
+}
+
+func setupHistory(*flag.FlagSet) runner {
+	return func(ctx context.Context, c *call, args []string) (int, error) {
+		var events []*pb.Event
+		for e, err := range c.client.ListEvents(ctx, args[0]) {
+			if err != nil {
+				return exitError, err
+			}
+			events = append(events, e)
+		}
+		if c.out.json {
+			return exitOK, c.out.eventsJSON(events)
+		}
+		if len(events) == 0 {
+			return exitOK, c.out.linef("no events recorded for %s", args[0])
+		}
+		rows := make([][]string, 0, len(events))
+		for _, e := range events {
+			purposes := "all"
+			if len(e.GetPurposes()) > 0 {
+				purposes = strings.Join(e.GetPurposes(), ",")
+			}
+			rows = append(rows, []string{when(e.GetRecordedAt()), kindName(e.GetKind()), purposes,
+				methodText(e.GetMethod(), e.GetBundled()), sourceText(e.GetSource(), e.GetThirdParty()),
+				text(e.GetNoticeVersion()), text(e.GetEvidenceRef()), when(e.GetCapturedAt()), when(e.GetExpiresAt()),
+				text(e.GetActor())})
+		}
+		return exitOK, c.out.table([]string{"RECORDED", "EVENT", "PURPOSES", "METHOD", "SOURCE", "NOTICE", "EVIDENCE",
+			"CAPTURED", "EXPIRES", "ACTOR"}, rows)
+	}
+}
+
+func setupPurposes(*flag.FlagSet) runner {
+	return func(ctx context.Context, c *call, _ []string) (int, error) {
+		ps, err := c.client.ListPurposes(ctx)
+		if err != nil {
+			return exitError, err
+		}
+		if c.out.json {
+			return exitOK, c.out.protoJSON(&pb.ListPurposesResponse{Purposes: ps})
+		}
+		rows := make([][]string, 0, len(ps))
+		for _, p := range ps {
+			reconfirm := "never"
+			if n := p.GetReconfirmMonths(); n > 0 {
+				reconfirm = months(n)
+			}
+			retention := "-"
+			if n := p.GetRetentionMonths(); n > 0 {
+				retention = months(n)
+			}
+			third := "re-confirm"
+			if p.GetThirdPartyAllowed() {
+				third = "allowed"
+			}
+			rows = append(rows, []string{p.GetName(), reconfirm, third, retention, text(p.GetDescription())})
+		}
+		return exitOK, c.out.table([]string{"PURPOSE", "RECONFIRM", "THIRD_PARTY", "RETENTION", "DESCRIPTION"}, rows)
+	}
+}
+
+func months(n int32) string {
+	if n == 1 {
+		return "1 month"
+	}
+	return fmt.Sprintf("%d months", n)
+}
+
+// explain says in words what a reason means for the person at the terminal.
+func explain(r consent.Reason) string {
+	switch r {
+	case consent.ReasonGranted:
+		return "a specific, first-party yes is on record, within the purpose's window"
+	case consent.ReasonNoConsent:
+		return "no yes is on record (an unknown contact looks the same)"
+	case consent.ReasonWithdrawn:
+		return "the latest event for this purpose is a withdrawal"
+	case consent.ReasonExpired:
+		return "the end date the person agreed to has passed"
+	case consent.ReasonStale:
+		return "the yes is older than the purpose's re-confirmation window: ask again"
+	case consent.ReasonThirdPartyUnconfirmed:
+		return "the yes came from a third party: confirm it first-hand before use"
+	case consent.ReasonNotSpecific:
+		return "the yes covered several purposes at once (bundled): ask for each purpose"
+	case consent.ReasonErased:
+		return "the contact was erased and has not consented since"
+	}
+	return "no decision: treat as no"
+}

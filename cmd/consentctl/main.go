@@ -1,0 +1,25 @@
+// Command consentctl is the operators' and DPOs' tool for consentd: it checks
+// a contact, records, withdraws and erases consent, and shows a contact's
+// current state with its proof and its whole history, as aligned tables for
+// people or (--json) JSON for scripts.
+//
+//	consentctl [--addr ADDR] [--json] [--timeout D] COMMAND [ARGS]
+//
+// check exits 0 when the contact may be used for the purpose, 1 when not and
+// 2 on any error, so a shell script can branch on it; every other command
+// exits 0 or 2. Errors are one line on stderr.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

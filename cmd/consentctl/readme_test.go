@@ -1,0 +1,152 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestReadmeSession runs the README's consentctl session (the console block
+// after <!-- consentctl-session -->) against a fresh consentd, command by
+// command through run, and compares each output (stdout, then stderr) with
+// the README's. Times differ from run to run, so every time reads as NOW on
+// both sides.
+func TestReadmeSession(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), sessionMarker) {
+		t.Fatal("README.md has no consentctl-session block: the README must show a session this test runs")
+	}
+	runSession(t, string(readme))
+}
+
+const sessionMarker = "<!-- consentctl-session -->\n```console\n"
+
+// runSession runs the consentctl session in readme. A command line may end
+// in "; echo $?" to show the exit code.
+func runSession(t *testing.T, readme string) {
+	t.Helper()
+	_, block, _ := strings.Cut(readme, sessionMarker)
+	block, _, _ = strings.Cut(block, "\n```")
+	var (
+		cmds  [][]string
+		echo  []bool
+		wants []string
+	)
+	for _, line := range strings.Split(block, "\n") {
+		if cmdline, ok := strings.CutPrefix(line, "$ "); ok {
+			cmdline, code := strings.CutSuffix(cmdline, "; echo $?")
+			words, err := shellWords(cmdline)
+			if err != nil || len(words) == 0 || words[0] != "consentctl" {
+				t.Fatalf("README session line %q: want a consentctl command (%v)", line, err)
+			}
+			cmds = append(cmds, words[1:])
+			echo = append(echo, code)
+			wants = append(wants, "")
+			continue
+		}
+		if len(cmds) == 0 {
+			t.Fatalf("README session starts with output: %q", line)
+		}
+		wants[len(wants)-1] += line + "\n"
+	}
+	addr := startConsentd(t, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	env := map[string]string{addrEnv: addr}
+	for i, args := range cmds {
+		for j, a := range args {
+			args[j] = strings.ReplaceAll(a, defaultAddr, addr)
+		}
+		var out bytes.Buffer
+		code := run(testCtx(t), args, func(k string) string { return env[k] }, &out, &out)
+		if echo[i] {
+			fmt.Fprintln(&out, code)
+		}
+		got := timestamps.ReplaceAllString(out.String(), nowPlaceholder)
+		want := timestamps.ReplaceAllString(wants[i], nowPlaceholder)
+		if got != want {
+			t.Errorf("$ consentctl %s\n(-README +got):\n%s", strings.Join(args, " "), cmp.Diff(want, got))
+		}
+	}
+}
+
+// shellWords splits a command line as sh would, for the quoting a README
+// uses: single quotes, double quotes with backslash escapes, backslashes.
+func shellWords(s string) ([]string, error) {
+	var (
+		words []string
+		cur   strings.Builder
+		in    bool // inside a word
+		quote byte
+	)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case quote == '\'':
+			if c == '\'' {
+				quote = 0
+			} else {
+				cur.WriteByte(c)
+			}
+		case quote == '"':
+			switch {
+			case c == '"':
+				quote = 0
+			case c == '\\' && i+1 < len(s) && strings.IndexByte(`"\$`+"`", s[i+1]) >= 0:
+				i++
+				cur.WriteByte(s[i])
+			default:
+				cur.WriteByte(c)
+			}
+		case c == '\'' || c == '"':
+			quote, in = c, true
+		case c == '\\' && i+1 < len(s):
+			i++
+			cur.WriteByte(s[i])
+			in = true
+		case c == ' ' || c == '\t':
+			if in {
+				words = append(words, cur.String())
+				cur.Reset()
+				in = false
+			}
+		default:
+			cur.WriteByte(c)
+			in = true
+		}
+	}
+	if quote != 0 {
+		return nil, errors.New("unterminated quote")
+	}
+	if in {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+func TestShellWords(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string
+	}{
+		{`consentctl grant a@x.com email_marketing --method checkbox`, []string{"consentctl", "grant", "a@x.com", "email_marketing", "--method", "checkbox"}},
+		{`consentctl grant a --third-party "Acme Lists" --evidence 'call 42'`, []string{"consentctl", "grant", "a", "--third-party", "Acme Lists", "--evidence", "call 42"}},
+		{`a "" b`, []string{"a", "", "b"}},
+		{`a\ b "c\"d"`, []string{"a b", `c"d`}},
+	}
+	for _, tt := range tests {
+		got, err := shellWords(tt.in)
+		if diff := cmp.Diff(tt.want, got); err != nil || diff != "" {
+			t.Errorf("shellWords(%q): %v (-want +got):\n%s", tt.in, err, diff)
+		}
+	}
+	if _, err := shellWords(`a "b`); err == nil {
+		t.Error(`shellWords("a \"b"): no error for an unterminated quote`)
+	}
+}

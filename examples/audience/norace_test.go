@@ -1,0 +1,6 @@
+//go:build !race
+
+package main
+
+// largeAudience is the size of TestMillionContacts's audience.
+const largeAudience = 1_000_000

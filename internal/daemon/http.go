@@ -1,0 +1,114 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Limits of the HTTP listener. It faces mail clients and the internet, so a
+// slow or idle client cannot hold a connection or a handler for long.
+const (
+	httpReadHeaderTimeout = 5 * time.Second
+	httpReadTimeout       = 10 * time.Second
+	httpRequestTimeout    = 10 * time.Second // a handler's store calls
+	httpWriteTimeout      = httpRequestTimeout + 5*time.Second
+	httpIdleTimeout       = 60 * time.Second
+	httpMaxHeaderBytes    = 16 << 10
+)
+
+// webServer is the HTTP listener for one-click unsubscribe links (--http). It is
+// started and stopped with consentd, and every one of its handlers has
+// returned before the store closes.
+type webServer struct {
+	srv    *http.Server
+	addr   string
+	served chan error
+	cancel context.CancelFunc // cancels in-flight requests on a forced stop
+
+	mu      sync.RWMutex // held for reading by every running handler
+	stopped bool
+}
+
+// startWeb listens on addr and serves h.
+func startWeb(addr string, h http.Handler, log *slog.Logger) (*webServer, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-http: %w", err)
+	}
+	base, cancel := context.WithCancel(context.Background())
+	w := &webServer{addr: lis.Addr().String(), served: make(chan error, 1), cancel: cancel}
+	w.srv = &http.Server{
+		Handler:           w.gate(h),
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		ReadTimeout:       httpReadTimeout,
+		WriteTimeout:      httpWriteTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeaderBytes,
+		BaseContext:       func(net.Listener) context.Context { return base },
+		// net/http's own complaints (bad TLS, panics) name peers, never URLs.
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() { w.served <- w.srv.Serve(lis) }()
+	return w, nil
+}
+
+// gate runs h with a deadline, and keeps count of running handlers so stop
+// can wait for them; after stop, requests get 503 without reaching h.
+func (w *webServer) gate(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		w.mu.RLock()
+		defer w.mu.RUnlock()
+		if w.stopped {
+			http.Error(rw, "consentd is shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), httpRequestTimeout)
+		defer cancel()
+		h.ServeHTTP(rw, r.WithContext(ctx))
+	})
+}
+
+// failed delivers the error that ended serving early; nil never does.
+func (w *webServer) failed() <-chan error {
+	if w == nil {
+		return nil
+	}
+	return w.served
+}
+
+// shutdown stops accepting and lets in-flight requests finish until ctx is
+// done, then cancels them. It returns once every handler has returned.
+func (w *webServer) shutdown(ctx context.Context) {
+	if w == nil {
+		return
+	}
+	if err := w.srv.Shutdown(ctx); err != nil {
+		w.cancel()
+		w.srv.Close()
+	}
+	w.stop()
+}
+
+// close stops at once, for the paths that end consentd on an error.
+func (w *webServer) close() {
+	if w == nil {
+		return
+	}
+	w.cancel()
+	w.srv.Close()
+	w.stop()
+}
+
+// stop waits for running handlers and turns later ones away: net/http's
+// Close does not wait for handlers, and they use the store.
+func (w *webServer) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+	w.cancel()
+}
