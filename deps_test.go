@@ -20,17 +20,18 @@ const module = "github.com/consentd/consentd"
 // helpers may import anything. A package missing here fails the test, so a
 // new package has to state its place.
 var allowed = map[string][]string{
-	".":                 {},
-	"contactkey":        {".", "golang.org/x/text"},
-	"proto/consent/v1":  {"google.golang.org/protobuf", "google.golang.org/grpc"},
-	"store":             {".", "go.etcd.io/bbolt", "github.com/redis/go-redis"},
-	"cache":             {".", "github.com/dgraph-io/ristretto", "golang.org/x/sync"},
-	"unsubscribe":       {"."},
-	"server":            {".", "proto/consent/v1", "unsubscribe", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
-	"client":            {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
-	"bench":             {".", "client", "proto/consent/v1", "github.com/HdrHistogram/hdrhistogram-go"},
-	"bench/plot":        {"bench", "gonum.org/v1/plot"},
-	"examples/audience": {".", "client"},
+	".":                  {},
+	"contactkey":         {".", "golang.org/x/text"},
+	"proto/consent/v1":   {"google.golang.org/protobuf", "google.golang.org/grpc"},
+	"store":              {".", "go.etcd.io/bbolt", "github.com/redis/go-redis"},
+	"cache":              {".", "github.com/dgraph-io/ristretto", "golang.org/x/sync"},
+	"unsubscribe":        {"."},
+	"server":             {".", "proto/consent/v1", "unsubscribe", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
+	"client":             {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
+	"bench":              {".", "client", "proto/consent/v1", "github.com/HdrHistogram/hdrhistogram-go"},
+	"bench/plot":         {"bench", "gonum.org/v1/plot"},
+	"examples/audience":  {".", "client"},
+	"examples/emailgate": {".", "client"},
 }
 
 // importers lists, for a package of this module (by directory), the only
