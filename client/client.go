@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	consent "github.com/consentd/consentd"
 	pb "github.com/consentd/consentd/proto/consent/v1"
@@ -181,11 +182,13 @@ func (c *Client) MaySend(ctx context.Context, contact, purpose string) (bool, co
 }
 
 // Grant records consent; the returned token makes later checks see it. A
-// request without a request id gets a random one, so a retry after a lost
-// answer applies it once.
+// request without a request id is sent with a random one (on a copy: req is
+// not changed, so sending it again is a new write, not a replay), so gRPC's
+// retry after a lost answer applies it once.
 func (c *Client) Grant(ctx context.Context, req *pb.GrantRequest) (consent.Token, error) {
 	if req.GetRequestId() == "" {
-		req.RequestId = requestID()
+		req = proto.CloneOf(req)
+		req.RequestId = NewRequestID()
 	}
 	resp, err := c.consent.Grant(ctx, req)
 	if err != nil {
@@ -198,7 +201,8 @@ func (c *Client) Grant(ctx context.Context, req *pb.GrantRequest) (consent.Token
 // a request id like Grant.
 func (c *Client) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (consent.Token, error) {
 	if req.GetRequestId() == "" {
-		req.RequestId = requestID()
+		req = proto.CloneOf(req)
+		req.RequestId = NewRequestID()
 	}
 	resp, err := c.consent.Withdraw(ctx, req)
 	if err != nil {
@@ -211,7 +215,8 @@ func (c *Client) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (consent
 // request id like Grant.
 func (c *Client) Erase(ctx context.Context, req *pb.EraseRequest) (consent.Token, error) {
 	if req.GetRequestId() == "" {
-		req.RequestId = requestID()
+		req = proto.CloneOf(req)
+		req.RequestId = NewRequestID()
 	}
 	resp, err := c.consent.Erase(ctx, req)
 	if err != nil {
@@ -220,8 +225,9 @@ func (c *Client) Erase(ctx context.Context, req *pb.EraseRequest) (consent.Token
 	return parseToken(resp.GetToken())
 }
 
-// requestID is 128 random bits: unique without coordination.
-func requestID() string {
+// NewRequestID returns a request id no other write will have (128 random
+// bits). Set one yourself to retry a write across restarts of your program.
+func NewRequestID() string {
 	var b [16]byte
 	rand.Read(b[:]) // never fails (crypto/rand)
 	return "client-" + hex.EncodeToString(b[:])

@@ -337,3 +337,28 @@ func last(s []string) string {
 	}
 	return s[len(s)-1]
 }
+
+// A request sent twice is two writes: the request id the client adds goes on
+// a copy, never into the caller's request (where the second send would be
+// taken for a replay of the first and silently change nothing).
+func TestReusedRequestIsANewWrite(t *testing.T) {
+	c := newClient(t)
+	const who = "again@example.com"
+	grant := &pb.GrantRequest{Contact: who, Purposes: []string{"email_marketing"}, Method: pb.Method_METHOD_CHECKBOX}
+	withdraw := &pb.WithdrawRequest{Contact: who}
+	for round := range 2 {
+		if _, err := c.Grant(ctx(t), grant); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := c.Withdraw(ctx(t), withdraw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, err := c.Check(ctx(t), who, "email_marketing", client.AtLeastAsFresh(tok)); err != nil || d.Allowed {
+			t.Fatalf("round %d: Check after the withdrawal = %+v, %v; want a deny", round, d, err)
+		}
+	}
+	if grant.GetRequestId() != "" || withdraw.GetRequestId() != "" {
+		t.Errorf("the caller's requests were changed: request ids %q, %q", grant.GetRequestId(), withdraw.GetRequestId())
+	}
+}

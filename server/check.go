@@ -3,11 +3,12 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
-	"time"
 
 	consent "github.com/consentd/consentd"
 	pb "github.com/consentd/consentd/proto/consent/v1"
@@ -45,16 +46,15 @@ func (s *checkService) BatchCheck(ctx context.Context, req *pb.BatchCheckRequest
 	if len(req.GetContacts()) > consent.MaxBatch {
 		return nil, toStatus(consent.Invalid("contacts", "has %d contacts, at most %d are allowed", len(req.GetContacts()), consent.MaxBatch))
 	}
-	vs, err := s.judge(ctx, req.GetContacts(), p, cons)
+	// Every contact is keyed, and a malformed one refused, before anything
+	// is read: bad input is INVALID_ARGUMENT even while the store is down.
+	vs, err := s.judge(ctx, req.GetContacts(), p, cons, true)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	results := make([]pb.BatchCheckResult, len(vs))
 	out := &pb.BatchCheckResponse{Results: make([]*pb.BatchCheckResult, len(vs))}
 	for i, v := range vs {
-		if v.invalid != nil {
-			return nil, toStatus(&consent.FieldError{Field: contactField(i), Reason: v.invalid.Error()})
-		}
 		results[i].Decision, results[i].Reason = decisionPB(v.d), pb.Reason(v.d.Reason)
 		out.Results[i] = &results[i]
 	}
@@ -67,15 +67,21 @@ func (s *checkService) BatchCheck(ctx context.Context, req *pb.BatchCheckRequest
 // counted as invalid and never allowed; it does not end the stream.
 //
 // Up to filterDepth messages are worked on at once: while one waits for the
-// store, the next is being keyed and the one before is being sent.
+// store, the next is being keyed and the one before is being sent. Messages
+// are received on a goroutine of their own, so that an error (the store
+// failing) ends the call at once even while the client is between messages;
+// that receiver ends when the stream does, which returning here brings about.
+// The judging goroutines are this handler's: it cancels and waits for them
+// on every return, so none touches the store after the call.
 func (s *checkService) FilterAudience(stream pb.CheckService_FilterAudienceServer) error {
-	queue := make(chan *filterWork, filterDepth)
-	// The receiver ends when the stream does: at the client's last message,
-	// or when this handler returns, which ends the stream's context.
-	go s.receiveAudience(stream, queue)
+	ctx, cancel := context.WithCancel(stream.Context())
+	a := &audience{ctx: ctx, queue: make(chan *filterWork, filterDepth)}
+	defer a.stop(cancel)
+	go s.receiveAudience(stream, a)
 	var sum summary
-	for w := range queue {
+	for w := range a.queue {
 		<-w.done
+		w.panicked.rethrow()
 		if w.err != nil {
 			return w.err
 		}
@@ -103,21 +109,54 @@ func (s *checkService) FilterAudience(stream pb.CheckService_FilterAudienceServe
 // once.
 const filterDepth = 4
 
+// audience is one FilterAudience call's shared state: the queue of messages
+// in order, and the judging goroutines, which may start only while the call
+// is open.
+type audience struct {
+	ctx   context.Context
+	queue chan *filterWork
+
+	mu     sync.Mutex
+	closed bool
+	judges sync.WaitGroup
+}
+
+// judge runs fn on a goroutine owned by the call, unless the call is over.
+func (a *audience) judge(fn func()) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.judges.Go(fn)
+	return true
+}
+
+// stop ends the call's work: no judge starts after it, and every running
+// one has returned when it does.
+func (a *audience) stop(cancel context.CancelFunc) {
+	cancel()
+	a.mu.Lock()
+	a.closed = true
+	a.mu.Unlock()
+	a.judges.Wait()
+}
+
 // filterWork is one request message of an audience, judged in the
-// background; done is closed when vs or err is set.
+// background; done is closed when vs, err or panicked is set.
 type filterWork struct {
 	contacts []string
 	vs       []verdict
 	err      error // a status for the client: ends the stream
+	panicked *panicked
 	done     chan struct{}
 }
 
 // receiveAudience reads the stream's messages and starts judging each,
 // queueing them in order. A bad message is queued as an error, after the
 // messages before it, and ends the reading.
-func (s *checkService) receiveAudience(stream pb.CheckService_FilterAudienceServer, queue chan<- *filterWork) {
-	defer close(queue)
-	ctx := stream.Context()
+func (s *checkService) receiveAudience(stream pb.CheckService_FilterAudienceServer, a *audience) {
+	defer close(a.queue)
 	var (
 		p    *consent.Purpose
 		cons consent.Consistency
@@ -141,25 +180,50 @@ func (s *checkService) receiveAudience(stream pb.CheckService_FilterAudienceServ
 			w.err = toStatus(consent.Invalid("contacts", "has %d contacts, at most %d are allowed per message", len(req.GetContacts()), consent.MaxBatch))
 		}
 		bad := w.err != nil
-		if bad {
-			close(w.done)
-		} else {
+		if !bad {
 			w.contacts = req.GetContacts()
-			go func() {
+			started := a.judge(func() {
 				defer close(w.done)
-				if w.vs, w.err = s.judge(ctx, w.contacts, p, cons); w.err != nil {
+				defer catch(&w.panicked)
+				if w.vs, w.err = s.judge(a.ctx, w.contacts, p, cons, false); w.err != nil {
 					w.err = toStatus(w.err)
 				}
-			}()
+			})
+			if !started {
+				return // the call is over
+			}
+		} else {
+			close(w.done)
 		}
 		select {
-		case queue <- w:
-		case <-ctx.Done():
+		case a.queue <- w:
+		case <-a.ctx.Done():
 			return
 		}
 		if bad {
 			return
 		}
+	}
+}
+
+// panicked is a panic caught on a goroutine a handler started, carried back
+// to the handler's own goroutine (rethrow), where the recovery interceptor
+// fails the one call with INTERNAL instead of the process dying.
+type panicked struct {
+	value any
+	stack []byte
+}
+
+// catch records a panic into *p; defer it first thing in a goroutine.
+func catch(p **panicked) {
+	if v := recover(); v != nil {
+		*p = &panicked{value: v, stack: debug.Stack()}
+	}
+}
+
+func (p *panicked) rethrow() {
+	if p != nil {
+		panic(fmt.Sprintf("%v (on a worker goroutine)\n%s", p.value, p.stack))
 	}
 }
 
@@ -170,49 +234,77 @@ type verdict struct {
 }
 
 // piece is the fewest contacts worth a goroutine of their own: below it, the
-// hand-off costs more than the keying saves.
+// hand-off costs more than the work saves.
 const piece = 256
 
-// judge keys and decides every contact. A batch is split across the cores
-// (keying, an HMAC per contact, is most of the work when records are
-// cached), and each part reads what the cache lacks in one store round trip.
-func (s *checkService) judge(ctx context.Context, contacts []string, p *consent.Purpose, cons consent.Consistency) ([]verdict, error) {
+// judge keys and decides every contact; strict makes a malformed contact an
+// error (naming it) before anything is read, instead of a verdict. Keying,
+// an HMAC per contact, is most of the work when records are cached, so a
+// batch is split across the cores, and the records the cache lacks are read
+// in one store round trip per part.
+func (s *checkService) judge(ctx context.Context, contacts []string, p *consent.Purpose, cons consent.Consistency, strict bool) ([]verdict, error) {
 	vs := make([]verdict, len(contacts))
+	keys := make([]consent.Key, len(contacts))
+	inParts(len(contacts), func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			keys[i], vs[i].invalid = s.cfg.Keys.Key(contacts[i])
+		}
+		return nil
+	})
+	if strict {
+		for i, v := range vs {
+			if v.invalid != nil {
+				return nil, &consent.FieldError{Field: contactField(i), Reason: v.invalid.Error()}
+			}
+		}
+	}
 	now := s.cfg.Now()
-	parts := min(runtime.GOMAXPROCS(0), max(len(contacts)/piece, 1))
+	err := inParts(len(contacts), func(lo, hi int) error {
+		valid := make([]int, 0, hi-lo) // the contacts whose keys are read
+		for i := lo; i < hi; i++ {
+			if vs[i].invalid == nil {
+				valid = append(valid, i)
+			}
+		}
+		ks := make([]consent.Key, len(valid))
+		for j, i := range valid {
+			ks[j] = keys[i]
+		}
+		recs := make([]*consent.Record, len(ks))
+		if err := s.cfg.Records.GetMany(ctx, ks, cons, recs); err != nil {
+			return err
+		}
+		for j, r := range recs {
+			vs[valid[j]].d = consent.Decide(r, p, now)
+		}
+		return nil
+	})
+	return vs, err
+}
+
+// inParts runs fn over [0, n) split into up to GOMAXPROCS parts of at least
+// piece items, in parallel, and waits for them all. A panic in a part is
+// raised again on the caller's goroutine.
+func inParts(n int, fn func(lo, hi int) error) error {
+	parts := min(runtime.GOMAXPROCS(0), max(n/piece, 1))
 	if parts == 1 {
-		return vs, s.judgePart(ctx, contacts, vs, p, cons, now)
+		return fn(0, n)
 	}
 	var wg sync.WaitGroup
 	errs := make([]error, parts)
+	panics := make([]*panicked, parts)
 	for i := range parts {
-		lo, hi := i*len(contacts)/parts, (i+1)*len(contacts)/parts
-		wg.Go(func() { errs[i] = s.judgePart(ctx, contacts[lo:hi], vs[lo:hi], p, cons, now) })
+		lo, hi := i*n/parts, (i+1)*n/parts
+		wg.Go(func() {
+			defer catch(&panics[i])
+			errs[i] = fn(lo, hi)
+		})
 	}
 	wg.Wait()
-	return vs, errors.Join(errs...)
-}
-
-func (s *checkService) judgePart(ctx context.Context, contacts []string, vs []verdict, p *consent.Purpose, cons consent.Consistency, now time.Time) error {
-	keys := make([]consent.Key, 0, len(contacts))
-	valid := make([]int, 0, len(contacts)) // contacts[valid[j]] has keys[j]
-	for i, c := range contacts {
-		key, err := s.cfg.Keys.Key(c)
-		if err != nil {
-			vs[i].invalid = err
-			continue
-		}
-		keys = append(keys, key)
-		valid = append(valid, i)
+	for _, p := range panics {
+		p.rethrow()
 	}
-	recs := make([]*consent.Record, len(keys))
-	if err := s.cfg.Records.GetMany(ctx, keys, cons, recs); err != nil {
-		return err
-	}
-	for j, r := range recs {
-		vs[valid[j]].d = consent.Decide(r, p, now)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // question parses what every check asks: a known purpose and a freshness.

@@ -67,7 +67,8 @@ var (
 // The request id comes from the token and the record it withdraws from, so
 // POSTs of one link racing each other apply once, and a link clicked again
 // after the person re-subscribed withdraws again instead of being taken for
-// a retry of its first click.
+// a retry of its first click. (Two POSTs that straddle an unrelated write to
+// the same contact both apply: a second withdrawal event, harmless.)
 func (s *Server) unsubscribeWrite(ctx context.Context, token string) (consent.Write, error) {
 	t, err := s.cfg.Unsubscribe.Verify(token, s.cfg.Now())
 	if err != nil {
@@ -124,6 +125,11 @@ func (s *Server) HTTPHandler(log *slog.Logger) http.Handler {
 
 func (s *Server) unsubscribePage(w http.ResponseWriter, r *http.Request) {
 	t, err := s.cfg.Unsubscribe.Verify(r.PathValue("token"), s.cfg.Now())
+	if err == nil {
+		if _, ok := s.cfg.Purposes.Lookup(t.Purpose); !ok {
+			err = errPurposeGone // no button that could only answer 410
+		}
+	}
 	if err != nil {
 		fail(w, err)
 		return
@@ -194,9 +200,11 @@ func failurePage(err error) page {
 	case code == http.StatusGone:
 		return page{Title: "This unsubscribe link no longer works", Text: "These messages are no longer sent."}
 	case code == http.StatusServiceUnavailable:
-		return page{Title: "Please try again in a moment", Text: "Your request could not be recorded just now. Nothing was changed."}
+		// A lost reply from the store may hide a write that was made: say
+		// only what is known. Trying again is safe (one withdrawal at most).
+		return page{Title: "Please try again in a moment", Text: "Your request may not have been recorded. Please try again."}
 	}
-	return page{Title: "Something went wrong", Text: "Your request could not be recorded. Nothing was changed."}
+	return page{Title: "Something went wrong", Text: "Your request may not have been recorded. Please try again later."}
 }
 
 // page is everything the one template shows.

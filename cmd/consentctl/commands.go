@@ -120,6 +120,15 @@ func addWriteFlags(fs *flag.FlagSet) writeFlags {
 	}
 }
 
+// id is --request-id, or a random id: shown with --json, so a script can
+// retry the write with it and have it apply once.
+func (w writeFlags) id() string {
+	if *w.requestID == "" {
+		*w.requestID = client.NewRequestID()
+	}
+	return *w.requestID
+}
+
 func (w writeFlags) actorName(env func(string) string) string {
 	switch {
 	case *w.actor != "":
@@ -163,7 +172,7 @@ func setupGrant(fs *flag.FlagSet) runner {
 		req := &pb.GrantRequest{
 			Contact: args[0], Purposes: args[1:], Method: m, Source: src, ThirdParty: *thirdParty,
 			EvidenceRef: *evidence, NoticeVersion: *notice, CapturedAt: capturedAt, ExpiresAt: expiresAt,
-			Actor: wf.actorName(c.env), RequestId: *wf.requestID, Bundled: *bundled,
+			Actor: wf.actorName(c.env), RequestId: wf.id(), Bundled: *bundled,
 		}
 		tok, err := c.client.Grant(ctx, req)
 		if err != nil {
@@ -201,7 +210,7 @@ func setupWithdraw(fs *flag.FlagSet) runner {
 			return exitError, err
 		}
 		req := &pb.WithdrawRequest{Contact: args[0], Purposes: args[1:], Method: m, CapturedAt: capturedAt,
-			Actor: wf.actorName(c.env), RequestId: *wf.requestID}
+			Actor: wf.actorName(c.env), RequestId: wf.id()}
 		tok, err := c.client.Withdraw(ctx, req)
 		if err != nil {
 			return exitError, err
@@ -220,7 +229,7 @@ func setupWithdraw(fs *flag.FlagSet) runner {
 func setupErase(fs *flag.FlagSet) runner {
 	wf := addWriteFlags(fs)
 	return func(ctx context.Context, c *call, args []string) (int, error) {
-		req := &pb.EraseRequest{Contact: args[0], Actor: wf.actorName(c.env), RequestId: *wf.requestID}
+		req := &pb.EraseRequest{Contact: args[0], Actor: wf.actorName(c.env), RequestId: wf.id()}
 		tok, err := c.client.Erase(ctx, req)
 		if err != nil {
 			return exitError, err

@@ -94,8 +94,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.lease <= 0 {
 		return c, fmt.Errorf("-lease: must be positive")
 	}
-	if c.unsubscribeTTL <= 0 {
-		return c, fmt.Errorf("-unsubscribe-ttl: must be positive, got %v", c.unsubscribeTTL)
+	// Links must expire before timestamps do (year 9999), or every mint
+	// would fail; a century is far past any use.
+	if c.unsubscribeTTL <= 0 || c.unsubscribeTTL > 100*365*24*time.Hour {
+		return c, fmt.Errorf("-unsubscribe-ttl: must be positive and at most 100 years, got %v", c.unsubscribeTTL)
 	}
 	if c.http != "" {
 		if _, _, err := net.SplitHostPort(c.http); err != nil {
