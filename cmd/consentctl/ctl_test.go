@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -334,8 +335,8 @@ func TestJSON(t *testing.T) {
 // $CONSENTD_ADDR, then the default; and Unix sockets.
 func TestAddress(t *testing.T) {
 	sock := filepath.Join(shortTempDir(t), "consentd.sock")
-	startConsentd(t, "--listen", "unix:"+sock, "--data-dir", t.TempDir())
-	tcp := startConsentd(t, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	daemontest.Start(t, "--listen", "unix:"+sock, "--data-dir", t.TempDir())
+	tcp := daemontest.Start(t, "--data-dir", t.TempDir()).Addr
 	dead := deadAddr(t)
 	tests := []struct {
 		name string

@@ -4,60 +4,30 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/consentd/consentd/internal/daemontest"
 )
 
 // TestReadmeSession runs the README's consentctl session (the console block
 // after <!-- consentctl-session -->) against a fresh consentd, command by
 // command through run, and compares each output (stdout, then stderr) with
 // the README's. Times differ from run to run, so every time reads as NOW on
-// both sides.
+// both sides. A command line may end in "; echo $?" to show the exit code.
 func TestReadmeSession(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(string(readme), sessionMarker) {
-		t.Fatal("README.md has no consentctl-session block: the README must show a session this test runs")
-	}
-	runSession(t, string(readme))
-}
-
-const sessionMarker = "<!-- consentctl-session -->\n```console\n"
-
-// runSession runs the consentctl session in readme. A command line may end
-// in "; echo $?" to show the exit code.
-func runSession(t *testing.T, readme string) {
-	t.Helper()
-	_, block, _ := strings.Cut(readme, sessionMarker)
-	block, _, _ = strings.Cut(block, "\n```")
-	var (
-		cmds  [][]string
-		echo  []bool
-		wants []string
-	)
-	for _, line := range strings.Split(block, "\n") {
-		if cmdline, ok := strings.CutPrefix(line, "$ "); ok {
-			cmdline, code := strings.CutSuffix(cmdline, "; echo $?")
-			words, err := shellWords(cmdline)
-			if err != nil || len(words) == 0 || words[0] != "consentctl" {
-				t.Fatalf("README session line %q: want a consentctl command (%v)", line, err)
-			}
-			cmds = append(cmds, words[1:])
-			echo = append(echo, code)
-			wants = append(wants, "")
-			continue
+	steps := daemontest.ReadmeSession(t, "consentctl-session")
+	var cmds [][]string
+	for _, s := range steps {
+		words, err := shellWords(strings.TrimSuffix(s.Cmd, "; echo $?"))
+		if err != nil || len(words) == 0 || words[0] != "consentctl" {
+			t.Fatalf("README session line %q: want a consentctl command (%v)", s.Cmd, err)
 		}
-		if len(cmds) == 0 {
-			t.Fatalf("README session starts with output: %q", line)
-		}
-		wants[len(wants)-1] += line + "\n"
+		cmds = append(cmds, words[1:])
 	}
-	addr := startConsentd(t, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir())
+	addr := daemontest.Start(t, "--data-dir", t.TempDir()).Addr
 	env := map[string]string{addrEnv: addr}
 	for i, args := range cmds {
 		for j, a := range args {
@@ -65,11 +35,11 @@ func runSession(t *testing.T, readme string) {
 		}
 		var out bytes.Buffer
 		code := run(testCtx(t), args, func(k string) string { return env[k] }, &out, &out)
-		if echo[i] {
+		if strings.HasSuffix(steps[i].Cmd, "; echo $?") {
 			fmt.Fprintln(&out, code)
 		}
-		got := timestamps.ReplaceAllString(out.String(), nowPlaceholder)
-		want := timestamps.ReplaceAllString(wants[i], nowPlaceholder)
+		got := timestamps.ReplaceAllString(strings.TrimRight(out.String(), "\n"), nowPlaceholder)
+		want := timestamps.ReplaceAllString(strings.TrimRight(steps[i].Want, "\n"), nowPlaceholder)
 		if got != want {
 			t.Errorf("$ consentctl %s\n(-README +got):\n%s", strings.Join(args, " "), cmp.Diff(want, got))
 		}

@@ -1,116 +1,31 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/consentd/consentd/internal/daemontest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
-// The test binary doubles as consentd: tests start it as a real process with
-// this variable set, so SIGKILL and SIGTERM hit a real daemon.
-const asMain = "CONSENTD_TEST_AS_MAIN"
+func TestMain(m *testing.M) { daemontest.Main(m) }
 
-func TestMain(m *testing.M) {
-	if os.Getenv(asMain) == "1" {
-		main()
-		return
-	}
-	goleak.VerifyTestMain(m)
-}
-
-type daemon struct {
-	cmd    *exec.Cmd
-	addr   string
-	http   string // the unsubscribe listener, when started with --http
-	exited chan struct{}
-	logs   *strings.Builder
-}
-
-// startDaemon runs consentd with args and waits until it serves. It is
-// killed by PID when the test ends, whatever happened.
-func startDaemon(t *testing.T, args ...string) *daemon {
+// startDaemon runs consentd with args (see daemontest.Start), logging at
+// debug level for a failed test's report.
+func startDaemon(t *testing.T, args ...string) *daemontest.Daemon {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], append([]string{"--log-format", "json", "--log-level", "debug"}, args...)...)
-	cmd.Env = append(os.Environ(), asMain+"=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	d := &daemon{cmd: cmd, exited: make(chan struct{}), logs: &strings.Builder{}}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-d.exited
-	})
-	type serving struct{ Msg, Addr, HTTP string }
-	ready := make(chan serving, 1)
-	lines := make(chan string, 1024)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			var rec serving
-			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "consentd serving" {
-				ready <- rec
-			}
-			select {
-			case lines <- sc.Text():
-			default:
-			}
-		}
-		cmd.Wait()
-		close(lines)
-		close(d.exited)
-	}()
-	go func() {
-		for l := range lines {
-			d.logs.WriteString(l + "\n")
-		}
-	}()
-	select {
-	case rec := <-ready:
-		d.addr, d.http = rec.Addr, rec.HTTP
-	case <-d.exited:
-		t.Fatalf("consentd exited before serving: %v", cmd.ProcessState)
-	case <-time.After(30 * time.Second):
-		t.Fatal("consentd did not start within 30s")
-	}
-	return d
-}
-
-func (d *daemon) signal(t *testing.T, sig syscall.Signal) {
-	t.Helper()
-	if err := d.cmd.Process.Signal(sig); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func (d *daemon) wait(t *testing.T) int {
-	t.Helper()
-	select {
-	case <-d.exited:
-		return d.cmd.ProcessState.ExitCode()
-	case <-time.After(30 * time.Second):
-		t.Fatal("consentd did not exit within 30s")
-		return -1
-	}
+	return daemontest.Start(t, append([]string{"--log-level", "debug"}, args...)...)
 }
 
 func dial(t *testing.T, target string) *grpc.ClientConn {
@@ -135,7 +50,7 @@ func testCtx(t *testing.T) context.Context {
 func TestSIGKILLLosesNoAcknowledgedWrite(t *testing.T) {
 	dir := t.TempDir()
 	d := startDaemon(t, "--listen", "127.0.0.1:0", "--data-dir", dir)
-	cons := pb.NewConsentServiceClient(dial(t, d.addr))
+	cons := pb.NewConsentServiceClient(dial(t, d.Addr))
 	const n = 50
 	for i := range n {
 		_, err := cons.Grant(testCtx(t), &pb.GrantRequest{Contact: fmt.Sprintf("k%d@example.com", i),
@@ -147,11 +62,10 @@ func TestSIGKILLLosesNoAcknowledgedWrite(t *testing.T) {
 	if _, err := cons.Withdraw(testCtx(t), &pb.WithdrawRequest{Contact: "k7@example.com", RequestId: "w7"}); err != nil {
 		t.Fatal(err)
 	}
-	d.signal(t, syscall.SIGKILL)
-	d.wait(t)
+	d.Kill()
 
 	d2 := startDaemon(t, "--listen", "127.0.0.1:0", "--data-dir", dir)
-	conn := dial(t, d2.addr)
+	conn := dial(t, d2.Addr)
 	check := pb.NewCheckServiceClient(conn)
 	for i := range n {
 		resp, err := check.Check(testCtx(t), &pb.CheckRequest{Contact: fmt.Sprintf("k%d@example.com", i), Purpose: "email_marketing"})
@@ -198,7 +112,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if _, err := stream.Recv(); err != nil {
 		t.Fatal(err)
 	}
-	d.signal(t, syscall.SIGTERM)
+	d.Signal(t, syscall.SIGTERM)
 	// The in-flight stream still completes.
 	if err := stream.Send(&pb.FilterAudienceRequest{Contacts: []string{"b@example.com"}}); err != nil {
 		t.Fatal(err)
@@ -220,8 +134,8 @@ func TestGracefulShutdown(t *testing.T) {
 	if summary.GetTotal() != 2 {
 		t.Errorf("summary total = %d, want 2", summary.GetTotal())
 	}
-	if code := d.wait(t); code != 0 {
-		t.Errorf("exit code after SIGTERM = %d, want 0\n%s", code, d.logs)
+	if code := d.Wait(t); code != 0 {
+		t.Errorf("exit code after SIGTERM = %d, want 0", code)
 	}
 	if _, err := os.Stat(sock); !os.IsNotExist(err) {
 		t.Errorf("socket file left behind: %v", err)
@@ -246,8 +160,7 @@ func TestRefusesBadConfiguration(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], tt.args...)
-			cmd.Env = append(os.Environ(), asMain+"=1")
+			cmd := daemontest.Command(tt.args...)
 			out, _ := cmd.CombinedOutput()
 			if got := cmd.ProcessState.ExitCode(); got != tt.code || !strings.Contains(string(out), tt.says) {
 				t.Errorf("exit %d, output %q; want exit %d mentioning %q", got, out, tt.code, tt.says)

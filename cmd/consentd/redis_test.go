@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/consentd/consentd/bench"
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/faultproxy"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
@@ -31,7 +31,7 @@ const lease = 500 * time.Millisecond
 const afterLease = lease + 500*time.Millisecond
 
 type sidecar struct {
-	*daemon
+	*daemontest.Daemon
 	check pb.CheckServiceClient
 	cons  pb.ConsentServiceClient
 	hc    healthpb.HealthClient
@@ -52,8 +52,8 @@ func startSidecar(t *testing.T, secret, store string, extra ...string) *sidecar 
 	t.Helper()
 	args := append([]string{"--listen", "127.0.0.1:0", store, "--secret-file", secret, "--lease", lease.String(), "--partitions", "8"}, extra...)
 	d := startDaemon(t, args...)
-	conn := dial(t, d.addr)
-	return &sidecar{daemon: d, check: pb.NewCheckServiceClient(conn), cons: pb.NewConsentServiceClient(conn), hc: healthpb.NewHealthClient(conn)}
+	conn := dial(t, d.Addr)
+	return &sidecar{Daemon: d, check: pb.NewCheckServiceClient(conn), cons: pb.NewConsentServiceClient(conn), hc: healthpb.NewHealthClient(conn)}
 }
 
 func redisURL(addr string) string { return "--redis=redis://" + addr + "/0" }
@@ -305,7 +305,7 @@ func TestSidecarKilledMidWrite(t *testing.T) {
 	for acked.Load() < n/4 {
 		time.Sleep(time.Millisecond)
 	}
-	a.signal(t, syscall.SIGKILL)
+	a.Kill()
 	wg.Wait()
 	t.Logf("%d of %d writes acknowledged before SIGKILL", acked.Load(), n)
 	b := startSidecar(t, secret, redisURL(srv.Addr()))
@@ -415,7 +415,7 @@ func TestPropagation(t *testing.T) {
 	secret := sharedSecret(t)
 	var cls []*client.Client
 	for range 2 {
-		cl, err := client.New(startSidecar(t, secret, redisURL(srv.Addr())).addr)
+		cl, err := client.New(startSidecar(t, secret, redisURL(srv.Addr())).Addr)
 		if err != nil {
 			t.Fatal(err)
 		}

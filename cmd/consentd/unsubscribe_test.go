@@ -5,15 +5,14 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	consent "github.com/consentd/consentd"
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -210,24 +209,20 @@ func expiredLink(t *testing.T, minter, checker *client.Client, httpAddr string) 
 func TestOneClickUnsubscribeEmbedded(t *testing.T) {
 	dir := t.TempDir()
 	d := startDaemon(t, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", dir)
-	if d.http == "" {
-		t.Fatal(`consentd did not log its HTTP address ("http" in "consentd serving")`)
-	}
-	unsubscribeStory(t, newClient(t, d.addr), d.http)
+	unsubscribeStory(t, newClient(t, d.Addr), d.HTTP)
 
 	// The HTTP listener stops with consentd, which still exits cleanly.
-	d.signal(t, syscall.SIGTERM)
-	if code := d.wait(t); code != 0 {
+	if code := d.Stop(t); code != 0 {
 		t.Fatalf("exit code after SIGTERM = %d, want 0", code)
 	}
-	if conn, err := net.DialTimeout("tcp", d.http, time.Second); err == nil {
+	if conn, err := net.DialTimeout("tcp", d.HTTP, time.Second); err == nil {
 		conn.Close()
-		t.Errorf("HTTP listener %s still accepts after exit", d.http)
+		t.Errorf("HTTP listener %s still accepts after exit", d.HTTP)
 	}
 
 	d = startDaemon(t, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", dir, "--unsubscribe-ttl", "1s")
-	c := newClient(t, d.addr)
-	expiredLink(t, c, c, d.http)
+	c := newClient(t, d.Addr)
+	expiredLink(t, c, c, d.HTTP)
 }
 
 // TestOneClickUnsubscribeRedis runs the story on a sidecar sharing Redis,
@@ -238,12 +233,12 @@ func TestOneClickUnsubscribeRedis(t *testing.T) {
 	secret := sharedSecret(t)
 	a := startSidecar(t, secret, redisURL(srv.Addr()), "--http", "127.0.0.1:0")
 	b := startSidecar(t, secret, redisURL(srv.Addr()), "--http", "127.0.0.1:0", "--unsubscribe-ttl", "1s")
-	ca, cb := newClient(t, a.addr), newClient(t, b.addr)
-	unsubscribeStory(t, ca, a.http)
+	ca, cb := newClient(t, a.Addr), newClient(t, b.Addr)
+	unsubscribeStory(t, ca, a.HTTP)
 
 	const who = "cy.across@example.com"
 	grantAll(t, ca, who, "market_research")
-	link, err := ca.UnsubscribeURL(testCtx(t), "http://"+b.http, who, "market_research")
+	link, err := ca.UnsubscribeURL(testCtx(t), "http://"+b.HTTP, who, "market_research")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +249,7 @@ func TestOneClickUnsubscribeRedis(t *testing.T) {
 		t.Errorf("on A after a click on B: %+v, want DENY/withdrawn", d)
 	}
 
-	expiredLink(t, cb, ca, a.http)
+	expiredLink(t, cb, ca, a.HTTP)
 }
 
 func TestUnsubscribeFlags(t *testing.T) {
@@ -271,14 +266,14 @@ func TestUnsubscribeFlags(t *testing.T) {
 	}{
 		{"zero TTL", []string{"--unsubscribe-ttl", "0s"}, 2, "-unsubscribe-ttl: must be positive"},
 		{"negative TTL", []string{"--unsubscribe-ttl", "-1h"}, 2, "-unsubscribe-ttl: must be positive"},
+		{"TTL past the year 9999", []string{"--unsubscribe-ttl", "1000000h"}, 2, "-unsubscribe-ttl: must be positive and at most 100 years"},
 		{"TTL without a unit", []string{"--unsubscribe-ttl", "365"}, 2, `invalid value "365" for flag -unsubscribe-ttl`},
 		{"address without a port", []string{"--http", "localhost"}, 2, "-http: want host:port"},
 		{"address taken", []string{"--listen", "127.0.0.1:0", "--http", busy.Addr().String(), "--data-dir", t.TempDir()}, 1, "address already in use"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := exec.Command(os.Args[0], tt.args...)
-			cmd.Env = append(os.Environ(), asMain+"=1")
+			cmd := daemontest.Command(tt.args...)
 			out, err := cmd.CombinedOutput()
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) || exit.ExitCode() != tt.code || !strings.Contains(string(out), tt.says) {
@@ -291,12 +286,7 @@ func TestUnsubscribeFlags(t *testing.T) {
 // TestReadmeUnsubscribeSession runs the README's one-click unsubscribe
 // session (grpcurl, curl and jq) against a fresh consentd with --http.
 func TestReadmeUnsubscribeSession(t *testing.T) {
-	root, readme := readme(t)
-	const block = "unsubscribe-session"
-	if !strings.Contains(readme, "<!-- "+block+" -->") {
-		t.Fatalf("README has no %s block: the README must show a session this test runs", block)
-	}
-	steps := session(t, readme, block)
+	steps := daemontest.ReadmeSession(t, "unsubscribe-session")
 	d := startDaemon(t, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
-	runSteps(t, root, steps, map[string]string{"127.0.0.1:50051": d.addr, "127.0.0.1:8080": d.http})
+	runSteps(t, steps, map[string]string{"127.0.0.1:50051": d.Addr, "127.0.0.1:8080": d.HTTP})
 }

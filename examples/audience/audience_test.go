@@ -20,6 +20,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -192,7 +193,7 @@ func TestUnreachable(t *testing.T) {
 // consentd: header handling, blank lines, extra columns, quoting, invalid
 // cells, and the errors.
 func TestSmallAudiences(t *testing.T) {
-	addr := startConsentd(t, "--data-dir", t.TempDir())
+	addr := daemontest.Start(t, "--data-dir", t.TempDir()).Addr
 	c := newClient(t, addr)
 	grant(t, c, &pb.GrantRequest{Contact: "ada@example.com", Purposes: []string{purpose}})
 	grant(t, c, &pb.GrantRequest{Contact: `"cy,d"@example.com`, Purposes: []string{purpose}})
@@ -441,7 +442,7 @@ func (a audience) check(t *testing.T, addr string) {
 // race detector, see race_test.go) through a consentd process on the
 // embedded store.
 func TestMillionContacts(t *testing.T) {
-	addr := startConsentd(t, "--data-dir", t.TempDir())
+	addr := daemontest.Start(t, "--data-dir", t.TempDir()).Addr
 	a := audience{n: largeAudience}
 	start := time.Now()
 	a.grantAll(t, newClient(t, addr))
@@ -456,7 +457,7 @@ func TestRedis(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("the audience test's secret, 0123456789"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := startConsentd(t, "--redis", "redis://"+srv.Addr()+"/0", "--secret-file", secret)
+	addr := daemontest.Start(t, "--redis", "redis://"+srv.Addr()+"/0", "--secret-file", secret).Addr
 	a := audience{n: 50_000}
 	a.grantAll(t, newClient(t, addr))
 	a.check(t, addr)

@@ -21,6 +21,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -80,9 +81,9 @@ func writeTemplate(t *testing.T, text string) string {
 
 // gateArgs is a campaign's command line against d and the SMTP server at
 // smtpAddr, with more flags after.
-func gateArgs(d consentd, smtpAddr, template string, more ...string) []string {
-	return append([]string{"--addr", d.addr, "--purpose", purpose, "--smtp", smtpAddr, "--from", from,
-		"--template", template, "--unsubscribe-base", "http://" + d.http, "--mailto", mailto}, more...)
+func gateArgs(d *daemontest.Daemon, smtpAddr, template string, more ...string) []string {
+	return append([]string{"--addr", d.Addr, "--purpose", purpose, "--smtp", smtpAddr, "--from", from,
+		"--template", template, "--unsubscribe-base", "http://" + d.HTTP, "--mailto", mailto}, more...)
 }
 
 func newClient(t *testing.T, addr string) *client.Client {
@@ -267,9 +268,9 @@ func sentLines(t *testing.T, stdout string) (to, ids []string) {
 // allows get a message, each with working one-click unsubscribe headers; a
 // click on one of them over HTTP withdraws that contact, and the next
 // campaign skips it while the others still get mail.
-func campaignStory(t *testing.T, d consentd) {
+func campaignStory(t *testing.T, d *daemontest.Daemon) {
 	t.Helper()
-	grantCampaign(t, newClient(t, d.addr))
+	grantCampaign(t, newClient(t, d.Addr))
 	srv := startSMTP(t, smtpOptions{})
 	tmpl := writeTemplate(t, newsTemplate)
 
@@ -292,7 +293,7 @@ emailgate: 8 recipients: 3 sent, 5 skipped (no_consent 2, withdrawn 1, third_par
 	links := map[string]string{}
 	var ids []string
 	for i, w := range want {
-		link, id := checkMessage(t, msgs[i], w, d.http)
+		link, id := checkMessage(t, msgs[i], w, d.HTTP)
 		links[w.to] = link
 		ids = append(ids, id)
 	}
@@ -332,13 +333,13 @@ emailgate: 8 recipients: 2 sent, 6 skipped (no_consent 2, withdrawn 2, third_par
 	if len(again) != 2 {
 		t.Fatalf("second campaign delivered %d messages, want 2 (to ada and eve)", len(again))
 	}
-	checkMessage(t, again[0], want[0], d.http)
-	checkMessage(t, again[1], want[2], d.http)
+	checkMessage(t, again[0], want[0], d.HTTP)
+	checkMessage(t, again[1], want[2], d.HTTP)
 }
 
 // TestCampaign runs the campaign story on consentd's embedded store.
 func TestCampaign(t *testing.T) {
-	campaignStory(t, startConsentd(t, "--data-dir", t.TempDir()))
+	campaignStory(t, daemontest.Start(t, "--http", "127.0.0.1:0", "--data-dir", t.TempDir()))
 }
 
 // TestCampaignRedis runs it on a consentd whose store is a real
@@ -349,15 +350,15 @@ func TestCampaignRedis(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("the emailgate test's secret, 0123456789"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	campaignStory(t, startConsentd(t, "--redis", "redis://"+srv.Addr()+"/0", "--secret-file", secret))
+	campaignStory(t, daemontest.Start(t, "--http", "127.0.0.1:0", "--redis", "redis://"+srv.Addr()+"/0", "--secret-file", secret))
 }
 
 // TestSMTPRefusals: a recipient the SMTP server refuses is counted as
 // failed, and the campaign carries on over the same connection (RSET); a
 // server that drops each connection after a message is reconnected to.
 func TestSMTPRefusals(t *testing.T) {
-	d := startConsentd(t, "--data-dir", t.TempDir())
-	c := newClient(t, d.addr)
+	d := daemontest.Start(t, "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
+	c := newClient(t, d.Addr)
 	for _, who := range []string{"ada@example.com", "bo@example.com", "eve@example.com"} {
 		grant(t, c, &pb.GrantRequest{Contact: who})
 	}
@@ -408,8 +409,8 @@ emailgate: 3 recipients: 2 sent, 0 skipped, 0 not verified, 1 failed
 // sent to a recipient that could not be checked, and after five of them in
 // a row the campaign stops instead of trying the rest.
 func TestConsentdGoesAway(t *testing.T) {
-	d := startConsentd(t, "--data-dir", t.TempDir())
-	c := newClient(t, d.addr)
+	d := daemontest.Start(t, "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
+	c := newClient(t, d.Addr)
 	list := "email\n"
 	for i := range 10 {
 		who := fmt.Sprintf("r%d@example.com", i)
@@ -418,7 +419,7 @@ func TestConsentdGoesAway(t *testing.T) {
 	}
 	srv := startSMTP(t, smtpOptions{accepted: func(n int, _ delivered) {
 		if n == 2 {
-			d.kill() // before the server acknowledges the second message
+			d.Kill() // before the server acknowledges the second message
 		}
 	}})
 	tmpl := writeTemplate(t, "Subject: hello\n\nHello,\n{{.UnsubscribeURL}}\n")
@@ -487,8 +488,8 @@ func TestConsentdUnreachable(t *testing.T) {
 // anything is sent, although consentd and the SMTP server are ready and
 // the first recipient may be mailed.
 func TestBadInput(t *testing.T) {
-	d := startConsentd(t, "--data-dir", t.TempDir())
-	grant(t, newClient(t, d.addr), &pb.GrantRequest{Contact: "ada@example.com"})
+	d := daemontest.Start(t, "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
+	grant(t, newClient(t, d.Addr), &pb.GrantRequest{Contact: "ada@example.com"})
 	srv := startSMTP(t, smtpOptions{})
 	const good = "email,first_name,plan\nada@example.com,Ada,pro\nbo@example.com,Bo,free\n"
 	tests := []struct {
@@ -548,7 +549,7 @@ func TestBadInput(t *testing.T) {
 				args = append(args, "--purpose", tt.purpose)
 			}
 			r := runGate(testCtx(t, time.Minute), tt.csv, args...)
-			want := strings.ReplaceAll(tt.want, "ADDR", d.addr) + "\n"
+			want := strings.ReplaceAll(tt.want, "ADDR", d.Addr) + "\n"
 			if r.code != 1 || r.stderr != want || r.stdout != "" {
 				t.Errorf("exit %d, stdout %q, stderr:\n%q\nwant exit 1 and:\n%q", r.code, r.stdout, r.stderr, want)
 			}
@@ -569,14 +570,14 @@ func TestBadInput(t *testing.T) {
 // TestDryRun: --dry-run asks consentd as usual and writes the messages it
 // would send as an mbox on stdout, without touching SMTP; its links work.
 func TestDryRun(t *testing.T) {
-	d := startConsentd(t, "--data-dir", t.TempDir())
-	c := newClient(t, d.addr)
+	d := daemontest.Start(t, "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
+	c := newClient(t, d.Addr)
 	grantCampaign(t, c)
 	srv := startSMTP(t, smtpOptions{})
 	tmpl := writeTemplate(t, newsTemplate)
 	for _, args := range [][]string{
 		gateArgs(d, srv.addr, tmpl, "--dry-run"),
-		{"--addr", d.addr, "--purpose", purpose, "--from", from, "--template", tmpl, "--unsubscribe-base", "http://" + d.http, "--mailto", mailto, "--dry-run"},
+		{"--addr", d.Addr, "--purpose", purpose, "--from", from, "--template", tmpl, "--unsubscribe-base", "http://" + d.HTTP, "--mailto", mailto, "--dry-run"},
 	} {
 		r := runGate(testCtx(t, time.Minute), campaignRecipients, args...)
 		if r.code != 0 || !strings.HasSuffix(r.stderr, "emailgate: 8 recipients: 3 would be sent (dry run), 5 skipped (no_consent 2, withdrawn 1, third_party_unconfirmed 1, duplicate 1), 0 not verified, 0 failed\n") {
@@ -588,7 +589,7 @@ func TestDryRun(t *testing.T) {
 			t.Fatalf("%d messages in the mbox, want %d:\n%s", len(msgs), len(want), r.stdout)
 		}
 		for i, w := range want {
-			checkMessage(t, msgs[i], w, d.http)
+			checkMessage(t, msgs[i], w, d.HTTP)
 		}
 	}
 	if n := srv.connections(); n != 0 {
@@ -643,8 +644,8 @@ func parseMbox(t *testing.T, out string) []delivered {
 // TestInterrupt: an interrupt lets the message in flight finish, then
 // stops; the rest are not attempted and the run fails.
 func TestInterrupt(t *testing.T) {
-	d := startConsentd(t, "--data-dir", t.TempDir())
-	c := newClient(t, d.addr)
+	d := daemontest.Start(t, "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
+	c := newClient(t, d.Addr)
 	for _, who := range []string{"ada@example.com", "bo@example.com", "eve@example.com"} {
 		grant(t, c, &pb.GrantRequest{Contact: who})
 	}

@@ -1,0 +1,208 @@
+// Package daemontest runs consentd for real in tests: as a process of its
+// own (Start), and through the shell sessions the README prints (Session).
+//
+// The test binary doubles as consentd: a package's TestMain calls Main, and
+// Start runs the test binary again as consentd, so `go test` needs nothing
+// built and signals hit a real daemon. Every process is killed by PID and
+// reaped when its test ends, whether or not the test failed.
+package daemontest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/consentd/consentd/internal/daemon"
+)
+
+// asConsentd, set to 1, makes a test binary run as consentd (see Main).
+const asConsentd = "CONSENTD_DAEMONTEST_AS_CONSENTD"
+
+const (
+	// startTimeout bounds how long consentd may take to serve.
+	startTimeout = 60 * time.Second
+	// exitTimeout bounds how long Wait and Stop wait for consentd to exit.
+	exitTimeout = 30 * time.Second
+	// maxLog is how much of a process's log is kept for a failure's report:
+	// the latest lines, at least this many bytes of them.
+	maxLog = 256 << 10
+)
+
+// Main is a test binary's TestMain. Started by Start or Command it runs as
+// consentd (daemon.Run, as cmd/consentd's main does: SIGINT and SIGTERM shut
+// it down gracefully) and exits with its status; otherwise it runs the tests
+// and fails them if they leak goroutines.
+func Main(m *testing.M) {
+	if os.Getenv(asConsentd) == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		code := daemon.Run(ctx, os.Args[1:], os.Stderr)
+		stop()
+		os.Exit(code)
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// Command returns a command that runs the test binary as consentd with args,
+// exactly as given (text logs, the default listen address): for tests of the
+// command line itself. The binary's TestMain must call Main.
+func Command(args ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), asConsentd+"=1")
+	cmd.SysProcAttr = sysProcAttr()
+	return cmd
+}
+
+// Daemon is a consentd process started by Start.
+type Daemon struct {
+	Addr string // the gRPC address it serves on
+	HTTP string // the one-click unsubscribe listener; "" without --http
+
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has exited and been reaped
+	logs   logTail
+}
+
+// Start runs consentd with args and returns once it serves. Its gRPC
+// listener defaults to a free loopback port (args may name another with
+// --listen); it logs JSON, which Start reads to learn its addresses. When
+// the test ends the process is killed by PID and reaped, and if the test
+// failed its log is reported.
+func Start(t testing.TB, args ...string) *Daemon {
+	t.Helper()
+	args = append([]string{"--log-format", "json", "--listen", "127.0.0.1:0"}, args...)
+	cmd := Command(args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &Daemon{cmd: cmd, exited: make(chan struct{})}
+	type serving struct{ Msg, Addr, HTTP string }
+	ready := make(chan serving, 1)
+	go func() {
+		defer close(d.exited)
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(nil, maxLog)
+		for sc.Scan() {
+			d.logs.add(sc.Bytes())
+			var rec serving
+			if json.Unmarshal(sc.Bytes(), &rec) == nil && rec.Msg == "consentd serving" {
+				select {
+				case ready <- rec:
+				default:
+				}
+			}
+		}
+		io.Copy(io.Discard, stderr) // after a line too long to scan: keep consentd from blocking
+		cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		d.Kill()
+		if t.Failed() {
+			t.Logf("consentd %s (pid %d) logged:\n%s", strings.Join(args, " "), cmd.Process.Pid, d.logs.String())
+		}
+	})
+	select {
+	case rec := <-ready:
+		d.Addr, d.HTTP = rec.Addr, rec.HTTP
+	case <-d.exited:
+		t.Fatalf("consentd exited before serving: %v", cmd.ProcessState)
+	case <-time.After(startTimeout):
+		t.Fatalf("consentd did not serve within %v", startTimeout)
+	}
+	if d.HTTP == "" && asksForHTTP(args) {
+		t.Fatal(`consentd did not log its HTTP address ("http" in "consentd serving")`)
+	}
+	return d
+}
+
+// asksForHTTP reports whether args turn on the --http listener.
+func asksForHTTP(args []string) bool {
+	for _, a := range args {
+		name, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && name == "http" {
+			return true
+		}
+	}
+	return false
+}
+
+// Signal sends sig to the process and returns without waiting.
+func (d *Daemon) Signal(t testing.TB, sig os.Signal) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signalling consentd: %v", err)
+	}
+}
+
+// Wait waits until the process has exited and returns its exit status.
+func (d *Daemon) Wait(t testing.TB) int {
+	t.Helper()
+	select {
+	case <-d.exited:
+		return d.cmd.ProcessState.ExitCode()
+	case <-time.After(exitTimeout):
+		t.Fatalf("consentd did not exit within %v", exitTimeout)
+		return -1
+	}
+}
+
+// Stop shuts consentd down as an orchestrator does (SIGTERM), waits until it
+// has exited, and returns its exit status.
+func (d *Daemon) Stop(t testing.TB) int {
+	t.Helper()
+	d.Signal(t, syscall.SIGTERM)
+	return d.Wait(t)
+}
+
+// Kill kills the process (SIGKILL, by PID: a pidfd on Linux, never by name)
+// and waits until it has exited. It may be called from any goroutine, more
+// than once, and after the process has exited.
+func (d *Daemon) Kill() {
+	d.cmd.Process.Kill() // an error means it has exited already
+	<-d.exited
+}
+
+// logTail keeps the latest lines of a log.
+type logTail struct {
+	mu      sync.Mutex
+	b       []byte
+	dropped bool
+}
+
+func (l *logTail) add(line []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b = append(append(l.b, line...), '\n')
+	if len(l.b) > 2*maxLog {
+		cut := len(l.b) - maxLog
+		if i := bytes.IndexByte(l.b[cut:], '\n'); i >= 0 {
+			cut += i + 1
+		}
+		l.b = append(l.b[:0], l.b[cut:]...)
+		l.dropped = true
+	}
+}
+
+func (l *logTail) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.dropped {
+		return "(earlier lines dropped)\n" + string(l.b)
+	}
+	return string(l.b)
+}
