@@ -26,6 +26,7 @@ var allowed = map[string][]string{
 	"store":              {".", "go.etcd.io/bbolt", "github.com/redis/go-redis"},
 	"cache":              {".", "github.com/dgraph-io/ristretto", "golang.org/x/sync"},
 	"unsubscribe":        {"."},
+	"metrics":            {".", "github.com/prometheus/client_golang", "github.com/grpc-ecosystem/go-grpc-middleware", "google.golang.org/grpc"},
 	"server":             {".", "proto/consent/v1", "unsubscribe", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
 	"client":             {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
 	"bench":              {".", "client", "proto/consent/v1", "github.com/HdrHistogram/hdrhistogram-go"},
@@ -39,6 +40,8 @@ var allowed = map[string][]string{
 // the benchmark tool, not for anything the server or client links.
 var importers = map[string][]string{
 	"bench/plot": {"cmd/consentbench"},
+	// Prometheus is the daemon's: the client, server and cache stay free of it.
+	"metrics": {"internal/daemon"},
 }
 
 var anything = []string{"cmd/", "internal/", "store/storetest"}
@@ -156,6 +159,8 @@ func TestDependencyRulesBite(t *testing.T) {
 		{module + "/proto/consent/v1", allowed["client"], true},
 		{"github.com/redis/go-redis/v9", allowed["store"], true},
 		{"github.com/redis/go-redis/v9", allowed["cache"], false},
+		{"github.com/prometheus/client_golang/prometheus", allowed["server"], false},
+		{"github.com/prometheus/client_golang/prometheus", allowed["metrics"], true},
 		{module, allowed["store"], true},
 		{"gonum.org/v1/plot/vg/vgimg", allowed["bench/plot"], true},
 		{module + "/bench", allowed["bench/plot"], true},

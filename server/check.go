@@ -35,6 +35,7 @@ func (s *checkService) Check(ctx context.Context, req *pb.CheckRequest) (*pb.Che
 		return nil, toStatus(err)
 	}
 	d := consent.Decide(rec, p, s.cfg.Now())
+	s.cfg.Decisions.Decided(p.Name, d.Reason, 1)
 	return &pb.CheckResponse{Decision: decisionPB(d), Reason: pb.Reason(d.Reason), Token: rec.Token.String()}, nil
 }
 
@@ -274,8 +275,16 @@ func (s *checkService) judge(ctx context.Context, contacts []string, p *consent.
 		if err := s.cfg.Records.GetMany(ctx, ks, cons, recs); err != nil {
 			return err
 		}
+		var counts [16]uint64
 		for j, r := range recs {
-			vs[valid[j]].d = consent.Decide(r, p, now)
+			d := consent.Decide(r, p, now)
+			vs[valid[j]].d = d
+			counts[d.Reason%16]++
+		}
+		for r, n := range counts {
+			if n > 0 {
+				s.cfg.Decisions.Decided(p.Name, consent.Reason(r), n)
+			}
 		}
 		return nil
 	})

@@ -38,8 +38,20 @@ type Store interface {
 	Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error)
 }
 
-// Config wires a Server. Every field but Now and UnsubscribeTTL is
-// required. Logging lives in the interceptors (ServerOptions) and in
+// Decisions counts the decisions Check, BatchCheck and FilterAudience
+// answer (metrics). Decided runs on Check's hot path: it must cost next to
+// nothing (no allocation, no lookup of labels) and be safe for concurrent
+// use. purpose is a registry name; n is how many decisions had reason r.
+type Decisions interface {
+	Decided(purpose string, r consent.Reason, n uint64)
+}
+
+type noDecisions struct{}
+
+func (noDecisions) Decided(string, consent.Reason, uint64) {}
+
+// Config wires a Server. Every field but Now, UnsubscribeTTL and Decisions
+// is required. Logging lives in the interceptors (ServerOptions) and in
 // HTTPHandler's wrapper, not in handlers.
 type Config struct {
 	Keys     Keyer
@@ -52,6 +64,8 @@ type Config struct {
 	// unsubscribe.DefaultTTL.
 	UnsubscribeTTL time.Duration
 	Now            func() time.Time // defaults to time.Now
+	// Decisions, when set, counts decisions by purpose and reason.
+	Decisions Decisions
 }
 
 // Server implements consent.v1's CheckService and ConsentService, and the
@@ -67,6 +81,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.UnsubscribeTTL <= 0 {
 		cfg.UnsubscribeTTL = unsubscribe.DefaultTTL
+	}
+	if cfg.Decisions == nil {
+		cfg.Decisions = noDecisions{}
 	}
 	return &Server{cfg: cfg}
 }

@@ -44,13 +44,41 @@ type config struct {
 	logFormat                             string
 	shutdownTimeout                       time.Duration
 	http                                  string
+	metricsListen                         string
 	unsubscribeTTL                        time.Duration
+	// redisPassword is $CONSENTD_REDIS_PASSWORD, used when no
+	// -redis-password-file is given.
+	redisPassword string
 }
 
-func parseFlags(args []string, stderr io.Writer) (config, error) {
+// envPrefix starts the environment variable of every flag: see envName.
+const envPrefix = "CONSENTD_"
+
+// envName is the environment variable that sets flag name when the command
+// line does not: --cache-bytes is CONSENTD_CACHE_BYTES.
+func envName(name string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// parseFlags reads the configuration from args and, for every flag args do
+// not give, from its environment variable (envName) as getenv reports it; an
+// empty variable counts as unset.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("consentd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), `Usage: consentd [flags]
+
+Every flag can also be set by an environment variable: %s and the
+flag's name in upper case, dashes as underscores (--cache-bytes is
+%s). A flag given on the command line wins over the
+environment; an empty variable counts as unset. The Redis password may
+come from %s instead of -redis-password-file.
+
+`, envPrefix, envName("cache-bytes"), envName("redis-password"))
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:50051", "gRPC listen address: host:port, or unix:PATH for a Unix socket")
 	fs.StringVar(&c.dataDir, "data-dir", "./consentd-data", "directory of the embedded store and its secret")
 	fs.StringVar(&c.purposes, "purposes", "", "purpose registry file (JSON); default: the built-in registry")
@@ -70,14 +98,67 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	// A year by default: see unsubscribe.DefaultTTL (old emails must keep
 	// working; withdrawing must be as easy as granting).
 	fs.DurationVar(&c.unsubscribeTTL, "unsubscribe-ttl", unsubscribe.DefaultTTL, "how long a minted one-click unsubscribe link keeps working")
+	fs.StringVar(&c.metricsListen, "metrics-listen", "", "HTTP listen address (host:port) for Prometheus metrics, GET /metrics; default: off")
+	fs.VisitAll(func(f *flag.Flag) { f.Usage += " ($" + envName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
+	fromEnv, err := setFromEnv(fs, getenv)
+	if err != nil {
+		return c, err
+	}
+	c.redisPassword = getenv(envName("redis-password"))
+	if err := c.check(); err != nil {
+		return c, blameEnv(err, fromEnv)
+	}
+	if c.secretFile == "" && !c.usesRedis() {
+		c.secretFile = filepath.Join(c.dataDir, "secret")
+	}
+	return c, nil
+}
+
+// setFromEnv sets every flag the command line did not set from its
+// environment variable, if that is not empty, and returns the names of the
+// flags it set.
+func setFromEnv(fs *flag.FlagSet, getenv func(string) string) ([]string, error) {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var (
+		set []string
+		err error
+	)
+	fs.VisitAll(func(f *flag.Flag) {
+		v := getenv(envName(f.Name))
+		if err != nil || given[f.Name] || v == "" {
+			return
+		}
+		if e := fs.Set(f.Name, v); e != nil {
+			err = fmt.Errorf("$%s: invalid value %q for -%s: %v", envName(f.Name), v, f.Name, e)
+			return
+		}
+		set = append(set, f.Name)
+	})
+	return set, err
+}
+
+// blameEnv names the environment variable behind a flag whose value check
+// refused, when the value came from there.
+func blameEnv(err error, fromEnv []string) error {
+	for _, name := range fromEnv {
+		if strings.HasPrefix(err.Error(), "-"+name+":") {
+			return fmt.Errorf("%w (set by $%s)", err, envName(name))
+		}
+	}
+	return err
+}
+
+// check refuses values no flag parser catches.
+func (c config) check() error {
 	if c.logFormat != "text" && c.logFormat != "json" {
-		return c, fmt.Errorf("-log-format: want text or json, got %q", c.logFormat)
+		return fmt.Errorf("-log-format: want text or json, got %q", c.logFormat)
 	}
 	n := 0
 	for _, v := range []string{c.redisURL, c.redisSentinel, c.redisCluster} {
@@ -86,28 +167,28 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		}
 	}
 	if n > 1 {
-		return c, fmt.Errorf("give at most one of -redis, -redis-sentinel, -redis-cluster")
+		return fmt.Errorf("give at most one of -redis, -redis-sentinel, -redis-cluster")
 	}
 	if c.partitions == 0 || c.partitions > 1<<16 {
-		return c, fmt.Errorf("-partitions: want 1 to 65536, got %d", c.partitions)
+		return fmt.Errorf("-partitions: want 1 to 65536, got %d", c.partitions)
 	}
 	if c.lease <= 0 {
-		return c, fmt.Errorf("-lease: must be positive")
+		return fmt.Errorf("-lease: must be positive")
 	}
 	// Links must expire before timestamps do (year 9999), or every mint
 	// would fail; a century is far past any use.
 	if c.unsubscribeTTL <= 0 || c.unsubscribeTTL > 100*365*24*time.Hour {
-		return c, fmt.Errorf("-unsubscribe-ttl: must be positive and at most 100 years, got %v", c.unsubscribeTTL)
+		return fmt.Errorf("-unsubscribe-ttl: must be positive and at most 100 years, got %v", c.unsubscribeTTL)
 	}
-	if c.http != "" {
-		if _, _, err := net.SplitHostPort(c.http); err != nil {
-			return c, fmt.Errorf("-http: want host:port (127.0.0.1:8080, :8080), got %q", c.http)
+	for _, l := range []struct{ name, addr string }{{"http", c.http}, {"metrics-listen", c.metricsListen}} {
+		if l.addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(l.addr); err != nil {
+			return fmt.Errorf("-%s: want host:port (127.0.0.1:8080, :8080), got %q", l.name, l.addr)
 		}
 	}
-	if c.secretFile == "" && !c.usesRedis() {
-		c.secretFile = filepath.Join(c.dataDir, "secret")
-	}
-	return c, nil
+	return nil
 }
 
 func (c config) usesRedis() bool {
@@ -130,10 +211,16 @@ func loadSecret(c config) ([]byte, error) {
 	return secret, nil
 }
 
-// Run runs consentd with command-line args until ctx is done (SIGTERM,
-// SIGINT) and returns the process exit code.
+// Run runs consentd with command-line args, and the CONSENTD_* variables of
+// the process's environment, until ctx is done (SIGTERM, SIGINT) and
+// returns the process exit code.
 func Run(ctx context.Context, args []string, stderr io.Writer) int {
-	c, err := parseFlags(args, stderr)
+	return run(ctx, args, os.Getenv, stderr)
+}
+
+// run is Run with the environment read through getenv.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	c, err := parseFlags(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -177,20 +264,33 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 	}
 	defer st.Close()
 
+	var m *daemonMetrics
+	if c.metricsListen != "" {
+		if m, err = newMetrics(c, st, purposes); err != nil {
+			return err
+		}
+	}
+
 	lis, err := listen(c.listen)
 	if err != nil {
 		return err
 	}
 	// WaitForHandlers: after a forced Stop, handlers still finish before the
 	// store they use is closed.
-	srv := grpc.NewServer(append(server.ServerOptions(log), grpc.WaitForHandlers(true))...)
-	api := server.New(server.Config{Keys: keys, Records: st.records, Store: st.backend, Purposes: purposes,
-		Unsubscribe: unsub, UnsubscribeTTL: c.unsubscribeTTL})
+	opts := append(m.serverOptions(), server.ServerOptions(log)...)
+	srv := grpc.NewServer(append(opts, grpc.WaitForHandlers(true))...)
+	cfg := server.Config{Keys: keys, Records: st.records, Store: st.backend, Purposes: purposes,
+		Unsubscribe: unsub, UnsubscribeTTL: c.unsubscribeTTL}
+	if m != nil {
+		cfg.Decisions = m.decisions
+	}
+	api := server.New(cfg)
 	api.Register(srv)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
 	setHealth(hs, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(srv)
+	m.initialize(srv)
 
 	// Background work (the change feed, the health watch) stops when serving
 	// stops: it is cancelled before the store closes.
@@ -206,11 +306,20 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 	// stops (on every path out of here) before the store closes.
 	var web *webServer
 	if c.http != "" {
-		if web, err = startWeb(c.http, api.HTTPHandler(log), log); err != nil {
+		if web, err = startWeb("http", c.http, api.HTTPHandler(log), log); err != nil {
 			lis.Close()
 			return err
 		}
 		defer web.close()
+	}
+	// So does the metrics listener.
+	var mweb *webServer
+	if m != nil {
+		if mweb, err = startWeb("metrics-listen", c.metricsListen, m.handler(log), log); err != nil {
+			lis.Close()
+			return err
+		}
+		defer mweb.close()
 	}
 
 	served := make(chan error, 1)
@@ -218,6 +327,9 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 	ready := []any{"addr", lis.Addr().String(), "store", st.kind, "purposes", len(purposes.All())}
 	if web != nil {
 		ready = append(ready, "http", web.addr)
+	}
+	if mweb != nil {
+		ready = append(ready, "metrics", mweb.addr)
 	}
 	log.Info("consentd serving", ready...)
 
@@ -228,6 +340,10 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 		srv.Stop()
 		<-served
 		return fmt.Errorf("serve http: %w", err)
+	case err := <-mweb.failed():
+		srv.Stop()
+		<-served
+		return fmt.Errorf("serve metrics: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", c.shutdownTimeout)
@@ -235,7 +351,7 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 	grace, cancel := context.WithTimeout(context.Background(), c.shutdownTimeout)
 	defer cancel()
 	webStopped := make(chan struct{})
-	go func() { web.shutdown(grace); close(webStopped) }()
+	go func() { web.shutdown(grace); mweb.shutdown(grace); close(webStopped) }()
 	stopped := make(chan struct{})
 	go func() { srv.GracefulStop(); close(stopped) }()
 	select {
@@ -247,8 +363,8 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 	}
 	<-webStopped
 	<-served
-	// The cache's counters over the whole run: until there are metrics, the
-	// one place an operator (or the benchmark) reads the hit ratio.
+	// The cache's counters over the whole run, also for those who run
+	// without metrics (the benchmark reads the hit ratio here).
 	cs := st.records.Stats()
 	log.Info("stopped", "cache_hits", cs.Hits.Load(), "cache_misses", cs.Misses.Load(),
 		"cache_rejected_fills", cs.RejectedFills.Load(), "cache_flushes", cs.Flushes.Load())

@@ -21,9 +21,10 @@ const (
 	httpMaxHeaderBytes    = 16 << 10
 )
 
-// webServer is the HTTP listener for one-click unsubscribe links (--http). It is
-// started and stopped with consentd, and every one of its handlers has
-// returned before the store closes.
+// webServer is an HTTP listener of consentd: one-click unsubscribe links
+// (--http) or metrics (--metrics-listen). It is started and stopped with
+// consentd, and every one of its handlers has returned before the store
+// closes.
 type webServer struct {
 	srv    *http.Server
 	addr   string
@@ -34,11 +35,11 @@ type webServer struct {
 	stopped bool
 }
 
-// startWeb listens on addr and serves h.
-func startWeb(addr string, h http.Handler, log *slog.Logger) (*webServer, error) {
+// startWeb listens on addr, given by flag name, and serves h.
+func startWeb(name, addr string, h http.Handler, log *slog.Logger) (*webServer, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("-http: %w", err)
+		return nil, fmt.Errorf("-%s: %w", name, err)
 	}
 	base, cancel := context.WithCancel(context.Background())
 	w := &webServer{addr: lis.Addr().String(), served: make(chan error, 1), cancel: cancel}

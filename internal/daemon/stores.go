@@ -119,7 +119,7 @@ func redisPassword(c config) (string, error) {
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
-	return os.Getenv("CONSENTD_REDIS_PASSWORD"), nil
+	return c.redisPassword, nil
 }
 
 // redisClient builds the client for whichever Redis flag is set. pool, when
