@@ -398,6 +398,15 @@ func TestUnsubscribeFailures(t *testing.T) {
 			if after := w.state(t, cy); after != before {
 				t.Errorf("store changed:\nbefore %s\nafter  %s", before, after)
 			}
+			if tt.want != http.StatusGone {
+				return
+			}
+			// The page says so too, without a button that could only fail.
+			rec = httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/unsubscribe/"+tok, nil))
+			if rec.Code != http.StatusGone || strings.Contains(rec.Body.String(), "<button") {
+				t.Errorf("GET = %d\n%s\nwant %d without a button", rec.Code, rec.Body, http.StatusGone)
+			}
 		})
 	}
 }
