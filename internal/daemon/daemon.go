@@ -45,6 +45,7 @@ type config struct {
 	shutdownTimeout                       time.Duration
 	http                                  string
 	metricsListen                         string
+	healthListen                          string
 	unsubscribeTTL                        time.Duration
 	// redisPassword is $CONSENTD_REDIS_PASSWORD, used when no
 	// -redis-password-file is given.
@@ -99,6 +100,7 @@ come from %s instead of -redis-password-file.
 	// working; withdrawing must be as easy as granting).
 	fs.DurationVar(&c.unsubscribeTTL, "unsubscribe-ttl", unsubscribe.DefaultTTL, "how long a minted one-click unsubscribe link keeps working")
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "HTTP listen address (host:port) for Prometheus metrics, GET /metrics; default: off")
+	fs.StringVar(&c.healthListen, "health-listen", "", "plaintext gRPC listen address (host:port) serving only grpc.health.v1, for Kubernetes gRPC probes; default: off")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " ($" + envName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -180,7 +182,7 @@ func (c config) check() error {
 	if c.unsubscribeTTL <= 0 || c.unsubscribeTTL > 100*365*24*time.Hour {
 		return fmt.Errorf("-unsubscribe-ttl: must be positive and at most 100 years, got %v", c.unsubscribeTTL)
 	}
-	for _, l := range []struct{ name, addr string }{{"http", c.http}, {"metrics-listen", c.metricsListen}} {
+	for _, l := range []struct{ name, addr string }{{"http", c.http}, {"metrics-listen", c.metricsListen}, {"health-listen", c.healthListen}} {
 		if l.addr == "" {
 			continue
 		}
@@ -322,6 +324,17 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 		defer mweb.close()
 	}
 
+	// And the health listener, which outlives the main one so probes see
+	// NOT_SERVING while in-flight calls finish.
+	var probes *healthListener
+	if c.healthListen != "" {
+		if probes, err = startHealth(c.healthListen, hs); err != nil {
+			lis.Close()
+			return err
+		}
+		defer probes.close()
+	}
+
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	ready := []any{"addr", lis.Addr().String(), "store", st.kind, "purposes", len(purposes.All())}
@@ -330,6 +343,9 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 	}
 	if mweb != nil {
 		ready = append(ready, "metrics", mweb.addr)
+	}
+	if probes != nil {
+		ready = append(ready, "health", probes.addr)
 	}
 	log.Info("consentd serving", ready...)
 
@@ -344,6 +360,10 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 		srv.Stop()
 		<-served
 		return fmt.Errorf("serve metrics: %w", err)
+	case err := <-probes.failed():
+		srv.Stop()
+		<-served
+		return fmt.Errorf("serve health: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", c.shutdownTimeout)

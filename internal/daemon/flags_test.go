@@ -52,6 +52,11 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		{name: "metrics off by default", get: func(c config) any { return c.metricsListen }, want: ""},
 		{name: "bad metrics address", args: []string{"--metrics-listen", "9090"},
 			wantErr: `-metrics-listen: want host:port (127.0.0.1:8080, :8080), got "9090"`},
+		{name: "health address from env", env: map[string]string{"CONSENTD_HEALTH_LISTEN": ":8086"},
+			get: func(c config) any { return c.healthListen }, want: ":8086"},
+		{name: "health listener off by default", get: func(c config) any { return c.healthListen }, want: ""},
+		{name: "bad health address from env", env: map[string]string{"CONSENTD_HEALTH_LISTEN": "8086"},
+			wantErr: `-health-listen: want host:port (127.0.0.1:8080, :8080), got "8086" (set by $CONSENTD_HEALTH_LISTEN)`},
 		{name: "env conflicts like flags", args: []string{"--redis", "redis://a"}, env: map[string]string{"CONSENTD_REDIS_CLUSTER": "b:1"},
 			wantErr: "give at most one of -redis, -redis-sentinel, -redis-cluster"},
 	} {

@@ -214,10 +214,10 @@ func scrapeMetrics(t *testing.T, addr string) (string, map[string]float64) {
 
 // daemon is consentd running in-process.
 type daemon struct {
-	addr, metrics string
-	logs          *syncBuffer
-	cancel        context.CancelFunc
-	done          chan int
+	addr, metrics, health string
+	logs                  *syncBuffer
+	cancel                context.CancelFunc
+	done                  chan int
 }
 
 // startDaemon runs consentd with args (which must include --log-format
@@ -233,10 +233,10 @@ func startDaemon(t *testing.T, args []string) *daemon {
 		sc := bufio.NewScanner(strings.NewReader(d.logs.String()))
 		for sc.Scan() {
 			var line struct {
-				Msg, Addr, Metrics string
+				Msg, Addr, Metrics, Health string
 			}
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "consentd serving" {
-				d.addr, d.metrics = line.Addr, line.Metrics
+				d.addr, d.metrics, d.health = line.Addr, line.Metrics, line.Health
 				return d
 			}
 		}
