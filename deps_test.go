@@ -27,7 +27,8 @@ var allowed = map[string][]string{
 	"cache":              {".", "github.com/dgraph-io/ristretto", "golang.org/x/sync"},
 	"unsubscribe":        {"."},
 	"metrics":            {".", "github.com/prometheus/client_golang", "github.com/grpc-ecosystem/go-grpc-middleware", "google.golang.org/grpc"},
-	"server":             {".", "proto/consent/v1", "unsubscribe", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
+	"identity":           {"google.golang.org/grpc"},
+	"server":             {".", "proto/consent/v1", "unsubscribe", "identity", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
 	"client":             {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
 	"bench":              {".", "client", "proto/consent/v1", "github.com/HdrHistogram/hdrhistogram-go"},
 	"bench/plot":         {"bench", "gonum.org/v1/plot"},
@@ -171,6 +172,10 @@ func TestDependencyRulesBite(t *testing.T) {
 		{"google.golang.org/grpc", allowed["unsubscribe"], false},
 		{module + "/unsubscribe", allowed["server"], true},
 		{module + "/unsubscribe", allowed["client"], false},
+		{module + "/identity", allowed["server"], true},
+		{module + "/identity", allowed["client"], false},
+		{module, allowed["identity"], false},
+		{module + "/proto/consent/v1", allowed["identity"], false},
 	}
 	for _, tt := range tests {
 		if got := permitted(tt.imp, tt.rules); got != tt.want {

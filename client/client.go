@@ -41,6 +41,7 @@ type options struct {
 	dial    []grpc.DialOption
 	creds   credentials.TransportCredentials
 	timeout time.Duration
+	token   string // WithBearerToken
 }
 
 // DefaultTimeout bounds a call whose context has no deadline: a sidecar that
@@ -98,6 +99,9 @@ func New(target string, opts ...Option) (*Client, error) {
 	}
 	if o.timeout > 0 {
 		dial = append(dial, grpc.WithChainUnaryInterceptor(deadline(o.timeout)))
+	}
+	if o.token != "" {
+		dial = append(dial, bearerOption(target, o.token))
 	}
 	conn, err := grpc.NewClient(target, append(dial, o.dial...)...)
 	if err != nil {

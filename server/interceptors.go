@@ -9,10 +9,19 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/consentd/consentd/identity"
 )
 
-// Calls are logged with method, code and duration only: requests carry raw
-// contacts, so no request field is ever logged. Successful calls log at debug
+// CallerFrom returns the name of the call's caller, when consentd runs with
+// caller identity (mTLS or bearer tokens) and the call carried one.
+func CallerFrom(ctx context.Context) (string, bool) {
+	return identity.FromContext(ctx)
+}
+
+// Calls are logged with method, code, duration and the caller's name (when
+// identity is on) only: requests carry raw contacts, so no request field is
+// ever logged, nor any credential. Successful calls log at debug
 // level, failures at warn, internal errors at error.
 func logCall(ctx context.Context, log *slog.Logger, method string, start time.Time, err error) {
 	code := status.Code(err)
@@ -28,6 +37,9 @@ func logCall(ctx context.Context, log *slog.Logger, method string, start time.Ti
 		return
 	}
 	attrs := []slog.Attr{slog.String("method", method), slog.String("code", code.String()), slog.Duration("elapsed", time.Since(start))}
+	if caller, ok := CallerFrom(ctx); ok {
+		attrs = append(attrs, slog.String("caller", caller))
+	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", status.Convert(err).Message()))
 	}

@@ -47,6 +47,8 @@ type config struct {
 	metricsListen                         string
 	healthListen                          string
 	unsubscribeTTL                        time.Duration
+	tlsCert, tlsKey, clientCA             string
+	tokensFile                            string
 	// redisPassword is $CONSENTD_REDIS_PASSWORD, used when no
 	// -redis-password-file is given.
 	redisPassword string
@@ -101,6 +103,10 @@ come from %s instead of -redis-password-file.
 	fs.DurationVar(&c.unsubscribeTTL, "unsubscribe-ttl", unsubscribe.DefaultTTL, "how long a minted one-click unsubscribe link keeps working")
 	fs.StringVar(&c.metricsListen, "metrics-listen", "", "HTTP listen address (host:port) for Prometheus metrics, GET /metrics; default: off")
 	fs.StringVar(&c.healthListen, "health-listen", "", "plaintext gRPC listen address (host:port) serving only grpc.health.v1, for Kubernetes gRPC probes; default: off")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "PEM server certificate: the gRPC listener serves TLS (1.2 or later); needs -tls-key; default: plaintext")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key of -tls-cert")
+	fs.StringVar(&c.clientCA, "client-ca", "", "PEM CA certificates: require client certificates signed by them (mTLS); the caller is named by its SPIFFE URI SAN, else its subject CN; needs -tls-cert")
+	fs.StringVar(&c.tokensFile, "tokens", "", "bearer tokens file, one 'NAME SHA256HEX' per line (# comments): calls must send authorization: Bearer TOKEN; default: off")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " ($" + envName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -190,7 +196,7 @@ func (c config) check() error {
 			return fmt.Errorf("-%s: want host:port (127.0.0.1:8080, :8080), got %q", l.name, l.addr)
 		}
 	}
-	return nil
+	return c.checkSecurity()
 }
 
 func (c config) usesRedis() bool {
@@ -230,20 +236,27 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fmt.Fprintln(stderr, "consentd:", err)
 		return 2
 	}
+	// Certificates and tokens are configuration: a bad one stops consentd
+	// like a bad flag, before it opens anything.
+	sec, err := loadSecurity(c)
+	if err != nil {
+		fmt.Fprintln(stderr, "consentd:", err)
+		return 2
+	}
 	opts := &slog.HandlerOptions{Level: c.logLevel}
 	var h slog.Handler = slog.NewTextHandler(stderr, opts)
 	if c.logFormat == "json" {
 		h = slog.NewJSONHandler(stderr, opts)
 	}
 	log := slog.New(h)
-	if err := serve(ctx, c, log); err != nil {
+	if err := serve(ctx, c, sec, log); err != nil {
 		log.Error("consentd stopped", "error", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(ctx context.Context, c config, log *slog.Logger) error {
+func serve(ctx context.Context, c config, sec security, log *slog.Logger) error {
 	purposes, err := loadPurposes(c.purposes)
 	if err != nil {
 		return err
@@ -279,7 +292,8 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 	}
 	// WaitForHandlers: after a forced Stop, handlers still finish before the
 	// store they use is closed.
-	opts := append(m.serverOptions(), server.ServerOptions(log)...)
+	opts := append(m.serverOptions(), sec.serverOptions(log)...)
+	opts = append(opts, server.ServerOptions(log)...)
 	srv := grpc.NewServer(append(opts, grpc.WaitForHandlers(true))...)
 	cfg := server.Config{Keys: keys, Records: st.records, Store: st.backend, Purposes: purposes,
 		Unsubscribe: unsub, UnsubscribeTTL: c.unsubscribeTTL}
@@ -338,6 +352,7 @@ func serve(ctx context.Context, c config, log *slog.Logger) error {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(lis) }()
 	ready := []any{"addr", lis.Addr().String(), "store", st.kind, "purposes", len(purposes.All())}
+	ready = append(ready, sec.logAttrs()...)
 	if web != nil {
 		ready = append(ready, "http", web.addr)
 	}
