@@ -28,6 +28,7 @@ var allowed = map[string][]string{
 	"unsubscribe":        {"."},
 	"metrics":            {".", "github.com/prometheus/client_golang", "github.com/grpc-ecosystem/go-grpc-middleware", "google.golang.org/grpc"},
 	"identity":           {"google.golang.org/grpc"},
+	"policy":             {"proto/consent/v1", "identity", "google.golang.org/grpc"},
 	"server":             {".", "proto/consent/v1", "unsubscribe", "identity", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
 	"client":             {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
 	"bench":              {".", "client", "proto/consent/v1", "github.com/HdrHistogram/hdrhistogram-go"},

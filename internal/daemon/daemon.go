@@ -12,9 +12,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
@@ -49,6 +51,7 @@ type config struct {
 	unsubscribeTTL                        time.Duration
 	tlsCert, tlsKey, clientCA             string
 	tokensFile                            string
+	policyFile                            string
 	// redisPassword is $CONSENTD_REDIS_PASSWORD, used when no
 	// -redis-password-file is given.
 	redisPassword string
@@ -107,6 +110,7 @@ come from %s instead of -redis-password-file.
 	fs.StringVar(&c.tlsKey, "tls-key", "", "PEM private key of -tls-cert")
 	fs.StringVar(&c.clientCA, "client-ca", "", "PEM CA certificates: require client certificates signed by them (mTLS); the caller is named by its SPIFFE URI SAN, else its subject CN; needs -tls-cert")
 	fs.StringVar(&c.tokensFile, "tokens", "", "bearer tokens file, one 'NAME SHA256HEX' per line (# comments): calls must send authorization: Bearer TOKEN; default: off")
+	fs.StringVar(&c.policyFile, "policy", "", "entitlements file (JSON): the RPCs and purposes each caller may use, reloaded on SIGHUP and when it changes; needs -tokens or -client-ca; default: every identified caller may do everything")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " ($" + envName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -249,17 +253,33 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		h = slog.NewJSONHandler(stderr, opts)
 	}
 	log := slog.New(h)
-	if err := serve(ctx, c, sec, log); err != nil {
+	// So is the policy, checked against the purpose registry it names.
+	var purposes *consent.Registry
+	if c.policyFile != "" {
+		if purposes, err = loadPurposes(c.purposes); err != nil {
+			fmt.Fprintln(stderr, "consentd: -purposes:", err)
+			return 2
+		}
+		if sec.policy, err = loadPolicy(c.policyFile, purposes, log); err != nil {
+			fmt.Fprintln(stderr, "consentd:", err)
+			return 2
+		}
+	}
+	if err := serve(ctx, c, sec, purposes, log); err != nil {
 		log.Error("consentd stopped", "error", err)
 		return 1
 	}
 	return 0
 }
 
-func serve(ctx context.Context, c config, sec security, log *slog.Logger) error {
-	purposes, err := loadPurposes(c.purposes)
-	if err != nil {
-		return err
+// serve runs consentd until ctx is done; purposes, when nil, is read from
+// -purposes.
+func serve(ctx context.Context, c config, sec security, purposes *consent.Registry, log *slog.Logger) error {
+	var err error
+	if purposes == nil {
+		if purposes, err = loadPurposes(c.purposes); err != nil {
+			return err
+		}
 	}
 	secret, err := loadSecret(c)
 	if err != nil {
@@ -317,6 +337,13 @@ func serve(ctx context.Context, c config, sec security, log *slog.Logger) error 
 		wg.Go(func() { st.feed.Run(bg) })
 	}
 	wg.Go(func() { watchHealth(bg, st.backend, hs, log) })
+	if sec.policy != nil {
+		// The policy reloads on SIGHUP and when its file changes.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		wg.Go(func() { sec.policy.Run(bg, time.Second, hup) })
+	}
 
 	// The unsubscribe listener, when asked for, serves the same server; it
 	// stops (on every path out of here) before the store closes.

@@ -10,14 +10,33 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	consent "github.com/consentd/consentd"
 	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/policy"
 )
+
+// loadPolicy reads the -policy file, its purposes checked against the
+// registry.
+func loadPolicy(path string, purposes *consent.Registry, log *slog.Logger) (*policy.Guard, error) {
+	names := make([]string, 0, len(purposes.All()))
+	for _, p := range purposes.All() {
+		names = append(names, p.Name)
+	}
+	g, err := policy.Load(path, names, log)
+	if err != nil {
+		return nil, fmt.Errorf("-policy: %w", err)
+	}
+	return g, nil
+}
 
 // security is what the main listener needs for caller identity: its TLS
 // configuration (nil: plaintext) and the tokens file (nil: no tokens).
 type security struct {
 	tls    *tls.Config
 	tokens *identity.Tokens
+	// policy, when set, limits each caller to the RPCs and purposes of
+	// -policy; nil: every identified caller may do everything.
+	policy *policy.Guard
 }
 
 // checkSecurity refuses flag combinations that make no sense.
@@ -29,6 +48,8 @@ func (c config) checkSecurity() error {
 		return fmt.Errorf("-tls-key: needs -tls-cert (the server certificate)")
 	case c.clientCA != "" && c.tlsCert == "":
 		return fmt.Errorf("-client-ca: needs -tls-cert and -tls-key: client certificates are verified only over TLS")
+	case c.policyFile != "" && c.tokensFile == "" && c.clientCA == "":
+		return fmt.Errorf("-policy: needs caller identity (-tokens or -client-ca): entitlements are per caller")
 	}
 	return nil
 }
@@ -83,6 +104,11 @@ func (s security) serverOptions(log *slog.Logger) []grpc.ServerOption {
 	if s.identityOn() {
 		a := identity.New(identity.Config{Tokens: s.tokens, ClientCerts: s.tls != nil && s.tls.ClientCAs != nil, Log: log})
 		opts = append(opts, grpc.ChainUnaryInterceptor(a.UnaryInterceptor()), grpc.ChainStreamInterceptor(a.StreamInterceptor()))
+		// Entitlements after identity, before any handler touches the
+		// cache or the store.
+		if s.policy != nil {
+			opts = append(opts, grpc.ChainUnaryInterceptor(s.policy.UnaryInterceptor()), grpc.ChainStreamInterceptor(s.policy.StreamInterceptor()))
+		}
 	}
 	return opts
 }
@@ -99,6 +125,9 @@ func (s security) logAttrs() []any {
 	attrs := []any{"tls", mode}
 	if s.tokens != nil {
 		attrs = append(attrs, "tokens", s.tokens.Len())
+	}
+	if s.policy != nil {
+		attrs = append(attrs, "policy_callers", s.policy.Policy().Len())
 	}
 	return attrs
 }

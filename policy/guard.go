@@ -1,0 +1,242 @@
+package policy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/consentd/consentd/identity"
+)
+
+// Guard enforces the policy of one file and reloads it. Its zero value is
+// not usable: see Load.
+type Guard struct {
+	path     string
+	purposes []string
+	log      *slog.Logger
+	current  atomic.Pointer[Policy]
+	// stamp is the file's modification time and size when last read, so
+	// Run reloads only on a change; only Run and Reload's callers (one
+	// goroutine) touch it.
+	stamp fileStamp
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func statFile(path string) (fileStamp, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{fi.ModTime(), fi.Size()}, nil
+}
+
+// Load reads the policy file at path, with purposes the registry's names;
+// errors name the file.
+func Load(path string, purposes []string, log *slog.Logger) (*Guard, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	g := &Guard{path: path, purposes: purposes, log: log}
+	p, st, err := g.read()
+	if err != nil {
+		return nil, err
+	}
+	g.current.Store(p)
+	g.stamp = st
+	return g, nil
+}
+
+func (g *Guard) read() (*Policy, fileStamp, error) {
+	st, err := statFile(g.path)
+	if err != nil {
+		return nil, st, err
+	}
+	b, err := os.ReadFile(g.path)
+	if err != nil {
+		return nil, st, err
+	}
+	p, err := Parse(b, g.purposes)
+	if err != nil {
+		return nil, st, fmt.Errorf("%s: %w", g.path, err)
+	}
+	return p, st, nil
+}
+
+// Policy returns the policy in force.
+func (g *Guard) Policy() *Policy { return g.current.Load() }
+
+// Reload reads the file again; a broken file is logged and refused, and the
+// policy in force stays.
+func (g *Guard) Reload() error {
+	p, st, err := g.read()
+	g.stamp = st
+	if err != nil {
+		g.log.Error("policy reload refused: keeping the previous policy", "file", g.path, "error", err)
+		return err
+	}
+	g.current.Store(p)
+	g.log.Info("policy reloaded", "file", g.path, "callers", p.Len())
+	return nil
+}
+
+// Run reloads the policy when reload receives and when the file's
+// modification time or size changes (polled every interval), until ctx is
+// done.
+func (g *Guard) Run(ctx context.Context, interval time.Duration, reload <-chan os.Signal) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reload:
+			_ = g.Reload()
+		case <-t.C:
+			if st, err := statFile(g.path); err != nil || st != g.stamp {
+				if err != nil && errors.Is(err, os.ErrNotExist) && g.stamp == (fileStamp{}) {
+					continue // already refused: don't log every second
+				}
+				_ = g.Reload()
+			}
+		}
+	}
+}
+
+// governed splits a full method name into its short name, when it is a
+// method of consent.v1.
+func governed(fullMethod string) (string, bool) {
+	svc, rpc, ok := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
+	if !ok {
+		return "", false
+	}
+	for _, sd := range services() {
+		if sd.ServiceName == svc {
+			return rpc, true
+		}
+	}
+	return "", false
+}
+
+// errDenied is all a refused caller learns; the details are logged.
+func errDenied(rpc, purpose string) error {
+	if purpose == "" {
+		return status.Errorf(codes.PermissionDenied, "caller not entitled to %s", rpc)
+	}
+	return status.Errorf(codes.PermissionDenied, "caller not entitled to %s on purpose %q", rpc, purpose)
+}
+
+// The request fields that name purposes: generated getters.
+type (
+	onePurpose   interface{ GetPurpose() string }
+	manyPurposes interface{ GetPurposes() []string }
+)
+
+// allows checks one call: rpc for caller, and the purposes msg names (nil:
+// only the RPC). It logs and returns PERMISSION_DENIED when denied; never a
+// contact.
+func (g *Guard) allows(ctx context.Context, rpc string, msg any) error {
+	caller, _ := identity.FromContext(ctx)
+	p := g.current.Load()
+	deny := func(purpose string) error {
+		g.log.WarnContext(ctx, "permission denied", "caller", caller, "rpc", rpc, "purpose", purpose)
+		return errDenied(rpc, purpose)
+	}
+	if !p.AllowRPC(caller, rpc) {
+		return deny(purposesOf(rpc, msg))
+	}
+	switch m := msg.(type) {
+	case onePurpose:
+		if !p.AllowPurpose(caller, m.GetPurpose()) {
+			return deny(m.GetPurpose())
+		}
+	case manyPurposes:
+		ps := m.GetPurposes()
+		if len(ps) == 0 && rpc == "Withdraw" {
+			// No purposes withdraws them all.
+			if !p.AllowAllPurposes(caller) {
+				return deny(Any)
+			}
+		}
+		for _, pu := range ps {
+			if !p.AllowPurpose(caller, pu) {
+				return deny(pu)
+			}
+		}
+	}
+	return nil
+}
+
+// purposesOf names the purposes msg asks for, for the log: "" when it names
+// none, "*" for a withdrawal of all.
+func purposesOf(rpc string, msg any) string {
+	switch m := msg.(type) {
+	case onePurpose:
+		return m.GetPurpose()
+	case manyPurposes:
+		if len(m.GetPurposes()) == 0 && rpc == "Withdraw" {
+			return Any
+		}
+		return strings.Join(m.GetPurposes(), ",")
+	}
+	return ""
+}
+
+// UnaryInterceptor checks unary calls; chain it after identity's.
+func (g *Guard) UnaryInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if rpc, ok := governed(info.FullMethod); ok {
+			if err := g.allows(ctx, rpc, req); err != nil {
+				return nil, err
+			}
+		}
+		return h(ctx, req)
+	}
+}
+
+// StreamInterceptor checks streaming calls: the RPC at once, and the
+// purpose of the first message the handler receives.
+func (g *Guard) StreamInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+		rpc, ok := governed(info.FullMethod)
+		if !ok {
+			return h(srv, ss)
+		}
+		if err := g.allows(ss.Context(), rpc, nil); err != nil {
+			return err
+		}
+		return h(srv, &firstChecked{ServerStream: ss, g: g, rpc: rpc})
+	}
+}
+
+// firstChecked checks the purpose of a stream's first message before the
+// handler sees it.
+type firstChecked struct {
+	grpc.ServerStream
+	g       *Guard
+	rpc     string
+	checked bool
+}
+
+func (s *firstChecked) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if s.checked {
+		return nil
+	}
+	s.checked = true
+	return s.g.allows(s.Context(), s.rpc, m)
+}
