@@ -337,7 +337,7 @@ func TestAddress(t *testing.T) {
 	sock := filepath.Join(shortTempDir(t), "consentd.sock")
 	daemontest.Start(t, "--listen", "unix:"+sock, "--data-dir", t.TempDir())
 	tcp := daemontest.Start(t, "--data-dir", t.TempDir()).Addr
-	dead := deadAddr(t)
+	dead := daemontest.DeadAddr(t)
 	tests := []struct {
 		name string
 		env  map[string]string
@@ -466,7 +466,7 @@ func TestBadInput(t *testing.T) {
 			}
 			before, last := snapshot(), seq()
 			future := time.Now().UTC().Add(24 * time.Hour).Format(time.RFC3339)
-			dead := deadAddr(t)
+			dead := daemontest.DeadAddr(t)
 			tests := []struct {
 				name string
 				args []string // run with --addr addr in front
@@ -591,18 +591,6 @@ func TestHelp(t *testing.T) {
 	if want := "consentctl: no command given (run 'consentctl help' for the list)\n"; r.code != 2 || r.stderr != want || r.stdout != "" {
 		t.Errorf("consentctl: exit %d, stdout %q, stderr %q; want exit 2, %q", r.code, r.stdout, r.stderr, want)
 	}
-}
-
-// deadAddr returns a loopback address nothing listens on.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	return addr
 }
 
 // shortTempDir is a temporary directory with a path short enough for a Unix

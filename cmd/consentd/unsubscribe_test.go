@@ -53,16 +53,6 @@ func click(t *testing.T, hc *http.Client, method, link string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func newClient(t *testing.T, addr string) *client.Client {
-	t.Helper()
-	c, err := client.New(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // history returns contact's events and how many of them are one-click
 // withdrawals.
 func history(t *testing.T, c *client.Client, contact string) (events []*pb.Event, oneClick int) {
@@ -209,7 +199,7 @@ func expiredLink(t *testing.T, minter, checker *client.Client, httpAddr string) 
 func TestOneClickUnsubscribeEmbedded(t *testing.T) {
 	dir := t.TempDir()
 	d := startDaemon(t, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", dir)
-	unsubscribeStory(t, newClient(t, d.Addr), d.HTTP)
+	unsubscribeStory(t, daemontest.Client(t, d.Addr), d.HTTP)
 
 	// The HTTP listener stops with consentd, which still exits cleanly.
 	if code := d.Stop(t); code != 0 {
@@ -221,7 +211,7 @@ func TestOneClickUnsubscribeEmbedded(t *testing.T) {
 	}
 
 	d = startDaemon(t, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", dir, "--unsubscribe-ttl", "1s")
-	c := newClient(t, d.Addr)
+	c := daemontest.Client(t, d.Addr)
 	expiredLink(t, c, c, d.HTTP)
 }
 
@@ -233,7 +223,7 @@ func TestOneClickUnsubscribeRedis(t *testing.T) {
 	secret := sharedSecret(t)
 	a := startSidecar(t, secret, redisURL(srv.Addr()), "--http", "127.0.0.1:0")
 	b := startSidecar(t, secret, redisURL(srv.Addr()), "--http", "127.0.0.1:0", "--unsubscribe-ttl", "1s")
-	ca, cb := newClient(t, a.Addr), newClient(t, b.Addr)
+	ca, cb := daemontest.Client(t, a.Addr), daemontest.Client(t, b.Addr)
 	unsubscribeStory(t, ca, a.HTTP)
 
 	const who = "cy.across@example.com"

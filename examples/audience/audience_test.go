@@ -7,7 +7,6 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -62,16 +61,6 @@ func reasonCounts(t *testing.T, stderr string) map[string]uint64 {
 		got[m[1]] = n
 	}
 	return got
-}
-
-func newClient(t *testing.T, addr string) *client.Client {
-	t.Helper()
-	c, err := client.New(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
 }
 
 func grant(t *testing.T, c *client.Client, req *pb.GrantRequest) {
@@ -137,22 +126,10 @@ func TestCommandLine(t *testing.T) {
 	}
 }
 
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	return addr
-}
-
 // TestUnreachable: a consentd that is not there fails the run at once,
 // with one line naming the address, and reads nothing.
 func TestUnreachable(t *testing.T) {
-	addr := closedPort(t)
+	addr := daemontest.DeadAddr(t)
 	for _, tt := range []struct {
 		name   string
 		args   []string
@@ -194,7 +171,7 @@ func TestUnreachable(t *testing.T) {
 // cells, and the errors.
 func TestSmallAudiences(t *testing.T) {
 	addr := daemontest.Start(t, "--data-dir", t.TempDir()).Addr
-	c := newClient(t, addr)
+	c := daemontest.Client(t, addr)
 	grant(t, c, &pb.GrantRequest{Contact: "ada@example.com", Purposes: []string{purpose}})
 	grant(t, c, &pb.GrantRequest{Contact: `"cy,d"@example.com`, Purposes: []string{purpose}})
 	grant(t, c, &pb.GrantRequest{Contact: "bo@example.com", Purposes: []string{"email_marketing"}})
@@ -445,7 +422,7 @@ func TestMillionContacts(t *testing.T) {
 	addr := daemontest.Start(t, "--data-dir", t.TempDir()).Addr
 	a := audience{n: largeAudience}
 	start := time.Now()
-	a.grantAll(t, newClient(t, addr))
+	a.grantAll(t, daemontest.Client(t, addr))
 	t.Logf("granted %d contacts in %v", a.n/1000, time.Since(start))
 	a.check(t, addr)
 }
@@ -459,6 +436,6 @@ func TestRedis(t *testing.T) {
 	}
 	addr := daemontest.Start(t, "--redis", "redis://"+srv.Addr()+"/0", "--secret-file", secret).Addr
 	a := audience{n: 50_000}
-	a.grantAll(t, newClient(t, addr))
+	a.grantAll(t, daemontest.Client(t, addr))
 	a.check(t, addr)
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"mime"
 	"mime/quotedprintable"
-	"net"
 	"net/http"
 	"net/mail"
 	"os"
@@ -86,16 +85,6 @@ func gateArgs(d *daemontest.Daemon, smtpAddr, template string, more ...string) [
 		"--template", template, "--unsubscribe-base", "http://" + d.HTTP, "--mailto", mailto}, more...)
 }
 
-func newClient(t *testing.T, addr string) *client.Client {
-	t.Helper()
-	c, err := client.New(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 func grant(t *testing.T, c *client.Client, req *pb.GrantRequest) {
 	t.Helper()
 	if req.Method == pb.Method_METHOD_UNSPECIFIED {
@@ -107,18 +96,6 @@ func grant(t *testing.T, c *client.Client, req *pb.GrantRequest) {
 	if _, err := c.Grant(testCtx(t, 30*time.Second), req); err != nil {
 		t.Fatalf("Grant(%s): %v", req.GetContact(), err)
 	}
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	lis.Close()
-	return addr
 }
 
 // letterFields is what a delivered message should say.
@@ -270,7 +247,7 @@ func sentLines(t *testing.T, stdout string) (to, ids []string) {
 // campaign skips it while the others still get mail.
 func campaignStory(t *testing.T, d *daemontest.Daemon) {
 	t.Helper()
-	grantCampaign(t, newClient(t, d.Addr))
+	grantCampaign(t, daemontest.Client(t, d.Addr))
 	srv := startSMTP(t, smtpOptions{})
 	tmpl := writeTemplate(t, newsTemplate)
 
@@ -358,7 +335,7 @@ func TestCampaignRedis(t *testing.T) {
 // server that drops each connection after a message is reconnected to.
 func TestSMTPRefusals(t *testing.T) {
 	d := daemontest.Start(t, "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
-	c := newClient(t, d.Addr)
+	c := daemontest.Client(t, d.Addr)
 	for _, who := range []string{"ada@example.com", "bo@example.com", "eve@example.com"} {
 		grant(t, c, &pb.GrantRequest{Contact: who})
 	}
@@ -396,7 +373,7 @@ emailgate: 3 recipients: 2 sent, 0 skipped, 0 not verified, 1 failed
 		}
 	})
 	t.Run("server unreachable", func(t *testing.T) {
-		addr := closedPort(t)
+		addr := daemontest.DeadAddr(t)
 		r := runGate(testCtx(t, time.Minute), list, gateArgs(d, addr, tmpl)...)
 		prefix := "emailgate: cannot use the SMTP server at " + addr + ": SMTP connect: dial tcp " + addr + ": connect: connection refused; nothing was sent\n"
 		if r.code != 1 || r.stderr != prefix || r.stdout != "" {
@@ -410,7 +387,7 @@ emailgate: 3 recipients: 2 sent, 0 skipped, 0 not verified, 1 failed
 // a row the campaign stops instead of trying the rest.
 func TestConsentdGoesAway(t *testing.T) {
 	d := daemontest.Start(t, "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
-	c := newClient(t, d.Addr)
+	c := daemontest.Client(t, d.Addr)
 	list := "email\n"
 	for i := range 10 {
 		who := fmt.Sprintf("r%d@example.com", i)
@@ -445,7 +422,7 @@ func TestConsentdGoesAway(t *testing.T) {
 // TestConsentdUnreachable: with no consentd at the address, nothing is
 // sent and the run fails at once with one line naming the address.
 func TestConsentdUnreachable(t *testing.T) {
-	addr := closedPort(t)
+	addr := daemontest.DeadAddr(t)
 	srv := startSMTP(t, smtpOptions{})
 	tmpl := writeTemplate(t, newsTemplate)
 	flags := []string{"--purpose", purpose, "--smtp", srv.addr, "--from", from, "--template", tmpl, "--unsubscribe-base", "http://127.0.0.1:8080"}
@@ -489,7 +466,7 @@ func TestConsentdUnreachable(t *testing.T) {
 // the first recipient may be mailed.
 func TestBadInput(t *testing.T) {
 	d := daemontest.Start(t, "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
-	grant(t, newClient(t, d.Addr), &pb.GrantRequest{Contact: "ada@example.com"})
+	grant(t, daemontest.Client(t, d.Addr), &pb.GrantRequest{Contact: "ada@example.com"})
 	srv := startSMTP(t, smtpOptions{})
 	const good = "email,first_name,plan\nada@example.com,Ada,pro\nbo@example.com,Bo,free\n"
 	tests := []struct {
@@ -571,7 +548,7 @@ func TestBadInput(t *testing.T) {
 // would send as an mbox on stdout, without touching SMTP; its links work.
 func TestDryRun(t *testing.T) {
 	d := daemontest.Start(t, "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
-	c := newClient(t, d.Addr)
+	c := daemontest.Client(t, d.Addr)
 	grantCampaign(t, c)
 	srv := startSMTP(t, smtpOptions{})
 	tmpl := writeTemplate(t, newsTemplate)
@@ -645,7 +622,7 @@ func parseMbox(t *testing.T, out string) []delivered {
 // stops; the rest are not attempted and the run fails.
 func TestInterrupt(t *testing.T) {
 	d := daemontest.Start(t, "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
-	c := newClient(t, d.Addr)
+	c := daemontest.Client(t, d.Addr)
 	for _, who := range []string{"ada@example.com", "bo@example.com", "eve@example.com"} {
 		grant(t, c, &pb.GrantRequest{Contact: who})
 	}
