@@ -48,6 +48,11 @@ type Config struct {
 	// 0 means invalidations are synchronous (the embedded store).
 	Lease time.Duration
 	Now   func() time.Time
+
+	// ristrettoMetrics turns on ristretto's own statistics, which cost
+	// every Get and Set a counter update: only tests set it, to check the
+	// cache's counters against ristretto's.
+	ristrettoMetrics bool
 }
 
 const stripes = 1 << 12
@@ -75,6 +80,9 @@ type Cache struct {
 // Stats are counters for metrics.
 type Stats struct {
 	Hits, Misses, RejectedFills, Flushes atomic.Uint64
+	// Evictions counts records dropped to make room for others: a cache
+	// too small for its working set shows here, not in invalidations.
+	Evictions atomic.Uint64
 }
 
 type entry struct {
@@ -110,6 +118,15 @@ func New(backend Backend, cfg Config) (*Cache, error) {
 		// The key is already a keyed hash; entries carry the full key, so a
 		// collision of these 64 bits is a miss, never another contact.
 		KeyToHash: func(k uint64) (uint64, uint64) { return k, 0 },
+		// Evictions are counted here rather than read from ristretto's
+		// Metrics (KeysEvicted): those cost every Get and Set an extra
+		// counter update on the hot path, while OnEvict runs only on an
+		// eviction, on ristretto's own policy goroutine. It is also the
+		// right count: KeysEvicted counts every Del (each invalidation) as
+		// an eviction too, and OnEvict fires only for records dropped for
+		// room (or an expired TTL, a Clear: neither is used here).
+		OnEvict: func(*ristretto.Item[*entry]) { c.stats.Evictions.Add(1) },
+		Metrics: cfg.ristrettoMetrics,
 	})
 	if err != nil {
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	consent "github.com/consentd/consentd"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/store"
+	"github.com/consentd/consentd/store/storetest"
 )
 
 // TestFillRaceAcrossSidecars is the fill race with Redis and two sidecars:
@@ -18,7 +19,7 @@ import (
 func TestFillRaceAcrossSidecars(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	ctx := context.Background()
-	cfg := store.RedisConfig{Partitions: 4, SecretCheck: "fill-race"}
+	cfg := store.RedisConfig{Partitions: 4, SecretCheck: "fill-race", Chain: storetest.ChainKey()}
 	a, err := store.OpenRedis(ctx, srv.Client(t), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ import (
 	consent "github.com/consentd/consentd"
 	"github.com/consentd/consentd/contactkey"
 	"github.com/consentd/consentd/store"
+	"github.com/consentd/consentd/store/storetest"
 )
 
 const (
@@ -91,7 +92,7 @@ type fixture struct {
 // cache in front of it, wired as cmd/consentd wires them.
 func newFixture(tb testing.TB, cfg Config) *fixture {
 	tb.Helper()
-	st, err := store.OpenEmbedded(tb.TempDir())
+	st, err := store.OpenEmbedded(tb.TempDir(), storetest.ChainKey())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -814,5 +815,47 @@ func TestFenceLeaseAndLost(t *testing.T) {
 	f.get(t, k, latest)
 	if reads() != before+1 {
 		t.Error("after Lost: served from the cache, want a backend read")
+	}
+}
+
+// A cache too small for what it is asked keeps a few records and evicts
+// others to make room. Each eviction is counted once, as ristretto counts it;
+// an invalidation (a Del) is not an eviction, though ristretto counts it as
+// one.
+func TestEvictions(t *testing.T) {
+	const room = 8 // records of an unknown contact the cache has room for
+	f := newFixture(t, Config{MaxBytes: room * cost(&consent.Record{}), Partitions: 1, ristrettoMetrics: true})
+	var keys []consent.Key
+	for i := range 20 * room {
+		k := key(t, fmt.Sprintf("evict-%d@example.com", i))
+		keys = append(keys, k)
+		f.get(t, k, latest)
+		f.c.rc.Wait() // ristretto applies the fill, and evicts for it, asynchronously
+	}
+	evicted := f.c.Stats().Evictions.Load()
+	if evicted == 0 {
+		t.Fatalf("no evictions after filling a cache with room for %d records with %d", room, len(keys))
+	}
+	if got, want := evicted, f.c.rc.Metrics.KeysEvicted(); got != want {
+		t.Errorf("Stats().Evictions = %d, ristretto's KeysEvicted = %d", got, want)
+	}
+
+	var cached consent.Key
+	for _, k := range keys {
+		if _, ok := f.c.rc.Get(k.Uint64()); ok {
+			cached = k
+			break
+		}
+	}
+	if cached == (consent.Key{}) {
+		t.Fatal("no record left in the cache")
+	}
+	f.c.Drop(cached)
+	f.c.rc.Wait()
+	if got := f.c.Stats().Evictions.Load(); got != evicted {
+		t.Errorf("after a Drop: Stats().Evictions = %d, want %d as before", got, evicted)
+	}
+	if got, want := f.c.rc.Metrics.KeysEvicted(), evicted+1; got != want {
+		t.Errorf("after a Drop: ristretto's KeysEvicted = %d, want %d (it counts the Del)", got, want)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -229,6 +230,43 @@ func (c *Client) Erase(ctx context.Context, req *pb.EraseRequest) (consent.Token
 	return parseToken(resp.GetToken())
 }
 
+// WriteBatch applies up to consent.MaxBatch grants and withdrawals in one
+// call; results[i] is the outcome of writes[i]: a token, or the status code
+// and message that write would have failed with alone. Writes without a
+// request id are sent with a random one, like Grant's (on a copy). err is
+// for the call as a whole (unreachable, too many writes, not entitled).
+func (c *Client) WriteBatch(ctx context.Context, writes []*pb.BatchWrite) ([]*pb.WriteResult, error) {
+	req := &pb.WriteBatchRequest{Writes: writes}
+	copied := false
+	for i, w := range writes {
+		g, wd := w.GetGrant(), w.GetWithdraw()
+		if (g == nil || g.GetRequestId() != "") && (wd == nil || wd.GetRequestId() != "") {
+			continue
+		}
+		if !copied {
+			req.Writes, copied = slices.Clone(writes), true
+		}
+		switch {
+		case g != nil:
+			g = proto.CloneOf(g)
+			g.RequestId = NewRequestID()
+			req.Writes[i] = &pb.BatchWrite{Write: &pb.BatchWrite_Grant{Grant: g}}
+		default:
+			wd = proto.CloneOf(wd)
+			wd.RequestId = NewRequestID()
+			req.Writes[i] = &pb.BatchWrite{Write: &pb.BatchWrite_Withdraw{Withdraw: wd}}
+		}
+	}
+	resp, err := c.consent.WriteBatch(ctx, req)
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	if len(resp.GetResults()) != len(writes) {
+		return nil, fmt.Errorf("consentd answered %d results for %d writes", len(resp.GetResults()), len(writes))
+	}
+	return resp.GetResults(), nil
+}
+
 // NewRequestID returns a request id no other write will have (128 random
 // bits). Set one yourself to retry a write across restarts of your program.
 func NewRequestID() string {
@@ -277,6 +315,17 @@ func (c *Client) ListPurposes(ctx context.Context) ([]*pb.Purpose, error) {
 		return nil, fromStatus(err)
 	}
 	return resp.GetPurposes(), nil
+}
+
+// VerifyHistory has consentd walk the tamper-evident history of its whole
+// store and report each partition's head and first break. It reads every
+// record and event: give it a deadline to match the store's size.
+func (c *Client) VerifyHistory(ctx context.Context) (*pb.VerifyHistoryResponse, error) {
+	resp, err := c.consent.VerifyHistory(ctx, &pb.VerifyHistoryRequest{})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return resp, nil
 }
 
 func parseToken(s string) (consent.Token, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	consent "github.com/consentd/consentd"
 	"github.com/consentd/consentd/client"
@@ -360,5 +362,88 @@ func TestReusedRequestIsANewWrite(t *testing.T) {
 	}
 	if grant.GetRequestId() != "" || withdraw.GetRequestId() != "" {
 		t.Errorf("the caller's requests were changed: request ids %q, %q", grant.GetRequestId(), withdraw.GetRequestId())
+	}
+}
+
+// TestWriteBatch: each write of a batch gets the outcome it would get alone
+// (bad input, a contact erased before, a replay), the caller's writes are
+// not changed, and a batch whose answer was lost is retried and applied once.
+func TestWriteBatch(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		lost bool
+	)
+	loseFirst := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		mu.Lock()
+		defer mu.Unlock()
+		if info.FullMethod == "/consent.v1.ConsentService/WriteBatch" && !lost {
+			lost = true
+			return nil, status.Error(codes.Unavailable, "connection reset (injected)")
+		}
+		return resp, err
+	}
+	c, _ := newClientWith(t, loseFirst)
+	if _, err := c.Erase(ctx(t), &pb.EraseRequest{Contact: "gone@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	captured := timestamppb.New(time.Now().Add(-time.Hour))
+	grant := func(contact, id string) *pb.BatchWrite {
+		return &pb.BatchWrite{Write: &pb.BatchWrite_Grant{Grant: &pb.GrantRequest{Contact: contact, Purposes: []string{"email_marketing"},
+			Method: pb.Method_METHOD_CHECKBOX, CapturedAt: captured, RequestId: id}}}
+	}
+	writes := []*pb.BatchWrite{
+		grant("ada@example.com", "row-1"),
+		grant("not a contact\x00", "row-2"),
+		grant("gone@example.com", "row-3"), // captured before the erasure
+		{Write: &pb.BatchWrite_Withdraw{Withdraw: &pb.WithdrawRequest{Contact: "bo@example.com"}}}, // no request id
+		grant("ada@example.com", "row-1"), // the same row again
+		{},
+	}
+	results, err := c.WriteBatch(ctx(t), writes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type outcome struct {
+		Code   codes.Code
+		Token  bool
+		Prefix string
+	}
+	got := make([]outcome, len(results))
+	for i, r := range results {
+		got[i] = outcome{codes.Code(r.GetCode()), r.GetToken() != "", strings.SplitN(r.GetMessage(), ":", 2)[0]}
+	}
+	want := []outcome{
+		{codes.OK, true, ""},
+		{codes.InvalidArgument, false, "contact"},
+		{codes.FailedPrecondition, false, "contact is suppressed"},
+		{codes.OK, true, ""},
+		{codes.OK, true, ""},
+		{codes.InvalidArgument, false, "write"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("outcomes (-want +got):\n%s", diff)
+	}
+	if results[4].GetToken() != results[0].GetToken() {
+		t.Errorf("the same row twice: tokens %s and %s, want one", results[0].GetToken(), results[4].GetToken())
+	}
+	if writes[3].GetWithdraw().GetRequestId() != "" {
+		t.Error("WriteBatch changed the caller's write")
+	}
+	// The batch was sent twice (the first answer lost): each write once.
+	for _, who := range []string{"ada@example.com", "bo@example.com"} {
+		n := 0
+		for _, err := range c.ListEvents(ctx(t), who) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			n++
+		}
+		if n != 1 {
+			t.Errorf("%s has %d events after a retried batch, want 1", who, n)
+		}
+	}
+	if d, err := c.Check(ctx(t), "ada@example.com", "email_marketing"); err != nil || d.Reason != consent.ReasonGranted {
+		t.Errorf("Check after the batch = %+v, %v", d, err)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -19,12 +18,7 @@ import (
 // rotation); a hash may appear once. The file holds no token, so it may be
 // read by whoever deploys consentd.
 type Tokens struct {
-	entries []tokenEntry
-}
-
-type tokenEntry struct {
-	name string
-	hash [sha256.Size]byte
+	byHash map[[sha256.Size]byte]string
 }
 
 // LoadTokens reads a tokens file; errors name the file and line.
@@ -43,7 +37,7 @@ func LoadTokens(path string) (*Tokens, error) {
 // ParseTokens reads the tokens file format (see Tokens); errors start with
 // the line number ("3: ...").
 func ParseTokens(r io.Reader) (*Tokens, error) {
-	t := &Tokens{}
+	t := &Tokens{byHash: map[[sha256.Size]byte]string{}}
 	seen := map[[sha256.Size]byte]int{}
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
@@ -55,44 +49,36 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 		if len(f) != 2 {
 			return nil, fmt.Errorf("%d: want NAME SHA256HEX, got %d fields", n, len(f))
 		}
-		var e tokenEntry
-		e.name = f[0]
+		name := f[0]
 		h, err := hex.DecodeString(f[1])
 		if err != nil || len(h) != sha256.Size {
-			return nil, fmt.Errorf("%d: caller %q: want the token's SHA-256 as 64 hex digits", n, e.name)
+			return nil, fmt.Errorf("%d: caller %q: want the token's SHA-256 as 64 hex digits", n, name)
 		}
-		copy(e.hash[:], h)
-		if prev, ok := seen[e.hash]; ok {
-			return nil, fmt.Errorf("%d: caller %q: the same token hash as line %d", n, e.name, prev)
+		hash := [sha256.Size]byte(h)
+		if prev, ok := seen[hash]; ok {
+			return nil, fmt.Errorf("%d: caller %q: the same token hash as line %d", n, name, prev)
 		}
-		seen[e.hash] = n
-		t.entries = append(t.entries, e)
+		seen[hash] = n
+		t.byHash[hash] = name
 	}
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	if len(t.entries) == 0 {
+	if len(t.byHash) == 0 {
 		return nil, fmt.Errorf("1: no tokens: want lines of NAME SHA256HEX")
 	}
 	return t, nil
 }
 
 // Len is the number of tokens.
-func (t *Tokens) Len() int { return len(t.entries) }
+func (t *Tokens) Len() int { return len(t.byHash) }
 
-// Lookup returns the caller whose token is token. It compares the token's
-// hash with every entry in constant time, so timing tells nothing of which
-// or how much matched.
+// Lookup returns the caller whose token is token, by the token's SHA-256:
+// constant time in the number of callers (a call's cost must not grow with
+// the tokens file). The map's timing can only tell how the digest of what
+// was sent compares with stored digests, and nobody can choose a token by
+// its digest, so it tells nothing about any stored token.
 func (t *Tokens) Lookup(token string) (string, bool) {
-	h := sha256.Sum256([]byte(token))
-	found := -1
-	for i := range t.entries {
-		if subtle.ConstantTimeCompare(h[:], t.entries[i].hash[:]) == 1 {
-			found = i
-		}
-	}
-	if found < 0 {
-		return "", false
-	}
-	return t.entries[found].name, true
+	name, ok := t.byHash[sha256.Sum256([]byte(token))]
+	return name, ok
 }

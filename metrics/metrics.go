@@ -60,16 +60,17 @@ func NewGRPC(reg prometheus.Registerer) (*grpcprom.ServerMetrics, error) {
 // CacheCounters are the cache's live counters (cache.Stats), read at
 // scrape time.
 type CacheCounters struct {
-	Hits, Misses, RejectedFills, Flushes *atomic.Uint64
+	Hits, Misses, RejectedFills, Flushes, Evictions *atomic.Uint64
 }
 
-// RegisterCache registers consentd_cache_{hits,misses,rejected_fills,flushes}_total.
+// RegisterCache registers consentd_cache_{hits,misses,rejected_fills,flushes,evictions}_total.
 func RegisterCache(reg prometheus.Registerer, c CacheCounters) error {
 	return registerCounters(reg, "cache", []counter{
 		{"hits_total", "Cache lookups answered from memory.", c.Hits},
 		{"misses_total", "Cache lookups that read the store.", c.Misses},
 		{"rejected_fills_total", "Store reads not cached because an invalidation raced them.", c.RejectedFills},
 		{"flushes_total", "Times every cached record was dropped (change feed gap, reset or failover).", c.Flushes},
+		{"evictions_total", "Cached records dropped to make room for others (not invalidations): steady growth means --cache-bytes is smaller than the working set.", c.Evictions},
 	})
 }
 

@@ -74,8 +74,8 @@ func TestDecisions(t *testing.T) {
 
 func TestCountersReadAtScrape(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	var hits, misses, rejected, flushes, entries, gaps, resets, errs atomic.Uint64
-	if err := metrics.RegisterCache(reg, metrics.CacheCounters{Hits: &hits, Misses: &misses, RejectedFills: &rejected, Flushes: &flushes}); err != nil {
+	var hits, misses, rejected, flushes, evictions, entries, gaps, resets, errs atomic.Uint64
+	if err := metrics.RegisterCache(reg, metrics.CacheCounters{Hits: &hits, Misses: &misses, RejectedFills: &rejected, Flushes: &flushes, Evictions: &evictions}); err != nil {
 		t.Fatal(err)
 	}
 	if err := metrics.RegisterFeed(reg, metrics.FeedCounters{Entries: &entries, Gaps: &gaps, Resets: &resets, Errors: &errs}); err != nil {
@@ -85,12 +85,13 @@ func TestCountersReadAtScrape(t *testing.T) {
 	misses.Add(3)
 	rejected.Add(1)
 	flushes.Add(2)
+	evictions.Add(5)
 	entries.Add(40)
 	gaps.Add(1)
 	errs.Add(4)
 	want := map[string]float64{
 		"consentd_cache_hits_total": 7, "consentd_cache_misses_total": 3, "consentd_cache_rejected_fills_total": 1,
-		"consentd_cache_flushes_total": 2, "consentd_feed_entries_total": 40, "consentd_feed_gaps_total": 1,
+		"consentd_cache_flushes_total": 2, "consentd_cache_evictions_total": 5, "consentd_feed_entries_total": 40, "consentd_feed_gaps_total": 1,
 		"consentd_feed_resets_total": 0, "consentd_feed_errors_total": 4,
 	}
 	if diff := cmp.Diff(want, scrape(t, reg)); diff != "" {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/consentd/consentd/identity"
+	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
 // Guard enforces the policy of one file and reloads it. Its zero value is
@@ -23,7 +24,12 @@ type Guard struct {
 	path     string
 	purposes []string
 	log      *slog.Logger
-	current  atomic.Pointer[Policy]
+	// current is the policy in force with its callers' token buckets,
+	// swapped whole so a call never sees one without the other.
+	current atomic.Pointer[enforced]
+	// limited logs refusals for rate at most once per caller and RPC a
+	// while, however many calls a flood brings.
+	limited *throttledLog
 	// stamp is the file's modification time and size when last read, so
 	// Run reloads only on a change; only Run and Reload's callers (one
 	// goroutine) touch it.
@@ -49,12 +55,12 @@ func Load(path string, purposes []string, log *slog.Logger) (*Guard, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Guard{path: path, purposes: purposes, log: log}
+	g := &Guard{path: path, purposes: purposes, log: log, limited: newThrottledLog(logEvery)}
 	p, st, err := g.read()
 	if err != nil {
 		return nil, err
 	}
-	g.current.Store(p)
+	g.current.Store(enforce(p, nil))
 	g.stamp = st
 	return g, nil
 }
@@ -64,19 +70,27 @@ func (g *Guard) read() (*Policy, fileStamp, error) {
 	if err != nil {
 		return nil, st, err
 	}
-	b, err := os.ReadFile(g.path)
+	p, err := ReadFile(g.path, g.purposes)
+	return p, st, err
+}
+
+// ReadFile reads and parses the policy file at path, as Load does; errors
+// name the file. consentctl uses it to show a file the way consentd reads
+// it.
+func ReadFile(path string, purposes []string) (*Policy, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, st, err
+		return nil, err
 	}
-	p, err := Parse(b, g.purposes)
+	p, err := Parse(b, purposes)
 	if err != nil {
-		return nil, st, fmt.Errorf("%s: %w", g.path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return p, st, nil
+	return p, nil
 }
 
 // Policy returns the policy in force.
-func (g *Guard) Policy() *Policy { return g.current.Load() }
+func (g *Guard) Policy() *Policy { return g.current.Load().policy }
 
 // Reload reads the file again; a broken file is logged and refused, and the
 // policy in force stays.
@@ -87,7 +101,8 @@ func (g *Guard) Reload() error {
 		g.log.Error("policy reload refused: keeping the previous policy", "file", g.path, "error", err)
 		return err
 	}
-	g.current.Store(p)
+	// Only Run's goroutine reloads, so no other reload races this one.
+	g.current.Store(enforce(p, g.current.Load()))
 	g.log.Info("policy reloaded", "file", g.path, "callers", p.Len())
 	return nil
 }
@@ -149,7 +164,7 @@ type (
 // contact.
 func (g *Guard) allows(ctx context.Context, rpc string, msg any) error {
 	caller, _ := identity.FromContext(ctx)
-	p := g.current.Load()
+	p := g.current.Load().policy
 	deny := func(purpose string) error {
 		g.log.WarnContext(ctx, "permission denied", "caller", caller, "rpc", rpc, "purpose", purpose)
 		return errDenied(rpc, purpose)
@@ -157,27 +172,49 @@ func (g *Guard) allows(ctx context.Context, rpc string, msg any) error {
 	if !p.AllowRPC(caller, rpc) {
 		return deny(purposesOf(rpc, msg))
 	}
-	switch m := msg.(type) {
-	case onePurpose:
-		if !p.AllowPurpose(caller, m.GetPurpose()) {
-			return deny(m.GetPurpose())
-		}
-	case manyPurposes:
-		ps := m.GetPurposes()
-		if len(ps) == 0 && rpc == "Withdraw" {
-			// No purposes withdraws them all.
-			if !p.AllowAllPurposes(caller) {
-				return deny(Any)
+	// kind is the RPC a message would be sent to alone: a batch's writes
+	// are held to their purposes as if each were.
+	var purposes func(kind string, msg any) error
+	purposes = func(kind string, msg any) error {
+		switch m := msg.(type) {
+		case onePurpose:
+			if !p.AllowPurpose(caller, m.GetPurpose()) {
+				return deny(m.GetPurpose())
+			}
+		case manyPurposes:
+			ps := m.GetPurposes()
+			if len(ps) == 0 && kind == "Withdraw" {
+				// No purposes withdraws them all.
+				if !p.AllowAllPurposes(caller) {
+					return deny(Any)
+				}
+			}
+			for _, pu := range ps {
+				if !p.AllowPurpose(caller, pu) {
+					return deny(pu)
+				}
+			}
+		case batchWrites:
+			for _, w := range m.GetWrites() {
+				var err error
+				switch {
+				case w.GetGrant() != nil:
+					err = purposes("Grant", w.GetGrant())
+				case w.GetWithdraw() != nil:
+					err = purposes("Withdraw", w.GetWithdraw())
+				}
+				if err != nil {
+					return err
+				}
 			}
 		}
-		for _, pu := range ps {
-			if !p.AllowPurpose(caller, pu) {
-				return deny(pu)
-			}
-		}
+		return nil
 	}
-	return nil
+	return purposes(rpc, msg)
 }
+
+// batchWrites is WriteBatch's request.
+type batchWrites interface{ GetWrites() []*pb.BatchWrite }
 
 // purposesOf names the purposes msg asks for, for the log: "" when it names
 // none, "*" for a withdrawal of all.
@@ -194,11 +231,15 @@ func purposesOf(rpc string, msg any) string {
 	return ""
 }
 
-// UnaryInterceptor checks unary calls; chain it after identity's.
+// UnaryInterceptor checks unary calls, entitlement then rate; chain it
+// after identity's.
 func (g *Guard) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		if rpc, ok := governed(info.FullMethod); ok {
 			if err := g.allows(ctx, rpc, req); err != nil {
+				return nil, err
+			}
+			if err := g.admit(ctx, rpc, req); err != nil {
 				return nil, err
 			}
 		}
@@ -206,8 +247,9 @@ func (g *Guard) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamInterceptor checks streaming calls: the RPC at once, and the
-// purpose of the first message the handler receives.
+// StreamInterceptor checks streaming calls: the RPC and the caller's rate
+// at once, then the purpose of the first message the handler receives, and
+// paces the contacts of every message to the caller's rate.
 func (g *Guard) StreamInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		rpc, ok := governed(info.FullMethod)
@@ -217,26 +259,34 @@ func (g *Guard) StreamInterceptor() grpc.StreamServerInterceptor {
 		if err := g.allows(ss.Context(), rpc, nil); err != nil {
 			return err
 		}
-		return h(srv, &firstChecked{ServerStream: ss, g: g, rpc: rpc})
+		if err := g.admit(ss.Context(), rpc, nil); err != nil {
+			return err
+		}
+		return h(srv, &checkedStream{ServerStream: ss, g: g, rpc: rpc})
 	}
 }
 
-// firstChecked checks the purpose of a stream's first message before the
-// handler sees it.
-type firstChecked struct {
+// checkedStream checks the purpose of a stream's first message before the
+// handler sees it, and paces every message's contacts.
+type checkedStream struct {
 	grpc.ServerStream
 	g       *Guard
 	rpc     string
 	checked bool
 }
 
-func (s *firstChecked) RecvMsg(m any) error {
+func (s *checkedStream) RecvMsg(m any) error {
 	if err := s.ServerStream.RecvMsg(m); err != nil {
 		return err
 	}
-	if s.checked {
-		return nil
+	if !s.checked {
+		s.checked = true
+		if err := s.g.allows(s.Context(), s.rpc, m); err != nil {
+			return err
+		}
 	}
-	s.checked = true
-	return s.g.allows(s.Context(), s.rpc, m)
+	if c, ok := m.(manyContacts); ok {
+		return s.g.pace(s.Context(), s.rpc, len(c.GetContacts()))
+	}
+	return nil
 }

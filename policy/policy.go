@@ -1,9 +1,9 @@
 // Package policy owns caller entitlements: which RPCs of consent.v1 and
-// which purposes each identified caller may use. A Guard holds the policy in
-// force, checks every call in gRPC interceptors (after identity, before any
-// handler touches the cache or store) and reloads the policy file when it
-// changes or on request, keeping the previous one when the new file is
-// broken.
+// which purposes each identified caller may use, and how fast (an optional
+// token bucket per caller). A Guard holds the policy in force, checks every
+// call in gRPC interceptors (after identity, before any handler touches the
+// cache or store) and reloads the policy file when it changes or on
+// request, keeping the previous one when the new file is broken.
 package policy
 
 import (
@@ -11,8 +11,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -54,17 +56,39 @@ type Policy struct {
 type entitlement struct {
 	allRPCs, allPurposes bool
 	rpcs, purposes       map[string]bool
+	// names are the rpcs and purposes as the file lists them, for Callers.
+	rpcNames, purposeNames []string
+	rate                   *Rate // nil: unlimited
+}
+
+// Rate is a caller's token bucket: PerSecond tokens are added a second, up
+// to Burst. A call costs one token (see Guard for batches and streams).
+type Rate struct {
+	PerSecond float64 `json:"per_second"`
+	Burst     int     `json:"burst"`
+}
+
+// String is the rate as status messages and consentctl print it:
+// "50/s, burst 100".
+func (r Rate) String() string {
+	return strconv.FormatFloat(r.PerSecond, 'f', -1, 64) + "/s, burst " + strconv.Itoa(r.Burst)
 }
 
 // file is the policy file's JSON form:
 //
-//	{"callers": {"ads-agency": {"rpcs": ["FilterAudience"], "purposes": ["ad_retargeting"]}}}
+//	{"callers": {"ads-agency": {"rpcs": ["FilterAudience"], "purposes": ["ad_retargeting"],
+//	  "rate": {"per_second": 50, "burst": 100}}}}
 type file struct {
 	Callers map[string]*struct {
 		RPCs     []string `json:"rpcs"`
 		Purposes []string `json:"purposes"`
+		Rate     *Rate    `json:"rate"`
 	} `json:"callers"`
 }
+
+// maxPerSecond bounds a rate to what a token bucket of float64 tokens
+// handles exactly; more is unlimited in practice: leave "rate" out.
+const maxPerSecond = 1e9
 
 // Parse reads a policy file. Unknown fields, RPC names that are not
 // methods of consent.v1 and purposes that are not in purposes (the
@@ -116,9 +140,29 @@ func Parse(data []byte, purposes []string) (*Policy, error) {
 			}
 			e.purposes[pu] = true
 		}
+		if c.Rate != nil {
+			if err := c.Rate.check(); err != nil {
+				return nil, fmt.Errorf("callers.%s.rate: %w", name, err)
+			}
+			r := *c.Rate
+			e.rate = &r
+		}
+		e.rpcNames, e.purposeNames = slices.Clone(c.RPCs), slices.Clone(c.Purposes)
 		p.callers[name] = e
 	}
 	return p, nil
+}
+
+// check refuses a rate that would never let a call through or that is not
+// a number a bucket can hold.
+func (r Rate) check() error {
+	switch {
+	case math.IsNaN(r.PerSecond) || r.PerSecond <= 0 || r.PerSecond > maxPerSecond:
+		return fmt.Errorf("per_second: want a number of calls a second above 0 and at most %g, got %v (leave \"rate\" out for no limit)", float64(maxPerSecond), r.PerSecond)
+	case r.Burst < 1:
+		return fmt.Errorf("burst: want the number of calls allowed at once, at least 1, got %d", r.Burst)
+	}
+	return nil
 }
 
 func sortedKeys(m map[string]bool) []string {
@@ -158,4 +202,37 @@ func (p *Policy) AllowAllPurposes(caller string) bool {
 		}
 	}
 	return true
+}
+
+// RateOf returns caller's rate limit; false: unlimited.
+func (p *Policy) RateOf(caller string) (Rate, bool) {
+	e, ok := p.callers[caller]
+	if !ok || e.rate == nil {
+		return Rate{}, false
+	}
+	return *e.rate, true
+}
+
+// Caller is one caller's entitlements as the policy file lists them.
+type Caller struct {
+	Name     string
+	RPCs     []string // short RPC names, or Any
+	Purposes []string // purpose names, or Any
+	Rate     *Rate    // nil: unlimited
+}
+
+// Callers returns every caller of the policy, sorted by name, for tools
+// that show who may do what.
+func (p *Policy) Callers() []Caller {
+	cs := make([]Caller, 0, len(p.callers))
+	for name, e := range p.callers {
+		c := Caller{Name: name, RPCs: slices.Clone(e.rpcNames), Purposes: slices.Clone(e.purposeNames)}
+		if e.rate != nil {
+			r := *e.rate
+			c.Rate = &r
+		}
+		cs = append(cs, c)
+	}
+	slices.SortFunc(cs, func(a, b Caller) int { return strings.Compare(a.Name, b.Name) })
+	return cs
 }

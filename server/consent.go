@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 
+	"google.golang.org/grpc/status"
+
 	consent "github.com/consentd/consentd"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -110,4 +112,80 @@ func (s *consentService) ListPurposes(context.Context, *pb.ListPurposesRequest) 
 		})
 	}
 	return out, nil
+}
+
+func (s *consentService) VerifyHistory(ctx context.Context, _ *pb.VerifyHistoryRequest) (*pb.VerifyHistoryResponse, error) {
+	parts, err := s.cfg.Store.VerifyHistory(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &pb.VerifyHistoryResponse{Intact: consent.Intact(parts), Partitions: make([]*pb.PartitionHistory, len(parts))}
+	for i, p := range parts {
+		ph := &pb.PartitionHistory{Partition: p.Partition, HeadSeq: p.HeadSeq, HeadLink: p.HeadLink[:],
+			Events: uint64(p.Events), ErasedEvents: uint64(p.Erased), Contacts: uint64(p.Contacts)}
+		if b := p.Break; b != nil {
+			ph.FirstBreak = &pb.HistoryBreak{Seq: b.Seq, Reason: b.Reason}
+		}
+		out.Partitions[i] = ph
+	}
+	return out, nil
+}
+
+func (s *consentService) WriteBatch(ctx context.Context, req *pb.WriteBatchRequest) (*pb.WriteBatchResponse, error) {
+	writes := req.GetWrites()
+	if len(writes) > consent.MaxBatch {
+		return nil, toStatus(consent.Invalid("writes", "has %d writes, at most %d are allowed", len(writes), consent.MaxBatch))
+	}
+	// Each write is parsed as if sent alone, its bad input its own outcome,
+	// keyed in parallel (the keyed hash is most of a write's CPU).
+	parsed := make([]consent.Write, len(writes))
+	errs := make([]error, len(writes))
+	_ = inParts(len(writes), func(lo, hi int) error {
+		for i := lo; i < hi; i++ {
+			parsed[i], errs[i] = s.batchWrite(writes[i])
+		}
+		return nil
+	})
+	var (
+		ws  []consent.Write
+		idx []int
+	)
+	for i := range writes {
+		if errs[i] == nil {
+			ws, idx = append(ws, parsed[i]), append(idx, i)
+		}
+	}
+	toks := make([]consent.Token, len(writes))
+	if len(ws) > 0 {
+		applied, applyErrs, err := s.cfg.Store.ApplyBatch(ctx, ws)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		for j, i := range idx {
+			toks[i], errs[i] = applied[j], applyErrs[j]
+		}
+	}
+	out := &pb.WriteBatchResponse{Results: make([]*pb.WriteResult, len(writes))}
+	for i := range writes {
+		r := &pb.WriteResult{}
+		if errs[i] != nil {
+			st := status.Convert(toStatus(errs[i]))
+			r.Code, r.Message = uint32(st.Code()), st.Message()
+		} else {
+			r.Token = toks[i].String()
+		}
+		out.Results[i] = r
+	}
+	return out, nil
+}
+
+// batchWrite parses one write of a batch.
+func (s *Server) batchWrite(w *pb.BatchWrite) (consent.Write, error) {
+	switch w := w.GetWrite().(type) {
+	case *pb.BatchWrite_Grant:
+		return s.grantWrite(w.Grant)
+	case *pb.BatchWrite_Withdraw:
+		return s.withdrawWrite(w.Withdraw)
+	}
+	return consent.Write{}, consent.Invalid("write", "must be a grant or a withdraw")
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	bolterrors "go.etcd.io/bbolt/errors"
 
 	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/chain"
 )
 
 var (
@@ -23,6 +25,7 @@ var (
 	bucketRequests = []byte("requests") // key | request id → fingerprint | token
 	bucketMeta     = []byte("meta")
 	metaSeq        = []byte("seq")
+	metaHead       = []byte("head") // the chain link of event seq
 )
 
 // EmbeddedFile is the name of the database file inside the data directory.
@@ -32,6 +35,7 @@ const EmbeddedFile = "consent.db"
 // fsynced before it is acknowledged.
 type Embedded struct {
 	db       *bolt.DB
+	chain    *chain.Key
 	onChange func(consent.Key, consent.Token)
 
 	// Observers hear of writes in sequence order, so once a token has been
@@ -42,9 +46,10 @@ type Embedded struct {
 	notified uint64
 }
 
-// OpenEmbedded opens (creating if needed) the store in dir. Only one process
-// may hold it: a second one fails after a short wait instead of corrupting it.
-func OpenEmbedded(dir string) (*Embedded, error) {
+// OpenEmbedded opens (creating if needed) the store in dir, whose history
+// is chained with links sealed by ch. Only one process may hold it: a second
+// one fails after a short wait instead of corrupting it.
+func OpenEmbedded(dir string, ch *chain.Key) (*Embedded, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -56,7 +61,7 @@ func OpenEmbedded(dir string) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Embedded{db: db, onChange: func(consent.Key, consent.Token) {}}
+	s := &Embedded{db: db, chain: ch, onChange: func(consent.Key, consent.Token) {}}
 	s.next = sync.NewCond(&s.mu)
 	err = db.Update(func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketRecords, bucketEvents, bucketRequests, bucketMeta} {
@@ -142,82 +147,126 @@ func (s *Embedded) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []c
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
-	var applied []bool
+	var pl *batchPlan
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		// Update may run this again after a failed attempt: start afresh.
-		toks, errs, applied = make([]consent.Token, len(ws)), make([]error, len(ws)), make([]bool, len(ws))
-		for i := range ws {
-			var err error
-			toks[i], applied[i], err = applyTx(tx, &ws[i])
-			if errors.Is(err, consent.ErrInvalid) || errors.Is(err, consent.ErrSuppressed) {
-				errs[i] = err
-				continue
-			}
-			if err != nil {
-				return err
-			}
+		meta := tx.Bucket(bucketMeta)
+		var (
+			head uint64
+			link chain.Link
+		)
+		if v := meta.Get(metaSeq); len(v) == 8 {
+			head = binary.BigEndian.Uint64(v)
 		}
-		return nil
+		copy(link[:], meta.Get(metaHead))
+		var err error
+		if pl, err = planBatch(s.chain, 0, head, link, ws, boltReader{tx}); err != nil {
+			return err
+		}
+		return s.store(tx, pl)
 	})
 	if err != nil {
 		return nil, nil, err
 	}
 	for i := range ws {
-		if applied[i] {
-			s.notify(ws[i].Key, toks[i])
+		if pl.applied[i] {
+			s.notify(ws[i].Key, pl.toks[i])
 		}
 	}
-	return toks, errs, nil
+	return pl.toks, pl.errs, nil
 }
 
-// applyTx applies one write inside tx; applied is false for a replay.
-func applyTx(tx *bolt.Tx, w *consent.Write) (tok consent.Token, applied bool, err error) {
-	records, events, requests := tx.Bucket(bucketRecords), tx.Bucket(bucketEvents), tx.Bucket(bucketRequests)
-	reqKey := append(w.Key[:len(w.Key):len(w.Key)], w.Event.RequestID...)
-	if v := requests.Get(reqKey); v != nil && w.Event.RequestID != "" {
-		tok, err := checkReplay(v, w.Fingerprint)
-		return tok, false, err
+// boltReader reads what planning needs inside a transaction.
+type boltReader struct{ tx *bolt.Tx }
+
+func (r boltReader) record(key consent.Key) (consent.Record, uint64, error) {
+	rec, err := DecodeRecord(r.tx.Bucket(bucketRecords).Get(key[:]))
+	return rec, rec.Token.Seq, err
+}
+
+func (r boltReader) replay(w *consent.Write) (consent.Token, bool, error) {
+	v := r.tx.Bucket(bucketRequests).Get(boltRequestKey(w.Key, w.Event.RequestID))
+	if v == nil {
+		return consent.Token{}, false, nil
 	}
-	rec, err := DecodeRecord(records.Get(w.Key[:]))
-	if err != nil {
-		return tok, false, err
-	}
-	rec, err = consent.Apply(rec, w.Event)
-	if err != nil {
-		return tok, false, err
-	}
-	meta := tx.Bucket(bucketMeta)
-	seq := uint64(1)
-	if v := meta.Get(metaSeq); len(v) == 8 {
-		seq = binary.BigEndian.Uint64(v) + 1
-	}
-	tok = consent.Token{Seq: seq}
-	rec.Token = tok
-	ev := w.Event
-	ev.Token = tok
-	if ev.Kind == consent.EventErase {
-		if err := deletePrefix(events, w.Key[:]); err != nil {
-			return tok, false, err
+	tok, err := checkReplay(v, w.Fingerprint)
+	return tok, true, err
+}
+
+func (r boltReader) history(key consent.Key) ([]storedEvent, error) {
+	var out []storedEvent
+	c := r.tx.Bucket(bucketEvents).Cursor()
+	for k, v := c.Seek(key[:]); k != nil && bytes.HasPrefix(k, key[:]); k, v = c.Next() {
+		if len(k) == len(key)+8 {
+			out = append(out, storedEvent{seq: binary.BigEndian.Uint64(k[len(key):]), entry: v})
 		}
 	}
-	for _, put := range []struct {
-		b    *bolt.Bucket
-		k, v []byte
-	}{
-		{meta, metaSeq, binary.BigEndian.AppendUint64(nil, seq)},
-		{records, w.Key[:], EncodeRecord(nil, &rec)},
-		{events, binary.BigEndian.AppendUint64(w.Key[:len(w.Key):len(w.Key)], seq), EncodeEvent(nil, &ev)},
-	} {
-		if err := put.b.Put(put.k, put.v); err != nil {
-			return tok, false, err
+	return out, nil
+}
+
+// store writes a plan inside its transaction. Each bucket's puts go in key
+// order: contact keys are keyed hashes, random, and bbolt inserts in order
+// far faster than at random.
+func (s *Embedded) store(tx *bolt.Tx, pl *batchPlan) error {
+	records, events, requests, meta := tx.Bucket(bucketRecords), tx.Bucket(bucketEvents), tx.Bucket(bucketRequests), tx.Bucket(bucketMeta)
+	type kv struct{ k, v []byte }
+	var eventPuts []kv
+	erased := map[int]bool{}
+	for n, o := range pl.ops {
+		key := pl.contacts[o.contact].key
+		if o.erase {
+			// The stored history goes (its tombstones are in the entry);
+			// so do the entries of this batch before the erasure.
+			if !erased[o.contact] {
+				erased[o.contact] = true
+				if err := deletePrefix(events, key[:]); err != nil {
+					return err
+				}
+			}
+			kept := eventPuts[:0]
+			for _, p := range eventPuts {
+				if !bytes.HasPrefix(p.k, key[:]) {
+					kept = append(kept, p)
+				}
+			}
+			eventPuts = kept
+		}
+		eventPuts = append(eventPuts, kv{eventKey(key, pl.head+uint64(n)+1), o.entry})
+	}
+	recordPuts := make([]kv, 0, len(pl.contacts))
+	for _, pc := range pl.contacts {
+		if pc.changed {
+			recordPuts = append(recordPuts, kv{pc.key[:], EncodeRecord(nil, &pc.rec)})
 		}
 	}
-	if w.Event.RequestID != "" {
-		if err := requests.Put(reqKey, requestValue(w.Fingerprint, tok)); err != nil {
-			return tok, false, err
+	var requestPuts []kv
+	for _, r := range pl.requests {
+		if !r.replay {
+			requestPuts = append(requestPuts, kv{boltRequestKey(pl.contacts[r.contact].key, r.id), requestValue(r.fp, r.tok)})
 		}
 	}
-	return tok, true, nil
+	for _, puts := range []struct {
+		b  *bolt.Bucket
+		kv []kv
+	}{{events, eventPuts}, {records, recordPuts}, {requests, requestPuts}} {
+		slices.SortFunc(puts.kv, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
+		for _, p := range puts.kv {
+			if err := puts.b.Put(p.k, p.v); err != nil {
+				return err
+			}
+		}
+	}
+	if len(pl.ops) == 0 {
+		return nil
+	}
+	if err := meta.Put(metaSeq, binary.BigEndian.AppendUint64(nil, pl.head+uint64(len(pl.ops)))); err != nil {
+		return err
+	}
+	return meta.Put(metaHead, pl.link[:])
+}
+
+func boltRequestKey(key consent.Key, id string) []byte {
+	return append(key[:len(key):len(key)], id...)
 }
 
 // notify reports a committed write once every earlier one has been reported.
@@ -250,10 +299,11 @@ func (s *Embedded) Events(ctx context.Context, key consent.Key, after consent.To
 				more = true
 				return nil
 			}
-			e, err := DecodeEvent(v)
+			e, err := decodeStoredEvent(v)
 			if err != nil {
 				return err
 			}
+			e.Token = consent.Token{Seq: binary.BigEndian.Uint64(k[len(key):])}
 			out = append(out, e)
 		}
 		return nil
@@ -261,6 +311,11 @@ func (s *Embedded) Events(ctx context.Context, key consent.Key, after consent.To
 	return out, more, err
 }
 
+func eventKey(key consent.Key, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(key[:len(key):len(key)], seq)
+}
+
+// deletePrefix deletes every key of b that starts with prefix.
 func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 	c := b.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Seek(prefix) {
@@ -287,4 +342,88 @@ func checkReplay(v []byte, fp [32]byte) (consent.Token, error) {
 	d := decoder{b: v[len(fp):]}
 	tok := d.token()
 	return tok, d.finish()
+}
+
+// VerifyHistory walks the chain of the store's one partition and checks
+// every record against its history, in one read transaction.
+func (s *Embedded) VerifyHistory(ctx context.Context) ([]consent.PartitionHistory, error) {
+	var rep consent.PartitionHistory
+	err := s.db.View(func(tx *bolt.Tx) error {
+		w := s.chain.Walk(0)
+		meta, records := tx.Bucket(bucketMeta), tx.Bucket(bucketRecords)
+		if v := meta.Get(metaSeq); len(v) == 8 {
+			rep.HeadSeq = binary.BigEndian.Uint64(v)
+		}
+		copy(rep.HeadLink[:], meta.Get(metaHead))
+		// Events are keyed contact | seq: a contact's history is one run,
+		// oldest first.
+		var (
+			contact consent.Key
+			history []storedEvent
+		)
+		check := func() error {
+			if len(history) == 0 {
+				return nil
+			}
+			rep.Contacts++
+			if rep.Contacts%1024 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			var rec *consent.Record
+			if v := records.Get(contact[:]); v != nil {
+				r, err := DecodeRecord(v)
+				if err != nil {
+					w.Problem(history[len(history)-1].seq, "a contact's record is corrupt")
+					history = history[:0]
+					return nil
+				}
+				rec = &r
+			}
+			checkContact(w, rep.HeadSeq, contact, rec, history)
+			history = history[:0]
+			return nil
+		}
+		c := tx.Bucket(bucketEvents).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if len(k) != len(contact)+8 {
+				w.Problem(0, "an event is stored under a malformed key")
+				continue
+			}
+			if !bytes.Equal(k[:len(contact)], contact[:]) {
+				if err := check(); err != nil {
+					return err
+				}
+				copy(contact[:], k)
+			}
+			history = append(history, storedEvent{seq: binary.BigEndian.Uint64(k[len(contact):]), entry: v})
+		}
+		if err := check(); err != nil {
+			return err
+		}
+		// A record without any history was not written by consentd.
+		events := tx.Bucket(bucketEvents).Cursor()
+		err := records.ForEach(func(k, v []byte) error {
+			if ek, _ := events.Seek(k); ek != nil && bytes.HasPrefix(ek, k) {
+				return nil
+			}
+			var key consent.Key
+			copy(key[:], k)
+			rec, err := DecodeRecord(v)
+			if err != nil {
+				w.Problem(0, "a contact's record is corrupt")
+				return nil
+			}
+			checkContact(w, rep.HeadSeq, key, &rec, nil)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		finish(&rep, w)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return []consent.PartitionHistory{rep}, nil
 }

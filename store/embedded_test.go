@@ -21,7 +21,7 @@ import (
 
 func openEmbedded(t *testing.T, dir string) *store.Embedded {
 	t.Helper()
-	s, err := store.OpenEmbedded(dir)
+	s, err := store.OpenEmbedded(dir, storetest.ChainKey())
 	if err != nil {
 		t.Fatalf("OpenEmbedded(%s): %v", dir, err)
 	}
@@ -81,7 +81,7 @@ func stateOf(t *testing.T, s *store.Embedded) state {
 func TestEmbeddedReopen(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	s, err := store.OpenEmbedded(dir)
+	s, err := store.OpenEmbedded(dir, storetest.ChainKey())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func TestEmbeddedInUse(t *testing.T) {
 	dir := t.TempDir()
 	openEmbedded(t, dir)
 	start := time.Now()
-	s, err := store.OpenEmbedded(dir)
+	s, err := store.OpenEmbedded(dir, storetest.ChainKey())
 	if err == nil {
 		s.Close()
 		t.Fatal("second OpenEmbedded of an open store succeeded")

@@ -16,17 +16,19 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/chain"
 )
 
 // Redis layout. Every key of a contact carries its partition's hash tag, so
 // one script touches one slot and the same code runs on Redis Cluster:
 //
 //	{p}:s            partition sequence (INCR)
+//	{p}:c            partition chain head: the link (package chain) of event {p}:s
 //	{p}:f            change stream: one entry "<seq>-0" {k: contact key} per write
 //	{p}:g            partition generation: a random id; a new one means the
 //	                 data was lost (restart without persistence)
 //	{p}:r:<key>      record: "<seq>:" + EncodeRecord(record without token)
-//	{p}:h:<key>      history list: "<seq>:" + EncodeEvent(event without token)
+//	{p}:h:<key>      history list: "<seq>:" + chain entry of EncodeEvent(event without token)
 //	{p}:q:<key><id>  request id: fingerprint + "<seq>", expiring
 //	consentd:partitions    the deployment's partition count
 //	consentd:secret-check  a value derived from the contact-key secret
@@ -55,6 +57,9 @@ type RedisConfig struct {
 	// FeedMaxLen caps each change stream (approximately); a sidecar that
 	// falls further behind than this flushes its cache.
 	FeedMaxLen int64
+	// Chain seals the history's links (required): every sidecar derives it
+	// from the same secret.
+	Chain *chain.Key
 }
 
 func (c *RedisConfig) defaults() {
@@ -77,12 +82,19 @@ type Redis struct {
 	rdb      redis.UniversalClient
 	cfg      RedisConfig
 	onChange func(consent.Key, consent.Token)
+	// writing serialises this process's writes to each partition: each
+	// extends the partition's chain, so concurrent ones would only make each
+	// other retry. Other sidecars' writes are caught by the script's check.
+	writing []sync.Mutex
 }
 
 // OpenRedis checks the deployment's partition count and returns the store.
 // The client is the caller's: Close does not close it.
 func OpenRedis(ctx context.Context, rdb redis.UniversalClient, cfg RedisConfig) (*Redis, error) {
 	cfg.defaults()
+	if cfg.Chain == nil {
+		return nil, errors.New("store: redis: no chain key")
+	}
 	for _, setting := range []struct {
 		key, want, what string
 	}{
@@ -100,7 +112,7 @@ func OpenRedis(ctx context.Context, rdb redis.UniversalClient, cfg RedisConfig) 
 			return nil, fmt.Errorf("store: this sidecar's %s differs from the one the deployment in Redis uses (%s): every sidecar must be configured alike", setting.what, setting.key)
 		}
 	}
-	return &Redis{rdb: rdb, cfg: cfg, onChange: func(consent.Key, consent.Token) {}}, nil
+	return &Redis{rdb: rdb, cfg: cfg, onChange: func(consent.Key, consent.Token) {}, writing: make([]sync.Mutex, cfg.Partitions)}, nil
 }
 
 // Partitions returns the deployment's partition count.
@@ -130,6 +142,7 @@ func requestKey(p uint32, k consent.Key, id string) string {
 	return tag(p) + ":q:" + string(k[:]) + id
 }
 func seqKey(p uint32) string  { return tag(p) + ":s" }
+func headKey(p uint32) string { return tag(p) + ":c" }
 func feedKey(p uint32) string { return tag(p) + ":f" }
 func genKey(p uint32) string  { return tag(p) + ":g" }
 
@@ -213,139 +226,6 @@ func splitSeq(v []byte) (uint64, []byte, error) {
 	return seq, v[i+1:], nil
 }
 
-// applyScript is the atomic write: request id, compare-and-set on the
-// record's sequence, sequence bump, then the change-feed entry before any
-// other mutation (a script that fails midway is not rolled back, and XADD
-// is the command that can refuse), the record, the history, the request id.
-// A replay refreshes the request id, a write, so that a WAIT after it covers
-// the original write too.
-var applyScript = redis.NewScript(`
--- KEYS: record, history, seq, feed, request
--- ARGV: expected seq, record, event, fingerprint, request ttl (0: none), erase, contact key, feed maxlen
-if ARGV[5] ~= '0' then
-  local r = redis.call('GET', KEYS[5])
-  if r then
-    redis.call('PEXPIRE', KEYS[5], ARGV[5])
-    return {'replay', r}
-  end
-end
-local cur = redis.call('GET', KEYS[1])
-local curseq = '0'
-if cur then curseq = string.match(cur, '^(%d+):') end
-if curseq ~= ARGV[1] then return {'conflict'} end
-local seq = string.format('%d', redis.call('INCR', KEYS[3]))
-local added = redis.pcall('XADD', KEYS[4], 'MAXLEN', '~', ARGV[8], seq .. '-0', 'k', ARGV[7])
-if type(added) == 'table' and added.err then
-  return {'error', added.err}
-end
-redis.call('SET', KEYS[1], seq .. ':' .. ARGV[2])
-if ARGV[6] == '1' then redis.call('DEL', KEYS[2]) end
-redis.call('RPUSH', KEYS[2], seq .. ':' .. ARGV[3])
-if ARGV[5] ~= '0' then
-  redis.call('SET', KEYS[5], ARGV[4] .. seq, 'PX', ARGV[5])
-end
-return {'ok', seq}
-`)
-
-// Apply folds w into the contact's record with consent.Apply and writes the
-// result atomically, retrying when another sidecar wrote the same contact
-// in between. A request id seen before returns the first token, after the
-// same replication wait as a first write.
-func (s *Redis) Apply(ctx context.Context, w consent.Write) (consent.Token, error) {
-	if err := ctx.Err(); err != nil {
-		return consent.Token{}, err
-	}
-	p := w.Key.Partition(s.cfg.Partitions)
-	keys := []string{recordKey(p, w.Key), historyKey(p, w.Key), seqKey(p), feedKey(p), requestKey(p, w.Key, w.Event.RequestID)}
-	ttl := "0"
-	if w.Event.RequestID != "" {
-		ttl = strconv.FormatInt(s.cfg.RequestTTL.Milliseconds(), 10)
-	}
-	erase := "0"
-	if w.Event.Kind == consent.EventErase {
-		erase = "1"
-	}
-	ev := w.Event
-	ev.Token = consent.Token{}
-	event := EncodeEvent(nil, &ev)
-	for attempt := 0; attempt < 64; attempt++ {
-		tok, err := s.attempt(ctx, w, p, keys, ttl, erase, event)
-		if errors.Is(err, errConflict) {
-			continue
-		}
-		if err != nil {
-			return consent.Token{}, err
-		}
-		// Also on a replay: the first attempt may have failed after it was
-		// applied, before this sidecar dropped its cached copy.
-		s.onChange(w.Key, tok)
-		return tok, nil
-	}
-	return consent.Token{}, fmt.Errorf("%w: too many concurrent writes to one contact", consent.ErrUnavailable)
-}
-
-var errConflict = errors.New("store: redis: record changed concurrently")
-
-// attempt makes one try at a write: errConflict means another sidecar wrote
-// the contact in between.
-func (s *Redis) attempt(ctx context.Context, w consent.Write, p uint32, keys []string, ttl, erase string, event []byte) (consent.Token, error) {
-	// A replay must answer with the first outcome, even where the rules
-	// would now refuse the write (a grant replayed after an erasure).
-	if w.Event.RequestID != "" {
-		v, err := s.rdb.Get(ctx, keys[4]).Bytes()
-		if err == nil {
-			tok, err := replayed(p, v, w.Fingerprint)
-			if err != nil {
-				return tok, err
-			}
-			return s.replicated(ctx, keys[0], func(c redis.Cmdable) (consent.Token, error) {
-				return tok, c.PExpire(ctx, keys[4], s.cfg.RequestTTL).Err()
-			})
-		}
-		if !errors.Is(err, redis.Nil) {
-			return consent.Token{}, redisErr(err)
-		}
-	}
-	var (
-		rec consent.Record
-		seq uint64
-	)
-	v, err := s.rdb.Get(ctx, keys[0]).Bytes()
-	switch {
-	case err == nil:
-		if rec, seq, err = decodeStoredRecord(p, v); err != nil {
-			return consent.Token{}, err
-		}
-	case !errors.Is(err, redis.Nil):
-		return consent.Token{}, redisErr(err)
-	}
-	next, err := consent.Apply(rec, w.Event)
-	if err != nil {
-		return consent.Token{}, err
-	}
-	next.Token = consent.Token{}
-	return s.replicated(ctx, keys[0], func(c redis.Cmdable) (consent.Token, error) {
-		res, err := applyScript.Run(ctx, c.(redis.Scripter), keys, strconv.FormatUint(seq, 10), EncodeRecord(nil, &next),
-			event, w.Fingerprint[:], ttl, erase, w.Key[:], s.cfg.FeedMaxLen).Slice()
-		if err != nil {
-			return consent.Token{}, err
-		}
-		switch res[0] {
-		case "conflict":
-			return consent.Token{}, errConflict
-		case "replay":
-			return replayed(p, []byte(res[1].(string)), w.Fingerprint)
-		case "ok":
-			n, err := strconv.ParseUint(res[1].(string), 10, 64)
-			if err != nil {
-				return consent.Token{}, errCorrupt
-			}
-			return consent.Token{Partition: p, Seq: n}, nil
-		}
-		return consent.Token{}, fmt.Errorf("store: redis: write refused: %v", res)
-	})
-}
-
 // replicated runs write and, when replicas are asked for, WAITs on the same
 // connection: WAIT counts only the writes of its own connection.
 func (s *Redis) replicated(ctx context.Context, redisKey string, write func(redis.Cmdable) (consent.Token, error)) (consent.Token, error) {
@@ -427,7 +307,7 @@ func (s *Redis) Events(ctx context.Context, key consent.Key, after consent.Token
 		if len(out) == limit {
 			return out, true, nil
 		}
-		e, err := DecodeEvent(rest)
+		e, err := decodeStoredEvent(rest)
 		if err != nil {
 			return nil, false, err
 		}

@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -55,6 +56,12 @@ type config struct {
 	propagations int
 	cpuprofile   string
 	memprofile   string
+	// scenarios are the groups to run: "store" (every scenario on every
+	// store) and "entitlement" (warm Check with and without entitlements,
+	// on the embedded store).
+	scenarios         []string
+	entitlementRate   float64
+	entitlementRounds int
 
 	contacts *bench.Contacts // set once the population exists
 	names    []string        // the population's contacts, in order
@@ -87,6 +94,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.propagations, "propagations", 1000, "withdrawals timed from sidecar A's acknowledgement to sidecar B's first DENY")
 	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of every consentd the run starts into this directory, one file per sidecar")
 	fs.StringVar(&c.memprofile, "memprofile", "", "write a heap profile of every consentd the run starts, as it stops, into this directory")
+	scenarios := fs.String("scenarios", "store,entitlement", "scenario groups to run: store (Check warm and cold, maximum rate, direct Redis, propagation, audience on every store), entitlement (warm Check over TCP on the embedded store without caller identity and with --tokens and --policy)")
+	fs.Float64Var(&c.entitlementRate, "entitlement-rate", 2000, "offered rate (per second) of the entitlement scenarios")
+	fs.IntVar(&c.entitlementRounds, "entitlement-rounds", 10, "turns the entitlement scenarios take, each measuring every scenario for -duration / rounds")
 	smoke := fs.Bool("smoke", false, "a short run of every scenario on a tiny population (for CI: checks the harness works, judges nothing)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -97,6 +107,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if *smoke {
 		c.pop.Contacts, *rates, c.duration, c.warmup, c.pause = 2000, "200", 500*time.Millisecond, 100*time.Millisecond, 0
 		c.probeTime, c.search.Steps, c.propagations = 300*time.Millisecond, 0, 20
+		c.entitlementRate, c.entitlementRounds = 200, 2
 	}
 	c.search.Start, c.search.Ceiling = 1000, 64000
 	if *smoke {
@@ -116,6 +127,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.stores, err = list("stores", *stores, "embedded", "redis"); err != nil {
 		return c, err
 	}
+	if c.scenarios, err = list("scenarios", *scenarios, "store", "entitlement"); err != nil {
+		return c, err
+	}
 	for _, p := range strings.Split(*procs, ",") {
 		v, err := strconv.Atoi(strings.TrimSpace(p))
 		if err != nil || v < 0 {
@@ -132,6 +146,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-propagations: must be positive")
 	case c.search.Limit <= 0 || c.probeTime <= 0:
 		return c, errors.New("-max-p99 and -probe-duration: must be positive")
+	case !(c.entitlementRate > 0):
+		return c, errors.New("-entitlement-rate: must be positive")
+	case c.entitlementRounds <= 0 || c.duration/time.Duration(c.entitlementRounds) <= 0:
+		return c, errors.New("-entitlement-rounds: must be positive, and at most -duration in nanoseconds")
 	}
 	return c, nil
 }
@@ -199,7 +217,16 @@ func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
 
 	r := &runner{config: c, dir: dir, stderr: stderr}
 	var notes []string
+	if c.runs("entitlement") && !slices.Contains(c.stores, "embedded") {
+		note := "entitlement scenarios skipped: they run on the embedded store, which -stores leaves out"
+		fmt.Fprintln(stderr, note)
+		notes = append(notes, note)
+	}
 	for _, kind := range c.stores {
+		entitlement := c.runs("entitlement") && kind == "embedded"
+		if !c.runs("store") && !entitlement {
+			continue // nothing selected runs on this store: do not load it
+		}
 		st, err := r.prepare(ctx, kind)
 		if errors.Is(err, errNoRedis) {
 			note := "Redis scenarios skipped: " + err.Error()
@@ -210,7 +237,12 @@ func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		err = r.storeScenarios(ctx, st)
+		if c.runs("store") {
+			err = r.storeScenarios(ctx, st)
+		}
+		if err == nil && entitlement {
+			err = r.entitlement(ctx, st)
+		}
 		st.close()
 		if err != nil {
 			return err
@@ -230,6 +262,7 @@ func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		"warmup":      c.warmup.String(),
 		"when":        time.Now().UTC().Format(time.RFC3339),
 		"notes":       strings.Join(notes, "; "),
+		"scenarios":   strings.Join(c.scenarios, ","),
 	}
 	files := map[string]func(io.Writer) error{
 		"results.md":   func(w io.Writer) error { return writeReport(w, r.rows, notes) },
@@ -246,6 +279,9 @@ func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "wrote results.md, results.json and %d plots into %s\n", len(files)-2, c.out)
 	return writeReport(stdout, r.rows, notes)
 }
+
+// runs reports whether the scenario group name was selected.
+func (c config) runs(name string) bool { return slices.Contains(c.scenarios, name) }
 
 func writeReport(w io.Writer, rows []bench.Row, notes []string) error {
 	for _, n := range notes {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ type runner struct {
 // storeEnv is a loaded store consentd can be started on.
 type storeEnv struct {
 	kind   string   // "embedded" or "redis"
+	data   string   // the embedded store's directory; "" for Redis
 	args   []string // consentd's store flags
 	direct bench.Op // the sender's own read of the record, without consentd (Redis only)
 	close  func()
@@ -52,7 +54,7 @@ func (r *runner) prepare(ctx context.Context, kind string) (*storeEnv, error) {
 		if err != nil {
 			return nil, fmt.Errorf("loading population: %w", err)
 		}
-		return &storeEnv{kind: kind, args: []string{"--data-dir", data}, close: func() {}}, nil
+		return &storeEnv{kind: kind, data: data, args: []string{"--data-dir", data}, close: func() {}}, nil
 	}
 	env := &storeEnv{kind: kind, close: func() {}}
 	url := r.redisURL
@@ -99,7 +101,7 @@ func (r *runner) prepare(ctx context.Context, kind string) (*storeEnv, error) {
 		env.close()
 		return nil, fmt.Errorf("loading population: %w", err)
 	}
-	keys, err := keyer(secret)
+	keys, _, err := keyer(secret)
 	if err != nil {
 		env.close()
 		return nil, err
@@ -118,6 +120,11 @@ type setup struct {
 	transport string
 	warm      bool // the cache on and filled with the whole population first
 	procs     int  // GOMAXPROCS; 0 for Go's default
+	// label, when set, tells this setup's sidecar from others with the same
+	// settings in its name (its profiles' files).
+	label string
+	args  []string // more consentd flags (--tokens, --policy)
+	token string   // the load's bearer token; "" for none
 }
 
 func (s setup) cacheName() string {
@@ -151,7 +158,7 @@ func (r *runner) storeScenarios(ctx context.Context, st *storeEnv) error {
 			if st.kind == "redis" && procs != first {
 				continue // the budget is the sidecar's own work: measured on the embedded store
 			}
-			err := r.block(ctx, st, setup{tr, true, procs}, func(s *session) error {
+			err := r.block(ctx, st, setup{transport: tr, warm: true, procs: procs}, func(s *session) error {
 				if err := r.ladder(ctx, s, "check-warm", "floor-warm", bench.CheckOp(s.client, r.contacts, "email_marketing")); err != nil {
 					return err
 				}
@@ -165,7 +172,7 @@ func (r *runner) storeScenarios(ctx context.Context, st *storeEnv) error {
 			}
 		}
 		// Check with the cache off: every answer read from the store.
-		err := r.block(ctx, st, setup{tr, false, first}, func(s *session) error {
+		err := r.block(ctx, st, setup{transport: tr, warm: false, procs: first}, func(s *session) error {
 			return r.ladder(ctx, s, "check-cold", "floor-cold", bench.CheckOp(s.client, r.contacts, "email_marketing"))
 		})
 		if err != nil {
@@ -186,7 +193,7 @@ func (r *runner) storeScenarios(ctx context.Context, st *storeEnv) error {
 	}
 	for _, tr := range r.transports {
 		for _, warm := range []bool{true, false} {
-			if err := r.block(ctx, st, setup{tr, warm, first}, r.audience); err != nil {
+			if err := r.block(ctx, st, setup{transport: tr, warm: warm, procs: first}, r.audience); err != nil {
 				return err
 			}
 		}
@@ -207,6 +214,9 @@ func (r *runner) block(ctx context.Context, st *storeEnv, su setup, fn func(*ses
 		env = append(env, "GOMAXPROCS="+strconv.Itoa(su.procs))
 	}
 	name := fmt.Sprintf("%s-%s-%s-procs%d", st.kind, su.transport, su.cacheName(), su.procs)
+	if su.label != "" {
+		name += "-" + su.label
+	}
 	if r.cpuprofile != "" {
 		env = append(env, cpuProfileEnv+"="+uniquePath(r.cpuprofile, name, ".cpu.pprof"))
 	}
@@ -217,7 +227,7 @@ func (r *runner) block(ctx context.Context, st *storeEnv, su setup, fn func(*ses
 	if su.transport == "unix" {
 		listen = "unix:" + filepath.Join(r.dir, "consentd.sock")
 	}
-	sc, err := startSidecar(ctx, r.stderr, env, append(st.args, "--listen", listen, "--cache-bytes", cache)...)
+	sc, err := startSidecar(ctx, r.stderr, env, slices.Concat(st.args, []string{"--listen", listen, "--cache-bytes", cache}, su.args)...)
 	if err != nil {
 		return err
 	}
@@ -225,7 +235,7 @@ func (r *runner) block(ctx context.Context, st *storeEnv, su setup, fn func(*ses
 	if su.transport == "unix" {
 		target = listen
 	}
-	cl, err := client.New(target)
+	cl, err := client.New(target, su.clientOptions()...)
 	if err != nil {
 		sc.stop()
 		return err
@@ -256,7 +266,7 @@ func (r *runner) block(ctx context.Context, st *storeEnv, su setup, fn func(*ses
 		ratio := float64(stats.hits) / float64(lookups)
 		for i := range s.rows {
 			if strings.HasPrefix(s.rows[i].Scenario, "check-") && strings.Contains(s.rows[i].Scenario, "@") && !s.rows[i].Probe {
-				s.rows[i].Extra = map[string]float64{"hit_ratio": ratio}
+				extra(&s.rows[i])["hit_ratio"] = ratio
 			}
 		}
 	}
@@ -389,7 +399,9 @@ func (r *runner) propagation(ctx context.Context, st *storeEnv) error {
 
 // setBudgets adds what the targets need beyond a ratio: for Check
 // cold on Redis, the budget floor p99 + direct-Redis p99 + 100 µs at the same
-// rate; for the maximum rates, Check's as a share of the floor's.
+// rate; for the maximum rates, Check's as a share of the floor's; for Check
+// with entitlements, its p50 and p99 as shares of Check's without identity
+// at the same rate.
 func setBudgets(rows []bench.Row) {
 	find := func(like bench.Row, scenario string) *bench.Row {
 		for i := range rows {
@@ -410,6 +422,13 @@ func setBudgets(rows []bench.Row) {
 				budget := floor.Result.P99() + direct.Result.P99() + 100*time.Microsecond
 				extra(row)["budget_p99_us"] = float64(budget) / float64(time.Microsecond)
 			}
+		case name == entitledCheck:
+			plain := find(*row, plainCheck+"@"+at)
+			if plain == nil || row.Result == nil || plain.Result == nil || plain.Result.P50() <= 0 || plain.Result.P99() <= 0 {
+				break
+			}
+			extra(row)["p50_vs_plain"] = float64(row.Result.P50()) / float64(plain.Result.P50())
+			extra(row)["p99_vs_plain"] = float64(row.Result.P99()) / float64(plain.Result.P99())
 		case name == "check-warm-max":
 			if floor := find(*row, "floor-warm-max"); floor != nil && floor.Extra["max_rps"] > 0 {
 				extra(row)["max_rps_vs_floor"] = row.Extra["max_rps"] / floor.Extra["max_rps"]

@@ -2,16 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 
+	consent "github.com/consentd/consentd"
 	"github.com/consentd/consentd/bench"
+	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/policy"
 )
 
 // result is a Result at rate whose every request took d.
@@ -35,6 +41,9 @@ func TestSetBudgets(t *testing.T) {
 		{Scenario: "check-warm-max", Transport: "tcp", Store: "embedded", Procs: 1, Extra: map[string]float64{"max_rps": 6000}},
 		{Scenario: "floor-warm-max", Transport: "tcp", Store: "embedded", Procs: 1, Extra: map[string]float64{"max_rps": 8000}},
 		{Scenario: "floor-warm-max", Transport: "tcp", Store: "embedded", Extra: map[string]float64{"max_rps": 12000}},
+		{Scenario: "check-warm-plain@2000/s", Transport: "tcp", Store: "embedded", Result: result(2000, 400*us)},
+		{Scenario: "check-warm-entitled@2000/s", Transport: "tcp", Store: "embedded", Result: result(2000, 500*us)},
+		{Scenario: "check-warm-entitled@1000/s", Transport: "tcp", Store: "embedded", Result: result(1000, 500*us)}, // no plain row at 1000/s
 	}
 	setBudgets(rows)
 	got := map[string]map[string]float64{}
@@ -50,6 +59,8 @@ func TestSetBudgets(t *testing.T) {
 		"check-warm-max tcp embedded procs=1": {"max_rps": 6000, "max_rps_vs_floor": 0.75},
 		"floor-warm-max tcp embedded procs=1": {"max_rps": 8000},
 		"floor-warm-max tcp embedded procs=0": {"max_rps": 12000},
+		// Against Check without identity at the same rate.
+		"check-warm-entitled@2000/s tcp embedded procs=0": {"p50_vs_plain": 1.25, "p99_vs_plain": 1.25},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("extras (-want +got):\n%s", diff)
@@ -97,6 +108,10 @@ func TestParseFlags(t *testing.T) {
 		{"bad core count", []string{"--gomaxprocs", "0,-1"}, false},
 		{"no contacts", []string{"--contacts", "0"}, false},
 		{"stray argument", []string{"extra"}, false},
+		{"entitlement only", []string{"--scenarios", "entitlement", "--stores", "embedded"}, true},
+		{"bad scenario group", []string{"--scenarios", "store,ladder"}, false},
+		{"zero entitlement rate", []string{"--entitlement-rate", "0"}, false},
+		{"no entitlement rounds", []string{"--entitlement-rounds", "0"}, false},
 	} {
 		_, err := parseFlags(tc.args, io.Discard)
 		if (err == nil) != tc.ok {
@@ -104,7 +119,95 @@ func TestParseFlags(t *testing.T) {
 		}
 	}
 	c, err := parseFlags([]string{"--smoke"}, io.Discard)
-	if err != nil || c.pop.Contacts != 2000 || c.search.Ceiling != 2000 || c.pause != 0 {
-		t.Errorf("--smoke gave %d contacts, ceiling %v, pause %v (err %v); want a tiny, quick run", c.pop.Contacts, c.search.Ceiling, c.pause, err)
+	if err != nil || c.pop.Contacts != 2000 || c.search.Ceiling != 2000 || c.pause != 0 || c.entitlementRate != 200 || c.entitlementRounds != 2 {
+		t.Errorf("--smoke gave %d contacts, ceiling %v, pause %v, entitlement rate %v in %d rounds (err %v); want a tiny, quick run",
+			c.pop.Contacts, c.search.Ceiling, c.pause, c.entitlementRate, c.entitlementRounds, err)
+	}
+	// The smoke run, and a default one, cover every scenario group.
+	if want := []string{"store", "entitlement"}; !slices.Equal(c.scenarios, want) {
+		t.Errorf("--smoke runs %q, want %q", c.scenarios, want)
+	}
+}
+
+// TestEntitlementFiles: the files the entitlement scenario starts consentd
+// with are ones consentd accepts, and they let the load's token Check the
+// purpose measured and fill the cache, and nothing the scenario does not
+// need.
+func TestEntitlementFiles(t *testing.T) {
+	tokensFile, policyFile, token, err := entitlementFiles(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := identity.LoadTokens(tokensFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caller, ok := tokens.Lookup(token)
+	if !ok || caller != benchCaller {
+		t.Fatalf("the load's token names %q (found %v), want %q", caller, ok, benchCaller)
+	}
+	if got, want := tokens.Len(), policyCallers+1; got != want {
+		t.Errorf("%d tokens, want %d", got, want)
+	}
+	var names []string
+	for _, p := range consent.DefaultPurposes() {
+		names = append(names, p.Name)
+	}
+	b, err := os.ReadFile(policyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Parse(b, names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		rpc, purpose string
+		want         bool
+	}{
+		{"Check", "email_marketing", true},
+		{"FilterAudience", "ad_retargeting", true},
+		{"Check", "sales_outreach", false},
+		{"Grant", "email_marketing", false},
+	} {
+		if got := pol.AllowRPC(caller, tc.rpc) && pol.AllowPurpose(caller, tc.purpose); got != tc.want {
+			t.Errorf("%s may %s on %s: %v, want %v", caller, tc.rpc, tc.purpose, got, tc.want)
+		}
+	}
+}
+
+// TestInterleave: the arms take turns, in order and then reversed, and each
+// arm's row holds all its slices at the rate offered, not their sum.
+func TestInterleave(t *testing.T) {
+	const rounds, rate = 4, 1000.0
+	r := &runner{config: config{entitlementRounds: rounds, duration: 40 * time.Millisecond, workers: 4}, stderr: io.Discard}
+	s := &session{setup: setup{transport: "tcp"}, store: &storeEnv{kind: "embedded"}}
+	var mu sync.Mutex
+	var ran []string // the arm of every request, in the order they started
+	op := func(name string) bench.Op {
+		return func(context.Context, int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			ran = append(ran, name)
+			return nil
+		}
+	}
+	if err := r.interleave(context.Background(), rate, []arm{{s, "a", "", op("a")}, {s, "b", "a", op("b")}}); err != nil {
+		t.Fatal(err)
+	}
+	// a b | b a | a b | b a, with the turns' requests run together.
+	if got, want := slices.Compact(ran), []string{"a", "b", "a", "b", "a"}; !slices.Equal(got, want) {
+		t.Errorf("turns %q, want %q", got, want)
+	}
+	var got []string
+	for _, row := range s.rows {
+		got = append(got, fmt.Sprintf("%s baseline=%q offered=%g count=%d rounds=%g", row.Scenario, row.Baseline, row.Result.Offered, row.Result.Count, row.Extra["rounds"]))
+	}
+	want := []string{
+		`a baseline="" offered=1000 count=40 rounds=4`,
+		`b baseline="a" offered=1000 count=40 rounds=4`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
 	}
 }

@@ -52,7 +52,9 @@ func plots(rows []bench.Row) map[string]func(io.Writer) error {
 			if r.Procs > 0 {
 				name += " GOMAXPROCS=" + strconv.Itoa(r.Procs)
 			}
-			floor := family == "floor-warm" && r.Procs == 0
+			// The floors of the entitlement scenarios (floor-warm-plain,
+			// -entitled) are floors too.
+			floor := strings.HasPrefix(family, "floor-warm") && r.Procs == 0
 			if !r.Probe && at == fmt.Sprintf("%g/s", rate) {
 				lines = append(lines, plot.Line{Name: name, Floor: floor, Result: r.Result})
 			}

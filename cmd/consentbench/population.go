@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/chain"
 	"github.com/consentd/consentd/contactkey"
 	"github.com/consentd/consentd/store"
 )
@@ -71,23 +72,30 @@ func (p population) each(keys *contactkey.Keyer, fn func(w consent.Write) error,
 	return nil
 }
 
-func keyer(secretPath string) (*contactkey.Keyer, error) {
+// keyer returns the contact keys and history chain key a sidecar with the
+// secret in secretPath uses.
+func keyer(secretPath string) (*contactkey.Keyer, *chain.Key, error) {
 	secret, err := contactkey.LoadOrCreateSecret(secretPath)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return contactkey.New(secret)
+	keys, err := contactkey.New(secret)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, err := chain.NewKey(secret)
+	return keys, ch, err
 }
 
 // loadEmbedded writes the population straight into a new embedded store in
 // dir (with its secret), in large batches: what takes a sidecar hours one
 // fsynced RPC at a time takes seconds in one transaction per batch.
 func loadEmbedded(ctx context.Context, dir string, p population, progress func(done int)) error {
-	keys, err := keyer(filepath.Join(dir, "secret"))
+	keys, ch, err := keyer(filepath.Join(dir, "secret"))
 	if err != nil {
 		return err
 	}
-	st, err := store.OpenEmbedded(dir)
+	st, err := store.OpenEmbedded(dir, ch)
 	if err != nil {
 		return err
 	}
@@ -120,11 +128,11 @@ func loadEmbedded(ctx context.Context, dir string, p population, progress func(d
 // loadRedis writes the population through the Redis store, many writes in
 // flight at once.
 func loadRedis(ctx context.Context, rdb redis.UniversalClient, secretPath string, partitions uint32, p population, progress func(done int)) error {
-	keys, err := keyer(secretPath)
+	keys, ch, err := keyer(secretPath)
 	if err != nil {
 		return err
 	}
-	st, err := store.OpenRedis(ctx, rdb, store.RedisConfig{Partitions: partitions, SecretCheck: keys.Check()})
+	st, err := store.OpenRedis(ctx, rdb, store.RedisConfig{Partitions: partitions, SecretCheck: keys.Check(), Chain: ch})
 	if err != nil {
 		return err
 	}

@@ -60,6 +60,47 @@ access request).`,
 			summary: "the purposes consentd knows, with their rules",
 			about:   `List the purpose registry: each purpose's re-confirmation window, whether an unconfirmed third-party yes may be used, and its retention.`,
 		},
+		{
+			name: "verify", min: 0, max: 0, setup: setupVerify, opts: "[--heads]",
+			summary: "check the tamper-evident history: exit 0 intact, 1 tampered, 2 error",
+			about: `Have consentd walk its whole history: every partition's hash chain (each
+event carries the keyed hash of the one before it), every record against its
+history, and the signed erasure markers that account for erased events. It
+prints the first break of each tampered partition and exits 1 if there is
+one, 0 when the history is intact, 2 on an error. --heads prints each
+partition's newest event and its link: keep them elsewhere, and a later run
+that shows an older head reveals a rollback. It reads the whole store: give
+a large one a longer --timeout.`,
+		},
+		{
+			name: "access", opts: "--policy FILE [--purposes FILE] [--caller NAME]", min: 0, max: 0, setup: setupAccess, local: true,
+			summary: "who may do what: the callers of a policy file, their RPCs, purposes and rate",
+			about: `Read a policy file as consentd's --policy does (a file consentd would refuse
+is refused with the same error) and list each caller with the RPCs and
+purposes it may use and its rate limit. Reads files only; talks to no
+consentd.`,
+		},
+		{
+			name: "dev-certs", args: "DIR", opts: "[--client NAME]...", min: 1, max: 1, setup: setupDevCerts, local: true,
+			summary: "make a development CA, a localhost server certificate and client certificates",
+			about: `Make, in DIR, a CA (ca.pem, ca-key.pem), a server certificate for localhost,
+127.0.0.1 and ::1 (server.pem, server-key.pem) and, for each --client NAME, a
+client certificate (NAME.pem, NAME-key.pem) whose SPIFFE URI SAN
+spiffe://` + trustDomain + `/NAME is the caller name consentd sees (and a policy
+file names). ECDSA P-256, valid for a year; keys are 0600. Existing files are
+never overwritten. For development and tests: use your own PKI in production.`,
+		},
+		{
+			name: "token", args: "NAME", min: 1, max: 1, setup: setupToken, local: true,
+			summary: "make a bearer token for caller NAME and its line for consentd's --tokens file",
+			about: `Print a fresh random bearer token (256 bits) on stdout, and the line for
+consentd's --tokens file, NAME and the token's SHA-256, on stderr:
+
+  TOKEN=$(consentctl token email-platform 2>>tokens.txt)
+
+The token is shown once and stored nowhere: hand it to the caller, which sends
+it as authorization: Bearer TOKEN (consentctl: --bearer or $` + bearerEnv + `).`,
+		},
 	}
 }
 

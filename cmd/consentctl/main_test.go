@@ -37,10 +37,13 @@ func backends() []backend {
 	}
 }
 
+// testSecret is the contact-key secret of the sidecars on Redis.
+const testSecret = "the consentctl tests' secret, 0123456789"
+
 func startConsentdOnRedis(t *testing.T, srv *redistest.Server) string {
 	t.Helper()
 	secret := filepath.Join(t.TempDir(), "consentd.secret")
-	if err := os.WriteFile(secret, []byte("the consentctl tests' secret, 0123456789"), 0o600); err != nil {
+	if err := os.WriteFile(secret, []byte(testSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return daemontest.Start(t, "--redis", "redis://"+srv.Addr()+"/0", "--secret-file", secret, "--partitions", "1").Addr

@@ -28,6 +28,11 @@ const (
 	defaultAddr = "127.0.0.1:50051"
 	addrEnv     = "CONSENTD_ADDR"
 	actorEnv    = "CONSENTCTL_ACTOR"
+	// The caller's credentials, for a consentd with --client-ca or --tokens.
+	caEnv     = "CONSENTCTL_CA"
+	certEnv   = "CONSENTCTL_CERT"
+	keyEnv    = "CONSENTCTL_KEY"
+	bearerEnv = "CONSENTCTL_TOKEN"
 )
 
 // globals are the flags every command accepts, before or after its name.
@@ -35,6 +40,7 @@ type globals struct {
 	addr    string
 	json    bool
 	timeout time.Duration
+	creds   credentials
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
@@ -43,13 +49,20 @@ func (g *globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.addr, "addr", g.addr, "")
 	fs.BoolVar(&g.json, "json", g.json, "")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "")
+	fs.StringVar(&g.creds.ca, "ca", g.creds.ca, "")
+	fs.StringVar(&g.creds.cert, "cert", g.creds.cert, "")
+	fs.StringVar(&g.creds.key, "key", g.creds.key, "")
+	fs.StringVar(&g.creds.bearer, "bearer", g.creds.bearer, "")
 }
 
 // call is what a command runs with.
 type call struct {
-	client *client.Client
+	client *client.Client // nil for a local command
 	out    *printer
 	env    func(string) string
+	// stderr is for what a command says beside its result (token's
+	// tokens-file line).
+	stderr io.Writer
 }
 
 // command is one consentctl command.
@@ -61,6 +74,8 @@ type command struct {
 	about   string // a paragraph, for the command's own help
 	min     int    // positional arguments at least
 	max     int    // at most; -1: no limit
+	// local commands work on files and never talk to consentd.
+	local bool
 	// setup registers the command's flags on fs and returns the function
 	// that runs it with the positional arguments once fs is parsed.
 	setup func(fs *flag.FlagSet) runner
@@ -133,6 +148,14 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	if g.timeout <= 0 {
 		return fail(prefix, "--timeout must be positive, got %v", g.timeout)
 	}
+	out := &printer{w: stdout, json: g.json}
+	if cmd.local {
+		code, err := exec(ctx, &call{out: out, env: env, stderr: stderr}, pos)
+		if err != nil {
+			return fail(prefix, "%v", err)
+		}
+		return code
+	}
 	addr := g.addr
 	if addr == "" {
 		addr = env(addrEnv)
@@ -140,14 +163,18 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	if addr == "" {
 		addr = defaultAddr
 	}
-	c, err := client.New(addr, client.WithTimeout(g.timeout))
+	opts, err := g.creds.options(env)
+	if err != nil {
+		return fail(prefix, "%v", err)
+	}
+	c, err := client.New(addr, append(opts, client.WithTimeout(g.timeout))...)
 	if err != nil {
 		return fail(prefix, "--addr %q: %v", addr, err)
 	}
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	code, err := exec(ctx, &call{client: c, out: &printer{w: stdout, json: g.json}, env: env}, pos)
+	code, err := exec(ctx, &call{client: c, out: out, env: env, stderr: stderr}, pos)
 	if err != nil {
 		return fail(prefix, "%s", describe(err, addr, g.timeout))
 	}
@@ -256,7 +283,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprint(w, `consentctl talks to consentd: check a contact, record, withdraw and erase
 consent, and show a contact's proof and history.
 
-Usage: consentctl [--addr ADDR] [--json] [--timeout D] COMMAND [ARGS]
+Usage: consentctl [flags] COMMAND [ARGS]
 
 Commands:
 `)
@@ -276,6 +303,9 @@ func printGlobalFlags(w io.Writer) {
 	fmt.Fprintf(tw, "  --addr ADDR\tconsentd's address, host:port or unix:PATH (default $%s, else %s)\n", addrEnv, defaultAddr)
 	fmt.Fprintf(tw, "  --json\tprint JSON for scripts instead of tables\n")
 	fmt.Fprintf(tw, "  --timeout D\thow long the command may wait for consentd (default %v)\n", client.DefaultTimeout)
+	fmt.Fprintf(tw, "  --ca FILE\tspeak TLS, trusting the PEM CA certificate(s) in FILE (default $%s)\n", caEnv)
+	fmt.Fprintf(tw, "  --cert FILE, --key FILE\tspeak TLS with this PEM client certificate and key, for --client-ca (default $%s, $%s)\n", certEnv, keyEnv)
+	fmt.Fprintf(tw, "  --bearer TOKEN\tsend authorization: Bearer TOKEN, for --tokens (default $%s: keep it off the command line)\n", bearerEnv)
 	tw.Flush()
 }
 

@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/chain"
 	"github.com/consentd/consentd/contactkey"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server"
@@ -52,6 +53,8 @@ type config struct {
 	tlsCert, tlsKey, clientCA             string
 	tokensFile                            string
 	policyFile                            string
+	otlpEndpoint                          string
+	traceSampleRatio                      float64
 	// redisPassword is $CONSENTD_REDIS_PASSWORD, used when no
 	// -redis-password-file is given.
 	redisPassword string
@@ -111,6 +114,8 @@ come from %s instead of -redis-password-file.
 	fs.StringVar(&c.clientCA, "client-ca", "", "PEM CA certificates: require client certificates signed by them (mTLS); the caller is named by its SPIFFE URI SAN, else its subject CN; needs -tls-cert")
 	fs.StringVar(&c.tokensFile, "tokens", "", "bearer tokens file, one 'NAME SHA256HEX' per line (# comments): calls must send authorization: Bearer TOKEN; default: off")
 	fs.StringVar(&c.policyFile, "policy", "", "entitlements file (JSON): the RPCs and purposes each caller may use, reloaded on SIGHUP and when it changes; needs -tokens or -client-ca; default: every identified caller may do everything")
+	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", "", "OpenTelemetry collector to send traces of gRPC calls to over OTLP/gRPC: host:port or https://host:port (TLS), http://host:port (plaintext); spans never hold a contact; default: off")
+	fs.Float64Var(&c.traceSampleRatio, "trace-sample-ratio", 1, "with -otlp-endpoint: the share (0 to 1) of calls without a sampled caller trace that start a trace")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " ($" + envName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -199,6 +204,9 @@ func (c config) check() error {
 		if _, _, err := net.SplitHostPort(l.addr); err != nil {
 			return fmt.Errorf("-%s: want host:port (127.0.0.1:8080, :8080), got %q", l.name, l.addr)
 		}
+	}
+	if err := c.checkTracing(); err != nil {
+		return err
 	}
 	return c.checkSecurity()
 }
@@ -293,7 +301,11 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, c, keys.Check(), log)
+	history, err := chain.NewKey(secret)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, c, keys.Check(), history, log)
 	if err != nil {
 		return err
 	}
@@ -306,6 +318,14 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 		}
 	}
 
+	// Spans still buffered are flushed once the server has stopped, on
+	// every path out of here.
+	traceOpts, stopTracing, err := startTracing(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer flushTraces(stopTracing, log)
+
 	lis, err := listen(c.listen)
 	if err != nil {
 		return err
@@ -314,6 +334,7 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 	// store they use is closed.
 	opts := append(m.serverOptions(), sec.serverOptions(log)...)
 	opts = append(opts, server.ServerOptions(log)...)
+	opts = append(opts, traceOpts...)
 	srv := grpc.NewServer(append(opts, grpc.WaitForHandlers(true))...)
 	cfg := server.Config{Keys: keys, Records: st.records, Store: st.backend, Purposes: purposes,
 		Unsubscribe: unsub, UnsubscribeTTL: c.unsubscribeTTL}
@@ -429,7 +450,8 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 	// without metrics (the benchmark reads the hit ratio here).
 	cs := st.records.Stats()
 	log.Info("stopped", "cache_hits", cs.Hits.Load(), "cache_misses", cs.Misses.Load(),
-		"cache_rejected_fills", cs.RejectedFills.Load(), "cache_flushes", cs.Flushes.Load())
+		"cache_rejected_fills", cs.RejectedFills.Load(), "cache_flushes", cs.Flushes.Load(),
+		"cache_evictions", cs.Evictions.Load())
 	return nil
 }
 

@@ -32,7 +32,8 @@ func newMetrics(c config, st *stack, purposes *consent.Registry) (*daemonMetrics
 	}
 	cs := st.records.Stats()
 	if err := metrics.RegisterCache(m.reg, metrics.CacheCounters{
-		Hits: &cs.Hits, Misses: &cs.Misses, RejectedFills: &cs.RejectedFills, Flushes: &cs.Flushes}); err != nil {
+		Hits: &cs.Hits, Misses: &cs.Misses, RejectedFills: &cs.RejectedFills, Flushes: &cs.Flushes,
+		Evictions: &cs.Evictions}); err != nil {
 		return nil, err
 	}
 	if st.feed != nil {

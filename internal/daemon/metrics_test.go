@@ -283,3 +283,47 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestCacheEvictions: with a cache too small for the contacts asked about,
+// consentd_cache_evictions_total counts the records dropped for room, and is
+// the cache's own count (what consentd logs when it stops).
+func TestCacheEvictions(t *testing.T) {
+	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json",
+		"--data-dir", t.TempDir(), "--cache-bytes", "4096"})
+	c, err := client.New(d.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Every unknown contact's empty record is cached, so each Check fills
+	// the cache with one more.
+	for i := range 300 {
+		if _, err := c.Check(ctx, "evicted-"+strconv.Itoa(i)+"@example.org", "email_marketing"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Ristretto applies fills, and evicts for them, on its own goroutine:
+	// wait until the count settles.
+	var evicted float64
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		_, got := scrapeMetrics(t, d.metrics)
+		n, ok := got["consentd_cache_evictions_total"]
+		if !ok {
+			t.Fatal("no consentd_cache_evictions_total in the scrape")
+		}
+		if n > 0 && n == evicted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consentd_cache_evictions_total = %v after 10s, want a settled count above 0", n)
+		}
+		evicted = n
+		time.Sleep(100 * time.Millisecond)
+	}
+	logs := d.stop(t)
+	if !strings.Contains(logs, `"cache_evictions":`+ftoa(evicted)+`}`) && !strings.Contains(logs, `"cache_evictions":`+ftoa(evicted)+`,`) {
+		t.Errorf("scraped %v cache evictions, but consentd logged at stop:\n%s", evicted, logs)
+	}
+}

@@ -104,8 +104,8 @@ func (s security) serverOptions(log *slog.Logger) []grpc.ServerOption {
 	if s.identityOn() {
 		a := identity.New(identity.Config{Tokens: s.tokens, ClientCerts: s.tls != nil && s.tls.ClientCAs != nil, Log: log})
 		opts = append(opts, grpc.ChainUnaryInterceptor(a.UnaryInterceptor()), grpc.ChainStreamInterceptor(a.StreamInterceptor()))
-		// Entitlements after identity, before any handler touches the
-		// cache or the store.
+		// Entitlements and rate limits after identity, before any
+		// handler touches the cache or the store.
 		if s.policy != nil {
 			opts = append(opts, grpc.ChainUnaryInterceptor(s.policy.UnaryInterceptor()), grpc.ChainStreamInterceptor(s.policy.StreamInterceptor()))
 		}
@@ -127,7 +127,14 @@ func (s security) logAttrs() []any {
 		attrs = append(attrs, "tokens", s.tokens.Len())
 	}
 	if s.policy != nil {
-		attrs = append(attrs, "policy_callers", s.policy.Policy().Len())
+		p := s.policy.Policy()
+		limited := 0
+		for _, c := range p.Callers() {
+			if c.Rate != nil {
+				limited++
+			}
+		}
+		attrs = append(attrs, "policy_callers", p.Len(), "rate_limited_callers", limited)
 	}
 	return attrs
 }

@@ -11,6 +11,7 @@ import (
 
 	consent "github.com/consentd/consentd"
 	"github.com/consentd/consentd/cache"
+	"github.com/consentd/consentd/chain"
 	"github.com/consentd/consentd/server"
 	"github.com/consentd/consentd/store"
 )
@@ -46,9 +47,9 @@ func (s *stack) Close() error {
 
 // openStore opens the embedded store, or Redis when one is configured, and
 // puts the cache in front of it.
-func openStore(ctx context.Context, c config, secretCheck string, log *slog.Logger) (*stack, error) {
+func openStore(ctx context.Context, c config, secretCheck string, ch *chain.Key, log *slog.Logger) (*stack, error) {
 	if !c.usesRedis() {
-		st, err := store.OpenEmbedded(c.dataDir)
+		st, err := store.OpenEmbedded(c.dataDir, ch)
 		if err != nil {
 			return nil, err
 		}
@@ -75,7 +76,7 @@ func openStore(ctx context.Context, c config, secretCheck string, log *slog.Logg
 	}
 	s := &stack{kind: "redis", closers: []func() error{rdb.Close}}
 	st, err := store.OpenRedis(ctx, rdb, store.RedisConfig{
-		Partitions: uint32(c.partitions), SecretCheck: secretCheck, WaitReplicas: c.redisWaitReplicas})
+		Partitions: uint32(c.partitions), SecretCheck: secretCheck, WaitReplicas: c.redisWaitReplicas, Chain: ch})
 	if err != nil {
 		s.Close()
 		return nil, err

@@ -22,6 +22,7 @@ import (
 
 	consent "github.com/consentd/consentd"
 	"github.com/consentd/consentd/cache"
+	"github.com/consentd/consentd/chain"
 	"github.com/consentd/consentd/contactkey"
 	"github.com/consentd/consentd/server"
 	"github.com/consentd/consentd/store"
@@ -62,7 +63,11 @@ func Start(t testing.TB, o Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := store.OpenEmbedded(dir)
+	history, err := chain.NewKey(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenEmbedded(dir, history)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/chain"
 )
 
 // Store is what the suite needs of a store.
@@ -24,8 +25,23 @@ type Store interface {
 	// be what Get(keys[i]) returns.
 	GetMany(ctx context.Context, keys []consent.Key, out []consent.Record) error
 	Apply(ctx context.Context, w consent.Write) (consent.Token, error)
+	// ApplyBatch applies writes in order, each with its own outcome, as
+	// Apply would one by one.
+	ApplyBatch(ctx context.Context, ws []consent.Write) ([]consent.Token, []error, error)
 	Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error)
 	OnChange(fn func(consent.Key, consent.Token))
+	// VerifyHistory checks the history's chains and every record against
+	// its history.
+	VerifyHistory(ctx context.Context) ([]consent.PartitionHistory, error)
+}
+
+// ChainKey is the chain key of stores under test.
+func ChainKey() *chain.Key {
+	k, err := chain.NewKey([]byte("storetest chain secret, 32 bytes"))
+	if err != nil {
+		panic(err)
+	}
+	return k
 }
 
 // Run runs the suite. open must return a new, empty store and arrange (with
@@ -52,6 +68,8 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"ContactsDoNotMix", testContactsDoNotMix},
 		{"CancelledContext", testCancelledContext},
 		{"GetMany", testGetMany},
+		{"VerifyHistory", testVerifyHistory},
+		{"ApplyBatch", testApplyBatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
@@ -771,4 +789,144 @@ func testGetMany(t *testing.T, open func(t *testing.T) Store) {
 			}
 		}
 	})
+}
+
+// testVerifyHistory: a history written through the store, erasures and
+// refused writes included, verifies intact, and accounts for every event.
+func testVerifyHistory(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	report := func() []consent.PartitionHistory {
+		t.Helper()
+		r, err := f.s.VerifyHistory(context.Background())
+		if err != nil {
+			t.Fatalf("VerifyHistory: %v", err)
+		}
+		return r
+	}
+	if r := report(); !consent.Intact(r) {
+		t.Fatalf("an empty store does not verify: %+v", r)
+	}
+	var last consent.Token
+	for _, w := range []consent.Write{
+		grant(alice, "v1", t0, "email", "sms"),
+		grant(bob, "v2", t0, "email"),
+		withdraw(alice, "v3", t1, "sms"),
+		erase(alice, "v4", t2),
+		grant(carol, "v5", t1, "email"),
+		erase(alice, "v6", t3), // an erasure of an erasure keeps its tombstones
+		grant(alice, "v7", t3.Add(time.Hour), "email"),
+		withdraw(bob, "v8", t2),
+	} {
+		last = f.apply(w)
+	}
+	refused := grant(alice, "v9", t0, "email")
+	refused.Event.Proof = thirdParty(t0)
+	if _, err := f.s.Apply(context.Background(), refused); err == nil {
+		t.Fatal("a third-party grant after erasure was accepted")
+	}
+	r := report()
+	if !consent.Intact(r) {
+		t.Fatalf("history written by the store does not verify: %+v", r)
+	}
+	var events, erased, contacts int
+	var head uint64
+	for _, p := range r {
+		events += p.Events
+		erased += p.Erased
+		contacts += p.Contacts
+		if p.Partition == last.Partition {
+			head = p.HeadSeq
+		}
+	}
+	// Alice's first three events went with the first erasure, which went
+	// with the second: 8 written, 5 present.
+	got := []int{events, erased, contacts}
+	if diff := cmp.Diff([]int{5, 3, 3}, got); diff != "" {
+		t.Errorf("events, erased, contacts (-want +got):\n%s", diff)
+	}
+	if head < last.Seq {
+		t.Errorf("the report's head of partition %d is %d, before the last write's %d", last.Partition, head, last.Seq)
+	}
+}
+
+// testApplyBatch: a batch gives each write the outcome Apply would give it
+// in order (replays inside the batch, refusals, an erasure of a contact
+// granted earlier in the same batch), reports each applied write, leaves a
+// history that verifies, and a second run of the same batch replays every
+// write and changes nothing.
+func testApplyBatch(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	reused := grant(alice, "b3", t2, "email") // b3 is alice's withdrawal below
+	batch := []consent.Write{
+		grant(alice, "b1", t0, "email", "sms"),
+		grant(bob, "b2", t0, "email"),
+		withdraw(alice, "b3", t1, "email"),
+		grant(alice, "b1", t0, "email", "sms"), // a replay of the first
+		erase(dave, "b4", t2),
+		grant(dave, "b5", t1, "email"), // captured before the erasure
+		erase(bob, "b6", t2),           // removes bob's grant of this batch
+		reused,
+		grant(carol, "", t0, "sms"),
+	}
+	ctx := context.Background()
+	toks, errs, err := f.s.ApplyBatch(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantErr := map[int]error{5: consent.ErrSuppressed, 7: consent.ErrInvalid}
+	var reported []change
+	for i := range batch {
+		if want := wantErr[i]; want != nil {
+			if !errors.Is(errs[i], want) {
+				t.Errorf("write %d: error %v, want %v", i, errs[i], want)
+			}
+			continue
+		}
+		if errs[i] != nil || toks[i].IsZero() {
+			t.Fatalf("write %d: %v, %v", i, toks[i], errs[i])
+		}
+		reported = append(reported, change{batch[i].Key, toks[i]})
+	}
+	if toks[3] != toks[0] {
+		t.Errorf("replay inside the batch got %v, want the first token %v", toks[3], toks[0])
+	}
+	// Each applied write is reported; a store may report a replay again.
+	set := func(cs []change) map[change]bool {
+		m := map[change]bool{}
+		for _, c := range cs {
+			m[c] = true
+		}
+		return m
+	}
+	if diff := cmp.Diff(set(reported), set(f.chg.take())); diff != "" {
+		t.Errorf("OnChange (-want +got):\n%s", diff)
+	}
+	p := firstParty(t0)
+	diffRecord(t, consent.Record{Token: toks[2], Purposes: map[string]consent.PurposeRecord{
+		"email": {Grant: &p, WithdrawnAt: t1}, "sms": {Grant: &p}}}, f.get(alice))
+	diffRecord(t, consent.Record{Token: toks[6], ErasedAt: t2}, f.get(bob))
+	diffRecord(t, consent.Record{Token: toks[4], ErasedAt: t2}, f.get(dave))
+	diffEvents(t, []consent.Event{applied(batch[0], toks[0]), applied(batch[2], toks[2])}, f.events(alice))
+	diffEvents(t, []consent.Event{applied(batch[6], toks[6])}, f.events(bob))
+	parts, err := f.s.VerifyHistory(ctx)
+	if err != nil || !consent.Intact(parts) {
+		t.Fatalf("VerifyHistory after a batch: %+v, %v", parts, err)
+	}
+
+	before := f.snapshot(alice, bob, carol, dave)
+	again, errs2, err := f.s.ApplyBatch(ctx, batch[:len(batch)-1]) // carol's grant has no request id
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range again {
+		if want := wantErr[i]; want != nil {
+			if !errors.Is(errs2[i], want) {
+				t.Errorf("second run, write %d: error %v, want %v", i, errs2[i], want)
+			}
+		} else if errs2[i] != nil || again[i] != toks[i] {
+			t.Errorf("second run, write %d: %v, %v; want the first token %v", i, again[i], errs2[i], toks[i])
+		}
+	}
+	f.chg.take() // replays are reported, as Apply reports them
+	f.unchanged(before, alice, bob, carol, dave)
 }

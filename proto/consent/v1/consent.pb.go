@@ -2207,6 +2207,484 @@ func (x *MintUnsubscribeResponse) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+type WriteBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Writes        []*BatchWrite          `protobuf:"bytes,1,rep,name=writes" json:"writes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteBatchRequest) Reset() {
+	*x = WriteBatchRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteBatchRequest) ProtoMessage() {}
+
+func (x *WriteBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteBatchRequest.ProtoReflect.Descriptor instead.
+func (*WriteBatchRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *WriteBatchRequest) GetWrites() []*BatchWrite {
+	if x != nil {
+		return x.Writes
+	}
+	return nil
+}
+
+// BatchWrite is one write of a batch.
+type BatchWrite struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Write:
+	//
+	//	*BatchWrite_Grant
+	//	*BatchWrite_Withdraw
+	Write         isBatchWrite_Write `protobuf_oneof:"write"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchWrite) Reset() {
+	*x = BatchWrite{}
+	mi := &file_consent_v1_consent_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchWrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchWrite) ProtoMessage() {}
+
+func (x *BatchWrite) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchWrite.ProtoReflect.Descriptor instead.
+func (*BatchWrite) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *BatchWrite) GetWrite() isBatchWrite_Write {
+	if x != nil {
+		return x.Write
+	}
+	return nil
+}
+
+func (x *BatchWrite) GetGrant() *GrantRequest {
+	if x != nil {
+		if x, ok := x.Write.(*BatchWrite_Grant); ok {
+			return x.Grant
+		}
+	}
+	return nil
+}
+
+func (x *BatchWrite) GetWithdraw() *WithdrawRequest {
+	if x != nil {
+		if x, ok := x.Write.(*BatchWrite_Withdraw); ok {
+			return x.Withdraw
+		}
+	}
+	return nil
+}
+
+type isBatchWrite_Write interface {
+	isBatchWrite_Write()
+}
+
+type BatchWrite_Grant struct {
+	Grant *GrantRequest `protobuf:"bytes,1,opt,name=grant,oneof"`
+}
+
+type BatchWrite_Withdraw struct {
+	Withdraw *WithdrawRequest `protobuf:"bytes,2,opt,name=withdraw,oneof"`
+}
+
+func (*BatchWrite_Grant) isBatchWrite_Write() {}
+
+func (*BatchWrite_Withdraw) isBatchWrite_Write() {}
+
+type WriteBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per write, in request order.
+	Results       []*WriteResult `protobuf:"bytes,1,rep,name=results" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteBatchResponse) Reset() {
+	*x = WriteBatchResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteBatchResponse) ProtoMessage() {}
+
+func (x *WriteBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteBatchResponse.ProtoReflect.Descriptor instead.
+func (*WriteBatchResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *WriteBatchResponse) GetResults() []*WriteResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// WriteResult is one write's outcome: its token when it was applied (or
+// replayed), else the status it would have failed with if sent alone
+// (a google.rpc.Code and its message, such as INVALID_ARGUMENT naming the
+// field, or FAILED_PRECONDITION for a contact erased before).
+type WriteResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token" json:"token,omitempty"`
+	Code          uint32                 `protobuf:"varint,2,opt,name=code" json:"code,omitempty"`
+	Message       string                 `protobuf:"bytes,3,opt,name=message" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WriteResult) Reset() {
+	*x = WriteResult{}
+	mi := &file_consent_v1_consent_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WriteResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WriteResult) ProtoMessage() {}
+
+func (x *WriteResult) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WriteResult.ProtoReflect.Descriptor instead.
+func (*WriteResult) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *WriteResult) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *WriteResult) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *WriteResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type VerifyHistoryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyHistoryRequest) Reset() {
+	*x = VerifyHistoryRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyHistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyHistoryRequest) ProtoMessage() {}
+
+func (x *VerifyHistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyHistoryRequest.ProtoReflect.Descriptor instead.
+func (*VerifyHistoryRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{32}
+}
+
+type VerifyHistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// True when no partition has a break.
+	Intact        bool                `protobuf:"varint,1,opt,name=intact" json:"intact,omitempty"`
+	Partitions    []*PartitionHistory `protobuf:"bytes,2,rep,name=partitions" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *VerifyHistoryResponse) Reset() {
+	*x = VerifyHistoryResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *VerifyHistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*VerifyHistoryResponse) ProtoMessage() {}
+
+func (x *VerifyHistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use VerifyHistoryResponse.ProtoReflect.Descriptor instead.
+func (*VerifyHistoryResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *VerifyHistoryResponse) GetIntact() bool {
+	if x != nil {
+		return x.Intact
+	}
+	return false
+}
+
+func (x *VerifyHistoryResponse) GetPartitions() []*PartitionHistory {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+// PartitionHistory is what VerifyHistory found in one partition.
+type PartitionHistory struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Partition uint32                 `protobuf:"varint,1,opt,name=partition" json:"partition,omitempty"`
+	// The newest event and its link: keep them elsewhere and compare later to
+	// catch a rollback of the newest events, which a chain alone cannot.
+	HeadSeq  uint64 `protobuf:"varint,2,opt,name=head_seq,json=headSeq" json:"head_seq,omitempty"`
+	HeadLink []byte `protobuf:"bytes,3,opt,name=head_link,json=headLink" json:"head_link,omitempty"`
+	// Events present, and events removed by erasures and accounted for by
+	// their signed erasure markers.
+	Events       uint64 `protobuf:"varint,4,opt,name=events" json:"events,omitempty"`
+	ErasedEvents uint64 `protobuf:"varint,5,opt,name=erased_events,json=erasedEvents" json:"erased_events,omitempty"`
+	// Contacts whose record was checked against their history.
+	Contacts uint64 `protobuf:"varint,6,opt,name=contacts" json:"contacts,omitempty"`
+	// The first break, when the partition's history was tampered with.
+	FirstBreak    *HistoryBreak `protobuf:"bytes,7,opt,name=first_break,json=firstBreak" json:"first_break,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionHistory) Reset() {
+	*x = PartitionHistory{}
+	mi := &file_consent_v1_consent_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionHistory) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionHistory) ProtoMessage() {}
+
+func (x *PartitionHistory) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionHistory.ProtoReflect.Descriptor instead.
+func (*PartitionHistory) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *PartitionHistory) GetPartition() uint32 {
+	if x != nil {
+		return x.Partition
+	}
+	return 0
+}
+
+func (x *PartitionHistory) GetHeadSeq() uint64 {
+	if x != nil {
+		return x.HeadSeq
+	}
+	return 0
+}
+
+func (x *PartitionHistory) GetHeadLink() []byte {
+	if x != nil {
+		return x.HeadLink
+	}
+	return nil
+}
+
+func (x *PartitionHistory) GetEvents() uint64 {
+	if x != nil {
+		return x.Events
+	}
+	return 0
+}
+
+func (x *PartitionHistory) GetErasedEvents() uint64 {
+	if x != nil {
+		return x.ErasedEvents
+	}
+	return 0
+}
+
+func (x *PartitionHistory) GetContacts() uint64 {
+	if x != nil {
+		return x.Contacts
+	}
+	return 0
+}
+
+func (x *PartitionHistory) GetFirstBreak() *HistoryBreak {
+	if x != nil {
+		return x.FirstBreak
+	}
+	return nil
+}
+
+// HistoryBreak is the first place where a partition's history does not hold.
+type HistoryBreak struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The event where the chain breaks.
+	Seq           uint64 `protobuf:"varint,1,opt,name=seq" json:"seq,omitempty"`
+	Reason        string `protobuf:"bytes,2,opt,name=reason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryBreak) Reset() {
+	*x = HistoryBreak{}
+	mi := &file_consent_v1_consent_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryBreak) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryBreak) ProtoMessage() {}
+
+func (x *HistoryBreak) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryBreak.ProtoReflect.Descriptor instead.
+func (*HistoryBreak) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *HistoryBreak) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *HistoryBreak) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_consent_v1_consent_proto protoreflect.FileDescriptor
 
 const file_consent_v1_consent_proto_rawDesc = "" +
@@ -2360,7 +2838,38 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x17MintUnsubscribeResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
 	"\n" +
-	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt*K\n" +
+	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"C\n" +
+	"\x11WriteBatchRequest\x12.\n" +
+	"\x06writes\x18\x01 \x03(\v2\x16.consent.v1.BatchWriteR\x06writes\"\x82\x01\n" +
+	"\n" +
+	"BatchWrite\x120\n" +
+	"\x05grant\x18\x01 \x01(\v2\x18.consent.v1.GrantRequestH\x00R\x05grant\x129\n" +
+	"\bwithdraw\x18\x02 \x01(\v2\x1b.consent.v1.WithdrawRequestH\x00R\bwithdrawB\a\n" +
+	"\x05write\"G\n" +
+	"\x12WriteBatchResponse\x121\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.consent.v1.WriteResultR\aresults\"Q\n" +
+	"\vWriteResult\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
+	"\x04code\x18\x02 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\x16\n" +
+	"\x14VerifyHistoryRequest\"m\n" +
+	"\x15VerifyHistoryResponse\x12\x16\n" +
+	"\x06intact\x18\x01 \x01(\bR\x06intact\x12<\n" +
+	"\n" +
+	"partitions\x18\x02 \x03(\v2\x1c.consent.v1.PartitionHistoryR\n" +
+	"partitions\"\xfc\x01\n" +
+	"\x10PartitionHistory\x12\x1c\n" +
+	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x19\n" +
+	"\bhead_seq\x18\x02 \x01(\x04R\aheadSeq\x12\x1b\n" +
+	"\thead_link\x18\x03 \x01(\fR\bheadLink\x12\x16\n" +
+	"\x06events\x18\x04 \x01(\x04R\x06events\x12#\n" +
+	"\rerased_events\x18\x05 \x01(\x04R\ferasedEvents\x12\x1a\n" +
+	"\bcontacts\x18\x06 \x01(\x04R\bcontacts\x129\n" +
+	"\vfirst_break\x18\a \x01(\v2\x18.consent.v1.HistoryBreakR\n" +
+	"firstBreak\"8\n" +
+	"\fHistoryBreak\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*K\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x11\n" +
@@ -2399,7 +2908,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x05Check\x12\x18.consent.v1.CheckRequest\x1a\x19.consent.v1.CheckResponse\x12K\n" +
 	"\n" +
 	"BatchCheck\x12\x1d.consent.v1.BatchCheckRequest\x1a\x1e.consent.v1.BatchCheckResponse\x12[\n" +
-	"\x0eFilterAudience\x12!.consent.v1.FilterAudienceRequest\x1a\".consent.v1.FilterAudienceResponse(\x010\x012\x9c\x04\n" +
+	"\x0eFilterAudience\x12!.consent.v1.FilterAudienceRequest\x1a\".consent.v1.FilterAudienceResponse(\x010\x012\xbf\x05\n" +
 	"\x0eConsentService\x12<\n" +
 	"\x05Grant\x12\x18.consent.v1.GrantRequest\x1a\x19.consent.v1.GrantResponse\x12E\n" +
 	"\bWithdraw\x12\x1b.consent.v1.WithdrawRequest\x1a\x1c.consent.v1.WithdrawResponse\x12<\n" +
@@ -2409,7 +2918,10 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\n" +
 	"ListEvents\x12\x1d.consent.v1.ListEventsRequest\x1a\x1e.consent.v1.ListEventsResponse\x12Q\n" +
 	"\fListPurposes\x12\x1f.consent.v1.ListPurposesRequest\x1a .consent.v1.ListPurposesResponse\x12Z\n" +
-	"\x0fMintUnsubscribe\x12\".consent.v1.MintUnsubscribeRequest\x1a#.consent.v1.MintUnsubscribeResponseB@Z7github.com/consentd/consentd/proto/consent/v1;consentv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"\x0fMintUnsubscribe\x12\".consent.v1.MintUnsubscribeRequest\x1a#.consent.v1.MintUnsubscribeResponse\x12T\n" +
+	"\rVerifyHistory\x12 .consent.v1.VerifyHistoryRequest\x1a!.consent.v1.VerifyHistoryResponse\x12K\n" +
+	"\n" +
+	"WriteBatch\x12\x1d.consent.v1.WriteBatchRequest\x1a\x1e.consent.v1.WriteBatchResponseB@Z7github.com/consentd/consentd/proto/consent/v1;consentv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_consent_v1_consent_proto_rawDescOnce sync.Once
@@ -2424,7 +2936,7 @@ func file_consent_v1_consent_proto_rawDescGZIP() []byte {
 }
 
 var file_consent_v1_consent_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_consent_v1_consent_proto_goTypes = []any{
 	(Decision)(0),                   // 0: consent.v1.Decision
 	(Reason)(0),                     // 1: consent.v1.Reason
@@ -2459,7 +2971,15 @@ var file_consent_v1_consent_proto_goTypes = []any{
 	(*ListPurposesResponse)(nil),    // 30: consent.v1.ListPurposesResponse
 	(*MintUnsubscribeRequest)(nil),  // 31: consent.v1.MintUnsubscribeRequest
 	(*MintUnsubscribeResponse)(nil), // 32: consent.v1.MintUnsubscribeResponse
-	(*timestamppb.Timestamp)(nil),   // 33: google.protobuf.Timestamp
+	(*WriteBatchRequest)(nil),       // 33: consent.v1.WriteBatchRequest
+	(*BatchWrite)(nil),              // 34: consent.v1.BatchWrite
+	(*WriteBatchResponse)(nil),      // 35: consent.v1.WriteBatchResponse
+	(*WriteResult)(nil),             // 36: consent.v1.WriteResult
+	(*VerifyHistoryRequest)(nil),    // 37: consent.v1.VerifyHistoryRequest
+	(*VerifyHistoryResponse)(nil),   // 38: consent.v1.VerifyHistoryResponse
+	(*PartitionHistory)(nil),        // 39: consent.v1.PartitionHistory
+	(*HistoryBreak)(nil),            // 40: consent.v1.HistoryBreak
+	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
 }
 var file_consent_v1_consent_proto_depIdxs = []int32{
 	5,  // 0: consent.v1.CheckRequest.consistency:type_name -> consent.v1.Consistency
@@ -2475,55 +2995,65 @@ var file_consent_v1_consent_proto_depIdxs = []int32{
 	13, // 10: consent.v1.FilterAudienceResponse.summary:type_name -> consent.v1.FilterAudienceSummary
 	2,  // 11: consent.v1.GrantRequest.method:type_name -> consent.v1.Method
 	3,  // 12: consent.v1.GrantRequest.source:type_name -> consent.v1.Source
-	33, // 13: consent.v1.GrantRequest.captured_at:type_name -> google.protobuf.Timestamp
-	33, // 14: consent.v1.GrantRequest.expires_at:type_name -> google.protobuf.Timestamp
+	41, // 13: consent.v1.GrantRequest.captured_at:type_name -> google.protobuf.Timestamp
+	41, // 14: consent.v1.GrantRequest.expires_at:type_name -> google.protobuf.Timestamp
 	2,  // 15: consent.v1.WithdrawRequest.method:type_name -> consent.v1.Method
-	33, // 16: consent.v1.WithdrawRequest.captured_at:type_name -> google.protobuf.Timestamp
+	41, // 16: consent.v1.WithdrawRequest.captured_at:type_name -> google.protobuf.Timestamp
 	2,  // 17: consent.v1.Proof.method:type_name -> consent.v1.Method
 	3,  // 18: consent.v1.Proof.source:type_name -> consent.v1.Source
-	33, // 19: consent.v1.Proof.captured_at:type_name -> google.protobuf.Timestamp
-	33, // 20: consent.v1.Proof.expires_at:type_name -> google.protobuf.Timestamp
-	33, // 21: consent.v1.Proof.recorded_at:type_name -> google.protobuf.Timestamp
+	41, // 19: consent.v1.Proof.captured_at:type_name -> google.protobuf.Timestamp
+	41, // 20: consent.v1.Proof.expires_at:type_name -> google.protobuf.Timestamp
+	41, // 21: consent.v1.Proof.recorded_at:type_name -> google.protobuf.Timestamp
 	0,  // 22: consent.v1.PurposeState.decision:type_name -> consent.v1.Decision
 	1,  // 23: consent.v1.PurposeState.reason:type_name -> consent.v1.Reason
 	22, // 24: consent.v1.PurposeState.grant:type_name -> consent.v1.Proof
-	33, // 25: consent.v1.PurposeState.withdrawn_at:type_name -> google.protobuf.Timestamp
+	41, // 25: consent.v1.PurposeState.withdrawn_at:type_name -> google.protobuf.Timestamp
 	23, // 26: consent.v1.GetContactResponse.purposes:type_name -> consent.v1.PurposeState
-	33, // 27: consent.v1.GetContactResponse.erased_at:type_name -> google.protobuf.Timestamp
+	41, // 27: consent.v1.GetContactResponse.erased_at:type_name -> google.protobuf.Timestamp
 	4,  // 28: consent.v1.Event.kind:type_name -> consent.v1.EventKind
 	2,  // 29: consent.v1.Event.method:type_name -> consent.v1.Method
 	3,  // 30: consent.v1.Event.source:type_name -> consent.v1.Source
-	33, // 31: consent.v1.Event.captured_at:type_name -> google.protobuf.Timestamp
-	33, // 32: consent.v1.Event.expires_at:type_name -> google.protobuf.Timestamp
-	33, // 33: consent.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
+	41, // 31: consent.v1.Event.captured_at:type_name -> google.protobuf.Timestamp
+	41, // 32: consent.v1.Event.expires_at:type_name -> google.protobuf.Timestamp
+	41, // 33: consent.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
 	26, // 34: consent.v1.ListEventsResponse.events:type_name -> consent.v1.Event
 	29, // 35: consent.v1.ListPurposesResponse.purposes:type_name -> consent.v1.Purpose
-	33, // 36: consent.v1.MintUnsubscribeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	6,  // 37: consent.v1.CheckService.Check:input_type -> consent.v1.CheckRequest
-	8,  // 38: consent.v1.CheckService.BatchCheck:input_type -> consent.v1.BatchCheckRequest
-	11, // 39: consent.v1.CheckService.FilterAudience:input_type -> consent.v1.FilterAudienceRequest
-	15, // 40: consent.v1.ConsentService.Grant:input_type -> consent.v1.GrantRequest
-	17, // 41: consent.v1.ConsentService.Withdraw:input_type -> consent.v1.WithdrawRequest
-	19, // 42: consent.v1.ConsentService.Erase:input_type -> consent.v1.EraseRequest
-	21, // 43: consent.v1.ConsentService.GetContact:input_type -> consent.v1.GetContactRequest
-	25, // 44: consent.v1.ConsentService.ListEvents:input_type -> consent.v1.ListEventsRequest
-	28, // 45: consent.v1.ConsentService.ListPurposes:input_type -> consent.v1.ListPurposesRequest
-	31, // 46: consent.v1.ConsentService.MintUnsubscribe:input_type -> consent.v1.MintUnsubscribeRequest
-	7,  // 47: consent.v1.CheckService.Check:output_type -> consent.v1.CheckResponse
-	10, // 48: consent.v1.CheckService.BatchCheck:output_type -> consent.v1.BatchCheckResponse
-	14, // 49: consent.v1.CheckService.FilterAudience:output_type -> consent.v1.FilterAudienceResponse
-	16, // 50: consent.v1.ConsentService.Grant:output_type -> consent.v1.GrantResponse
-	18, // 51: consent.v1.ConsentService.Withdraw:output_type -> consent.v1.WithdrawResponse
-	20, // 52: consent.v1.ConsentService.Erase:output_type -> consent.v1.EraseResponse
-	24, // 53: consent.v1.ConsentService.GetContact:output_type -> consent.v1.GetContactResponse
-	27, // 54: consent.v1.ConsentService.ListEvents:output_type -> consent.v1.ListEventsResponse
-	30, // 55: consent.v1.ConsentService.ListPurposes:output_type -> consent.v1.ListPurposesResponse
-	32, // 56: consent.v1.ConsentService.MintUnsubscribe:output_type -> consent.v1.MintUnsubscribeResponse
-	47, // [47:57] is the sub-list for method output_type
-	37, // [37:47] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	41, // 36: consent.v1.MintUnsubscribeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	34, // 37: consent.v1.WriteBatchRequest.writes:type_name -> consent.v1.BatchWrite
+	15, // 38: consent.v1.BatchWrite.grant:type_name -> consent.v1.GrantRequest
+	17, // 39: consent.v1.BatchWrite.withdraw:type_name -> consent.v1.WithdrawRequest
+	36, // 40: consent.v1.WriteBatchResponse.results:type_name -> consent.v1.WriteResult
+	39, // 41: consent.v1.VerifyHistoryResponse.partitions:type_name -> consent.v1.PartitionHistory
+	40, // 42: consent.v1.PartitionHistory.first_break:type_name -> consent.v1.HistoryBreak
+	6,  // 43: consent.v1.CheckService.Check:input_type -> consent.v1.CheckRequest
+	8,  // 44: consent.v1.CheckService.BatchCheck:input_type -> consent.v1.BatchCheckRequest
+	11, // 45: consent.v1.CheckService.FilterAudience:input_type -> consent.v1.FilterAudienceRequest
+	15, // 46: consent.v1.ConsentService.Grant:input_type -> consent.v1.GrantRequest
+	17, // 47: consent.v1.ConsentService.Withdraw:input_type -> consent.v1.WithdrawRequest
+	19, // 48: consent.v1.ConsentService.Erase:input_type -> consent.v1.EraseRequest
+	21, // 49: consent.v1.ConsentService.GetContact:input_type -> consent.v1.GetContactRequest
+	25, // 50: consent.v1.ConsentService.ListEvents:input_type -> consent.v1.ListEventsRequest
+	28, // 51: consent.v1.ConsentService.ListPurposes:input_type -> consent.v1.ListPurposesRequest
+	31, // 52: consent.v1.ConsentService.MintUnsubscribe:input_type -> consent.v1.MintUnsubscribeRequest
+	37, // 53: consent.v1.ConsentService.VerifyHistory:input_type -> consent.v1.VerifyHistoryRequest
+	33, // 54: consent.v1.ConsentService.WriteBatch:input_type -> consent.v1.WriteBatchRequest
+	7,  // 55: consent.v1.CheckService.Check:output_type -> consent.v1.CheckResponse
+	10, // 56: consent.v1.CheckService.BatchCheck:output_type -> consent.v1.BatchCheckResponse
+	14, // 57: consent.v1.CheckService.FilterAudience:output_type -> consent.v1.FilterAudienceResponse
+	16, // 58: consent.v1.ConsentService.Grant:output_type -> consent.v1.GrantResponse
+	18, // 59: consent.v1.ConsentService.Withdraw:output_type -> consent.v1.WithdrawResponse
+	20, // 60: consent.v1.ConsentService.Erase:output_type -> consent.v1.EraseResponse
+	24, // 61: consent.v1.ConsentService.GetContact:output_type -> consent.v1.GetContactResponse
+	27, // 62: consent.v1.ConsentService.ListEvents:output_type -> consent.v1.ListEventsResponse
+	30, // 63: consent.v1.ConsentService.ListPurposes:output_type -> consent.v1.ListPurposesResponse
+	32, // 64: consent.v1.ConsentService.MintUnsubscribe:output_type -> consent.v1.MintUnsubscribeResponse
+	38, // 65: consent.v1.ConsentService.VerifyHistory:output_type -> consent.v1.VerifyHistoryResponse
+	35, // 66: consent.v1.ConsentService.WriteBatch:output_type -> consent.v1.WriteBatchResponse
+	55, // [55:67] is the sub-list for method output_type
+	43, // [43:55] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_consent_v1_consent_proto_init() }
@@ -2536,13 +3066,17 @@ func file_consent_v1_consent_proto_init() {
 		(*Consistency_AtLeastAsFresh)(nil),
 		(*Consistency_FullyConsistent)(nil),
 	}
+	file_consent_v1_consent_proto_msgTypes[29].OneofWrappers = []any{
+		(*BatchWrite_Grant)(nil),
+		(*BatchWrite_Withdraw)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consent_v1_consent_proto_rawDesc), len(file_consent_v1_consent_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   28,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -220,6 +220,8 @@ const (
 	ConsentService_ListEvents_FullMethodName      = "/consent.v1.ConsentService/ListEvents"
 	ConsentService_ListPurposes_FullMethodName    = "/consent.v1.ConsentService/ListPurposes"
 	ConsentService_MintUnsubscribe_FullMethodName = "/consent.v1.ConsentService/MintUnsubscribe"
+	ConsentService_VerifyHistory_FullMethodName   = "/consent.v1.ConsentService/VerifyHistory"
+	ConsentService_WriteBatch_FullMethodName      = "/consent.v1.ConsentService/WriteBatch"
 )
 
 // ConsentServiceClient is the client API for ConsentService service.
@@ -248,6 +250,18 @@ type ConsentServiceClient interface {
 	// withdraws the purpose on POST /unsubscribe/{token}. Only consentd holds
 	// the signing secret, so senders mint a token for each message here.
 	MintUnsubscribe(ctx context.Context, in *MintUnsubscribeRequest, opts ...grpc.CallOption) (*MintUnsubscribeResponse, error)
+	// VerifyHistory walks the tamper-evident history: every partition's hash
+	// chain (each event carries the keyed hash of the event before it), every
+	// record against its own history, and the erasure markers that account for
+	// erased events. It reports each partition's head and first break. It reads
+	// the whole store: for operators, not for the hot path.
+	VerifyHistory(ctx context.Context, in *VerifyHistoryRequest, opts ...grpc.CallOption) (*VerifyHistoryResponse, error)
+	// WriteBatch applies up to 10,000 grants and withdrawals in one call, for
+	// bulk loads (consentctl import): each gets the outcome it would get sent
+	// alone, in order, with one store round trip per partition instead of
+	// one per write. Give each write a request_id, so a batch retried after
+	// a lost answer applies each write once.
+	WriteBatch(ctx context.Context, in *WriteBatchRequest, opts ...grpc.CallOption) (*WriteBatchResponse, error)
 }
 
 type consentServiceClient struct {
@@ -328,6 +342,26 @@ func (c *consentServiceClient) MintUnsubscribe(ctx context.Context, in *MintUnsu
 	return out, nil
 }
 
+func (c *consentServiceClient) VerifyHistory(ctx context.Context, in *VerifyHistoryRequest, opts ...grpc.CallOption) (*VerifyHistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(VerifyHistoryResponse)
+	err := c.cc.Invoke(ctx, ConsentService_VerifyHistory_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) WriteBatch(ctx context.Context, in *WriteBatchRequest, opts ...grpc.CallOption) (*WriteBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WriteBatchResponse)
+	err := c.cc.Invoke(ctx, ConsentService_WriteBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConsentServiceServer is the server API for ConsentService service.
 // All implementations must embed UnimplementedConsentServiceServer
 // for forward compatibility.
@@ -354,6 +388,18 @@ type ConsentServiceServer interface {
 	// withdraws the purpose on POST /unsubscribe/{token}. Only consentd holds
 	// the signing secret, so senders mint a token for each message here.
 	MintUnsubscribe(context.Context, *MintUnsubscribeRequest) (*MintUnsubscribeResponse, error)
+	// VerifyHistory walks the tamper-evident history: every partition's hash
+	// chain (each event carries the keyed hash of the event before it), every
+	// record against its own history, and the erasure markers that account for
+	// erased events. It reports each partition's head and first break. It reads
+	// the whole store: for operators, not for the hot path.
+	VerifyHistory(context.Context, *VerifyHistoryRequest) (*VerifyHistoryResponse, error)
+	// WriteBatch applies up to 10,000 grants and withdrawals in one call, for
+	// bulk loads (consentctl import): each gets the outcome it would get sent
+	// alone, in order, with one store round trip per partition instead of
+	// one per write. Give each write a request_id, so a batch retried after
+	// a lost answer applies each write once.
+	WriteBatch(context.Context, *WriteBatchRequest) (*WriteBatchResponse, error)
 	mustEmbedUnimplementedConsentServiceServer()
 }
 
@@ -384,6 +430,12 @@ func (UnimplementedConsentServiceServer) ListPurposes(context.Context, *ListPurp
 }
 func (UnimplementedConsentServiceServer) MintUnsubscribe(context.Context, *MintUnsubscribeRequest) (*MintUnsubscribeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method MintUnsubscribe not implemented")
+}
+func (UnimplementedConsentServiceServer) VerifyHistory(context.Context, *VerifyHistoryRequest) (*VerifyHistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method VerifyHistory not implemented")
+}
+func (UnimplementedConsentServiceServer) WriteBatch(context.Context, *WriteBatchRequest) (*WriteBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method WriteBatch not implemented")
 }
 func (UnimplementedConsentServiceServer) mustEmbedUnimplementedConsentServiceServer() {}
 func (UnimplementedConsentServiceServer) testEmbeddedByValue()                        {}
@@ -532,6 +584,42 @@ func _ConsentService_MintUnsubscribe_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConsentService_VerifyHistory_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(VerifyHistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).VerifyHistory(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_VerifyHistory_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).VerifyHistory(ctx, req.(*VerifyHistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_WriteBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WriteBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).WriteBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_WriteBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).WriteBatch(ctx, req.(*WriteBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConsentService_ServiceDesc is the grpc.ServiceDesc for ConsentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -566,6 +654,14 @@ var ConsentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "MintUnsubscribe",
 			Handler:    _ConsentService_MintUnsubscribe_Handler,
+		},
+		{
+			MethodName: "VerifyHistory",
+			Handler:    _ConsentService_VerifyHistory_Handler,
+		},
+		{
+			MethodName: "WriteBatch",
+			Handler:    _ConsentService_WriteBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

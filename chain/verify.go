@@ -1,0 +1,130 @@
+package chain
+
+import "fmt"
+
+// Break is the first place where a partition's chain does not hold.
+type Break struct {
+	Partition uint32
+	Seq       uint64
+	Reason    string
+}
+
+func (b *Break) Error() string {
+	return fmt.Sprintf("partition %d, event %d: %s", b.Partition, b.Seq, b.Reason)
+}
+
+// Walk checks one partition: Add every stored entry, in any order, then
+// Check against the partition's head.
+type Walk struct {
+	key       *Sealer
+	partition uint32
+	live      map[uint64]node
+	erased    map[uint64]node
+	breaks    []found
+}
+
+// found is a break and whether it was found outside the chain (Problem):
+// at the same event, the chain's own finding is the one reported.
+type found struct {
+	Break
+	outside bool
+}
+
+type node struct{ link, prev Link }
+
+// Walk starts checking partition.
+func (k *Key) Walk(partition uint32) *Walk {
+	return &Walk{key: k.Sealer(), partition: partition, live: map[uint64]node{}, erased: map[uint64]node{}}
+}
+
+func (w *Walk) broken(seq uint64, format string, args ...any) {
+	w.breaks = append(w.breaks, found{Break: Break{Partition: w.partition, Seq: seq, Reason: fmt.Sprintf(format, args...)}})
+}
+
+// Add takes the entry stored as event seq of the contact and returns it
+// decoded; ok is false when it cannot be decoded (which is a break).
+func (w *Walk) Add(seq uint64, contact [32]byte, entry []byte) (e Entry, ok bool) {
+	e, err := Decode(entry)
+	if err != nil {
+		w.broken(seq, "entry is corrupt")
+		return e, false
+	}
+	if _, dup := w.live[seq]; dup {
+		w.broken(seq, "two entries have this sequence number (one was copied)")
+		return e, false
+	}
+	w.live[seq] = node{link: w.key.Seal(w.partition, seq, contact, entry), prev: e.Prev}
+	for _, t := range e.Tombstones {
+		nd := node{link: t.Link, prev: t.Prev}
+		if old, dup := w.erased[t.Seq]; dup && old != nd {
+			w.broken(t.Seq, "two erasure markers disagree about this event")
+		}
+		w.erased[t.Seq] = nd
+	}
+	return e, true
+}
+
+// Has reports whether event seq is accounted for: present, or removed by
+// an erasure.
+func (w *Walk) Has(seq uint64) bool {
+	_, live := w.live[seq]
+	_, erased := w.erased[seq]
+	return live || erased
+}
+
+// Events returns how many entries were added and how many events the
+// erasure markers account for.
+func (w *Walk) Events() (live, erased int) { return len(w.live), len(w.erased) }
+
+// Problem records a break found outside the chain (a record that does not
+// match its history, a change stream that names a missing event), so Check
+// reports the first of all of them.
+func (w *Walk) Problem(seq uint64, reason string) {
+	w.breaks = append(w.breaks, found{Break: Break{Partition: w.partition, Seq: seq, Reason: reason}, outside: true})
+}
+
+// Check returns the first break of the partition whose newest event is
+// headSeq with link head, or nil when the chain holds.
+func (w *Walk) Check(headSeq uint64, head Link) *Break {
+	var prev Link // the link of event n-1; zero before the first
+	for n := uint64(1); n <= headSeq; n++ {
+		nd, live := w.live[n]
+		tomb, erased := w.erased[n]
+		if live && erased {
+			w.broken(n, "an erasure removed this event, but it is present again")
+		}
+		if !live {
+			// An erased event is checked through its tombstone: the link
+			// it followed and its own, signed by the erasure that holds it.
+			nd = tomb
+		}
+		switch _, before := w.erased[n-1]; {
+		case !live && !erased:
+			w.broken(n, "missing: deleted without an erasure marker")
+		case nd.prev == prev:
+		case before:
+			w.broken(n, "does not follow the erased event before it: this event or an erasure marker was altered")
+		default:
+			w.broken(n-1, "altered: its hash does not match the one event %d holds", n)
+		}
+		prev = nd.link
+	}
+	for seq := range w.live {
+		if seq == 0 || seq > headSeq {
+			w.broken(seq, "beyond the partition head (%d)", headSeq)
+		}
+	}
+	if prev != head {
+		w.broken(headSeq, "does not match the partition head: altered, or the head was")
+	}
+	if len(w.breaks) == 0 {
+		return nil
+	}
+	first := w.breaks[0]
+	for _, b := range w.breaks[1:] {
+		if b.Seq < first.Seq || (b.Seq == first.Seq && first.outside && !b.outside) {
+			first = b
+		}
+	}
+	return &first.Break
+}

@@ -1,0 +1,170 @@
+package store
+
+import (
+	"errors"
+
+	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/chain"
+)
+
+// Both stores apply a batch of writes to a partition the same way: read
+// what the writes depend on, fold each event into its contact's record with
+// consent.Apply and chain it after the partition's newest event, all in
+// memory (planBatch), then store the outcome in one atomic step of their
+// own (a bbolt transaction, a Redis script).
+
+// planReader reads what planning a partition's writes needs, as stored
+// before the batch.
+type planReader interface {
+	// record returns the contact's record and its sequence number (0: none).
+	record(key consent.Key) (consent.Record, uint64, error)
+	// replay returns the first outcome of a write whose request id was seen
+	// before (found false: not seen): its token, or the error of a request
+	// id reused for a different request.
+	replay(w *consent.Write) (tok consent.Token, found bool, err error)
+	// history returns the contact's stored events, oldest first (erasures
+	// tombstone them).
+	history(key consent.Key) ([]storedEvent, error)
+}
+
+// batchPlan is a partition's share of a batch, planned.
+type batchPlan struct {
+	head     uint64     // the partition's sequence before the batch
+	link     chain.Link // the partition's head link after the batch
+	contacts []*planned
+	byKey    map[consent.Key]int
+	ops      []op // the new events, in sequence order from head+1
+	requests []request
+	// The outcome of each write planned, and whether it is a new event (a
+	// replay is not).
+	toks    []consent.Token
+	errs    []error
+	applied []bool
+}
+
+// planned is one contact of a batch.
+type planned struct {
+	key     consent.Key
+	readSeq uint64 // its record's sequence when read (0: none)
+	rec     consent.Record
+	changed bool
+	// pending are the contact's entries as they stand after the ops
+	// planned so far: what an erasure tombstones.
+	pending []storedEvent
+	read    bool // pending holds the stored history
+}
+
+type op struct {
+	contact int
+	entry   []byte
+	erase   bool
+}
+
+// request is a request id to remember (tok of its first write), or, for a
+// replay, to refresh.
+type request struct {
+	contact int
+	id      string
+	fp      [32]byte
+	tok     consent.Token
+	replay  bool
+}
+
+// planBatch plans writes ws (all of partition p) after the partition's
+// newest event head, whose link is link. A write the rules refuse, or whose
+// request id was used for another request, gets its error and changes
+// nothing; err is for failures to read.
+func planBatch(ch *chain.Key, p uint32, head uint64, link chain.Link, ws []consent.Write, r planReader) (*batchPlan, error) {
+	sealer := ch.Sealer()
+	pl := &batchPlan{head: head, link: link, byKey: map[consent.Key]int{},
+		toks: make([]consent.Token, len(ws)), errs: make([]error, len(ws)), applied: make([]bool, len(ws))}
+	// Request ids first seen in this batch: a repeat is a replay of it.
+	type first struct {
+		j  int
+		fp [32]byte
+	}
+	seen := map[struct {
+		key consent.Key
+		id  string
+	}]first{}
+	for j := range ws {
+		w := &ws[j]
+		c, ok := pl.byKey[w.Key]
+		if !ok {
+			rec, readSeq, err := r.record(w.Key)
+			if err != nil {
+				return nil, err
+			}
+			c = len(pl.contacts)
+			pl.byKey[w.Key] = c
+			pl.contacts = append(pl.contacts, &planned{key: w.Key, readSeq: readSeq, rec: rec})
+		}
+		pc := pl.contacts[c]
+		if id := w.Event.RequestID; id != "" {
+			rk := struct {
+				key consent.Key
+				id  string
+			}{w.Key, id}
+			if f, ok := seen[rk]; ok {
+				if f.fp != w.Fingerprint {
+					pl.errs[j] = consent.Invalid("request_id", "was already used for a different request")
+				} else {
+					pl.toks[j], pl.errs[j] = pl.toks[f.j], pl.errs[f.j]
+				}
+				continue
+			}
+			seen[rk] = first{j, w.Fingerprint}
+			// A replay answers with the first outcome, even where the
+			// rules would now refuse the write.
+			tok, found, err := r.replay(w)
+			if found {
+				pl.toks[j], pl.errs[j] = tok, err
+				if err == nil {
+					pl.requests = append(pl.requests, request{contact: c, id: id, fp: w.Fingerprint, tok: tok, replay: true})
+				}
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+		}
+		next, err := consent.Apply(pc.rec, w.Event)
+		if errors.Is(err, consent.ErrInvalid) || errors.Is(err, consent.ErrSuppressed) {
+			pl.errs[j] = err
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		seq := pl.head + uint64(len(pl.ops)) + 1
+		next.Token = consent.Token{Partition: p, Seq: seq}
+		pc.rec, pc.changed = next, true
+		ev := w.Event
+		ev.Token = consent.Token{}
+		var tombs []chain.Tombstone
+		erase := ev.Kind == consent.EventErase
+		if erase {
+			if !pc.read {
+				stored, err := r.history(w.Key)
+				if err != nil {
+					return nil, err
+				}
+				pc.pending = append(stored, pc.pending...)
+				pc.read = true
+			}
+			for _, se := range pc.pending {
+				tombs = appendTombstones(tombs, sealer, p, se.seq, w.Key, se.entry)
+			}
+			pc.pending = pc.pending[:0]
+		}
+		entry := chain.Encode(nil, pl.link, tombs, EncodeEvent(nil, &ev))
+		pl.link = sealer.Seal(p, seq, w.Key, entry)
+		pc.pending = append(pc.pending, storedEvent{seq: seq, entry: entry})
+		pl.ops = append(pl.ops, op{contact: c, entry: entry, erase: erase})
+		pl.toks[j], pl.applied[j] = next.Token, true
+		if w.Event.RequestID != "" {
+			pl.requests = append(pl.requests, request{contact: c, id: w.Event.RequestID, fp: w.Fingerprint, tok: next.Token})
+		}
+	}
+	return pl, nil
+}

@@ -1,0 +1,289 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/chain"
+)
+
+// writeScript applies one partition's share of a batch atomically. The
+// writer read the partition's head, the records and the request ids, folded
+// the events with consent.Apply and chained them in Go (the chain's key
+// never reaches Redis); the script checks that nothing it read has changed
+// since (else 'conflict', and the writer reads again), then adds the
+// change-feed entries before any other mutation (a script that fails midway
+// is not rolled back, and XADD is the command that can refuse), sets the
+// sequence, appends the history (an erasure first deletes it), writes the
+// records, the chain head and the request ids. A replayed request id is
+// refreshed, a write, so that a WAIT after it covers the original write too.
+var writeScript = redis.NewScript(`
+-- KEYS: seq, chain head, feed, then per contact: record, history; then request ids
+-- ARGV: [1] expected seq, [2] head link, [3] feed maxlen, [4] request ttl ms,
+--       [5] contacts, [6] ops, [7] request ids, then
+--       per contact: expected record seq, new record ('' unchanged), contact key;
+--       per op: contact index (0-based), entry, erase ('1'/'0');
+--       per request id: value ('' for a replay to refresh)
+local nc, no, nr = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return {'conflict'} end
+local ca, oa, ra = 8, 8 + 3 * nc, 8 + 3 * nc + 3 * no
+for c = 0, nc - 1 do
+  local cur = redis.call('GET', KEYS[4 + 2 * c])
+  local curseq = '0'
+  if cur then curseq = string.match(cur, '^(%d+):') end
+  if curseq ~= ARGV[ca + 3 * c] then return {'conflict'} end
+end
+local rk = 4 + 2 * nc
+for r = 0, nr - 1 do
+  if ARGV[ra + r] ~= '' and redis.call('EXISTS', KEYS[rk + r]) == 1 then return {'conflict'} end
+end
+local base = tonumber(ARGV[1])
+for o = 0, no - 1 do
+  local c = tonumber(ARGV[oa + 3 * o])
+  local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], string.format('%d-0', base + o + 1), 'k', ARGV[ca + 3 * c + 2])
+  if type(added) == 'table' and added.err then return {'error', added.err} end
+end
+if no > 0 then
+  redis.call('SET', KEYS[1], string.format('%d', base + no))
+  redis.call('SET', KEYS[2], ARGV[2])
+end
+for o = 0, no - 1 do
+  local c = tonumber(ARGV[oa + 3 * o])
+  local h = KEYS[5 + 2 * c]
+  if ARGV[oa + 3 * o + 2] == '1' then redis.call('DEL', h) end
+  redis.call('RPUSH', h, string.format('%d', base + o + 1) .. ':' .. ARGV[oa + 3 * o + 1])
+end
+for c = 0, nc - 1 do
+  if ARGV[ca + 3 * c + 1] ~= '' then redis.call('SET', KEYS[4 + 2 * c], ARGV[ca + 3 * c + 1]) end
+end
+for r = 0, nr - 1 do
+  if ARGV[ra + r] == '' then
+    redis.call('PEXPIRE', KEYS[rk + r], ARGV[4])
+  else
+    redis.call('SET', KEYS[rk + r], ARGV[ra + r], 'PX', ARGV[4])
+  end
+end
+return {'ok'}
+`)
+
+// Apply folds w into the contact's record with consent.Apply and writes the
+// result atomically, retrying when another sidecar wrote the contact or
+// its partition in between. A request id seen before returns the first
+// token, after the same replication wait as a first write.
+func (s *Redis) Apply(ctx context.Context, w consent.Write) (consent.Token, error) {
+	toks, errs, err := s.ApplyBatch(ctx, []consent.Write{w})
+	if err != nil {
+		return consent.Token{}, err
+	}
+	return toks[0], errs[0]
+}
+
+// ApplyBatch applies writes in order, each with its own outcome (a refused
+// write changes nothing and the others go on), with one read and one script
+// per partition they touch: what a bulk load needs, where three round trips
+// per write would be the whole cost. err is for a partition's share as a
+// whole: the shares of partitions before it may have been applied, and a
+// retry of the batch with the same request ids applies each write once.
+func (s *Redis) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []consent.Token, errs []error, err error) {
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	toks, errs = make([]consent.Token, len(ws)), make([]error, len(ws))
+	var (
+		order  []uint32
+		shares = map[uint32][]int{}
+	)
+	for i := range ws {
+		p := ws[i].Key.Partition(s.cfg.Partitions)
+		if shares[p] == nil {
+			order = append(order, p)
+		}
+		shares[p] = append(shares[p], i)
+	}
+	for _, p := range order {
+		if err := s.applyShare(ctx, p, ws, shares[p], toks, errs); err != nil {
+			return nil, nil, err
+		}
+	}
+	return toks, errs, nil
+}
+
+var errConflict = errors.New("store: redis: written concurrently")
+
+// applyShare applies the writes ws[idx...] of partition p, retrying while
+// other sidecars write the partition in between.
+func (s *Redis) applyShare(ctx context.Context, p uint32, ws []consent.Write, idx []int, toks []consent.Token, errs []error) error {
+	share := make([]consent.Write, len(idx))
+	for j, i := range idx {
+		share[j] = ws[i]
+	}
+	s.writing[p].Lock()
+	var (
+		pl  *batchPlan
+		err error
+	)
+	for attempt := 0; attempt < 64; attempt++ {
+		if pl, err = s.plan(ctx, p, share); err != nil {
+			break
+		}
+		if err = s.commit(ctx, p, pl); !errors.Is(err, errConflict) {
+			break
+		}
+	}
+	s.writing[p].Unlock()
+	if errors.Is(err, errConflict) {
+		return fmt.Errorf("%w: too many concurrent writes to one partition", consent.ErrUnavailable)
+	}
+	if err != nil {
+		return err
+	}
+	for j, i := range idx {
+		toks[i], errs[i] = pl.toks[j], pl.errs[j]
+		// Also on a replay: the first attempt may have failed after it was
+		// applied, before this sidecar dropped its cached copy.
+		if errs[i] == nil {
+			s.onChange(ws[i].Key, toks[i])
+		}
+	}
+	return nil
+}
+
+// prefetched is what plan read of a partition in one round trip.
+type prefetched struct {
+	p        uint32
+	records  map[consent.Key]*redis.StringCmd
+	requests map[string]*redis.StringCmd
+	lists    map[consent.Key]*redis.StringSliceCmd // histories
+}
+
+func (f *prefetched) record(key consent.Key) (consent.Record, uint64, error) {
+	v, err := f.records[key].Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return consent.Record{}, 0, nil
+	case err != nil:
+		return consent.Record{}, 0, redisErr(err)
+	}
+	return decodeStoredRecord(f.p, v)
+}
+
+func (f *prefetched) replay(w *consent.Write) (consent.Token, bool, error) {
+	v, err := f.requests[requestKey(f.p, w.Key, w.Event.RequestID)].Bytes()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return consent.Token{}, false, nil
+	case err != nil:
+		return consent.Token{}, false, redisErr(err)
+	}
+	tok, err := replayed(f.p, v, w.Fingerprint)
+	return tok, true, err
+}
+
+func (f *prefetched) history(key consent.Key) ([]storedEvent, error) {
+	var out []storedEvent
+	for _, item := range f.lists[key].Val() {
+		// An item without a sequence number cannot be accounted for:
+		// erase it anyway, and verification reports the gap.
+		if n, entry, err := splitSeq([]byte(item)); err == nil {
+			out = append(out, storedEvent{seq: n, entry: entry})
+		}
+	}
+	return out, nil
+}
+
+// plan reads, in one round trip to the partition's slot, the head, every
+// record, every request id and the history of each contact an erasure will
+// remove, and plans the writes on it.
+func (s *Redis) plan(ctx context.Context, p uint32, ws []consent.Write) (*batchPlan, error) {
+	f := &prefetched{p: p, records: map[consent.Key]*redis.StringCmd{}, requests: map[string]*redis.StringCmd{},
+		lists: map[consent.Key]*redis.StringSliceCmd{}}
+	var head *redis.SliceCmd
+	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		head = pipe.MGet(ctx, seqKey(p), headKey(p))
+		for i := range ws {
+			w := &ws[i]
+			if f.records[w.Key] == nil {
+				f.records[w.Key] = pipe.Get(ctx, recordKey(p, w.Key))
+			}
+			if id := w.Event.RequestID; id != "" {
+				if rk := requestKey(p, w.Key, id); f.requests[rk] == nil {
+					f.requests[rk] = pipe.Get(ctx, rk)
+				}
+			}
+			if w.Event.Kind == consent.EventErase && f.lists[w.Key] == nil {
+				f.lists[w.Key] = pipe.LRange(ctx, historyKey(p, w.Key), 0, -1)
+			}
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, redisErr(err)
+	}
+	var (
+		seq  uint64
+		link chain.Link
+	)
+	if v, ok := head.Val()[0].(string); ok {
+		if seq, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return nil, errCorrupt
+		}
+	}
+	if v, ok := head.Val()[1].(string); ok {
+		copy(link[:], v)
+	}
+	return planBatch(s.cfg.Chain, p, seq, link, ws, f)
+}
+
+// commit runs the plan's script; errConflict means something it read has
+// changed.
+func (s *Redis) commit(ctx context.Context, p uint32, pl *batchPlan) error {
+	if len(pl.ops) == 0 && len(pl.requests) == 0 {
+		return nil // every write refused: nothing to do
+	}
+	keys := []string{seqKey(p), headKey(p), feedKey(p)}
+	args := []any{pl.head, pl.link[:], s.cfg.FeedMaxLen, s.cfg.RequestTTL.Milliseconds(), len(pl.contacts), len(pl.ops), len(pl.requests)}
+	for _, pc := range pl.contacts {
+		keys = append(keys, recordKey(p, pc.key), historyKey(p, pc.key))
+		var value []byte
+		if pc.changed {
+			rec := pc.rec
+			rec.Token = consent.Token{}
+			value = EncodeRecord(append(strconv.AppendUint(nil, pc.rec.Token.Seq, 10), ':'), &rec)
+		}
+		args = append(args, pc.readSeq, value, pc.key[:])
+	}
+	for _, o := range pl.ops {
+		erase := "0"
+		if o.erase {
+			erase = "1"
+		}
+		args = append(args, o.contact, o.entry, erase)
+	}
+	for _, r := range pl.requests {
+		keys = append(keys, requestKey(p, pl.contacts[r.contact].key, r.id))
+		var value []byte // a replay: refresh
+		if !r.replay {
+			value = append(r.fp[:len(r.fp):len(r.fp)], strconv.FormatUint(r.tok.Seq, 10)...)
+		}
+		args = append(args, value)
+	}
+	_, err := s.replicated(ctx, seqKey(p), func(c redis.Cmdable) (consent.Token, error) {
+		res, err := writeScript.Run(ctx, c.(redis.Scripter), keys, args...).Slice()
+		if err != nil {
+			return consent.Token{}, err
+		}
+		switch res[0] {
+		case "ok":
+			return consent.Token{}, nil
+		case "conflict":
+			return consent.Token{}, errConflict
+		}
+		return consent.Token{}, fmt.Errorf("store: redis: write refused: %v", res)
+	})
+	return err
+}
