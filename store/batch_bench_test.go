@@ -35,17 +35,7 @@ func BenchmarkApplyBatchEmbedded(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	const size = 10000
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		ws := batchOf(size, i)
-		b.StartTimer()
-		if _, _, err := s.ApplyBatch(context.Background(), ws); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "writes/s")
+	benchApplyBatch(b, s)
 }
 
 func BenchmarkApplyBatchRedis(b *testing.B) {
@@ -54,6 +44,10 @@ func BenchmarkApplyBatchRedis(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	benchApplyBatch(b, s)
+}
+
+func benchApplyBatch(b *testing.B, s storetest.Store) {
 	const size = 10000
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	bolt "go.etcd.io/bbolt"
 
 	consent "github.com/consentd/consentd"
 	"github.com/consentd/consentd/store"
@@ -257,4 +258,25 @@ func TestEmbeddedApplyBatch(t *testing.T) {
 		t.Errorf("observer saw (-want +got):\n%s", diff)
 	}
 	t.Logf("ApplyBatch: %d writes in batches of %d in %v (%.0f writes/s)", n, batch, elapsed, float64(n)/elapsed.Seconds())
+}
+
+// TestEmbeddedRefusesAnotherLayout: a data file written by a version with
+// another layout is refused with a clear error, never misread.
+func TestEmbeddedRefusesAnotherLayout(t *testing.T) {
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, store.EmbeddedFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucket([]byte("meta")) // the old layout's: no layout mark
+		return err
+	})
+	if err := errors.Join(err, db.Close()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = store.OpenEmbedded(dir, storetest.ChainKey())
+	if err == nil || !strings.Contains(err.Error(), "written by another version of consentd") {
+		t.Fatalf("OpenEmbedded on another layout = %v, want a refusal", err)
+	}
 }

@@ -16,7 +16,9 @@ import (
 // writer read the partition's head, the records and the request ids, folded
 // the events with consent.Apply and chained them in Go (the chain's key
 // never reaches Redis); the script checks that nothing it read has changed
-// since (else 'conflict', and the writer reads again), then adds the
+// since (else 'conflict', and the writer reads again; a request id is
+// only ever set together with its contact's record, so the records' check
+// covers the request ids read too), then adds the
 // change-feed entries before any other mutation (a script that fails midway
 // is not rolled back, and XADD is the command that can refuse), sets the
 // sequence, appends the history (an erasure first deletes it), writes the
@@ -39,9 +41,6 @@ for c = 0, nc - 1 do
   if curseq ~= ARGV[ca + 3 * c] then return {'conflict'} end
 end
 local rk = 4 + 2 * nc
-for r = 0, nr - 1 do
-  if ARGV[ra + r] ~= '' and redis.call('EXISTS', KEYS[rk + r]) == 1 then return {'conflict'} end
-end
 local base = tonumber(ARGV[1])
 for o = 0, no - 1 do
   local c = tonumber(ARGV[oa + 3 * o])

@@ -56,9 +56,34 @@ access request).`,
 			about:   `List every event recorded for CONTACT, in the order consentd recorded them.`,
 		},
 		{
+			name: "export", args: "CONTACT", min: 1, max: 1, setup: setupExport,
+			summary: "everything held about CONTACT as JSON, for a subject access request",
+			about: `Print, as JSON (with or without --json), what consentd holds about CONTACT
+for a subject access request: its current state and proof per purpose, when
+it was erased, and every event of its history, oldest first.`,
+		},
+		{
 			name: "purposes", min: 0, max: 0, setup: setupPurposes,
 			summary: "the purposes consentd knows, with their rules",
 			about:   `List the purpose registry: each purpose's re-confirmation window, whether an unconfirmed third-party yes may be used, and its retention.`,
+		},
+		{
+			name: "import", args: "FILE", opts: "[--map FIELD=COLUMN]... [--mapping FILE] [--out DIR] [--dry-run] [flags]",
+			min: 1, max: 1, setup: setupImport, long: true,
+			summary: "audit a contact database (CSV or NDJSON): import what holds, list who to ask again",
+			about: `Read FILE (- for stdin), CSV with a header or NDJSON, one (contact, purpose)
+per row or one column per purpose (--mapping), and decide each with the
+rules of check: valid (imported as a grant with its proof), withdrawn
+(imported as a withdrawal), suppressed (erased here before: never imported),
+needs re-permission (no_record, method_unrecorded, third_party, not_specific
+or stale: not imported) or rejected (malformed: never consent). The report
+goes to --out: report.json, report.txt (also printed), rejects.csv, and
+repermission/PURPOSE.REASON.csv with the contacts to ask again. The default
+columns are contact, purpose, status, method, source, third_party,
+captured_at, last_engaged_at, notice_version, evidence_ref and bundled.
+Request ids come from the rows, so running the same file again applies
+nothing twice and finishes an import that was cut short. --timeout bounds
+each call to consentd, not the whole import.`,
 		},
 		{
 			name: "verify", min: 0, max: 0, setup: setupVerify, opts: "[--heads]",

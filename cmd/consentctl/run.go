@@ -76,6 +76,9 @@ type command struct {
 	max     int    // at most; -1: no limit
 	// local commands work on files and never talk to consentd.
 	local bool
+	// long commands take as long as their input (an import): --timeout
+	// bounds each call to consentd, not the whole command.
+	long bool
 	// setup registers the command's flags on fs and returns the function
 	// that runs it with the positional arguments once fs is parsed.
 	setup func(fs *flag.FlagSet) runner
@@ -172,8 +175,11 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		return fail(prefix, "--addr %q: %v", addr, err)
 	}
 	defer c.Close()
-	ctx, cancel := context.WithTimeout(ctx, g.timeout)
-	defer cancel()
+	if !cmd.long {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, g.timeout)
+		defer cancel()
+	}
 	code, err := exec(ctx, &call{client: c, out: out, env: env, stderr: stderr}, pos)
 	if err != nil {
 		return fail(prefix, "%s", describe(err, addr, g.timeout))

@@ -89,13 +89,18 @@ func (e *embeddedFile) update(t *testing.T, fn func(tx *bolt.Tx) error) {
 	}
 }
 
+// The embedded layout (store/embedded.go): one bucket, "contacts", where a
+// contact's record is KEY 'r' and its events KEY 'e' SEQ.
+var contactsBucket = []byte("contacts")
+
 // eventKey returns the bbolt key of the contact's i-th event.
 func (e *embeddedFile) eventKey(t *testing.T, tx *bolt.Tx, contact string, i int) []byte {
 	t.Helper()
 	k := keyOf(t, e.secret(t), contact)
-	c := tx.Bucket([]byte("events")).Cursor()
+	prefix := append(k[:], 'e')
+	c := tx.Bucket(contactsBucket).Cursor()
 	n := 0
-	for ek, _ := c.Seek(k[:]); ek != nil && bytes.HasPrefix(ek, k[:]); ek, _ = c.Next() {
+	for ek, _ := c.Seek(prefix); ek != nil && bytes.HasPrefix(ek, prefix); ek, _ = c.Next() {
 		if n == i {
 			return bytes.Clone(ek)
 		}
@@ -107,7 +112,7 @@ func (e *embeddedFile) eventKey(t *testing.T, tx *bolt.Tx, contact string, i int
 
 func (e *embeddedFile) editEvent(t *testing.T, contact string, i int) {
 	e.update(t, func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("events"))
+		b := tx.Bucket(contactsBucket)
 		k := e.eventKey(t, tx, contact, i)
 		v := bytes.Clone(b.Get(k))
 		v[len(v)-1] ^= 1
@@ -117,20 +122,21 @@ func (e *embeddedFile) editEvent(t *testing.T, contact string, i int) {
 
 func (e *embeddedFile) deleteEvent(t *testing.T, contact string, i int) {
 	e.update(t, func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("events")).Delete(e.eventKey(t, tx, contact, i))
+		return tx.Bucket(contactsBucket).Delete(e.eventKey(t, tx, contact, i))
 	})
 }
 
 func (e *embeddedFile) unwithdraw(t *testing.T, contact, purpose string) {
 	e.update(t, func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("records"))
+		b := tx.Bucket(contactsBucket)
 		k := keyOf(t, e.secret(t), contact)
-		rec, err := store.DecodeRecord(b.Get(k[:]))
+		key := append(k[:], 'r')
+		rec, err := store.DecodeRecord(b.Get(key))
 		if err != nil {
 			return err
 		}
 		rec = unwithdrawn(t, rec, purpose)
-		return b.Put(k[:], store.EncodeRecord(nil, &rec))
+		return b.Put(key, store.EncodeRecord(nil, &rec))
 	})
 }
 

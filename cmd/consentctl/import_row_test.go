@@ -1,0 +1,444 @@
+package main
+
+import (
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	consent "github.com/consentd/consentd"
+)
+
+// importNow is the clock of the parser and classifier tests.
+var importNow = time.Date(2026, 6, 15, 12, 0, 0, 0, time.UTC)
+
+func defaultRegistry(t testing.TB) *consent.Registry {
+	t.Helper()
+	ps := append(consent.DefaultPurposes(),
+		consent.Purpose{Name: "partner_offers", ReconfirmMonths: 0, ThirdPartyAllowed: true})
+	reg, err := consent.NewRegistry(ps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return reg
+}
+
+// rawRow builds a record's cells by field name; unnamed fields are empty.
+func rawRow(kv ...string) *[numFields]string {
+	var raw [numFields]string
+	for i := 0; i < len(kv); i += 2 {
+		f, ok := fieldByName(kv[i])
+		if !ok {
+			panic("no field " + kv[i])
+		}
+		raw[f] = kv[i+1]
+	}
+	return &raw
+}
+
+// parsed is what the parser tests compare: shared's fields, exported.
+type parsed struct {
+	Contact, Key, ThirdParty, Notice, Evidence string
+	Method                                     consent.Method
+	Source                                     consent.Source
+	Captured, LastEngaged                      time.Time
+	Bundled                                    bool
+	Reject                                     string
+}
+
+func parsedOf(s *shared) parsed {
+	return parsed{Contact: s.contact, Key: s.key, ThirdParty: s.thirdParty, Notice: s.notice, Evidence: s.evidence,
+		Method: s.method, Source: s.source, Captured: s.captured, LastEngaged: s.lastEngaged, Bundled: s.bundled, Reject: s.reject}
+}
+
+func TestImportParseRow(t *testing.T) {
+	day := func(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
+	rejected := func(reason string) parsed { return parsed{Reject: reason} }
+	tests := []struct {
+		name string
+		raw  *[numFields]string
+		want parsed
+	}{
+		{"full first-party grant", rawRow("contact", " Ada@Example.com ", "method", "Checkbox", "source", "first_party",
+			"captured_at", "2026-01-10", "last_engaged_at", "2026-05-01T10:00:00+02:00", "notice_version", "v7",
+			"evidence_ref", "form:signup, step 2", "bundled", "false"),
+			parsed{Contact: " Ada@Example.com ", Key: "Ada@Example.com", Method: consent.MethodCheckbox,
+				Source: consent.SourceFirstParty, Captured: day(2026, 1, 10), LastEngaged: time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC),
+				Notice: "v7", Evidence: "form:signup, step 2"}},
+		{"a named third party without a source is third-party", rawRow("contact", "+4915112345678", "third_party", "Acme Lists", "bundled", "TRUE"),
+			parsed{Contact: "+4915112345678", Key: "+4915112345678", Source: consent.SourceThirdParty, ThirdParty: "Acme Lists", Bundled: true}},
+		{"third-party source without a name", rawRow("contact", "a@b.co", "source", "third_party", "method", "double_opt_in"),
+			parsed{Contact: "a@b.co", Key: "a@b.co", Source: consent.SourceThirdParty, Method: consent.MethodDoubleOptIn}},
+		{"empty contact", rawRow("contact", "  "), rejected("contact: not an email address or E.164 phone number")},
+		{"no @", rawRow("contact", "jo.example.com"), rejected("contact: not an email address or E.164 phone number")},
+		{"two @", rawRow("contact", "jo@@example.com"), rejected("contact: not an email address or E.164 phone number")},
+		{"no dot in the domain", rawRow("contact", "jo@localhost"), rejected("contact: not an email address or E.164 phone number")},
+		{"domain ends with a dot", rawRow("contact", "jo@example."), rejected("contact: not an email address or E.164 phone number")},
+		{"space inside", rawRow("contact", "jo smith@example.com"), rejected("contact: not an email address or E.164 phone number")},
+		{"control character", rawRow("contact", "jo\x01@example.com"), rejected("contact: not an email address or E.164 phone number")},
+		{"local part over 64", rawRow("contact", strings.Repeat("x", 65)+"@example.com"), rejected("contact: not an email address or E.164 phone number")},
+		{"local part of 64", rawRow("contact", strings.Repeat("x", 64)+"@example.com"),
+			parsed{Contact: strings.Repeat("x", 64) + "@example.com", Key: strings.Repeat("x", 64) + "@example.com", Source: consent.SourceFirstParty}},
+		{"phone too short", rawRow("contact", "+1234567"), rejected("contact: not an email address or E.164 phone number")},
+		{"phone too long", rawRow("contact", "+1234567890123456"), rejected("contact: not an email address or E.164 phone number")},
+		{"phone without +", rawRow("contact", "4915112345678"), rejected("contact: not an email address or E.164 phone number")},
+		{"unknown method", rawRow("contact", "a@b.co", "method", "tick"),
+			rejected(`method: unknown method "tick" (known: ` + strings.Join(methodNames(false), ", ") + ")")},
+		{"unknown source", rawRow("contact", "a@b.co", "source", "bought"),
+			rejected(`source: unknown source "bought" (known: first_party, third_party)`)},
+		{"first party naming a third party", rawRow("contact", "a@b.co", "source", "first_party", "third_party", "Acme"),
+			rejected(`third_party: names "Acme" but source is first_party`)},
+		{"unparseable date", rawRow("contact", "a@b.co", "captured_at", "31/12/2020"),
+			rejected(`captured_at: cannot parse "31/12/2020" (want RFC 3339 or YYYY-MM-DD)`)},
+		{"impossible date", rawRow("contact", "a@b.co", "last_engaged_at", "2024-02-30"),
+			rejected(`last_engaged_at: cannot parse "2024-02-30" (want RFC 3339 or YYYY-MM-DD)`)},
+		{"future date", rawRow("contact", "a@b.co", "captured_at", "2026-06-15T12:06:00Z"),
+			rejected(`captured_at: "2026-06-15T12:06:00Z" is in the future`)},
+		{"within the clock skew", rawRow("contact", "a@b.co", "captured_at", "2026-06-15T12:04:00Z"),
+			parsed{Contact: "a@b.co", Key: "a@b.co", Source: consent.SourceFirstParty, Captured: time.Date(2026, 6, 15, 12, 4, 0, 0, time.UTC)}},
+		{"before 1990", rawRow("contact", "a@b.co", "captured_at", "1989-12-31"),
+			rejected(`captured_at: "1989-12-31" is before 1990-01-01`)},
+		{"bad bundled", rawRow("contact", "a@b.co", "bundled", "yes"), rejected(`bundled: "yes" is not true, false or empty`)},
+		{"control character in a label", rawRow("contact", "a@b.co", "evidence_ref", "scan\x00"),
+			rejected("evidence_ref: must not contain control characters")},
+		{"the contact is judged first", rawRow("contact", "nope", "method", "tick", "captured_at", "x"),
+			rejected("contact: not an email address or E.164 phone number")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := parsedOf(parseShared(tt.raw, importNow))
+			if tt.want.Reject != "" {
+				got = parsed{Reject: got.Reject}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("parseShared (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestImportParseStatus(t *testing.T) {
+	for _, tt := range []struct {
+		cell   string
+		want   status
+		reject string
+	}{
+		{"", statusUnknown, ""}, {" granted ", statusGranted, ""}, {"Withdrawn", statusWithdrawn, ""},
+		{"yes", 0, `status: unknown status "yes" (want granted, withdrawn or empty)`},
+	} {
+		got, reject := parseStatus(fStatus, tt.cell)
+		if got != tt.want || reject != tt.reject {
+			t.Errorf("parseStatus(%q) = %v, %q; want %v, %q", tt.cell, got, reject, tt.want, tt.reject)
+		}
+	}
+}
+
+func TestImportClassify(t *testing.T) {
+	reg := defaultRegistry(t)
+	recent := importNow.AddDate(0, -3, 0)
+	grant := func(mod func(r *row)) row {
+		r := row{purpose: "email_marketing", status: statusGranted, shared: &shared{key: "a@b.co",
+			method: consent.MethodCheckbox, source: consent.SourceFirstParty, captured: recent}}
+		if mod != nil {
+			mod(&r)
+		}
+		return r
+	}
+	tests := []struct {
+		name string
+		r    row
+		want outcome
+	}{
+		{"valid", grant(nil), outValid},
+		{"valid, engaged recently", grant(func(r *row) { r.lastEngaged = importNow.AddDate(0, -1, 0) }), outValid},
+		{"withdrawn beats everything", grant(func(r *row) {
+			r.status, r.method, r.bundled, r.captured = statusWithdrawn, 0, true, time.Time{}
+		}), outWithdrawn},
+		{"no record", grant(func(r *row) { r.status = statusUnknown }), outNoRecord},
+		{"method unrecorded before third party", grant(func(r *row) { r.method, r.source = 0, consent.SourceThirdParty }), outMethodUnrecorded},
+		{"a withdrawal-only method is no yes", grant(func(r *row) { r.method = consent.MethodOneClickUnsubscribe }), outMethodUnrecorded},
+		{"third party before bundled", grant(func(r *row) { r.source, r.bundled = consent.SourceThirdParty, true }), outThirdParty},
+		{"third party where the purpose accepts it", grant(func(r *row) {
+			r.purpose, r.source, r.thirdParty = "partner_offers", consent.SourceThirdParty, "Acme"
+		}), outValid},
+		{"bundled before stale", grant(func(r *row) { r.bundled, r.captured = true, time.Time{} }), outNotSpecific},
+		{"never dated", grant(func(r *row) { r.captured = time.Time{} }), outStale},
+		{"never dated, no window", grant(func(r *row) { r.purpose, r.captured = "partner_offers", time.Time{} }), outStale},
+		{"captured outside the window", grant(func(r *row) { r.captured = importNow.AddDate(-2, 0, 0) }), outStale},
+		{"captured just inside the window", grant(func(r *row) { r.captured = importNow.AddDate(-2, 0, 1) }), outValid},
+		{"ads' shorter window", grant(func(r *row) { r.purpose, r.captured = "ad_retargeting", importNow.AddDate(0, -14, 0) }), outStale},
+		{"last engaged outside the window", grant(func(r *row) { r.lastEngaged = importNow.AddDate(-3, 0, 0) }), outStale},
+		{"no window: never stale", grant(func(r *row) {
+			r.purpose, r.captured, r.lastEngaged = "partner_offers", importNow.AddDate(-20, 0, 0), importNow.AddDate(-20, 0, 0)
+		}), outValid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, ok := reg.Lookup(tt.r.purpose)
+			if !ok {
+				t.Fatalf("no purpose %q", tt.r.purpose)
+			}
+			if got := classify(&tt.r, p, importNow); got != tt.want {
+				t.Errorf("classify = %s, want %s", outcomeName(got), outcomeName(tt.want))
+			}
+		})
+	}
+}
+
+var requestIDPattern = regexp.MustCompile(`^import-[0-9a-f]{32}$`)
+
+// A request id depends on what the write carries and on nothing else: the
+// same row is the same request, a different row another.
+func TestImportRequestID(t *testing.T) {
+	base := func() row {
+		return row{purpose: "email_marketing", status: statusGranted, shared: &shared{contact: " a@b.co", key: "a@b.co",
+			method: consent.MethodCheckbox, source: consent.SourceFirstParty, captured: importNow.AddDate(0, -1, 0),
+			notice: "v1", evidence: "form:1"}}
+	}
+	r := base()
+	id := r.requestID("grant")
+	if !requestIDPattern.MatchString(id) {
+		t.Fatalf("request id %q does not match %s", id, requestIDPattern)
+	}
+	same := base()
+	same.contact, same.line = "a@b.co  ", 99 // as given and where: not part of the write
+	if got := same.requestID("grant"); got != id {
+		t.Errorf("the same write on another line: id %s, want %s", got, id)
+	}
+	for name, mod := range map[string]func(r *row){
+		"contact":     func(r *row) { r.key = "c@b.co" },
+		"purpose":     func(r *row) { r.purpose = "sales_outreach" },
+		"method":      func(r *row) { r.method = consent.MethodButton },
+		"source":      func(r *row) { r.source = consent.SourceThirdParty },
+		"third_party": func(r *row) { r.thirdParty = "Acme" },
+		"captured_at": func(r *row) { r.captured = r.captured.Add(time.Second) },
+		"notice":      func(r *row) { r.notice = "v2" },
+		"evidence":    func(r *row) { r.evidence = "form:2" },
+	} {
+		r := base()
+		sh := *r.shared
+		r.shared = &sh
+		mod(&r)
+		if r.requestID("grant") == id {
+			t.Errorf("a different %s gives the same id", name)
+		}
+	}
+	if r.requestID("withdraw") == id {
+		t.Error("a withdrawal has the grant's id")
+	}
+	// The fields are separated: moving text from one to the next changes it.
+	a, b := base(), base()
+	a.notice, a.evidence = "v1x", ""
+	b.notice, b.evidence = "v1", "x"
+	if a.requestID("grant") == b.requestID("grant") {
+		t.Error(`notice "v1x" + evidence "" has the id of notice "v1" + evidence "x"`)
+	}
+}
+
+// A write carries nothing of the clock: the same row makes the same
+// request on every run.
+func TestImportWriteIsStable(t *testing.T) {
+	r := row{purpose: "email_marketing", status: statusWithdrawn, shared: &shared{key: "a@b.co"}}
+	w := r.write(outWithdrawn, "consentctl import").GetWithdraw()
+	if w.GetCapturedAt() != nil {
+		t.Errorf("an undated withdrawal carries captured_at %v, want none (consentd dates it)", w.GetCapturedAt())
+	}
+	if got, want := w.GetRequestId(), r.requestID("withdraw"); got != want {
+		t.Errorf("request id %q, want %q", got, want)
+	}
+}
+
+func TestImportMapping(t *testing.T) {
+	reg := defaultRegistry(t)
+	header := func(names ...string) func(string) (int, bool) {
+		return func(name string) (int, bool) {
+			for i, h := range names {
+				if columnKey(h) == columnKey(name) {
+					return i, true
+				}
+			}
+			return 0, false
+		}
+	}
+	m, err := newMapping("", []string{"contact=E-Mail", "captured_at=Opt-in date"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := m.resolve(reg, header(" e-mail ", "Purpose", "Opt-In Date", "Status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.field[fContact] != 0 || l.field[fPurpose] != 1 || l.field[fCapturedAt] != 2 || l.field[fStatus] != 3 || l.field[fMethod] != -1 {
+		t.Errorf("layout %v, want contact 0, purpose 1, captured_at 2, status 3, method absent", l.field)
+	}
+
+	for _, tt := range []struct {
+		name   string
+		flags  []string
+		header []string
+		want   string
+	}{
+		{"not FIELD=COLUMN", []string{"contact"}, nil, `--map "contact": want FIELD=COLUMN`},
+		{"unknown field", []string{"email=Email"}, nil, `--map email=Email: unknown field "email"`},
+		{"a column the header lacks", []string{"contact=Email"}, []string{"contact", "purpose"}, `--map contact=Email: the header has no column "Email"`},
+		{"no purpose column", nil, []string{"contact", "status"}, `no purpose column: the header has no "purpose" column`},
+		{"no contact column", nil, []string{"email", "purpose"}, `no contact column: the header has no "contact" column`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := newMapping("", tt.flags)
+			if err == nil {
+				_, err = m.resolve(reg, header(tt.header...))
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %v, want one containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzImportRow feeds arbitrary records, after the default header, through
+// the reader and the row parser: whatever a row says, it becomes exactly
+// one outcome, and a row that is not rejected is one consentd would take.
+func FuzzImportRow(f *testing.F) {
+	for _, s := range []string{
+		"ada@example.com,email_marketing,granted,checkbox,,,2026-01-10,,v1,form:1,\n",
+		" Bo@Example.com ,sales_outreach,withdrawn,,,,,,,,\n",
+		"+4915112345678,ad_retargeting,granted,verbal,third_party,Acme,2026-06-01T10:00:00Z,2020-01-01,,,true\n",
+		"jo@localhost,newsletter,yes,tick,bought,,31/12/2020,n/a,,,maybe\n",
+		"\"a,b\"@x.co,email_marketing\n",
+		"\"unterminated,email_marketing,granted\n",
+		"x@y.co,partner_offers,granted,button,,,2026-06-15T12:04:59.999999999Z,,,\"scan \"\"paper\"\"\",false\n",
+	} {
+		f.Add(s)
+	}
+	reg := defaultRegistry(f)
+	header := strings.Join(fieldNames[:], ",") + "\n"
+	f.Fuzz(func(t *testing.T, body string) {
+		in, err := newCSVInput(strings.NewReader(header + body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := newMapping("", nil)
+		l, err := m.resolve(reg, in.column)
+		if err != nil {
+			t.Fatal(err)
+		}
+		imp := &importer{cfg: &importConfig{file: "fuzz.csv"}, reg: reg, now: importNow, layout: l, input: in}
+		var raw [numFields]string
+		for range 1000 {
+			rec, err := in.read()
+			if err != nil {
+				return // io.EOF, or a reader error that ends the import
+			}
+			rows := imp.rows(&rec, &raw)
+			if len(rows) != 1 {
+				t.Fatalf("record at line %d gave %d rows, want 1", rec.line, len(rows))
+			}
+			r := &rows[0]
+			if r.line < 2 {
+				t.Errorf("line %d: data starts on line 2", r.line)
+			}
+			if r.reject != "" {
+				col, _, ok := strings.Cut(r.reject, ":")
+				if _, known := fieldByName(col); !ok || (!known && col != "row") {
+					t.Errorf("reject reason %q names no column", r.reject)
+				}
+				continue
+			}
+			p, ok := reg.Lookup(r.purpose)
+			if !ok {
+				t.Fatalf("purpose %q not rejected", r.purpose)
+			}
+			if err := consent.CheckContact(r.key); err != nil || r.key != strings.TrimSpace(r.key) {
+				t.Errorf("contact %q accepted, but consentd says %v", r.key, err)
+			}
+			for _, l := range []string{r.thirdParty, r.notice, r.evidence} {
+				if err := consent.CheckLabel("label", l); err != nil {
+					t.Errorf("label %q accepted: %v", l, err)
+				}
+			}
+			for _, d := range []time.Time{r.captured, r.lastEngaged} {
+				if d.After(importNow.Add(maxFutureSkew)) {
+					t.Errorf("date %v accepted, more than %v ahead", d, maxFutureSkew)
+				}
+			}
+			o := classify(r, p, importNow)
+			if o == outRejected || o == outSuppressed || o >= numOutcomes {
+				t.Errorf("classify = %s", outcomeName(o))
+			}
+			if o == outValid || o == outWithdrawn {
+				w := r.write(o, "fuzz")
+				id := w.GetGrant().GetRequestId() + w.GetWithdraw().GetRequestId()
+				if !requestIDPattern.MatchString(id) || id != r.write(o, "fuzz").GetGrant().GetRequestId()+r.write(o, "fuzz").GetWithdraw().GetRequestId() {
+					t.Errorf("request id %q is malformed or not stable", id)
+				}
+			}
+		}
+	})
+}
+
+// The NDJSON fast path reads what encoding/json reads, and leaves the rest
+// to it.
+func TestImportNDJSONFastPath(t *testing.T) {
+	in := newNDJSONInput(strings.NewReader(""))
+	for _, name := range fieldNames {
+		in.column(name)
+	}
+	for _, line := range []string{
+		`{"contact": "ada@example.com", "purpose": "email_marketing", "status": "granted", "bundled": false}`,
+		`  {"Contact":"a@b.co","PURPOSE" : "x","bundled":true,"status":null,"extra":12.5e3}` + "\r\n",
+		`{"contact": 4915112345678, "purpose": -1, "method": "", "extra": "ignored"}`,
+		`{}`,
+		`{"contact": "müller@example.com", "evidence_ref": "scan \"paper\"", "notice_version": "\u00e9"}`,
+		`{"contact": "a@b.co", "status": ["granted"]}`,
+		`{"contact": "a@b.co", "extra": {"nested": true}}`,
+		`{"contact": "a@b.co", "purpose": `,
+		`{"contact": "a@b.co"} {"contact": "c@d.co"}`,
+		`{"contact": "a@b.co",}`,
+		`{"contact": tru}`,
+		`{"contact": 01}`,
+		`["contact"]`,
+		"{\"contact\": \"a\tb\"}",
+	} {
+		fast := make([]string, in.n)
+		ok := in.parseFlat([]byte(line), fast)
+		if !ok && strings.HasPrefix(line, `{"contact": "ada@`) {
+			t.Errorf("%s: the fast path refused a plain line", line)
+		}
+		if ok {
+			slow := in.parseSlow([]byte(line))
+			if slow.bad != "" || !cmp.Equal(fast, slow.cells) {
+				t.Errorf("%s: fast path read %q, encoding/json %q (%s)", line, fast, slow.cells, slow.bad)
+			}
+		}
+	}
+}
+
+// FuzzImportNDJSONLine checks the NDJSON fast path against encoding/json on
+// any line: whatever it takes, it reads as encoding/json does.
+func FuzzImportNDJSONLine(f *testing.F) {
+	for _, s := range []string{
+		`{"contact": "ada@example.com", "purpose": "email_marketing", "status": "granted", "bundled": false}`,
+		`{"Contact":"a@b.co","x":1e5,"status":null}`,
+		`{"contact": "a\u00e9@b.co"}`,
+		`{"contact": -0.5}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		in := newNDJSONInput(strings.NewReader(""))
+		for _, name := range fieldNames {
+			in.column(name)
+		}
+		fast := make([]string, in.n)
+		if !in.parseFlat([]byte(line), fast) {
+			return
+		}
+		slow := in.parseSlow([]byte(line))
+		if slow.bad != "" || !cmp.Equal(fast, slow.cells) {
+			t.Errorf("%q: fast path read %q, encoding/json %q (%s)", line, fast, slow.cells, slow.bad)
+		}
+	})
+}
