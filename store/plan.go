@@ -115,8 +115,17 @@ func planBatch(ch *chain.Key, p uint32, head uint64, link chain.Link, ws []conse
 			}
 			seen[rk] = first{j, w.Fingerprint}
 			// A replay answers with the first outcome, even where the
-			// rules would now refuse the write.
-			tok, found, err := r.replay(w)
+			// rules would now refuse the write. A request id is only ever
+			// stored with a change to its contact's record: a contact
+			// without one (most of a bulk load) has none to look up.
+			var (
+				tok   consent.Token
+				found bool
+				err   error
+			)
+			if pc.readSeq != 0 {
+				tok, found, err = r.replay(w)
+			}
 			if found {
 				pl.toks[j], pl.errs[j] = tok, err
 				if err == nil {

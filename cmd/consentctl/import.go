@@ -21,7 +21,7 @@ import (
 )
 
 const (
-	defaultImportBatch    = 2000
+	defaultImportBatch    = 5000
 	defaultImportInFlight = 4
 	defaultImportActor    = "consentctl import"
 )
