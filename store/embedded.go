@@ -192,7 +192,6 @@ func (s *Embedded) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []c
 	}
 	var pl *batchPlan
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		// Update may run this again after a failed attempt: start afresh.
 		meta := tx.Bucket(bucketMeta)
 		var (
 			head uint64

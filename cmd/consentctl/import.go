@@ -413,6 +413,8 @@ func (imp *importer) process(ctx context.Context, b *importBatch) error {
 		byPurpose[r.purpose] = append(byPurpose[r.purpose], i)
 	}
 	// A contact erased here before is suppressed, whatever the file says.
+	// Read from the store, not a cache: with sidecars sharing Redis, an
+	// erasure made through another one a moment ago must count.
 	for purpose, idx := range byPurpose {
 		contacts := make([]string, len(idx))
 		for j, i := range idx {
@@ -420,7 +422,7 @@ func (imp *importer) process(ctx context.Context, b *importBatch) error {
 		}
 		var ds []consent.Decision
 		err := retry(ctx, func() (err error) {
-			ds, err = imp.client.BatchCheck(ctx, purpose, contacts)
+			ds, err = imp.client.BatchCheck(ctx, purpose, contacts, client.FullyConsistent())
 			return err
 		})
 		if err != nil {
