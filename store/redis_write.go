@@ -27,39 +27,40 @@ import (
 var writeScript = redis.NewScript(`
 -- KEYS: seq, chain head, feed, then per contact: record, history; then request ids
 -- ARGV: [1] expected seq, [2] head link, [3] feed maxlen, [4] request ttl ms,
---       [5] contacts, [6] ops, [7] request ids, then
---       per contact: expected record seq, new record ('' unchanged), contact key;
---       per op: contact index (0-based), entry, erase ('1'/'0');
+--       [5] contacts, [6] ops, [7] request ids, [8] new seq, then
+--       per contact: expected record prefix ('<seq>:', '' for none), new record ('' unchanged), contact key;
+--       per op: contact index (0-based), stream id, history item ('<seq>:' .. entry), erase ('1'/'0');
 --       per request id: value ('' for a replay to refresh)
+-- Strings are built by the writer: the script only compares and stores.
 local nc, no, nr = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return {'conflict'} end
-local ca, oa, ra = 8, 8 + 3 * nc, 8 + 3 * nc + 3 * no
+local ca, oa = 9, 9 + 3 * nc
+local ra = oa + 4 * no
 for c = 0, nc - 1 do
-  local cur = redis.call('GET', KEYS[4 + 2 * c])
-  local curseq = '0'
-  if cur then curseq = string.match(cur, '^(%d+):') end
-  if curseq ~= ARGV[ca + 3 * c] then return {'conflict'} end
+  local want = ARGV[ca + 3 * c]
+  local got = ''
+  if want ~= '' then got = redis.call('GETRANGE', KEYS[4 + 2 * c], 0, #want - 1)
+  elseif redis.call('EXISTS', KEYS[4 + 2 * c]) == 1 then got = 'exists' end
+  if got ~= want then return {'conflict'} end
 end
-local rk = 4 + 2 * nc
-local base = tonumber(ARGV[1])
 for o = 0, no - 1 do
-  local c = tonumber(ARGV[oa + 3 * o])
-  local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], string.format('%d-0', base + o + 1), 'k', ARGV[ca + 3 * c + 2])
+  local c = tonumber(ARGV[oa + 4 * o])
+  local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], ARGV[oa + 4 * o + 1], 'k', ARGV[ca + 3 * c + 2])
   if type(added) == 'table' and added.err then return {'error', added.err} end
 end
 if no > 0 then
-  redis.call('SET', KEYS[1], string.format('%d', base + no))
+  redis.call('SET', KEYS[1], ARGV[8])
   redis.call('SET', KEYS[2], ARGV[2])
 end
 for o = 0, no - 1 do
-  local c = tonumber(ARGV[oa + 3 * o])
-  local h = KEYS[5 + 2 * c]
-  if ARGV[oa + 3 * o + 2] == '1' then redis.call('DEL', h) end
-  redis.call('RPUSH', h, string.format('%d', base + o + 1) .. ':' .. ARGV[oa + 3 * o + 1])
+  local h = KEYS[5 + 2 * tonumber(ARGV[oa + 4 * o])]
+  if ARGV[oa + 4 * o + 3] == '1' then redis.call('DEL', h) end
+  redis.call('RPUSH', h, ARGV[oa + 4 * o + 2])
 end
 for c = 0, nc - 1 do
   if ARGV[ca + 3 * c + 1] ~= '' then redis.call('SET', KEYS[4 + 2 * c], ARGV[ca + 3 * c + 1]) end
 end
+local rk = 4 + 2 * nc
 for r = 0, nr - 1 do
   if ARGV[ra + r] == '' then
     redis.call('PEXPIRE', KEYS[rk + r], ARGV[4])
@@ -245,7 +246,8 @@ func (s *Redis) commit(ctx context.Context, p uint32, pl *batchPlan) error {
 		return nil // every write refused: nothing to do
 	}
 	keys := []string{seqKey(p), headKey(p), feedKey(p)}
-	args := []any{pl.head, pl.link[:], s.cfg.FeedMaxLen, s.cfg.RequestTTL.Milliseconds(), len(pl.contacts), len(pl.ops), len(pl.requests)}
+	args := []any{pl.head, pl.link[:], s.cfg.FeedMaxLen, s.cfg.RequestTTL.Milliseconds(), len(pl.contacts), len(pl.ops), len(pl.requests),
+		pl.head + uint64(len(pl.ops))}
 	for _, pc := range pl.contacts {
 		keys = append(keys, recordKey(p, pc.key), historyKey(p, pc.key))
 		var value []byte
@@ -254,14 +256,21 @@ func (s *Redis) commit(ctx context.Context, p uint32, pl *batchPlan) error {
 			rec.Token = consent.Token{}
 			value = EncodeRecord(append(strconv.AppendUint(nil, pc.rec.Token.Seq, 10), ':'), &rec)
 		}
-		args = append(args, pc.readSeq, value, pc.key[:])
+		var prefix []byte // no record
+		if pc.readSeq != 0 {
+			prefix = append(strconv.AppendUint(nil, pc.readSeq, 10), ':')
+		}
+		args = append(args, prefix, value, pc.key[:])
 	}
-	for _, o := range pl.ops {
+	for n, o := range pl.ops {
+		seq := pl.head + uint64(n) + 1
 		erase := "0"
 		if o.erase {
 			erase = "1"
 		}
-		args = append(args, o.contact, o.entry, erase)
+		id := strconv.AppendUint(nil, seq, 10)
+		item := append(append(id[:len(id):len(id)], ':'), o.entry...)
+		args = append(args, o.contact, append(id, "-0"...), item, erase)
 	}
 	for _, r := range pl.requests {
 		keys = append(keys, requestKey(p, pl.contacts[r.contact].key, r.id))
