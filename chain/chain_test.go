@@ -2,6 +2,7 @@ package chain
 
 import (
 	"bytes"
+	"context"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -68,7 +69,11 @@ func (h *history) check(t *testing.T) *Break {
 		s := h.entries[i]
 		w.Add(s.seq, s.contact, s.entry)
 	}
-	return w.Check(h.seq, h.head)
+	b, err := w.Check(context.Background(), h.seq, h.head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func (h *history) find(seq uint64) int {
@@ -195,7 +200,11 @@ func TestProblemComesFirstWhenEarlier(t *testing.T) {
 	}
 	w.Problem(2, "record does not match its history")
 	want := &Break{Partition: 3, Seq: 2, Reason: "record does not match its history"}
-	if diff := cmp.Diff(want, w.Check(h.seq, h.head)); diff != "" {
+	got, err := w.Check(context.Background(), h.seq, h.head)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Check (-want +got):\n%s", diff)
 	}
 }
@@ -260,4 +269,27 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode(%x) re-encodes as %x", b, again)
 		}
 	})
+}
+
+// TestCheckDamagedHead: a head far past every entry (history lost, a
+// corrupt counter) reports the first missing event and counts the rest,
+// keeping one break, and a cancelled context ends the walk.
+func TestCheckDamagedHead(t *testing.T) {
+	w := mustKey(t).Walk(0)
+	b, err := w.Check(context.Background(), 1_000_000, Link{1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Break{Seq: 1, Reason: "missing: deleted without an erasure marker"}
+	if diff := cmp.Diff(want, b); diff != "" {
+		t.Errorf("Check (-want +got):\n%s", diff)
+	}
+	if got := w.Breaks(); got != 1_000_001 {
+		t.Errorf("Breaks() = %d, want 1000001 (each missing event and the head)", got)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := mustKey(t).Walk(0).Check(ctx, 1_000_000, Link{}); err == nil {
+		t.Error("Check with a cancelled context returned no error")
+	}
 }

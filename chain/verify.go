@@ -1,6 +1,9 @@
 package chain
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // Break is the first place where a partition's chain does not hold.
 type Break struct {
@@ -20,7 +23,11 @@ type Walk struct {
 	partition uint32
 	live      map[uint64]node
 	erased    map[uint64]node
-	breaks    []found
+	// first is the earliest break found so far; the rest are only
+	// counted, so a badly damaged store costs no more memory to check
+	// than an intact one.
+	first  *found
+	breaks int
 }
 
 // found is a break and whether it was found outside the chain (Problem):
@@ -38,7 +45,19 @@ func (k *Key) Walk(partition uint32) *Walk {
 }
 
 func (w *Walk) broken(seq uint64, format string, args ...any) {
-	w.breaks = append(w.breaks, found{Break: Break{Partition: w.partition, Seq: seq, Reason: fmt.Sprintf(format, args...)}})
+	w.note(found{Break: Break{Partition: w.partition, Seq: seq}}, format, args...)
+}
+
+// note keeps b if it comes before the earliest break so far: by event,
+// and at the same event the chain's own finding before one from outside.
+// The reason is only formatted when kept.
+func (w *Walk) note(b found, format string, args ...any) {
+	w.breaks++
+	if f := w.first; f != nil && (f.Seq < b.Seq || (f.Seq == b.Seq && (!f.outside || b.outside))) {
+		return
+	}
+	b.Reason = fmt.Sprintf(format, args...)
+	w.first = &b
 }
 
 // Add takes the entry stored as event seq of the contact and returns it
@@ -80,14 +99,21 @@ func (w *Walk) Events() (live, erased int) { return len(w.live), len(w.erased) }
 // match its history, a change stream that names a missing event), so Check
 // reports the first of all of them.
 func (w *Walk) Problem(seq uint64, reason string) {
-	w.breaks = append(w.breaks, found{Break: Break{Partition: w.partition, Seq: seq, Reason: reason}, outside: true})
+	w.note(found{Break: Break{Partition: w.partition, Seq: seq}, outside: true}, "%s", reason)
 }
 
+// Breaks is how many breaks were found, the first included.
+func (w *Walk) Breaks() int { return w.breaks }
+
 // Check returns the first break of the partition whose newest event is
-// headSeq with link head, or nil when the chain holds.
-func (w *Walk) Check(headSeq uint64, head Link) *Break {
+// headSeq with link head, or nil when the chain holds; err is ctx's, when
+// it ends first.
+func (w *Walk) Check(ctx context.Context, headSeq uint64, head Link) (*Break, error) {
 	var prev Link // the link of event n-1; zero before the first
 	for n := uint64(1); n <= headSeq; n++ {
+		if n%(1<<16) == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		nd, live := w.live[n]
 		tomb, erased := w.erased[n]
 		if live && erased {
@@ -117,14 +143,9 @@ func (w *Walk) Check(headSeq uint64, head Link) *Break {
 	if prev != head {
 		w.broken(headSeq, "does not match the partition head: altered, or the head was")
 	}
-	if len(w.breaks) == 0 {
-		return nil
+	if w.first == nil {
+		return nil, nil
 	}
-	first := w.breaks[0]
-	for _, b := range w.breaks[1:] {
-		if b.Seq < first.Seq || (b.Seq == first.Seq && first.outside && !b.outside) {
-			first = b
-		}
-	}
-	return &first.Break
+	b := w.first.Break
+	return &b, nil
 }

@@ -233,8 +233,11 @@ func (c *Client) Erase(ctx context.Context, req *pb.EraseRequest) (consent.Token
 // WriteBatch applies up to consent.MaxBatch grants and withdrawals in one
 // call; results[i] is the outcome of writes[i]: a token, or the status code
 // and message that write would have failed with alone. Writes without a
-// request id are sent with a random one, like Grant's (on a copy). err is
-// for the call as a whole (unreachable, too many writes, not entitled).
+// request id are sent with a random one, like Grant's (on a copy), which
+// covers gRPC's own retries of this call; if you retry the call yourself
+// after an error (some partitions' writes may have been applied), give
+// every write a request id of your own so none applies twice. err is for
+// the call as a whole (unreachable, too many writes, not entitled).
 func (c *Client) WriteBatch(ctx context.Context, writes []*pb.BatchWrite) ([]*pb.WriteResult, error) {
 	req := &pb.WriteBatchRequest{Writes: writes}
 	copied := false

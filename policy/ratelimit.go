@@ -17,9 +17,8 @@ import (
 // of its own; every governed call takes from it before any handler runs:
 //
 //   - a unary call costs one token, BatchCheck one a contact and
-//     WriteBatch one a write, at most
-//     the burst (so a batch larger than the burst still passes when the
-//     bucket is full). Without enough tokens the call is refused with
+//     WriteBatch one a write; a batch larger than the burst is refused (it
+//     could never pass). Without enough tokens the call is refused with
 //     RESOURCE_EXHAUSTED naming the limit and when to retry;
 //   - a FilterAudience stream costs one token to open, refused the same
 //     way, then one a contact, which it waits for instead: an audience is
@@ -89,9 +88,15 @@ func (g *Guard) admit(ctx context.Context, rpc string, req any) error {
 	n := 1
 	switch m := req.(type) {
 	case manyContacts:
-		n = min(max(len(m.GetContacts()), 1), b.rate.Burst)
+		n = max(len(m.GetContacts()), 1)
 	case batchWrites:
-		n = min(max(len(m.GetWrites()), 1), b.rate.Burst)
+		n = max(len(m.GetWrites()), 1)
+	}
+	if n > b.rate.Burst {
+		// It could never pass, and letting it pass for less would make a
+		// batch a way around the limit.
+		g.refused(ctx, caller, rpc, b.rate)
+		return status.Errorf(codes.ResourceExhausted, "caller's rate limit (%s) exceeded: a batch of %d is more than the burst: send at most %d per call", b.rate, n, b.rate.Burst)
 	}
 	now := time.Now()
 	if b.lim.AllowN(now, n) {

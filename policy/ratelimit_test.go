@@ -130,8 +130,8 @@ func TestAdmitCosts(t *testing.T) {
 			[]codes.Code{codes.OK, codes.ResourceExhausted, codes.OK}},
 		{"an empty batch costs one", []any{&pb.BatchCheckRequest{}, &pb.BatchCheckRequest{Contacts: contacts(4)}, &pb.CheckRequest{}},
 			[]codes.Code{codes.OK, codes.OK, codes.ResourceExhausted}},
-		{"a batch over the burst costs the burst", []any{&pb.BatchCheckRequest{Contacts: contacts(1000)}, &pb.CheckRequest{}},
-			[]codes.Code{codes.OK, codes.ResourceExhausted}},
+		{"a batch over the burst is refused and costs nothing", []any{&pb.BatchCheckRequest{Contacts: contacts(1000)}, &pb.CheckRequest{}},
+			[]codes.Code{codes.ResourceExhausted, codes.OK}},
 		{"a write batch costs its writes", []any{&pb.WriteBatchRequest{Writes: make([]*pb.BatchWrite, 4)}, &pb.CheckRequest{}, &pb.CheckRequest{}},
 			[]codes.Code{codes.OK, codes.OK, codes.ResourceExhausted}},
 	} {

@@ -367,66 +367,94 @@ func checkReplay(v []byte, fp [32]byte) (consent.Token, error) {
 	return tok, d.finish()
 }
 
+// verifyChunk is how many keys VerifyHistory reads per read transaction:
+// a long one would hold back every write that grows the file, and every
+// read queued behind that write.
+const verifyChunk = 20000
+
 // VerifyHistory walks the chain of the store's one partition and checks
-// every record against its history, in one read transaction.
+// every record against its history, a chunk of keys per read transaction.
+// The head is read first, and what is written after it is left for the
+// next run; an erasure during the walk can show as a missing event.
 func (s *Embedded) VerifyHistory(ctx context.Context) ([]consent.PartitionHistory, error) {
 	var rep consent.PartitionHistory
 	err := s.db.View(func(tx *bolt.Tx) error {
-		w := s.chain.Walk(0)
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(metaSeq); len(v) == 8 {
 			rep.HeadSeq = binary.BigEndian.Uint64(v)
 		}
 		copy(rep.HeadLink[:], meta.Get(metaHead))
-		// A contact's keys are one run: its events oldest first, its
-		// request ids, then its record.
-		var (
-			contact consent.Key
-			history []storedEvent
-			rec     *consent.Record
-			started bool
-		)
-		check := func() {
-			if started && (rec != nil || len(history) > 0) {
-				rep.Contacts++
-				checkContact(w, rep.HeadSeq, contact, rec, history)
-			}
-			history, rec = history[:0], nil
-		}
-		c := tx.Bucket(bucketContacts).Cursor()
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if len(k) <= len(contact) {
-				w.Problem(0, "a key of the store is malformed")
-				continue
-			}
-			if !started || !bytes.Equal(k[:len(contact)], contact[:]) {
-				check()
-				if rep.Contacts%1024 == 0 && ctx.Err() != nil {
-					return ctx.Err()
-				}
-				copy(contact[:], k)
-				started = true
-			}
-			switch rest := k[len(contact):]; {
-			case rest[0] == tagEvent && len(rest) == 9:
-				history = append(history, storedEvent{seq: binary.BigEndian.Uint64(rest[1:]), entry: v})
-			case rest[0] == tagRecord && len(rest) == 1:
-				r, err := DecodeRecord(v)
-				if err != nil {
-					w.Problem(r.Token.Seq, "a contact's record is corrupt")
-					continue
-				}
-				rec = &r
-			case rest[0] == tagRequest:
-			default:
-				w.Problem(0, "a key of the store is malformed")
-			}
-		}
-		check()
-		finish(&rep, w)
 		return nil
 	})
 	if err != nil {
+		return nil, err
+	}
+	w := s.chain.Walk(0)
+	// A contact's keys are one run: its events oldest first, its request
+	// ids, then its record. A run may span chunks.
+	var (
+		contact consent.Key
+		history []storedEvent
+		rec     *consent.Record
+		started bool
+	)
+	check := func() {
+		if started && (rec != nil || len(history) > 0) {
+			rep.Contacts++
+			checkContact(w, rep.HeadSeq, contact, rec, history)
+		}
+		history, rec = history[:0], nil
+	}
+	var next []byte // where the next chunk starts; nil: the first key
+	for done := false; !done; {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		err := s.db.View(func(tx *bolt.Tx) error {
+			c := tx.Bucket(bucketContacts).Cursor()
+			k, v := c.First()
+			if next != nil {
+				k, v = c.Seek(next)
+			}
+			for n := 0; k != nil; k, v = c.Next() {
+				if n++; n > verifyChunk {
+					next = bytes.Clone(k)
+					return nil
+				}
+				if len(k) <= len(contact) {
+					w.Problem(0, "a key of the store is malformed")
+					continue
+				}
+				if !started || !bytes.Equal(k[:len(contact)], contact[:]) {
+					check()
+					copy(contact[:], k)
+					started = true
+				}
+				switch rest := k[len(contact):]; {
+				case rest[0] == tagEvent && len(rest) == 9:
+					// Kept past this transaction: copied out of the file.
+					history = append(history, storedEvent{seq: binary.BigEndian.Uint64(rest[1:]), entry: bytes.Clone(v)})
+				case rest[0] == tagRecord && len(rest) == 1:
+					r, err := DecodeRecord(v)
+					if err != nil {
+						w.Problem(r.Token.Seq, "a contact's record is corrupt")
+						continue
+					}
+					rec = &r
+				case rest[0] == tagRequest:
+				default:
+					w.Problem(0, "a key of the store is malformed")
+				}
+			}
+			done = true
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	check()
+	if err := finish(ctx, &rep, w); err != nil {
 		return nil, err
 	}
 	return []consent.PartitionHistory{rep}, nil

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"time"
 
 	consent "github.com/consentd/consentd"
@@ -37,11 +38,13 @@ func appendTombstones(tombs []chain.Tombstone, ch *chain.Sealer, p uint32, seq u
 }
 
 // finish completes a partition's report from its walk.
-func finish(rep *consent.PartitionHistory, w *chain.Walk) {
+func finish(ctx context.Context, rep *consent.PartitionHistory, w *chain.Walk) error {
 	rep.Events, rep.Erased = w.Events()
-	if b := w.Check(rep.HeadSeq, rep.HeadLink); b != nil {
+	b, err := w.Check(ctx, rep.HeadSeq, rep.HeadLink)
+	if b != nil {
 		rep.Break = &consent.HistoryBreak{Seq: b.Seq, Reason: b.Reason}
 	}
+	return err
 }
 
 // storedEvent is one history entry as a store read it.

@@ -32,11 +32,17 @@ import (
 //	{p}:q:<key><id>  request id: fingerprint + "<seq>", expiring
 //	consentd:partitions    the deployment's partition count
 //	consentd:secret-check  a value derived from the contact-key secret
+//	consentd:layout        redisLayout: the layout above
 //
 // Contact keys are the raw 32 bytes of the keyed hash.
 const (
 	partitionsKey = "consentd:partitions"
 	secretKey     = "consentd:secret-check"
+	layoutKey     = "consentd:layout"
+	// redisLayout names the layout above. Data written in another (by a
+	// development version before the history was chained) is refused, not
+	// extended into a history that verifies nowhere.
+	redisLayout = "chain-v1"
 )
 
 // RedisConfig tunes the Redis store.
@@ -85,7 +91,9 @@ type Redis struct {
 	// writing serialises this process's writes to each partition: each
 	// extends the partition's chain, so concurrent ones would only make each
 	// other retry. Other sidecars' writes are caught by the script's check.
-	writing []sync.Mutex
+	// A semaphore, not a mutex, so a caller whose deadline passes while
+	// it waits gives up.
+	writing []chan struct{}
 }
 
 // OpenRedis checks the deployment's partition count and returns the store.
@@ -112,7 +120,48 @@ func OpenRedis(ctx context.Context, rdb redis.UniversalClient, cfg RedisConfig) 
 			return nil, fmt.Errorf("store: this sidecar's %s differs from the one the deployment in Redis uses (%s): every sidecar must be configured alike", setting.what, setting.key)
 		}
 	}
-	return &Redis{rdb: rdb, cfg: cfg, onChange: func(consent.Key, consent.Token) {}, writing: make([]sync.Mutex, cfg.Partitions)}, nil
+	if err := checkLayout(ctx, rdb, cfg.Partitions); err != nil {
+		return nil, err
+	}
+	s := &Redis{rdb: rdb, cfg: cfg, onChange: func(consent.Key, consent.Token) {}, writing: make([]chan struct{}, cfg.Partitions)}
+	for p := range s.writing {
+		s.writing[p] = make(chan struct{}, 1)
+	}
+	return s, nil
+}
+
+// checkLayout marks a new deployment with redisLayout and refuses one whose
+// data has another layout: a mark of another, or data without a mark.
+func checkLayout(ctx context.Context, rdb redis.UniversalClient, partitions uint32) error {
+	got, err := rdb.Get(ctx, layoutKey).Result()
+	switch {
+	case err == nil && got == redisLayout:
+		return nil
+	case err == nil:
+		return fmt.Errorf("store: redis: the data has layout %q (%s), this consentd writes %q: use a new Redis database", got, layoutKey, redisLayout)
+	case !errors.Is(err, redis.Nil):
+		return fmt.Errorf("store: redis: %w", redisErr(err))
+	}
+	// No mark: new, unless some partition has been written.
+	cmds := make([]*redis.IntCmd, partitions)
+	_, err = rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for p := range partitions {
+			cmds[p] = pipe.Exists(ctx, seqKey(p))
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: redis: %w", redisErr(err))
+	}
+	for _, c := range cmds {
+		if c.Val() > 0 {
+			return fmt.Errorf("store: redis: the data was written by an earlier consentd, without %s: use a new Redis database", layoutKey)
+		}
+	}
+	if err := rdb.SetNX(ctx, layoutKey, redisLayout, 0).Err(); err != nil {
+		return fmt.Errorf("store: redis: %w", redisErr(err))
+	}
+	return nil
 }
 
 // Partitions returns the deployment's partition count.

@@ -272,3 +272,88 @@ func TestRedisChainUnderConcurrentSidecars(t *testing.T) {
 		t.Errorf("the history accounts for %d writes, want %d (of %d attempted)", total, want, len(sidecars)*writers*writes)
 	}
 }
+
+// TestRedisRefusesAnotherLayout: data written without the layout mark (by
+// an earlier development version) or with another mark is refused.
+func TestRedisRefusesAnotherLayout(t *testing.T) {
+	rdb := redistest.Start(t, redistest.Options{}).Client(t)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name  string
+		setup func()
+		want  string
+	}{
+		{"written without a mark", func() { rdb.Set(ctx, "{3}:s", "12", 0) }, "written by an earlier consentd"},
+		{"another mark", func() { rdb.Set(ctx, "consentd:layout", "v0", 0) }, `the data has layout "v0"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := rdb.FlushAll(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+			tc.setup()
+			_, err := store.OpenRedis(ctx, rdb, store.RedisConfig{Partitions: 4, SecretCheck: "a", Chain: storetest.ChainKey()})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("OpenRedis = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	// A new deployment is marked, and opens again.
+	if err := rdb.FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		openRedis(t, rdb, store.RedisConfig{Partitions: 4})
+	}
+	if got := rdb.Get(ctx, "consentd:layout").Val(); got == "" {
+		t.Error("a new deployment was not marked")
+	}
+}
+
+// TestRedisVerifyUnderWrites: verification beside live traffic (new
+// contacts and new events of old ones, no erasures) finds the history
+// intact every time: what is written after the heads are read waits for
+// the next run.
+func TestRedisVerifyUnderWrites(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	s := openRedis(t, srv.Client(t), store.RedisConfig{Partitions: 4})
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	write := func(i int) error {
+		k := consent.Key{0: byte(i), 1: byte(i >> 8), 2: 0x77}
+		_, err := s.Apply(ctx, consent.Write{Key: k, Event: consent.Event{Kind: consent.EventGrant, Purposes: []string{"email_marketing"},
+			RequestID: fmt.Sprint("w", i), Proof: consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, CapturedAt: time.Now()}}})
+		return err
+	}
+	for i := range 300 {
+		if err := write(i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for g := range 2 {
+		wg.Go(func() {
+			for i := 0; ctx.Err() == nil; i++ {
+				// Half new contacts, half new events of the first 300.
+				n := 300 + g*100000 + i
+				if i%2 == 1 {
+					n = i % 300
+				}
+				if err := write(n); err != nil && ctx.Err() == nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	for range 5 {
+		parts, err := s.VerifyHistory(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range parts {
+			if p.Break != nil {
+				t.Errorf("partition %d broken at %d under writes: %s", p.Partition, p.Break.Seq, p.Break.Reason)
+			}
+		}
+	}
+}

@@ -17,21 +17,64 @@ import (
 // its history, and checks that every event the change stream still names
 // is present or accounted for by an erasure (which also catches newest
 // events deleted together with the head set back). It reads while writes
-// go on: each partition's head is read first, and what is written after it
+// go on: every partition's head is read first, and what is written after it
 // is left for the next run; only an erasure during the walk can show as a
 // break (an event missing), so run it again before acting on one.
 func (s *Redis) VerifyHistory(ctx context.Context) ([]consent.PartitionHistory, error) {
+	heads := make([]partitionHead, s.cfg.Partitions)
+	for p := range s.cfg.Partitions {
+		var err error
+		if heads[p], err = s.readHead(ctx, p); err != nil {
+			return nil, err
+		}
+	}
 	contacts, err := s.scanContacts(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]consent.PartitionHistory, s.cfg.Partitions)
 	for p := range s.cfg.Partitions {
-		if out[p], err = s.verifyPartition(ctx, p, contacts[p]); err != nil {
+		if out[p], err = s.verifyPartition(ctx, p, heads[p], contacts[p]); err != nil {
 			return nil, err
 		}
 	}
 	return out, nil
+}
+
+// partitionHead is a partition's head as read before the walk, with the
+// newest event its change stream named then.
+type partitionHead struct {
+	seq, streamLast uint64
+	link            chain.Link
+	corrupt         bool
+}
+
+func (s *Redis) readHead(ctx context.Context, p uint32) (partitionHead, error) {
+	var (
+		h      partitionHead
+		head   *redis.SliceCmd
+		newest *redis.XMessageSliceCmd
+	)
+	// One transaction: the stream and the head move together.
+	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+		head = pipe.MGet(ctx, seqKey(p), headKey(p))
+		newest = pipe.XRevRangeN(ctx, feedKey(p), "+", "-", 1)
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return h, redisErr(err)
+	}
+	if v, ok := head.Val()[0].(string); ok {
+		n, err := strconv.ParseUint(v, 10, 64)
+		h.seq, h.corrupt = n, err != nil
+	}
+	if v, ok := head.Val()[1].(string); ok {
+		copy(h.link[:], v)
+	}
+	if ms := newest.Val(); len(ms) == 1 {
+		h.streamLast, _ = streamSeq(ms[0].ID)
+	}
+	return h, nil
 }
 
 // stored says which of a contact's keys exist.
@@ -102,30 +145,14 @@ func (s *Redis) parseContactKey(k string) (uint32, byte, consent.Key, bool) {
 // verifyBatch is how many contacts one pipeline reads.
 const verifyBatch = 256
 
-func (s *Redis) verifyPartition(ctx context.Context, p uint32, contacts map[consent.Key]stored) (consent.PartitionHistory, error) {
-	rep := consent.PartitionHistory{Partition: p}
+func (s *Redis) verifyPartition(ctx context.Context, p uint32, head partitionHead, contacts map[consent.Key]stored) (consent.PartitionHistory, error) {
+	rep := consent.PartitionHistory{Partition: p, HeadSeq: head.seq, HeadLink: head.link}
 	w := s.cfg.Chain.Walk(p)
-	var (
-		head   *redis.SliceCmd
-		stream *redis.XMessageSliceCmd
-	)
-	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		head = pipe.MGet(ctx, seqKey(p), headKey(p))
-		stream = pipe.XRange(ctx, feedKey(p), "-", "+")
-		return nil
-	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return rep, redisErr(err)
+	if head.corrupt {
+		w.Problem(0, "the partition's sequence counter is corrupt")
 	}
-	if v, ok := head.Val()[0].(string); ok {
-		n, err := strconv.ParseUint(v, 10, 64)
-		if err != nil {
-			w.Problem(0, "the partition's sequence counter is corrupt")
-		}
-		rep.HeadSeq = n
-	}
-	if v, ok := head.Val()[1].(string); ok {
-		copy(rep.HeadLink[:], v)
+	if head.streamLast > head.seq {
+		w.Problem(head.seq+1, "the change stream names event "+strconv.FormatUint(head.streamLast, 10)+", beyond the partition head: events were removed and the head set back")
 	}
 
 	keys := make([]consent.Key, 0, len(contacts))
@@ -156,19 +183,41 @@ func (s *Redis) verifyPartition(ctx context.Context, p uint32, contacts map[cons
 			rep.Contacts++
 		}
 	}
-	for _, m := range stream.Val() {
-		seq, ok := streamSeq(m.ID)
-		switch {
-		case !ok:
-			w.Problem(0, "the change stream has a malformed entry")
-		case seq > rep.HeadSeq:
-			w.Problem(rep.HeadSeq+1, "the change stream names event "+strconv.FormatUint(seq, 10)+", beyond the partition head: events were removed and the head set back")
-		case !w.Has(seq):
-			w.Problem(seq, "the change stream names this event, but it is neither present nor removed by an erasure")
-		}
+	if err := s.checkStream(ctx, p, head.seq, w); err != nil {
+		return rep, err
 	}
-	finish(&rep, w)
+	if err := finish(ctx, &rep, w); err != nil {
+		return rep, err
+	}
 	return rep, nil
+}
+
+// checkStream checks that every event up to headSeq the partition's change
+// stream names is present or accounted for by an erasure, a page at a time.
+func (s *Redis) checkStream(ctx context.Context, p uint32, headSeq uint64, w *chain.Walk) error {
+	const page = 10000
+	start := "-"
+	for {
+		ms, err := s.rdb.XRangeN(ctx, feedKey(p), start, "+", page).Result()
+		if err != nil {
+			return redisErr(err)
+		}
+		for _, m := range ms {
+			seq, ok := streamSeq(m.ID)
+			switch {
+			case !ok:
+				w.Problem(0, "the change stream has a malformed entry")
+			case seq > headSeq: // written after the walk began
+				return nil
+			case !w.Has(seq):
+				w.Problem(seq, "the change stream names this event, but it is neither present nor removed by an erasure")
+			}
+		}
+		if len(ms) < page {
+			return nil
+		}
+		start = "(" + ms[len(ms)-1].ID
+	}
 }
 
 func (s *Redis) verifyContact(w *chain.Walk, p uint32, headSeq uint64, key consent.Key, recCmd *redis.StringCmd, histCmd *redis.StringSliceCmd) error {

@@ -122,7 +122,11 @@ func (s *Redis) applyShare(ctx context.Context, p uint32, ws []consent.Write, id
 	for j, i := range idx {
 		share[j] = ws[i]
 	}
-	s.writing[p].Lock()
+	select {
+	case s.writing[p] <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	var (
 		pl  *batchPlan
 		err error
@@ -135,7 +139,7 @@ func (s *Redis) applyShare(ctx context.Context, p uint32, ws []consent.Write, id
 			break
 		}
 	}
-	s.writing[p].Unlock()
+	<-s.writing[p]
 	if errors.Is(err, errConflict) {
 		return fmt.Errorf("%w: too many concurrent writes to one partition", consent.ErrUnavailable)
 	}
@@ -185,8 +189,14 @@ func (f *prefetched) replay(w *consent.Write) (consent.Token, bool, error) {
 }
 
 func (f *prefetched) history(key consent.Key) ([]storedEvent, error) {
+	items, err := f.lists[key].Result()
+	if err != nil {
+		// Never erase what could not be read: its events would go without
+		// tombstones.
+		return nil, redisErr(err)
+	}
 	var out []storedEvent
-	for _, item := range f.lists[key].Val() {
+	for _, item := range items {
 		// An item without a sequence number cannot be accounted for:
 		// erase it anyway, and verification reports the gap.
 		if n, entry, err := splitSeq([]byte(item)); err == nil {

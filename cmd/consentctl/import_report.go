@@ -54,7 +54,8 @@ func newReportWriter(dir string, reg *consent.Registry) (*reportWriter, error) {
 	for _, p := range rw.purposes {
 		rw.counts[p.Name] = new([numOutcomes]int)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "repermission"), 0o755); err != nil {
+	// The segments hold raw contacts: the operator's eyes only.
+	if err := os.MkdirAll(filepath.Join(dir, "repermission"), 0o700); err != nil {
 		return nil, fmt.Errorf("--out: %w", err)
 	}
 	for _, p := range rw.purposes {
@@ -64,7 +65,7 @@ func newReportWriter(dir string, reg *consent.Registry) (*reportWriter, error) {
 			}
 		}
 	}
-	f, err := os.Create(filepath.Join(dir, "rejects.csv"))
+	f, err := createPrivate(filepath.Join(dir, "rejects.csv"))
 	if err != nil {
 		return nil, fmt.Errorf("--out: %w", err)
 	}
@@ -115,7 +116,7 @@ func (rw *reportWriter) segment(purpose string, o outcome) (*segmentFile, error)
 	if s, ok := rw.segments[k]; ok {
 		return s, nil
 	}
-	f, err := os.Create(rw.segmentPath(purpose, outcomeName(o)))
+	f, err := createPrivate(rw.segmentPath(purpose, outcomeName(o)))
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +256,7 @@ func (rw *reportWriter) finish(cfg *importConfig, elapsed time.Duration) (*impor
 	js = append(js, '\n')
 	text := rw.text(&rep)
 	for name, data := range map[string][]byte{"report.json": js, "report.txt": text} {
-		if err := os.WriteFile(filepath.Join(rw.dir, name), data, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(rw.dir, name), data, 0o600); err != nil {
 			return nil, fmt.Errorf("--out: %w", err)
 		}
 	}
@@ -394,4 +395,10 @@ func (p *progress) stop(done bool) {
 		rate = float64(rows) / s
 	}
 	fmt.Fprintf(p.w, "import: done: %d rows in %s (%.0f rows/s)\n", rows, elapsed.Round(time.Millisecond), rate)
+}
+
+// createPrivate creates (or truncates) a file only its owner may read: the
+// report's files name contacts.
+func createPrivate(path string) (*os.File, error) {
+	return os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 }

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/contactkey"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
@@ -322,10 +321,12 @@ func (r *row) requestID(kind string) string {
 		source = enumName(pb.Source(r.source).String(), "SOURCE_")
 	}
 	h := sha256.New()
-	// The contact as consentd keys it: the same person written with other
-	// case or spacing in another row, or in a later export, is the same
-	// request (consentd fingerprints requests without their contact).
-	for i, s := range []string{contactkey.Normalise(r.key), r.purpose, kind, method, source, r.thirdParty, captured, r.notice, r.evidence} {
+	// Not the contact: consentd keeps request ids per contact already (and
+	// fingerprints requests without it), and an unkeyed hash of a contact
+	// in the history would let anyone holding it confirm a guessed address.
+	// So the same person written with other case or spacing in another row,
+	// or in a later export, is the same request.
+	for i, s := range []string{r.purpose, kind, method, source, r.thirdParty, captured, r.notice, r.evidence} {
 		if i > 0 {
 			h.Write([]byte{0})
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -206,6 +207,23 @@ func TestImportReportFiles(t *testing.T) {
 			}
 			if r.stdout != handReport(out, false) {
 				t.Errorf("stdout is not report.txt:\n%s", r.stdout)
+			}
+			// The report names contacts: only its owner may read it.
+			err := filepath.WalkDir(out, func(path string, d fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				info, err := d.Info()
+				if err != nil {
+					return err
+				}
+				if want := map[bool]os.FileMode{true: 0o700, false: 0o600}[d.IsDir()]; path != out && info.Mode().Perm() != want {
+					t.Errorf("%s has mode %v, want %v", path, info.Mode().Perm(), want)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
 			if !regexp.MustCompile(`^import: done: 16 rows in \S+ \(\d+ rows/s\)\n$`).MatchString(r.stderr) {
 				t.Errorf("stderr %q, want only the final progress line", r.stderr)
