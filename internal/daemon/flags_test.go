@@ -6,6 +6,8 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -135,5 +137,28 @@ func TestRunBadEnvironment(t *testing.T) {
 	code := run(context.Background(), []string{"--data-dir", t.TempDir()}, envOf(map[string]string{"CONSENTD_PARTITIONS": "-1"}), &out)
 	if code != 2 || !strings.Contains(out.String(), "$CONSENTD_PARTITIONS") {
 		t.Fatalf("exit %d, output %q; want 2 naming $CONSENTD_PARTITIONS", code, out.String())
+	}
+}
+
+// TestReadmeNamesEveryFlag keeps the README true: every flag consentd has
+// is a row of one of its flag tables (Configuration, Deploying with Redis).
+func TestReadmeNamesEveryFlag(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]bool{}
+	for _, line := range strings.Split(string(readme), "\n") {
+		if cell, ok := strings.CutPrefix(line, "| "); ok {
+			cell, _, _ = strings.Cut(cell, " |")
+			for _, f := range strings.Split(cell, ", ") {
+				rows[strings.Trim(f, "`")] = true
+			}
+		}
+	}
+	for _, name := range flagNames(t) {
+		if !rows["--"+name] {
+			t.Errorf("README.md has no table row for --%s", name)
+		}
 	}
 }
