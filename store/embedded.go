@@ -60,6 +60,13 @@ func boltRequestKey(key consent.Key, id string) []byte {
 	return append(append(key[:len(key):len(key)], tagRequest), id...)
 }
 
+// initialMmap is the address space the file is mapped with from the start
+// (not memory: pages are only read in as used). Each time the file outgrows
+// its mapping, bbolt copies every node a write touched out of it and
+// remaps, which made growth a third of a bulk load's work; read
+// transactions also hold back a remap, and so every write that needs one.
+const initialMmap = 1 << 30
+
 // EmbeddedFile is the name of the database file inside the data directory.
 const EmbeddedFile = "consent.db"
 
@@ -86,7 +93,7 @@ func OpenEmbedded(dir string, ch *chain.Key) (*Embedded, error) {
 		return nil, fmt.Errorf("store: %w", err)
 	}
 	path := filepath.Join(dir, EmbeddedFile)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, InitialMmapSize: initialMmap})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("store: %s is in use by another process", path)
 	}
