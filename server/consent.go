@@ -40,11 +40,14 @@ func (s *consentService) Erase(ctx context.Context, req *pb.EraseRequest) (*pb.E
 	return &pb.EraseResponse{Token: tok.String()}, nil
 }
 
-// write is the one way consent changes, from gRPC and from unsubscribe links
-// alike: parse the request into a Write (refusing bad input before anything
-// is touched), then have the store apply it, which checks the request id,
-// appends the history, feeds the change to every sidecar's cache and drops
-// this one's copy. Errors come back unmapped, for the caller's protocol.
+// write is how one request changes consent, from gRPC and from unsubscribe
+// links alike: parse the request into a Write (refusing bad input before
+// anything is touched), then have the store apply it, which checks the
+// request id, appends the history, feeds the change to every sidecar's
+// cache and drops this one's copy. WriteBatch parses each of its writes with
+// the same functions and hands them to the store's ApplyBatch, of which
+// Apply is a batch of one. Errors come back unmapped, for the caller's
+// protocol.
 func (s *Server) write(ctx context.Context, parse func() (consent.Write, error)) (consent.Token, error) {
 	w, err := parse()
 	if err != nil {

@@ -77,32 +77,23 @@ func (s *Redis) readHead(ctx context.Context, p uint32) (partitionHead, error) {
 	return h, nil
 }
 
-// stored says which of a contact's keys exist.
-type stored struct{ record, history bool }
-
 // scanContacts finds every contact key with a record or a history, by
 // partition, on every master.
-func (s *Redis) scanContacts(ctx context.Context) ([]map[consent.Key]stored, error) {
-	out := make([]map[consent.Key]stored, s.cfg.Partitions)
+func (s *Redis) scanContacts(ctx context.Context) ([]map[consent.Key]struct{}, error) {
+	out := make([]map[consent.Key]struct{}, s.cfg.Partitions)
 	for i := range out {
-		out[i] = map[consent.Key]stored{}
+		out[i] = map[consent.Key]struct{}{}
 	}
 	var mu sync.Mutex
 	scan := func(ctx context.Context, c *redis.Client) error {
 		iter := c.Scan(ctx, 0, "{*}:[rh]:*", 1000).Iterator()
 		for iter.Next(ctx) {
-			p, kind, key, ok := s.parseContactKey(iter.Val())
+			p, key, ok := s.parseContactKey(iter.Val())
 			if !ok {
 				continue
 			}
 			mu.Lock()
-			st := out[p][key]
-			if kind == 'r' {
-				st.record = true
-			} else {
-				st.history = true
-			}
-			out[p][key] = st
+			out[p][key] = struct{}{}
 			mu.Unlock()
 		}
 		return iter.Err()
@@ -124,28 +115,28 @@ func (s *Redis) scanContacts(ctx context.Context) ([]map[consent.Key]stored, err
 
 // parseContactKey parses "{p}:r:<key>" and "{p}:h:<key>"; a key that only
 // looks like one (the pattern also matches request ids) is not.
-func (s *Redis) parseContactKey(k string) (uint32, byte, consent.Key, bool) {
+func (s *Redis) parseContactKey(k string) (uint32, consent.Key, bool) {
 	var key consent.Key
 	end := strings.IndexByte(k, '}')
 	if !strings.HasPrefix(k, "{") || end < 0 || len(k) != end+4+len(key) {
-		return 0, 0, key, false
+		return 0, key, false
 	}
 	p, err := strconv.ParseUint(k[1:end], 10, 32)
 	kind := k[end+2]
 	if err != nil || uint32(p) >= s.cfg.Partitions || k[end+1] != ':' || k[end+3] != ':' || (kind != 'r' && kind != 'h') {
-		return 0, 0, key, false
+		return 0, key, false
 	}
 	copy(key[:], k[end+4:])
 	if key.Partition(s.cfg.Partitions) != uint32(p) {
-		return 0, 0, key, false
+		return 0, key, false
 	}
-	return uint32(p), kind, key, true
+	return uint32(p), key, true
 }
 
 // verifyBatch is how many contacts one pipeline reads.
 const verifyBatch = 256
 
-func (s *Redis) verifyPartition(ctx context.Context, p uint32, head partitionHead, contacts map[consent.Key]stored) (consent.PartitionHistory, error) {
+func (s *Redis) verifyPartition(ctx context.Context, p uint32, head partitionHead, contacts map[consent.Key]struct{}) (consent.PartitionHistory, error) {
 	rep := consent.PartitionHistory{Partition: p, HeadSeq: head.seq, HeadLink: head.link}
 	w := s.cfg.Chain.Walk(p)
 	if head.corrupt {
