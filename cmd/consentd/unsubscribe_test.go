@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os/exec"
@@ -24,33 +23,6 @@ func browser(t *testing.T) *http.Client {
 	tr := &http.Transport{}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
-}
-
-// click sends method to link (POST with RFC 8058's body) and returns the
-// status and the page.
-func click(t *testing.T, hc *http.Client, method, link string) (int, string) {
-	t.Helper()
-	var body io.Reader
-	if method == http.MethodPost {
-		body = strings.NewReader("List-Unsubscribe=One-Click")
-	}
-	req, err := http.NewRequestWithContext(testCtx(t), method, link, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, link, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
 }
 
 // history returns contact's events and how many of them are one-click
@@ -113,7 +85,7 @@ func unsubscribeStory(t *testing.T, c *client.Client, httpAddr string) {
 	}
 	before, _ := history(t, c, who)
 
-	code, page := click(t, hc, http.MethodGet, link)
+	code, page := daemontest.Click(t, hc, http.MethodGet, link)
 	if code != http.StatusOK || !strings.Contains(page, `<form method="post">`) {
 		t.Fatalf("GET = %d\n%s\nwant 200 and a confirmation form", code, page)
 	}
@@ -124,7 +96,7 @@ func unsubscribeStory(t *testing.T, c *client.Client, httpAddr string) {
 		t.Errorf("GET wrote: %d events, want %d", len(events), len(before))
 	}
 
-	if code, page := click(t, hc, http.MethodPost, link); code != http.StatusOK {
+	if code, page := daemontest.Click(t, hc, http.MethodPost, link); code != http.StatusOK {
 		t.Fatalf("POST = %d\n%s", code, page)
 	}
 	if d := mustCheck(t, c, who, "email_marketing"); d.Allowed || d.Reason != consent.ReasonWithdrawn {
@@ -143,12 +115,12 @@ func unsubscribeStory(t *testing.T, c *client.Client, httpAddr string) {
 	}
 
 	for range 3 {
-		if code, _ := click(t, hc, http.MethodPost, link); code != http.StatusOK {
+		if code, _ := daemontest.Click(t, hc, http.MethodPost, link); code != http.StatusOK {
 			t.Errorf("repeated POST = %d, want 200", code)
 		}
 	}
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
-		if code, _ := click(t, hc, method, tamper(link)); code != http.StatusForbidden {
+		if code, _ := daemontest.Click(t, hc, method, tamper(link)); code != http.StatusForbidden {
 			t.Errorf("tampered link: %s = %d, want 403", method, code)
 		}
 	}
@@ -158,7 +130,7 @@ func unsubscribeStory(t *testing.T, c *client.Client, httpAddr string) {
 
 	// Signed up again, the person clicks the old link: withdrawn again.
 	grantAll(t, c, who, "email_marketing")
-	if code, _ := click(t, hc, http.MethodPost, link); code != http.StatusOK {
+	if code, _ := daemontest.Click(t, hc, http.MethodPost, link); code != http.StatusOK {
 		t.Errorf("POST after signing up again = %d, want 200", code)
 	}
 	if d := mustCheck(t, c, who, "email_marketing"); d.Allowed {
@@ -184,7 +156,7 @@ func expiredLink(t *testing.T, minter, checker *client.Client, httpAddr string) 
 	time.Sleep(1100 * time.Millisecond) // the TTL is 1s; expiries are whole seconds, rounded down
 	hc := browser(t)
 	for _, method := range []string{http.MethodGet, http.MethodPost} {
-		if code, page := click(t, hc, method, link); code != http.StatusGone || !strings.Contains(page, "expired") {
+		if code, page := daemontest.Click(t, hc, method, link); code != http.StatusGone || !strings.Contains(page, "expired") {
 			t.Errorf("expired link: %s = %d\n%s\nwant 410", method, code, page)
 		}
 	}
@@ -232,7 +204,7 @@ func TestOneClickUnsubscribeRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code, _ := click(t, browser(t), http.MethodPost, link); code != http.StatusOK {
+	if code, _ := daemontest.Click(t, browser(t), http.MethodPost, link); code != http.StatusOK {
 		t.Fatalf("A's link POSTed to B = %d, want 200", code)
 	}
 	if d := mustCheck(t, ca, who, "market_research", client.FullyConsistent()); d.Allowed || d.Reason != consent.ReasonWithdrawn {

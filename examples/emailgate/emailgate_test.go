@@ -182,21 +182,10 @@ func isASCII(s string) bool {
 // Unsubscribe button (RFC 8058): a POST to the link with the one-click body.
 func oneClick(t *testing.T, link string) {
 	t.Helper()
-	req, err := http.NewRequestWithContext(testCtx(t, 30*time.Second), http.MethodPost, link, strings.NewReader("List-Unsubscribe=One-Click"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	tr := &http.Transport{}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", link, err)
-	}
-	defer resp.Body.Close()
-	page, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("POST %s = %d\n%s", link, resp.StatusCode, page)
+	if code, page := daemontest.Click(t, &http.Client{Transport: tr}, http.MethodPost, link); code != http.StatusOK {
+		t.Fatalf("POST %s = %d\n%s", link, code, page)
 	}
 }
 
