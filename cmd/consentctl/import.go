@@ -153,15 +153,8 @@ type importer struct {
 // runImport imports cfg.file and writes its report, which it returns.
 func runImport(ctx context.Context, c *client.Client, cfg *importConfig) (*importReport, error) {
 	start := cfg.now()
-	ps, err := c.ListPurposes(ctx)
-	if err != nil {
-		return nil, err
-	}
-	reg, err := registryOf(ps)
-	if err != nil {
-		return nil, err
-	}
-	imp := &importer{cfg: cfg, client: c, reg: reg, now: start}
+	// The file first: a missing one is the operator's to fix before
+	// consentd matters.
 	var (
 		in   io.Reader = cfg.stdin
 		size int64     = -1
@@ -177,6 +170,15 @@ func runImport(ctx context.Context, c *client.Client, cfg *importConfig) (*impor
 		}
 		in = f
 	}
+	ps, err := c.ListPurposes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	reg, err := registryOf(ps)
+	if err != nil {
+		return nil, err
+	}
+	imp := &importer{cfg: cfg, client: c, reg: reg, now: start}
 	in = &countingReader{r: in, n: &imp.read}
 	switch cfg.format {
 	case "ndjson":

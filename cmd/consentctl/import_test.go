@@ -453,6 +453,12 @@ func TestImportErrors(t *testing.T) {
 	if r.code != exitError || !strings.Contains(r.stderr, "could not reach consentd") {
 		t.Errorf("import into no consentd: exit %d, stderr %q", r.code, r.stderr)
 	}
+	// A missing file is named first, whether consentd answers or not.
+	missing := filepath.Join(dir, "missing.csv")
+	r = at(t, daemontest.DeadAddr(t), "import", missing)
+	if r.code != exitError || !strings.Contains(r.stderr, "open "+missing) {
+		t.Errorf("import of a missing file into no consentd: exit %d, stderr %q; want the file named", r.code, r.stderr)
+	}
 }
 
 func TestImportExportHelp(t *testing.T) {
