@@ -170,9 +170,9 @@ func historyKey(p uint32, k consent.Key) string { return tag(p) + ":h:" + string
 func requestKey(p uint32, k consent.Key, id string) string {
 	return tag(p) + ":q:" + string(k[:]) + id
 }
-func seqKey(p uint32) string  { return tag(p) + ":s" }
-func headKey(p uint32) string { return tag(p) + ":c" }
-func feedKey(p uint32) string { return tag(p) + ":f" }
+func seqKey(p uint32) string    { return tag(p) + ":s" }
+func headKey(p uint32) string   { return tag(p) + ":c" }
+func feedKey(p uint32) string   { return tag(p) + ":f" }
 func markerKey(p uint32) string { return tag(p) + ":i" }
 
 // RecordKey is the Redis key of a contact's record in a deployment of

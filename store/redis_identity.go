@@ -78,8 +78,8 @@ func (s *Redis) lostErr() error {
 // storeState is what identifies a store, read in one pipeline.
 type storeState struct {
 	layout, partitions, secret string // "" when absent
-	ids                               []string
-	seqs                              []uint64
+	ids                        []string
+	seqs                       []uint64
 }
 
 // notMarker stands for a partition marker of the wrong type.
