@@ -320,16 +320,20 @@ func (s *Redis) openAudit(ctx context.Context) error {
 		s.noteEvictions(addr, r.info)
 		return nil
 	})
-	switch {
-	case err != nil:
+	if err != nil {
 		return redisErr(err)
-	case configOff != nil:
-		return fmt.Errorf("store: redis: consentd cannot read the Redis settings its guarantees rest on (%s): CONFIG GET is renamed or denied (%v); "+
-			"allow consentd's Redis user CONFIG GET, or check them yourself on every master and start consentd with --redis-operator-checks-settings",
-			settingNames(), configOff)
-	case infoOff != nil && !s.cfg.OperatorChecksSettings:
-		return fmt.Errorf("store: redis: INFO is denied (%v): consentd cannot see keys evicted or deleted; "+
-			"allow consentd's Redis user INFO, or start consentd with --redis-operator-checks-settings (then only the store's markers and sequences are checked)", infoOff)
+	}
+	var off []string
+	if configOff != nil {
+		off = append(off, fmt.Sprintf("CONFIG GET is renamed or denied (%v), so consentd cannot read %s", configOff, settingNames()))
+	}
+	if infoOff != nil {
+		off = append(off, fmt.Sprintf("INFO is denied (%v), so consentd cannot see keys evicted or deleted", infoOff))
+	}
+	switch {
+	case len(off) > 0 && !s.cfg.OperatorChecksSettings:
+		return fmt.Errorf("store: redis: %s; allow consentd's Redis user CONFIG GET and INFO, or check %s yourself on every master and start consentd with --redis-operator-checks-settings "+
+			"(where INFO is denied, consentd then checks only the store's markers and sequences)", strings.Join(off, "; "), settingNames())
 	case len(bad) > 0:
 		return faultf(ErrSettings, "store: redis: %s", strings.Join(bad, "; "))
 	}
