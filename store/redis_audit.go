@@ -50,7 +50,8 @@ type AuditStats struct {
 
 // auditor is what Audit keeps between rounds.
 type auditor struct {
-	noInfo bool // INFO is denied, and the operator said so
+	noInfo   bool // INFO is denied, and the operator said so
+	attempts int  // auditAttempts; fewer in tests, to judge by bounds
 	// Cluster slots of each partition and of the global keys.
 	partSlots, globalSlots []int
 	stats                  AuditStats
@@ -283,6 +284,7 @@ const settingsHint = "consentd refuses writes and answers UNAVAILABLE until it i
 // openAudit checks every master's settings, finds out what this user may
 // read, and records each node's evicted_keys.
 func (s *Redis) openAudit(ctx context.Context) error {
+	s.audit.attempts = auditAttempts
 	s.audit.evictions = map[string]evictions{}
 	s.audit.warned = map[string]bool{}
 	if _, ok := s.rdb.(*redis.ClusterClient); ok {
@@ -481,7 +483,7 @@ func (s *Redis) auditNode(ctx context.Context, node *redis.Client, settings, inf
 		}
 	}
 	var r *nodeRead
-	for range auditAttempts {
+	for range s.audit.attempts {
 		var err error
 		r, err = s.readNode(ctx, node, parts, view != "", settings, info)
 		if err != nil {
@@ -515,7 +517,9 @@ func (s *Redis) auditNode(ctx context.Context, node *redis.Client, settings, inf
 		s.audit.stats.Inexact.Add(1)
 	}
 	// INFO is read between the two reads of the counters, and neither is
-	// atomic with writes. Each write changes a partition's keys and counter
+	// atomic with writes (MULTI cannot span slots on a Cluster; Redis runs
+	// a pipeline without interleaving other clients only as far as it
+	// arrives in one read, some 16 KiB). Each write changes a partition's keys and counter
 	// together in one script, and counters and sequences only grow (an
 	// erasure deletes a history and recreates it in the same script), so
 	// the keys there at INFO's moment number at least what the first read
