@@ -74,3 +74,11 @@ func (m *daemonMetrics) handler(log *slog.Logger) http.Handler {
 	mux.Handle("GET /metrics", metrics.Handler(m.reg, log))
 	return mux
 }
+
+// watch reports the guard's store state and faults.
+func (m *daemonMetrics) watch(g *guard) error {
+	if m == nil {
+		return nil
+	}
+	return metrics.RegisterStore(m.reg, storeStateNames[:], g)
+}

@@ -47,7 +47,7 @@ func TestMetrics(t *testing.T) {
 				if err := os.WriteFile(secret, bytes.Repeat([]byte("k"), 32), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				args = append(args, "--redis", "redis://"+r.Addr(), "--secret-file", secret, "--partitions", "4")
+				args = append(args, "--redis", "redis://"+r.Addr(), "--redis-init", "--secret-file", secret, "--partitions", "4")
 			}
 			d := startDaemon(t, args)
 			if d.metrics == "" {

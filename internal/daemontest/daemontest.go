@@ -66,8 +66,10 @@ func Command(args ...string) *exec.Cmd {
 
 // Daemon is a consentd process started by Start.
 type Daemon struct {
-	Addr string // the gRPC address it serves on
-	HTTP string // the one-click unsubscribe listener; "" without --http
+	Addr    string // the gRPC address it serves on
+	HTTP    string // the one-click unsubscribe listener; "" without --http
+	Metrics string // the --metrics-listen address; "" without it
+	Health  string // the --health-listen address; "" without it
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once the process has exited and been reaped
@@ -91,7 +93,7 @@ func Start(t testing.TB, args ...string) *Daemon {
 		t.Fatal(err)
 	}
 	d := &Daemon{cmd: cmd, exited: make(chan struct{})}
-	type serving struct{ Msg, Addr, HTTP string }
+	type serving struct{ Msg, Addr, HTTP, Metrics, Health string }
 	ready := make(chan serving, 1)
 	go func() {
 		defer close(d.exited)
@@ -118,7 +120,7 @@ func Start(t testing.TB, args ...string) *Daemon {
 	})
 	select {
 	case rec := <-ready:
-		d.Addr, d.HTTP = rec.Addr, rec.HTTP
+		d.Addr, d.HTTP, d.Metrics, d.Health = rec.Addr, rec.HTTP, rec.Metrics, rec.Health
 	case <-d.exited:
 		t.Fatalf("consentd exited before serving: %v", cmd.ProcessState)
 	case <-time.After(startTimeout):
@@ -140,6 +142,10 @@ func asksForHTTP(args []string) bool {
 	}
 	return false
 }
+
+// Logs returns what consentd has logged so far (JSON, a record a line): its
+// latest lines, at least the last 256 KiB of them.
+func (d *Daemon) Logs() string { return d.logs.String() }
 
 // Signal sends sig to the process and returns without waiting.
 func (d *Daemon) Signal(t testing.TB, sig os.Signal) {
