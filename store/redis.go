@@ -374,11 +374,3 @@ func newStoreID() string {
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
-
-// CheckSettings checks the Redis settings and the keys now.
-//
-// Deprecated: OpenRedis refuses wrong settings and Audit checks them again;
-// this remains only until its last caller moves to Audit.
-func (s *Redis) CheckSettings(ctx context.Context) (warnings []string, err error) {
-	return nil, s.Audit(ctx)
-}
