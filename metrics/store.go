@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"strings"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -52,4 +53,18 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(c.faults, prometheus.CounterValue, float64(c.h.StoreFaults(i)), name)
 		}
 	}
+}
+
+// AuditCounters are the Redis audit's live counters (store.AuditStats),
+// read at scrape time.
+type AuditCounters struct {
+	Inexact, Skipped *atomic.Uint64
+}
+
+// RegisterAudit registers consentd_store_audit_{inexact,skipped}_total.
+func RegisterAudit(reg prometheus.Registerer, a AuditCounters) error {
+	return registerCounters(reg, "store_audit", []counter{
+		{"inexact_total", "Audit rounds of a node whose key count moved with writes in every attempt, judged against bounds (which catch fewer losses).", a.Inexact},
+		{"skipped_total", "Audit rounds of a node whose key count was not judged: Cluster slots of the store were moving.", a.Skipped},
+	})
 }

@@ -63,78 +63,110 @@ func wantUnavailable(t *testing.T, what string, err error, says ...string) {
 }
 
 // TestStoreWiped: FLUSHALL under a running sidecar whose cache holds a
-// granted contact. Within a second health is NOT_SERVING; that contact's
-// Check is UNAVAILABLE, never the cached ALLOW; a write is refused saying
-// the store was wiped or replaced, and writes nothing; one ERROR line says
-// so. A restart without --redis-init refuses the empty store; one with it
-// initialises it and serves.
+// granted contact: of the standalone Redis, and of one master of a Cluster
+// (a node replaced by an empty one). Within a second health is NOT_SERVING;
+// that contact's Check is UNAVAILABLE, never the cached ALLOW; a write is
+// refused saying the store was wiped or replaced, and writes nothing; one
+// ERROR line says so. A restart refuses the store, saying what to do; once
+// the operator decides the store is new (--redis-init on an empty Redis),
+// it serves.
 func TestStoreWiped(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
-	rdb := srv.Client(t)
-	secret := sharedSecret(t)
-	args := []string{"--listen", "127.0.0.1:0", redisURL(srv.Addr()), "--secret-file", secret, "--lease", "30s", "--partitions", "8"}
-	s := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init", "--lease", "30s", "--metrics-listen", "127.0.0.1:0")
-	s.grant(t, "cached@example.com")
-	warm(t, s, "cached@example.com") // and the lease is long
+	for _, tc := range []struct {
+		name  string
+		start func(t *testing.T) (store string, nodes []*redistest.Server, wiped int)
+		says  []string // what the restart without --redis-init says
+	}{
+		{name: "standalone", start: func(t *testing.T) (string, []*redistest.Server, int) {
+			srv := redistest.Start(t, redistest.Options{})
+			return redisURL(srv.Addr()), []*redistest.Server{srv}, 0
+		}, says: []string{"--redis-init", "restore"}},
+		{name: "cluster master", start: func(t *testing.T) (string, []*redistest.Server, int) {
+			c := redistest.StartCluster(t, 3)
+			// The master of partition 0's keys: sure to hold some.
+			return "--redis-cluster=" + strings.Join(c.Addrs(), ","), c.Nodes, c.OwnerOf(t, c.KeySlot(t, "{0}"))
+		}, says: []string{"restore"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store, nodes, wiped := tc.start(t)
+			node := nodes[wiped].Client(t)
+			secret := sharedSecret(t)
+			s := startSidecar(t, secret, store, "--redis-init", "--lease", "30s", "--metrics-listen", "127.0.0.1:0")
+			s.grant(t, "cached@example.com")
+			warm(t, s, "cached@example.com") // and the lease is long
 
-	if err := rdb.FlushAll(context.Background()).Err(); err != nil {
-		t.Fatal(err)
-	}
-	wiped := time.Now()
-	took := healthWithin(t, s, wiped, notServing, time.Second)
-	t.Logf("NOT_SERVING %v after FLUSHALL", took)
+			if err := node.FlushAll(context.Background()).Err(); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("NOT_SERVING %v after FLUSHALL", healthWithin(t, s, time.Now(), notServing, time.Second))
 
-	d, err := s.ask("cached@example.com", "", 5*time.Second)
-	if err == nil {
-		t.Errorf("Check of the cached contact after FLUSHALL: %v, want UNAVAILABLE", d)
-	}
-	wantUnavailable(t, "Check after FLUSHALL", err, "wiped or replaced")
-	_, err = s.cons.Grant(testCtx(t), &pb.GrantRequest{Contact: "new@example.com", Purposes: []string{"email_marketing"},
-		Method: pb.Method_METHOD_CHECKBOX, RequestId: "after-flush"})
-	wantUnavailable(t, "Grant after FLUSHALL", err, "wiped or replaced", "--redis-init")
-	_, err = s.cons.Withdraw(testCtx(t), &pb.WithdrawRequest{Contact: "cached@example.com", RequestId: "withdraw-after-flush"})
-	wantUnavailable(t, "Withdraw after FLUSHALL", err, "wiped or replaced")
+			d, err := s.ask("cached@example.com", "", 5*time.Second)
+			if err == nil {
+				t.Errorf("Check of the cached contact after FLUSHALL: %v, want UNAVAILABLE", d)
+			}
+			wantUnavailable(t, "Check after FLUSHALL", err, "wiped or replaced")
+			_, err = s.cons.Grant(testCtx(t), &pb.GrantRequest{Contact: "new@example.com", Purposes: []string{"email_marketing"},
+				Method: pb.Method_METHOD_CHECKBOX, RequestId: "after-flush"})
+			wantUnavailable(t, "Grant after FLUSHALL", err, "wiped or replaced", "--redis-init")
+			_, err = s.cons.Withdraw(testCtx(t), &pb.WithdrawRequest{Contact: "cached@example.com", RequestId: "withdraw-after-flush"})
+			wantUnavailable(t, "Withdraw after FLUSHALL", err, "wiped or replaced")
 
-	// Several identity checks later: still nothing written, still one line.
-	time.Sleep(2 * time.Second)
-	if n, err := rdb.DBSize(context.Background()).Result(); err != nil || n != 0 {
-		t.Errorf("after FLUSHALL and refused writes, DBSIZE = %d, %v; want 0", n, err)
-	}
-	errs := logLines(t, s.Daemon, "ERROR")
-	if len(errs) != 1 || !strings.HasPrefix(errs[0].Msg, "store lost") {
-		t.Errorf("ERROR lines after FLUSHALL: %+v, want exactly one, store lost", errs)
-	}
-	if code := s.Stop(t); code != 0 {
-		t.Errorf("consentd exited %d after SIGTERM, want 0", code)
-	}
+			// Several identity checks later: still nothing written, still
+			// one line.
+			time.Sleep(2 * time.Second)
+			if n, err := node.DBSize(context.Background()).Result(); err != nil || n != 0 {
+				t.Errorf("after FLUSHALL and refused writes, DBSIZE = %d, %v; want 0", n, err)
+			}
+			errs := logLines(t, s.Daemon, "ERROR")
+			if len(errs) != 1 || !strings.HasPrefix(errs[0].Msg, "store lost") {
+				t.Errorf("ERROR lines after FLUSHALL: %+v, want exactly one, store lost", errs)
+			}
+			if code := s.Stop(t); code != 0 {
+				t.Errorf("consentd exited %d after SIGTERM, want 0", code)
+			}
 
-	// The operator restarts it as before: the empty store is refused,
-	// before consentd listens, with what to do.
-	cmd := daemontest.Command(args...)
-	out, _ := cmd.CombinedOutput()
-	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "--redis-init") {
-		t.Errorf("restart on the wiped Redis without --redis-init: exit %d, output %s; want 1 naming --redis-init", code, out)
-	}
-	if strings.Contains(string(out), "consentd serving") {
-		t.Errorf("restart on the wiped Redis without --redis-init served:\n%s", out)
-	}
+			// The operator restarts it as before: the store is refused,
+			// before consentd listens, with what to do.
+			cmd := daemontest.Command("--listen", "127.0.0.1:0", store, "--secret-file", secret, "--partitions", "8")
+			out, _ := cmd.CombinedOutput()
+			if code := cmd.ProcessState.ExitCode(); code != 1 {
+				t.Errorf("restart on the wiped Redis without --redis-init: exit %d, want 1:\n%s", code, out)
+			}
+			for _, say := range tc.says {
+				if !strings.Contains(string(out), say) {
+					t.Errorf("restart on the wiped Redis without --redis-init does not say %q:\n%s", say, out)
+				}
+			}
+			if strings.Contains(string(out), "consentd serving") {
+				t.Errorf("restart on the wiped Redis without --redis-init served:\n%s", out)
+			}
 
-	// The operator decides the store is new.
-	s = startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init")
-	waitHealth(t, s, serving)
-	s.grant(t, "fresh@example.com")
-	s.eventually(t, "fresh@example.com", pb.Decision_DECISION_ALLOW)
-	s.eventually(t, "cached@example.com", pb.Decision_DECISION_DENY) // gone with the data: no consent
+			// The operator decides the store is new: empty, then initialised.
+			for _, n := range nodes {
+				if err := n.Client(t).FlushAll(context.Background()).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			s = startSidecar(t, secret, store, "--redis-init")
+			waitHealth(t, s, serving)
+			s.grant(t, "fresh@example.com")
+			s.eventually(t, "fresh@example.com", pb.Decision_DECISION_ALLOW)
+			s.eventually(t, "cached@example.com", pb.Decision_DECISION_DENY) // gone with the data: no consent
+		})
+	}
 }
 
 // TestStoreSettingsDrift: eviction turned on at runtime. Within 5 s health
 // is NOT_SERVING, one ERROR line names the setting and the node, Checks
-// (cached ones too) and writes are refused, and the metrics show it; set
-// back, consentd serves again on its own.
+// (cached ones too) and writes are refused, the metrics show it, and no
+// consentd starts on that Redis; set back, consentd serves again on its
+// own.
 func TestStoreSettingsDrift(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	rdb := srv.Client(t)
-	s := startSidecar(t, sharedSecret(t), redisURL(srv.Addr()), "--redis-init", "--lease", "30s", "--metrics-listen", "127.0.0.1:0")
+	secret := sharedSecret(t)
+	s := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init", "--lease", "30s", "--metrics-listen", "127.0.0.1:0",
+		"--health-listen", "127.0.0.1:0")
+	probe := healthpb.NewHealthClient(dial(t, s.Health))
 	s.grant(t, "cached@example.com")
 	warm(t, s, "cached@example.com")
 
@@ -145,6 +177,9 @@ func TestStoreSettingsDrift(t *testing.T) {
 	took := healthWithin(t, s, changed, notServing, 5*time.Second)
 	t.Logf("NOT_SERVING %v after CONFIG SET maxmemory-policy allkeys-lru", took)
 
+	if resp, err := probe.Check(testCtx(t), &healthpb.HealthCheckRequest{}); err != nil || resp.GetStatus() != notServing {
+		t.Errorf("--health-listen during drift: %v, %v; want NOT_SERVING", resp.GetStatus(), err)
+	}
 	_, err := s.ask("cached@example.com", "", 5*time.Second)
 	wantUnavailable(t, "Check of a cached contact during drift", err, "maxmemory-policy", srv.Addr())
 	_, err = s.cons.Grant(testCtx(t), &pb.GrantRequest{Contact: "new@example.com", Purposes: []string{"email_marketing"},
@@ -159,6 +194,13 @@ func TestStoreSettingsDrift(t *testing.T) {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics during drift lack %s", want)
 		}
+	}
+
+	// Nor does a consentd start on it.
+	cmd := daemontest.Command("--listen", "127.0.0.1:0", redisURL(srv.Addr()), "--secret-file", secret, "--partitions", "8")
+	if out, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "maxmemory-policy") ||
+		strings.Contains(string(out), "consentd serving") {
+		t.Errorf("start during drift: exit %d, want 1 naming maxmemory-policy before serving:\n%s", cmd.ProcessState.ExitCode(), out)
 	}
 
 	if err := rdb.ConfigSet(context.Background(), "maxmemory-policy", "noeviction").Err(); err != nil {

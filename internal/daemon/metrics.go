@@ -46,6 +46,11 @@ func newMetrics(c config, st *stack, purposes *consent.Registry) (*daemonMetrics
 			return nil, err
 		}
 	}
+	if st.audit != nil {
+		if err := metrics.RegisterAudit(m.reg, metrics.AuditCounters{Inexact: &st.audit.Inexact, Skipped: &st.audit.Skipped}); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
 }
 

@@ -37,6 +37,7 @@ type stack struct {
 	calls   deadlines
 	records *cache.Cache
 	feed    *store.Feed
+	audit   *store.AuditStats // nil but for Redis
 	closers []func() error
 }
 
@@ -90,7 +91,7 @@ func openStore(ctx context.Context, c config, secretCheck string, ch *chain.Key,
 		s.Close()
 		return nil, err
 	}
-	s.backend, s.calls = st, c.deadlines(st)
+	s.backend, s.calls, s.audit = st, c.deadlines(st), st.AuditStats()
 	records, err := cache.New(s.calls, cache.Config{MaxBytes: c.cacheBytes, Partitions: st.Partitions(), Lease: c.lease})
 	if err != nil {
 		s.Close()
