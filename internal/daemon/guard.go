@@ -169,9 +169,13 @@ func every(ctx context.Context, interval time.Duration, fn func()) {
 func (g *guard) check(ctx context.Context, slot *error, timeout time.Duration, fn func(context.Context) error) bool {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	err := fn(cctx)
+	timedOut := cctx.Err() != nil
 	cancel()
 	if ctx.Err() != nil {
 		return false // stopping: the failure is ours, not the store's
+	}
+	if err != nil && timedOut {
+		err = fmt.Errorf("no answer within %v: %w", timeout, err)
 	}
 	g.record(slot, err)
 	return err == nil

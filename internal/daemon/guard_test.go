@@ -163,3 +163,36 @@ func TestStoreRefusal(t *testing.T) {
 		})
 	}
 }
+
+// TestWhileServing: a call without a deadline of its own (a walk of the
+// whole store) is refused while the store is not serving, and cancelled,
+// answering UNAVAILABLE, when the guard finds the store not answering
+// mid-call; once the store serves again, calls run.
+func TestWhileServing(t *testing.T) {
+	down := fmt.Errorf("%w: i/o timeout", consent.ErrUnavailable)
+	g := newGuard(nil, defaultGuard, health.NewServer(), func() {}, slog.New(slog.DiscardHandler))
+	started := make(chan struct{})
+	result := make(chan error, 1)
+	go func() {
+		result <- g.whileServing(context.Background(), func(ctx context.Context) error {
+			close(started)
+			<-ctx.Done() // a walk that would outlast the store
+			return ctx.Err()
+		})
+	}()
+	<-started
+	g.record(&g.pingErr, down)
+	err := <-result
+	if !errors.Is(err, consent.ErrUnavailable) || !strings.Contains(err.Error(), "not serving (unreachable)") {
+		t.Errorf("walk when the store stopped answering: %v, want UNAVAILABLE, not serving (unreachable)", err)
+	}
+	ran := false
+	err = g.whileServing(context.Background(), func(context.Context) error { ran = true; return nil })
+	if ran || !errors.Is(err, consent.ErrUnavailable) {
+		t.Errorf("walk while unreachable: ran %v, err %v; want refused with UNAVAILABLE", ran, err)
+	}
+	g.record(&g.pingErr, nil)
+	if err := g.whileServing(context.Background(), func(ctx context.Context) error { ran = true; return ctx.Err() }); err != nil || !ran {
+		t.Errorf("walk once serving again: ran %v, err %v; want it run", ran, err)
+	}
+}
