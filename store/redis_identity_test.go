@@ -596,6 +596,39 @@ func auditUnderWrites(t *testing.T, d *deployment, partitions uint32) uint64 {
 	return sc.Inexact.Load()
 }
 
+// TestRedisAuditDuringSlotMigration: while a partition's slot is split
+// between two Cluster masters, its keys are counted on neither alone, and
+// Audit neither takes the move for a loss nor misses a loss afterwards.
+func TestRedisAuditDuringSlotMigration(t *testing.T) {
+	ctx := context.Background()
+	d := clusterDeployment(t)
+	s := d.fresh(t, store.RedisConfig{Partitions: identityPartitions})
+	writeSome(t, s, 200) // some 150 keys in each partition's slot
+	slot := d.cluster.KeySlot(t, "{0}:i")
+	midway := false
+	d.cluster.MigrateSlotMidway(t, slot, (d.cluster.OwnerOf(t, slot)+1)%len(d.servers), func() {
+		midway = true
+		for _, check := range []func(context.Context) error{s.Audit, s.CheckIdentity} {
+			if err := check(ctx); err != nil {
+				t.Errorf("midway through the migration: %v", err)
+			}
+		}
+	})
+	if !midway {
+		t.Fatal("the migration never paused midway")
+	}
+	if err := s.Audit(ctx); err != nil {
+		t.Errorf("Audit after the migration: %v", err)
+	}
+	if st := s.AuditStats(); st.Skipped.Load() == 0 {
+		t.Error("no node round was skipped while the slot moved")
+	}
+	key := store.RecordKey(identityPartitions, contact(0))
+	srv, node := d.nodeOf(t, key)
+	node.Del(ctx, key)
+	wantFault(t, "Audit after a record was deleted", s.Audit(ctx), store.ErrStoreLost, "1 keys missing on "+srv.Addr())
+}
+
 // TestRedisAuditAfterRestart: a clean restart of Redis (appendfsync always)
 // is no loss: its counters start again, its keys are all there.
 func TestRedisAuditAfterRestart(t *testing.T) {
