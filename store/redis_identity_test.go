@@ -717,3 +717,59 @@ func TestRedisCommandsDenied(t *testing.T) {
 		})
 	}
 }
+
+// flushCounter is an Invalidator that counts the feed's flushes.
+type flushCounter struct {
+	mu      sync.Mutex
+	flushes int
+}
+
+func (f *flushCounter) Invalidate(consent.Key, consent.Token) {}
+func (f *flushCounter) Fence(uint32, uint64, time.Time)       {}
+func (f *flushCounter) Lost(uint32)                           {}
+func (f *flushCounter) Flush() {
+	f.mu.Lock()
+	f.flushes++
+	f.mu.Unlock()
+}
+
+func (f *flushCounter) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.flushes
+}
+
+// TestRedisFeedAfterAWipe: a change feed following a store that is wiped
+// flushes the cache (the partition markers it names the data by are gone)
+// and, reading only, recreates no key in the empty keyspace.
+func TestRedisFeedAfterAWipe(t *testing.T) {
+	both(t, func(t *testing.T, d *deployment) {
+		s := d.fresh(t, store.RedisConfig{Partitions: identityPartitions})
+		writeSome(t, s, 16)
+		inv := &flushCounter{}
+		feed := store.NewFeed(d.rdb, identityPartitions, inv, store.FeedConfig{Block: 20 * time.Millisecond})
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		wg.Go(func() { feed.Run(ctx) })
+		defer func() { cancel(); wg.Wait() }()
+		deadline := time.Now().Add(10 * time.Second)
+		for inv.count() < identityPartitions { // each partition flushes as it first syncs
+			if time.Now().After(deadline) {
+				t.Fatalf("the feed synced %d partitions in 10 s", inv.count())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		synced := inv.count()
+		d.flushAll(t)
+		for inv.count() == synced {
+			if time.Now().After(deadline) {
+				t.Fatal("the feed did not flush the cache after FLUSHALL")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond) // a few more rounds of the feed
+		if n := d.dbSize(t); n != 0 {
+			t.Errorf("%d keys after the feed followed a wiped store, want none", n)
+		}
+	})
+}
