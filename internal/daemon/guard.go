@@ -141,7 +141,10 @@ func (g *guard) Run(ctx context.Context) {
 	id, hasIdentity := g.store.(identityChecker)
 	var last time.Time
 	every(ctx, g.cfg.pingEvery, func() {
-		if !g.check(ctx, &g.pingErr, g.cfg.pingTimeout, g.store.Ping) || !hasIdentity || time.Since(last) < g.cfg.identityEvery {
+		// Half a tick of slack: ticks jitter, and one that comes a little
+		// early must not push the identity check a whole tick later.
+		due := time.Since(last) >= g.cfg.identityEvery-g.cfg.pingEvery/2
+		if !g.check(ctx, &g.pingErr, g.cfg.pingTimeout, g.store.Ping) || !hasIdentity || !due {
 			return
 		}
 		last = time.Now()
