@@ -153,7 +153,7 @@ func TestNewEnemy(t *testing.T) {
 			srv := redistest.Start(t, redistest.Options{})
 			proxy := faultproxy.Start(t, srv.Addr())
 			secret := sharedSecret(t)
-			a := startSidecar(t, secret, redisURL(srv.Addr()))
+			a := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init")
 			b := startSidecar(t, secret, redisURL(proxy.Addr()))
 			const n = 6
 			for i := range n {
@@ -218,7 +218,7 @@ func trimAll(t *testing.T, srv *redistest.Server) {
 func TestFailClosed(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	secret := sharedSecret(t)
-	s := startSidecar(t, secret, redisURL(srv.Addr()))
+	s := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init")
 	const n = 8
 	for i := range n {
 		s.grant(t, contactN(i))
@@ -298,7 +298,7 @@ func healthWithin(t *testing.T, s *sidecar, since time.Time, want healthpb.Healt
 func TestSidecarKilledMidWrite(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	secret := sharedSecret(t)
-	a := startSidecar(t, secret, redisURL(srv.Addr()))
+	a := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init")
 	const n = 40
 	var acked atomic.Int64
 	var wg sync.WaitGroup
@@ -339,7 +339,7 @@ func TestCluster(t *testing.T) {
 	cluster := redistest.StartCluster(t, 3)
 	secret := sharedSecret(t)
 	addrs := "--redis-cluster=" + strings.Join(cluster.Addrs(), ",")
-	a := startSidecar(t, secret, addrs)
+	a := startSidecar(t, secret, addrs, "--redis-init")
 	b := startSidecar(t, secret, addrs)
 	const n = 40
 	for i := range n {
@@ -422,8 +422,12 @@ func TestPropagation(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	secret := sharedSecret(t)
 	var cls []*client.Client
-	for range 2 {
-		cl, err := client.New(startSidecar(t, secret, redisURL(srv.Addr())).Addr)
+	for i := range 2 {
+		var extra []string
+		if i == 0 {
+			extra = []string{"--redis-init"} // the first one initialises the new store
+		}
+		cl, err := client.New(startSidecar(t, secret, redisURL(srv.Addr()), extra...).Addr)
 		if err != nil {
 			t.Fatal(err)
 		}
