@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/internal/logthrottle"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
@@ -108,7 +110,7 @@ func testGuard(t *testing.T, text string) (*Guard, *bytes.Buffer) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	g := &Guard{log: slog.New(slog.NewTextHandler(&logs, nil)), limited: newThrottledLog(logEvery)}
+	g := &Guard{purposes: registry, log: slog.New(slog.NewTextHandler(&logs, nil)), quiet: logthrottle.New(logthrottle.Every)}
 	g.current.Store(enforce(p, nil))
 	return g, &logs
 }
@@ -256,32 +258,6 @@ func TestEnforceKeepsBuckets(t *testing.T) {
 	}
 }
 
-func TestThrottledLog(t *testing.T) {
-	l := newThrottledLog(10 * time.Second)
-	t0 := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	type event struct {
-		key string
-		at  time.Duration // after t0
-	}
-	type logged struct {
-		Key   string
-		Count int
-	}
-	var got []logged
-	for _, e := range []event{
-		{"a", 0}, {"a", time.Second}, {"b", time.Second}, {"a", 2 * time.Second},
-		{"a", 10 * time.Second}, {"a", 11 * time.Second}, {"b", 30 * time.Second},
-	} {
-		if n, ok := l.note(e.key, t0.Add(e.at)); ok {
-			got = append(got, logged{e.key, n})
-		}
-	}
-	want := []logged{{"a", 1}, {"b", 1}, {"a", 3}, {"b", 1}}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("logged (-want +got):\n%s", diff)
-	}
-}
-
 // TestPace: a stream's contacts wait for tokens; a wait its deadline cannot
 // cover ends it with RESOURCE_EXHAUSTED, a cancelled one with CANCELED.
 func TestPace(t *testing.T) {
@@ -340,5 +316,77 @@ func TestAllowsWriteBatch(t *testing.T) {
 				t.Errorf("allows = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestDenialLog: a denial is logged with the caller, the RPC and the
+// purposes the call named: a registered one by name, any other string by
+// its length only (a made-up purpose may hold a contact), in the log and in
+// the refusal alike; a flood of denials is one line a while, the next
+// reporting how many were suppressed.
+func TestDenialLog(t *testing.T) {
+	g, logs := testGuard(t, `{"callers": {"mailer": {"rpcs": ["Check", "Withdraw"], "purposes": ["email_marketing"]}}}`)
+	ctx := identity.NewContext(context.Background(), "mailer")
+	const leak = "Leaky.Person@Example.com"
+	for _, tc := range []struct {
+		name    string
+		rpc     string
+		req     any
+		wantLog string
+		wantMsg string
+	}{
+		{"registered purpose", "Check", &pb.CheckRequest{Purpose: "ad_retargeting"},
+			`msg="permission denied" caller=mailer rpc=Check purpose=ad_retargeting`, `caller not entitled to Check on purpose "ad_retargeting"`},
+		{"made-up purpose", "Withdraw", &pb.WithdrawRequest{Purposes: []string{"email_marketing", leak}},
+			`msg="permission denied" caller=mailer rpc=Withdraw purpose="(unregistered, 24 bytes)"`, `caller not entitled to Withdraw on purpose (unregistered, 24 bytes)`},
+		{"RPC not allowed names the purposes", "Grant", &pb.GrantRequest{Purposes: []string{"sales_outreach", leak}},
+			`msg="permission denied" caller=mailer rpc=Grant purpose="sales_outreach,(unregistered, 24 bytes)"`, `caller not entitled to Grant on purpose "sales_outreach",(unregistered, 24 bytes)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			logs.Reset()
+			err := g.allows(ctx, tc.rpc, tc.req)
+			if st := status.Convert(err); st.Code() != codes.PermissionDenied || st.Message() != tc.wantMsg {
+				t.Errorf("refusal %v %q, want PermissionDenied %q", st.Code(), st.Message(), tc.wantMsg)
+			}
+			if !strings.Contains(logs.String(), tc.wantLog) {
+				t.Errorf("log %q lacks %q", logs.String(), tc.wantLog)
+			}
+			if strings.Contains(strings.ToLower(logs.String()), "leaky") {
+				t.Errorf("log holds the made-up purpose: %q", logs.String())
+			}
+		})
+	}
+
+	// A flood: one line an interval, each reporting the denials it stood
+	// for since the one before.
+	const every = 100 * time.Millisecond
+	g.quiet = logthrottle.New(every)
+	logs.Reset()
+	start := time.Now()
+	for range 1000 {
+		if err := g.allows(ctx, "Check", &pb.CheckRequest{Purpose: leak}); status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("denial: %v", err)
+		}
+	}
+	time.Sleep(every + every/2)
+	g.allows(ctx, "Check", &pb.CheckRequest{Purpose: leak})
+	elapsed := time.Since(start)
+	lines, suppressed := 0, 0
+	for line := range strings.Lines(logs.String()) {
+		lines++
+		if _, n, ok := strings.Cut(strings.TrimSpace(line), " suppressed="); ok {
+			k, err := strconv.Atoi(n)
+			if err != nil {
+				t.Fatalf("line %q: %v", line, err)
+			}
+			suppressed += k
+		}
+	}
+	t.Logf("1,001 denials in %v: %d lines, %d suppressed", elapsed, lines, suppressed)
+	if lines+suppressed != 1001 {
+		t.Errorf("%d lines and %d suppressed, want 1,001 in all:\n%s", lines, suppressed, logs)
+	}
+	if max := 1 + int(elapsed/every) + 1; lines > max || suppressed == 0 {
+		t.Errorf("%d lines (%d suppressed) for 1,001 denials in %v, want at most %d and some suppressed", lines, suppressed, elapsed, max)
 	}
 }
