@@ -31,9 +31,9 @@ func newLogHandler(w io.Writer, format string, level slog.Leveler) slog.Handler 
 // cappedHandler formats each record with inner into its sink's buffer and
 // writes it out if it fits. If not, it formats it again with every value
 // cut shorter (strings, and on later passes anything else as text, with a
-// marker saying how long it was), and as a last resort writes the time,
-// level and message only, with bare: the handler without the attributes
-// and groups of WithAttrs and WithGroup.
+// marker saying how long it was), then with fewer values, and as a last
+// resort writes the time, level and message only, with bare: the handler
+// without the attributes and groups of WithAttrs and WithGroup.
 type cappedHandler struct {
 	inner, bare slog.Handler
 	sink        *lineSink
@@ -62,24 +62,38 @@ func (h *cappedHandler) Handle(ctx context.Context, r slog.Record) error {
 	s := h.sink
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for pass, limit := range s.valueLimits() {
-		s.buf.Reset()
-		if err := h.inner.Handle(ctx, cutRecord(r, limit, pass > 0)); err != nil {
-			return err
-		}
-		if s.buf.Len() <= s.max {
-			_, err := s.out.Write(s.buf.Bytes())
+	limits := s.valueLimits()
+	for pass, limit := range limits {
+		if fits, err := s.format(ctx, h.inner, cutRecord(r, limit, pass > 0, r.NumAttrs())); fits || err != nil {
 			return err
 		}
 	}
-	s.buf.Reset()
+	// Too many values: the first ones (a call's method, code and caller),
+	// as many as fit, saying how many there were.
+	for keep := r.NumAttrs() / 2; keep > 0; keep /= 2 {
+		c := cutRecord(r, limits[len(limits)-1], true, keep)
+		c.AddAttrs(slog.Int("attrs_cut", r.NumAttrs()-keep))
+		if fits, err := s.format(ctx, h.inner, c); fits || err != nil {
+			return err
+		}
+	}
 	short := slog.NewRecord(r.Time, r.Level, cut(r.Message, s.max/8), r.PC)
-	short.AddAttrs(slog.Bool("cut", true), slog.Int("attrs", r.NumAttrs()))
-	if err := h.bare.Handle(ctx, short); err != nil {
-		return err
-	}
-	_, err := s.out.Write(s.buf.Bytes())
+	short.AddAttrs(slog.Int("attrs_cut", r.NumAttrs()))
+	_, err := s.format(ctx, h.bare, short)
 	return err
+}
+
+// format formats r with h and writes the line out if it fits.
+func (s *lineSink) format(ctx context.Context, h slog.Handler, r slog.Record) (fits bool, err error) {
+	s.buf.Reset()
+	if err := h.Handle(ctx, r); err != nil {
+		return false, err
+	}
+	if s.buf.Len() > s.max {
+		return false, nil
+	}
+	_, err = s.out.Write(s.buf.Bytes())
+	return true, err
 }
 
 func (h *cappedHandler) WithAttrs(as []slog.Attr) slog.Handler {
@@ -94,12 +108,16 @@ func (h *cappedHandler) WithGroup(name string) slog.Handler {
 	return &cappedHandler{inner: h.inner.WithGroup(cut(name, h.sink.max/8)), bare: h.bare, sink: h.sink}
 }
 
-// cutRecord is r with its message and values cut to limit bytes; text
-// turns values that are neither strings nor numbers into their text first,
-// so they can be cut too.
-func cutRecord(r slog.Record, limit int, text bool) slog.Record {
+// cutRecord is r with its message and its first keep values cut to limit
+// bytes; text turns values that are neither strings nor numbers into their
+// text first, so they can be cut too.
+func cutRecord(r slog.Record, limit int, text bool, keep int) slog.Record {
 	c := slog.NewRecord(r.Time, r.Level, cut(r.Message, limit), r.PC)
 	r.Attrs(func(a slog.Attr) bool {
+		if keep == 0 {
+			return false
+		}
+		keep--
 		c.AddAttrs(cutAttr(a, limit, text))
 		return true
 	})
