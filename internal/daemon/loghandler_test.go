@@ -25,7 +25,9 @@ func TestLogHandlerCapsLines(t *testing.T) {
 		log      func(*slog.Logger)
 		wantText []string // in the text line
 	}{
-		{"short line as is", func(l *slog.Logger) { l.Warn("rpc", "method", "/consent.v1.CheckService/Check", "code", "InvalidArgument") },
+		{"short line as is", func(l *slog.Logger) {
+			l.Warn("rpc", "method", "/consent.v1.CheckService/Check", "code", "InvalidArgument")
+		},
 			[]string{`level=WARN msg=rpc method=/consent.v1.CheckService/Check code=InvalidArgument`}},
 		{"4 MB value", func(l *slog.Logger) { l.Warn("rpc", "method", "Check", "error", huge) },
 			[]string{`method=Check error="xxx`, `…[cut: 4194304 bytes]"`}},
