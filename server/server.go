@@ -100,9 +100,10 @@ func (s *Server) Register(r grpc.ServiceRegistrar) {
 
 // ServerOptions returns the interceptors every consentd server should use.
 func ServerOptions(log *slog.Logger) []grpc.ServerOption {
+	l := newCallLog(log)
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unaryRecover(log), unaryLog(log)),
-		grpc.ChainStreamInterceptor(streamRecover(log), streamLog(log)),
+		grpc.ChainUnaryInterceptor(unaryRecover(l), unaryLog(l)),
+		grpc.ChainStreamInterceptor(streamRecover(l), streamLog(l)),
 		// The client pings every 30s to find a dead peer; gRPC's default
 		// policy (one ping per 5 minutes) would close such connections.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),

@@ -280,12 +280,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fmt.Fprintln(stderr, "consentd:", err)
 		return 2
 	}
-	opts := &slog.HandlerOptions{Level: c.logLevel}
-	var h slog.Handler = slog.NewTextHandler(stderr, opts)
-	if c.logFormat == "json" {
-		h = slog.NewJSONHandler(stderr, opts)
-	}
-	log := slog.New(h)
+	log := slog.New(newLogHandler(stderr, c.logFormat, c.logLevel))
 	// So is the policy, checked against the purpose registry it names.
 	var purposes *consent.Registry
 	if c.policyFile != "" {
@@ -357,7 +352,7 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 	}
 	// WaitForHandlers: after a forced Stop, handlers still finish before the
 	// store they use is closed.
-	opts := append(m.serverOptions(), sec.serverOptions(log)...)
+	opts := append(m.serverOptions(), sec.serverOptions(log, server.DecodeOptions(log))...)
 	opts = append(opts, server.ServerOptions(log)...)
 	opts = append(opts, traceOpts...)
 	srv := grpc.NewServer(append(opts, grpc.WaitForHandlers(true))...)

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -70,6 +71,10 @@ type Daemon struct {
 	HTTP    string // the one-click unsubscribe listener; "" without --http
 	Metrics string // the --metrics-listen address; "" without it
 	Health  string // the --health-listen address; "" without it
+	// LogFile holds every byte the process wrote to stderr, however long
+	// its lines (the failure report keeps only the latest): complete once
+	// it has exited (Stop, Wait, Kill).
+	LogFile string
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once the process has exited and been reaped
@@ -89,14 +94,21 @@ func Start(t testing.TB, args ...string) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	d := &Daemon{cmd: cmd, exited: make(chan struct{}), LogFile: filepath.Join(t.TempDir(), "consentd.log")}
+	logFile, err := os.Create(d.LogFile)
+	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Daemon{cmd: cmd, exited: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		t.Fatal(err)
+	}
 	type serving struct{ Msg, Addr, HTTP, Metrics, Health string }
 	ready := make(chan serving, 1)
 	go func() {
 		defer close(d.exited)
+		defer logFile.Close()
+		stderr := io.TeeReader(stderr, logFile)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(nil, maxLog)
 		for sc.Scan() {
