@@ -50,10 +50,12 @@ type FeedStats struct {
 // Feed follows every partition's change stream and turns it into cache
 // invalidations. Each partition is read with XREAD BLOCK from the last id
 // seen; sequence numbers must be contiguous. A gap (the stream was trimmed
-// past us), a regression, a partition marker gone or changed (Redis lost
-// its data) or a new replication id (a failover, possibly to a replica that
-// missed writes) flushes the cache and restarts from the stream's tail. After each
-// successful read the partition's fence moves to the time the read started.
+// past us), a regression, a partition marker changed (another store) or a
+// new replication id (a failover, possibly to a replica that missed writes)
+// flushes the cache and restarts from the stream's tail. A partition marker
+// gone (Redis lost its data) flushes the cache and keeps the partition Lost,
+// never resyncing, while it stays gone. After each successful read the
+// partition's fence moves to the time the read started.
 type Feed struct {
 	rdb   redis.UniversalClient
 	parts uint32
@@ -130,6 +132,9 @@ func (f *Feed) follow(ctx context.Context, p uint32) {
 		// Checked after the read: if Redis lost its data or failed over
 		// meanwhile, the read may have come back empty with nothing wrong.
 		id, head, err := f.identity(ctx, p)
+		if errors.Is(err, errNoMarker) {
+			f.reset(p, &pos, "partition marker missing: redis lost its data")
+		}
 		if err != nil {
 			failing = f.failed(ctx, p, failing, err)
 			continue
@@ -241,12 +246,19 @@ func (f *Feed) apply(p uint32, pos *position, m redis.XMessage) {
 // identity names the data a partition's stream belongs to (the store id in
 // its marker, which only initialisation writes, and the replication id of
 // the node serving it), and returns the partition's newest sequence.
+//
+// A partition without its marker has no identity: errNoMarker, so the
+// partition stays Lost and no fence moves on a store that was wiped (or
+// replaced by one never initialised) until an operator restores it.
 func (f *Feed) identity(ctx context.Context, p uint32) (string, uint64, error) {
 	pipe := f.rdb.Pipeline()
 	gen := pipe.HGet(ctx, markerKey(p), "id")
 	head := pipe.Get(ctx, seqKey(p))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return "", 0, err
+	}
+	if errors.Is(gen.Err(), redis.Nil) {
+		return "", 0, errNoMarker
 	}
 	n, err := head.Uint64()
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -271,6 +283,8 @@ func (f *Feed) identity(ctx context.Context, p uint32) (string, uint64, error) {
 	}
 	return gen.Val() + "/" + replid, n, nil
 }
+
+var errNoMarker = errors.New("store: redis: partition marker missing: the store was wiped or replaced")
 
 // streamSeq reads the sequence from a stream id "<seq>-0".
 func streamSeq(id string) (uint64, bool) {

@@ -718,15 +718,26 @@ func TestRedisCommandsDenied(t *testing.T) {
 	}
 }
 
-// flushCounter is an Invalidator that counts the feed's flushes.
+// flushCounter is an Invalidator that counts the feed's flushes, fences
+// and losses.
 type flushCounter struct {
-	mu      sync.Mutex
-	flushes int
+	mu                     sync.Mutex
+	flushes, fences, losts int
 }
 
 func (f *flushCounter) Invalidate(consent.Key, consent.Token) {}
-func (f *flushCounter) Fence(uint32, uint64, time.Time)       {}
-func (f *flushCounter) Lost(uint32)                           {}
+func (f *flushCounter) Fence(uint32, uint64, time.Time) {
+	f.mu.Lock()
+	f.fences++
+	f.mu.Unlock()
+}
+
+func (f *flushCounter) Lost(uint32) {
+	f.mu.Lock()
+	f.losts++
+	f.mu.Unlock()
+}
+
 func (f *flushCounter) Flush() {
 	f.mu.Lock()
 	f.flushes++
@@ -739,9 +750,16 @@ func (f *flushCounter) count() int {
 	return f.flushes
 }
 
+func (f *flushCounter) counts() (fences, losts int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.fences, f.losts
+}
+
 // TestRedisFeedAfterAWipe: a change feed following a store that is wiped
-// flushes the cache (the partition markers it names the data by are gone)
-// and, reading only, recreates no key in the empty keyspace.
+// flushes the cache (the partition markers it names the data by are gone),
+// reports the partitions Lost and moves no fence while the markers stay
+// gone, and, reading only, recreates no key in the empty keyspace.
 func TestRedisFeedAfterAWipe(t *testing.T) {
 	both(t, func(t *testing.T, d *deployment) {
 		s := d.fresh(t, store.RedisConfig{Partitions: identityPartitions})
@@ -767,7 +785,12 @@ func TestRedisFeedAfterAWipe(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond) // a few more rounds of the feed
+		time.Sleep(100 * time.Millisecond) // let rounds begun before the wipe end
+		fences, losts := inv.counts()
+		time.Sleep(300 * time.Millisecond) // a few more rounds of the feed
+		if f, l := inv.counts(); f != fences || l == losts {
+			t.Errorf("after the wipe the feed moved %d fences and reported %d losses, want no fence and losses reported", f-fences, l-losts)
+		}
 		if n := d.dbSize(t); n != 0 {
 			t.Errorf("%d keys after the feed followed a wiped store, want none", n)
 		}
