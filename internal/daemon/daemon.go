@@ -361,7 +361,7 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 	setHealth(hs, healthpb.HealthCheckResponse_SERVING)
 	// The guard's gate stands before the cache and the store: while the
 	// store is lost or its settings unsafe, nothing is answered from either.
-	g := newGuard(st.backend, defaultGuard, hs, st.records.Flush, log)
+	g := newGuard(st.backend, defaultGuard(), hs, st.records.Flush, log)
 	if err := m.watch(g); err != nil {
 		return err
 	}

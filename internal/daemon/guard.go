@@ -50,17 +50,22 @@ func (s storeState) String() string { return storeStateNames[s] }
 // the next identity check (within identityEvery + identityTimeout, 1 s);
 // settings drift and vanished keys by the next audit (within auditEvery +
 // auditTimeout, 4 s). The timeouts are short because a check that takes
-// longer is itself the news: the store is not answering.
+// longer is itself the news: the store is not answering. A store that
+// answers again after it did not is checked at once, identity and audit,
+// not at their next tick: it may be another Redis, or one restarted with
+// other settings.
 type guardConfig struct {
 	pingEvery, pingTimeout         time.Duration
 	identityEvery, identityTimeout time.Duration
 	auditEvery, auditTimeout       time.Duration
 }
 
-var defaultGuard = guardConfig{
-	pingEvery: 250 * time.Millisecond, pingTimeout: 500 * time.Millisecond,
-	identityEvery: 500 * time.Millisecond, identityTimeout: 500 * time.Millisecond,
-	auditEvery: 2 * time.Second, auditTimeout: 2 * time.Second,
+func defaultGuard() guardConfig {
+	return guardConfig{
+		pingEvery: 250 * time.Millisecond, pingTimeout: 500 * time.Millisecond,
+		identityEvery: 500 * time.Millisecond, identityTimeout: 500 * time.Millisecond,
+		auditEvery: 2 * time.Second, auditTimeout: 2 * time.Second,
+	}
 }
 
 // pinger is what the guard asks of every store: does it answer?
@@ -112,12 +117,27 @@ type guard struct {
 	up chan struct{}
 	// The latest failure of each check, nil once it passes again.
 	pingErr, identityErr, auditErr error
-	drift                          error // the settings failure, until an audit passes
-	lost                           error // the first loss: for good
+	// hasIdentity and hasAudit say which checks the store has.
+	hasIdentity, hasAudit bool
+	// outage counts the checks that got no answer: a check that started
+	// before the latest one cannot vouch for the store that answers now.
+	outage uint64
+	// identityDue and auditDue are the checks that have not passed since
+	// the latest outage: until both have, a store that answers again is
+	// not SERVING.
+	identityDue, auditDue bool
+	// recheck asks the audit loop for an audit now (buffer 1: one pending
+	// request is enough).
+	recheck chan struct{}
+	drift   error // the settings failure, until an audit passes
+	lost    error // the first loss: for good
 }
 
 func newGuard(st pinger, cfg guardConfig, hs *health.Server, flush func(), log *slog.Logger) *guard {
-	return &guard{store: st, cfg: cfg, hs: hs, flush: flush, log: log, up: make(chan struct{})}
+	g := &guard{store: st, cfg: cfg, hs: hs, flush: flush, log: log, up: make(chan struct{}), recheck: make(chan struct{}, 1)}
+	_, g.hasIdentity = st.(identityChecker)
+	_, g.hasAudit = st.(auditor)
+	return g
 }
 
 // Run checks the store until ctx is done: Ping (and the identity check) on
@@ -128,7 +148,7 @@ func (g *guard) Run(ctx context.Context) {
 	if a, ok := g.store.(auditor); ok {
 		w, _ := g.store.(warner)
 		wg.Go(func() {
-			every(ctx, g.cfg.auditEvery, func() {
+			every(ctx, g.cfg.auditEvery, g.recheck, func() {
 				g.check(ctx, &g.auditErr, g.cfg.auditTimeout, a.Audit)
 				if w != nil {
 					for _, detail := range w.Warnings() {
@@ -140,11 +160,27 @@ func (g *guard) Run(ctx context.Context) {
 	}
 	id, hasIdentity := g.store.(identityChecker)
 	var last time.Time
-	every(ctx, g.cfg.pingEvery, func() {
+	var auditAskedFor uint64
+	every(ctx, g.cfg.pingEvery, nil, func() {
 		// Half a tick of slack: ticks jitter, and one that comes a little
 		// early must not push the identity check a whole tick later.
 		due := time.Since(last) >= g.cfg.identityEvery-g.cfg.pingEvery/2
-		if !g.check(ctx, &g.pingErr, g.cfg.pingTimeout, g.store.Ping) || !hasIdentity || !due {
+		if !g.check(ctx, &g.pingErr, g.cfg.pingTimeout, g.store.Ping) {
+			return
+		}
+		g.mu.Lock()
+		identityDue, auditDue, outage := g.identityDue, g.auditDue, g.outage
+		g.mu.Unlock()
+		if auditDue && outage != auditAskedFor {
+			// Once per outage: an audit that finds drift leaves auditDue
+			// set, and the audit loop's own rhythm takes it from there.
+			auditAskedFor = outage
+			select {
+			case g.recheck <- struct{}{}:
+			default:
+			}
+		}
+		if !hasIdentity || !(due || identityDue) {
 			return
 		}
 		last = time.Now()
@@ -153,8 +189,9 @@ func (g *guard) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// every runs fn every interval until ctx is done.
-func every(ctx context.Context, interval time.Duration, fn func()) {
+// every runs fn every interval, and whenever now is sent a value, until
+// ctx is done. now may be nil.
+func every(ctx context.Context, interval time.Duration, now <-chan struct{}, fn func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -162,6 +199,8 @@ func every(ctx context.Context, interval time.Duration, fn func()) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-now:
+			t.Reset(interval)
 		}
 		fn()
 	}
@@ -170,6 +209,9 @@ func every(ctx context.Context, interval time.Duration, fn func()) {
 // check runs one check with its timeout and records its outcome in *slot;
 // it reports whether the check passed.
 func (g *guard) check(ctx context.Context, slot *error, timeout time.Duration, fn func(context.Context) error) bool {
+	g.mu.Lock()
+	since := g.outage
+	g.mu.Unlock()
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	err := fn(cctx)
 	timedOut := cctx.Err() != nil
@@ -180,12 +222,22 @@ func (g *guard) check(ctx context.Context, slot *error, timeout time.Duration, f
 	if err != nil && timedOut {
 		err = fmt.Errorf("no answer within %v: %w", timeout, err)
 	}
-	g.record(slot, err)
+	g.recordSince(slot, err, since)
 	return err == nil
 }
 
-// record notes a check's outcome and moves to the state it implies.
+// record notes the outcome of a check that started now and moves to the
+// state it implies.
 func (g *guard) record(slot *error, err error) {
+	g.mu.Lock()
+	since := g.outage
+	g.mu.Unlock()
+	g.recordSince(slot, err, since)
+}
+
+// recordSince notes the outcome of a check that started when g.outage was
+// since, and moves to the state it implies.
+func (g *guard) recordSince(slot *error, err error, since uint64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	kind := classify(err)
@@ -199,9 +251,24 @@ func (g *guard) record(slot *error, err error) {
 		g.drift = err
 	case storeUnreachable:
 		*slot = err
+		// Whatever answers next may be another store, or this one
+		// restarted with other settings: it serves once both checks vouch
+		// for it, not merely because it answers a ping.
+		g.outage++
+		g.identityDue, g.auditDue = g.hasIdentity, g.hasAudit
 	case storeServing:
 		if slot == &g.auditErr {
 			g.drift = nil // only a passing audit says the settings are right again
+		}
+		// Only a check that began after the latest outage vouches for the
+		// store that answers now.
+		if since == g.outage {
+			switch slot {
+			case &g.identityErr:
+				g.identityDue = false
+			case &g.auditErr:
+				g.auditDue = false
+			}
 		}
 	}
 	next, cause := storeServing, error(nil)
@@ -216,6 +283,9 @@ func (g *guard) record(slot *error, err error) {
 				next, cause = storeUnreachable, err
 				break
 			}
+		}
+		if next == storeServing && (g.identityDue || g.auditDue) {
+			next, cause = storeUnreachable, errors.New("the store answers again; not serving until its identity check and audit pass")
 		}
 	}
 	g.move(next, cause)

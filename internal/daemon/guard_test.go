@@ -20,7 +20,8 @@ import (
 // TestGuardStates drives the guard's state machine with the outcomes its
 // checks can have: each step is one check's result, then the state, the
 // gate and the health status it must lead to, and the log line (level and
-// message start) of a transition, "" when the step changes nothing.
+// message start) of a transition, "" when the step changes nothing. The
+// store has all three checks (Redis).
 func TestGuardStates(t *testing.T) {
 	var (
 		down     = fmt.Errorf("%w: dial tcp: i/o timeout", consent.ErrUnavailable)
@@ -28,7 +29,7 @@ func TestGuardStates(t *testing.T) {
 		lost     = fmt.Errorf("store: redis: consentd:id is missing: %w", store.ErrStoreLost)
 	)
 	type step struct {
-		check   string // ping, identity, audit
+		check   string // ping, identity, audit; "stale audit": one that began before the latest outage
 		err     error
 		want    storeState
 		wantLog string // "LEVEL message start" of the transition, "" for none
@@ -37,20 +38,44 @@ func TestGuardStates(t *testing.T) {
 		name  string
 		steps []step
 	}{
-		{name: "unreachable and back", steps: []step{
+		{name: "unreachable and back once identity and audit pass", steps: []step{
 			{"ping", nil, storeServing, ""},
 			{"ping", down, storeUnreachable, "WARN store unreachable"},
 			{"ping", down, storeUnreachable, ""},
-			{"ping", nil, storeServing, "INFO store answers again"},
+			{"ping", nil, storeUnreachable, ""},
+			{"identity", nil, storeUnreachable, ""},
+			{"ping", nil, storeUnreachable, ""},
+			{"audit", nil, storeServing, "INFO store answers again"},
+		}},
+		{name: "back: audit first, then identity", steps: []step{
+			{"ping", down, storeUnreachable, "WARN store unreachable"},
+			{"ping", nil, storeUnreachable, ""},
+			{"audit", nil, storeUnreachable, ""},
+			{"identity", nil, storeServing, "INFO store answers again"},
+		}},
+		{name: "an audit begun before the outage vouches for nothing", steps: []step{
+			{"ping", down, storeUnreachable, "WARN store unreachable"},
+			{"ping", nil, storeUnreachable, ""},
+			{"identity", nil, storeUnreachable, ""},
+			{"stale audit", nil, storeUnreachable, ""},
+			{"audit", nil, storeServing, "INFO store answers again"},
+		}},
+		{name: "back with drift", steps: []step{
+			{"ping", down, storeUnreachable, "WARN store unreachable"},
+			{"ping", nil, storeUnreachable, ""},
+			{"identity", nil, storeUnreachable, ""},
+			{"audit", settings, storeDrift, "ERROR store settings unsafe"},
 		}},
 		{name: "an identity check without an answer", steps: []step{
 			{"identity", down, storeUnreachable, "WARN store unreachable"},
 			{"ping", nil, storeUnreachable, ""},
-			{"identity", nil, storeServing, "INFO store answers again"},
+			{"identity", nil, storeUnreachable, ""},
+			{"audit", nil, storeServing, "INFO store answers again"},
 		}},
 		{name: "an audit without an answer", steps: []step{
 			{"audit", down, storeUnreachable, "WARN store unreachable"},
-			{"audit", nil, storeServing, "INFO store answers again"},
+			{"audit", nil, storeUnreachable, ""},
+			{"identity", nil, storeServing, "INFO store answers again"},
 		}},
 		{name: "drift outlasts an unreachable store until an audit passes", steps: []step{
 			{"audit", settings, storeDrift, "ERROR store settings unsafe"},
@@ -80,11 +105,16 @@ func TestGuardStates(t *testing.T) {
 			hs := health.NewServer()
 			setHealth(hs, healthpb.HealthCheckResponse_SERVING) // as serve starts
 			flushes := 0
-			g := newGuard(nil, defaultGuard, hs, func() { flushes++ }, slog.New(slog.NewJSONHandler(&logs, nil)))
-			slots := map[string]*error{"ping": &g.pingErr, "identity": &g.identityErr, "audit": &g.auditErr}
+			g := newGuard(nil, defaultGuard(), hs, func() { flushes++ }, slog.New(slog.NewJSONHandler(&logs, nil)))
+			g.hasIdentity, g.hasAudit = true, true
+			slots := map[string]*error{"ping": &g.pingErr, "identity": &g.identityErr, "audit": &g.auditErr, "stale audit": &g.auditErr}
 			for i, s := range tc.steps {
 				logs.Reset()
-				g.record(slots[s.check], s.err)
+				if s.check == "stale audit" {
+					g.recordSince(slots[s.check], s.err, g.outage-1)
+				} else {
+					g.record(slots[s.check], s.err)
+				}
 				if got := storeState(g.state.Load()); got != s.want {
 					t.Fatalf("step %d (%s: %v): state %v, want %v", i, s.check, s.err, got, s.want)
 				}
@@ -170,7 +200,7 @@ func TestStoreRefusal(t *testing.T) {
 // mid-call; once the store serves again, calls run.
 func TestWhileServing(t *testing.T) {
 	down := fmt.Errorf("%w: i/o timeout", consent.ErrUnavailable)
-	g := newGuard(nil, defaultGuard, health.NewServer(), func() {}, slog.New(slog.DiscardHandler))
+	g := newGuard(nil, defaultGuard(), health.NewServer(), func() {}, slog.New(slog.DiscardHandler))
 	started := make(chan struct{})
 	result := make(chan error, 1)
 	go func() {

@@ -174,6 +174,26 @@ func (s *Server) Restart(t testing.TB) {
 	}
 }
 
+// Reconfigure adds redis.conf directives ("name value" lines) to the
+// stopped server (after Stop or Kill), for the next Restart: a Redis that
+// comes back with other settings, as after a restart with the wrong
+// redis.conf. Later lines override earlier ones.
+func (s *Server) Reconfigure(t testing.TB, lines ...string) {
+	t.Helper()
+	s.stopped(t, "Reconfigure")
+	f, err := os.OpenFile(s.conf, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	_, err = f.WriteString(strings.Join(lines, "\n") + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+}
+
 // dataFiles are what a server persists its keyspace in, under Dir.
 var dataFiles = []string{"appendonlydir", "dump.rdb"}
 

@@ -147,6 +147,27 @@ func TestStopRestart(t *testing.T) {
 	assertGone(t, pids...)
 }
 
+// TestReconfigure: a server restarted after Reconfigure runs with the
+// added directives, on the same port and data.
+func TestReconfigure(t *testing.T) {
+	s := Start(t, Options{})
+	ctx := context.Background()
+	rdb := s.Client(t)
+	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop(t)
+	s.Reconfigure(t, "maxmemory-policy allkeys-lru")
+	s.Restart(t)
+	got, err := rdb.ConfigGet(ctx, "maxmemory-policy").Result()
+	if err != nil || got["maxmemory-policy"] != "allkeys-lru" {
+		t.Errorf("maxmemory-policy after Reconfigure and Restart = %v, %v; want allkeys-lru", got, err)
+	}
+	if v, err := rdb.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Errorf("GET k = %q, %v; want v", v, err)
+	}
+}
+
 // fatalTB records the first Fatal and collects cleanups, so a test can check
 // how Start fails.
 type fatalTB struct {
