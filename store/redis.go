@@ -111,12 +111,14 @@ type Redis struct {
 	writing []chan struct{}
 	// id is the store id every write and check compares with the markers.
 	id string
-	// seen is the highest sequence of each partition this process has
-	// read or written: one lower later means Redis went back in time.
+	// seen is each partition's floor: the highest sequence this process
+	// knows was acknowledged (see CheckIdentity); one lower later means
+	// Redis went back in time.
 	seen []atomic.Uint64
 	// lost is the first ErrStoreLost found: it holds for the process.
-	lost  atomic.Pointer[error]
-	audit auditor
+	lost   atomic.Pointer[error]
+	audit  auditor
+	checks checkCursor
 }
 
 // OpenRedis checks the Redis settings, the store's identity and the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
@@ -75,53 +76,63 @@ func (s *Redis) lostErr() error {
 	return nil
 }
 
-// storeState is what identifies a store, read in one pipeline.
+// storeState is what identifies a store, read in one pipeline: the global
+// marks and the markers and sequences of partitions parts.
 type storeState struct {
 	layout, partitions, secret string // "" when absent
-	ids                        []string
+	parts                      []uint32
+	ids                        []string // by index in parts
 	seqs                       []uint64
 }
 
 // notMarker stands for a partition marker of the wrong type.
 const notMarker = "(not a consentd marker)"
 
-func (s *Redis) readState(ctx context.Context) (*storeState, error) {
+func (s *Redis) allPartitions() []uint32 {
+	parts := make([]uint32, s.cfg.Partitions)
+	for p := range parts {
+		parts[p] = uint32(p)
+	}
+	return parts
+}
+
+func (s *Redis) readState(ctx context.Context, parts []uint32) (*storeState, error) {
 	var (
 		globals [3]*redis.StringCmd
-		ids     = make([]*redis.StringCmd, s.cfg.Partitions)
-		seqs    = make([]*redis.StringCmd, s.cfg.Partitions)
+		ids     = make([]*redis.StringCmd, len(parts))
+		seqs    = make([]*redis.StringCmd, len(parts))
 	)
 	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		for i, k := range []string{layoutKey, partitionsKey, secretKey} {
 			globals[i] = pipe.Get(ctx, k)
 		}
-		for p := range s.cfg.Partitions {
-			ids[p] = pipe.HGet(ctx, markerKey(p), "id")
-			seqs[p] = pipe.Get(ctx, seqKey(p))
+		for i, p := range parts {
+			ids[i] = pipe.HGet(ctx, markerKey(p), "id")
+			seqs[i] = pipe.Get(ctx, seqKey(p))
 		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
 		return nil, redisErr(err)
 	}
-	st := &storeState{ids: make([]string, s.cfg.Partitions), seqs: make([]uint64, s.cfg.Partitions)}
+	st := &storeState{parts: parts, ids: make([]string, len(parts)), seqs: make([]uint64, len(parts))}
 	for i, v := range []*string{&st.layout, &st.partitions, &st.secret} {
 		if *v, err = optional(globals[i]); err != nil {
 			return nil, err
 		}
 	}
-	for p := range s.cfg.Partitions {
-		if st.ids[p], err = optional(ids[p]); isWrongType(err) {
-			st.ids[p] = notMarker
+	for i, p := range parts {
+		if st.ids[i], err = optional(ids[i]); isWrongType(err) {
+			st.ids[i] = notMarker
 		} else if err != nil {
 			return nil, err
 		}
-		v, err := optional(seqs[p])
+		v, err := optional(seqs[i])
 		if err != nil {
 			return nil, err
 		}
 		if v != "" {
-			if st.seqs[p], err = strconv.ParseUint(v, 10, 64); err != nil {
+			if st.seqs[i], err = strconv.ParseUint(v, 10, 64); err != nil {
 				return nil, lostf("partition %d's sequence %s is not a number", p, seqKey(p))
 			}
 		}
@@ -148,7 +159,7 @@ func isWrongType(err error) bool { return err != nil && strings.HasPrefix(err.Er
 // identify recognises the store OpenRedis was given, or initialises a new
 // one when cfg.Init says so.
 func (s *Redis) identify(ctx context.Context) error {
-	st, err := s.readState(ctx)
+	st, err := s.readState(ctx, s.allPartitions())
 	if err != nil {
 		return err
 	}
@@ -169,8 +180,13 @@ func (s *Redis) identify(ctx context.Context) error {
 	if err := s.checkAlike(st.partitions, st.secret); err != nil {
 		return err
 	}
-	for p, seq := range st.seqs {
-		s.seen[p].Store(seq)
+	if s.cfg.WaitReplicas <= 0 {
+		// With WAIT, what is on the master may not be acknowledged (see
+		// CheckIdentity): the floor then rises only with this process's
+		// own acknowledged writes.
+		for p, seq := range st.seqs {
+			s.seen[p].Store(seq)
+		}
 	}
 	return nil
 }
@@ -193,7 +209,7 @@ func (s *Redis) checkAlike(partitions, secret string) error {
 func (s *Redis) unmarked(ctx context.Context, st *storeState) error {
 	for p, seq := range st.seqs {
 		if seq > 0 {
-			return lostf("%s is missing but partition %d holds data (%s is %d)", layoutKey, p, seqKey(uint32(p)), seq)
+			return lostf("%s is missing but partition %d holds data (%s is %d)", layoutKey, st.parts[p], seqKey(st.parts[p]), seq)
 		}
 	}
 	begun := st.partitions != "" || st.secret != ""
@@ -280,25 +296,51 @@ func (s *Redis) initialise(ctx context.Context) error {
 	return nil
 }
 
+// checkWindow is the most partitions one CheckIdentity reads: its cost
+// must not grow with the partition count (65536 partitions read at once
+// took ~710 ms, more than the guard allows a check).
+const checkWindow = 256
+
 // CheckIdentity checks, in one pipeline per node, that Redis still holds
-// the store this process opened: the layout mark and every partition's
-// marker hold its store id, the deployment's configuration is there, and
-// no partition's sequence is lower than the highest this process has seen
-// (a rollback, or a restore of an older copy). It returns nil; an error
-// wrapping consent.ErrUnavailable when Redis does not answer (transient);
-// or one wrapping ErrStoreLost naming what is wrong, which holds for the
-// process. Cheap: meant to run twice a second.
+// the store this process opened: the layout mark holds its store id, the
+// deployment's configuration is there, and, for a window of at most
+// checkWindow partitions, each marker holds the store id and no sequence
+// is lower than the floor this process knows (a rollback, or a restore of
+// an older copy). The window rotates, so every partition is checked within
+// ceil(P/256) calls (at the guard's 500 ms, 128 s for 65536 partitions,
+// 8 s for 4096, every call up to 256); on a Cluster each call also reads
+// one partition of every master, so a master wiped alone (FLUSHALL, or
+// replaced by an empty one) is found by the next call whatever the window.
+// It returns nil; an error wrapping consent.ErrUnavailable when Redis does
+// not answer (transient); or one wrapping ErrStoreLost naming what is
+// wrong, which holds for the process.
+//
+// The floor: without WAIT (RedisConfig.WaitReplicas 0) a write is
+// acknowledged once it is on the master, so every sequence read raises it.
+// With WAIT a write is acknowledged only once replicas confirmed it, and a
+// master cut off from its replicas still applies writes that each fail
+// WAIT; a failover then rightly drops them. So the floor rises only with
+// this process's own writes that WAIT confirmed, never from reads: else
+// every sidecar would latch ErrStoreLost though nothing acknowledged was
+// lost. What stays unseen either way: after a rollback by k writes (a
+// failover to a replica that missed them), k new writes bring the sequence
+// back to the floor before a check reads it; WAIT narrows that to writes
+// no replica confirmed.
 func (s *Redis) CheckIdentity(ctx context.Context) error {
 	if err := s.lostErr(); err != nil {
 		return err
 	}
+	parts, err := s.checkParts(ctx)
+	if err != nil {
+		return s.fail(unavailable(err))
+	}
 	// Any sequence seen before the read is sent must be no higher than the
 	// one read: writes only move them up.
-	floor := make([]uint64, len(s.seen))
-	for p := range s.seen {
-		floor[p] = s.seen[p].Load()
+	floor := make([]uint64, len(parts))
+	for i, p := range parts {
+		floor[i] = s.seen[p].Load()
 	}
-	st, err := s.readState(ctx)
+	st, err := s.readState(ctx, parts)
 	if err != nil {
 		return s.fail(unavailable(err))
 	}
@@ -308,10 +350,81 @@ func (s *Redis) CheckIdentity(ctx context.Context) error {
 	if err := s.checkAlike(st.partitions, st.secret); err != nil {
 		return s.fail(lostf("the deployment's configuration changed in Redis (%v)", err))
 	}
-	for p, seq := range st.seqs {
-		s.raise(uint32(p), seq)
+	if s.cfg.WaitReplicas <= 0 {
+		for i, p := range parts {
+			s.raise(p, st.seqs[i])
+		}
 	}
 	return nil
+}
+
+// checkCursor is where CheckIdentity's window stands.
+type checkCursor struct {
+	mu   sync.Mutex
+	next uint32
+	// anchors are one partition on each Cluster master, found again at
+	// the start of every round of the window (slots may move meanwhile).
+	anchors []uint32
+}
+
+// checkParts returns the partitions this call of CheckIdentity reads: the
+// next window, and on a Cluster one partition of every master.
+func (s *Redis) checkParts(ctx context.Context) ([]uint32, error) {
+	n := s.cfg.Partitions
+	if n <= checkWindow {
+		return s.allPartitions(), nil
+	}
+	c := &s.checks
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.next == 0 || c.anchors == nil {
+		anchors, err := s.anchors(ctx)
+		if err != nil {
+			return nil, err
+		}
+		c.anchors = anchors
+	}
+	parts := make([]uint32, 0, checkWindow+len(c.anchors))
+	in := map[uint32]bool{}
+	for i := range uint32(checkWindow) {
+		p := (c.next + i) % n
+		parts = append(parts, p)
+		in[p] = true
+	}
+	for _, p := range c.anchors {
+		if !in[p] {
+			parts = append(parts, p)
+		}
+	}
+	c.next = (c.next + checkWindow) % n
+	return parts, nil
+}
+
+// anchors returns one partition served by each Cluster master (none on a
+// standalone server), from CLUSTER SLOTS.
+func (s *Redis) anchors(ctx context.Context) ([]uint32, error) {
+	cc, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return []uint32{}, nil
+	}
+	ranges, err := cc.ClusterSlots(ctx).Result()
+	if err != nil {
+		return nil, redisErr(err)
+	}
+	first := make(map[int]uint32, len(s.audit.partSlots))
+	for p := len(s.audit.partSlots) - 1; p >= 0; p-- {
+		first[s.audit.partSlots[p]] = uint32(p)
+	}
+	anchors := []uint32{}
+	for _, r := range ranges {
+		for slot := r.Start; slot <= r.End; slot++ {
+			if p, ok := first[slot]; ok {
+				anchors = append(anchors, p)
+				break
+			}
+		}
+	}
+	return anchors, nil
 }
 
 // judgeIdentity compares the markers with the store id and, when floor is
@@ -325,14 +438,14 @@ func (s *Redis) judgeIdentity(ctx context.Context, st *storeState, floor []uint6
 			problems = append(problems, fmt.Sprintf("%s holds another store's mark on %s", layoutKey, s.nodeName(ctx, layoutKey)))
 		}
 	}
-	for p := range s.cfg.Partitions {
-		switch id := st.ids[p]; {
+	for i, p := range st.parts {
+		switch id := st.ids[i]; {
 		case id == "":
 			problems = append(problems, fmt.Sprintf("partition %d's marker %s is missing on %s", p, markerKey(p), s.nodeName(ctx, markerKey(p))))
 		case id != s.id:
 			problems = append(problems, fmt.Sprintf("partition %d's marker %s holds another store's id on %s", p, markerKey(p), s.nodeName(ctx, markerKey(p))))
-		case floor != nil && st.seqs[p] < floor[p]:
-			problems = append(problems, fmt.Sprintf("partition %d's sequence %s went back from %d to %d on %s", p, seqKey(p), floor[p], st.seqs[p], s.nodeName(ctx, seqKey(p))))
+		case floor != nil && st.seqs[i] < floor[i]:
+			problems = append(problems, fmt.Sprintf("partition %d's sequence %s went back from %d to %d on %s", p, seqKey(p), floor[i], st.seqs[i], s.nodeName(ctx, seqKey(p))))
 		}
 	}
 	if len(problems) == 0 {

@@ -796,3 +796,132 @@ func TestRedisFeedAfterAWipe(t *testing.T) {
 		}
 	})
 }
+
+// TestRedisWaitFloor: with WAIT, writes a master applied but no replica
+// confirmed are not acknowledged, and a failover that drops them is no
+// loss; a sequence below an acknowledged write still is. Real replication:
+// the replica is cut off (REPLICAOF NO ONE), writes to the master fail
+// WAIT, CheckIdentity reads them, then the old master follows the
+// promoted replica and drops them.
+func TestRedisWaitFloor(t *testing.T) {
+	ctx := context.Background()
+	master, replica := redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{})
+	mc, rc := master.Client(t), replica.Client(t)
+	follow := func(t *testing.T, c *redis.Client, of *redistest.Server) {
+		t.Helper()
+		host, port, _ := strings.Cut(of.Addr(), ":")
+		if err := c.Do(ctx, "REPLICAOF", host, port).Err(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !strings.Contains(c.Info(ctx, "replication").Val(), "master_link_status:up") {
+			if time.Now().After(deadline) {
+				t.Fatal("replication did not come up in 10 s")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	follow(t, rc, master)
+	cfg := store.RedisConfig{Partitions: identityPartitions, Init: true, WaitReplicas: 1, WaitTimeout: 2 * time.Second}
+	s := openRedis(t, mc, cfg)
+	k := contact(0)
+	apply(t, s, grantOf(k, "g1")) // acknowledged: on the replica too
+	if err := rc.Do(ctx, "REPLICAOF", "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := openRedis(t, mc, store.RedisConfig{Partitions: identityPartitions, WaitReplicas: 1, WaitTimeout: 50 * time.Millisecond})
+	for i := range 3 {
+		if _, err := s2.Apply(ctx, withdrawalOf(k, fmt.Sprint("w", i))); !errors.Is(err, consent.ErrUnavailable) {
+			t.Fatalf("a write the replica cannot confirm = %v, want ErrUnavailable", err)
+		}
+	}
+	for _, st := range []*store.Redis{s, s2} {
+		if err := st.CheckIdentity(ctx); err != nil {
+			t.Fatalf("CheckIdentity with unconfirmed writes on the master: %v", err)
+		}
+	}
+	follow(t, mc, replica) // the old master drops the unconfirmed writes
+	for _, st := range []*store.Redis{s, s2} {
+		if err := st.CheckIdentity(ctx); err != nil {
+			t.Errorf("CheckIdentity after unacknowledged writes were dropped = %v, want nil: nothing acknowledged was lost", err)
+		}
+	}
+	// Below the acknowledged write is a loss.
+	key := tagOf(k) + ":s"
+	rc.Set(ctx, key, 0, 0)
+	wantFault(t, "CheckIdentity after an acknowledged write was lost", s.CheckIdentity(ctx), store.ErrStoreLost, "went back from 1 to 0")
+}
+
+// TestRedisWriteBelowTheFloor: a write whose partition's sequence went back
+// (a rollback with the store id intact) is refused before the script runs,
+// without waiting for CheckIdentity.
+func TestRedisWriteBelowTheFloor(t *testing.T) {
+	ctx := context.Background()
+	d := standaloneDeployment(t)
+	s := d.fresh(t, store.RedisConfig{Partitions: identityPartitions})
+	k := contact(0)
+	apply(t, s, grantOf(k, "g1"), withdrawalOf(k, "w1"), grantOf(k, "g2"))
+	key := tagOf(k) + ":s"
+	d.masters[0].Set(ctx, key, 1, 0)
+	_, err := s.Apply(ctx, withdrawalOf(k, "w2"))
+	wantFault(t, "a write below the floor", err, store.ErrStoreLost, "went back from 3 to 1", "nothing written")
+	if got := d.masters[0].Get(ctx, key).Val(); got != "1" {
+		t.Errorf("%s = %s after the refused write, want 1", key, got)
+	}
+}
+
+// TestRedisCheckIdentityWindow: CheckIdentity's cost does not grow with
+// the partitions: each call reads at most 256 partition markers (plus one
+// per Cluster master), every partition is checked within ceil(P/256)
+// calls, and a master wiped alone is found by the next call.
+func TestRedisCheckIdentityWindow(t *testing.T) {
+	ctx := context.Background()
+	const partitions = 1024
+	hgets := func(d *deployment) int64 {
+		var n int64
+		for _, m := range d.masters {
+			for _, line := range strings.Split(m.Info(ctx, "commandstats").Val(), "\n") {
+				if rest, ok := strings.CutPrefix(line, "cmdstat_hget:calls="); ok {
+					v, _, _ := strings.Cut(rest, ",")
+					c, _ := strconv.ParseInt(v, 10, 64)
+					n += c
+				}
+			}
+		}
+		return n
+	}
+	both(t, func(t *testing.T, d *deployment) {
+		s := d.fresh(t, store.RedisConfig{Partitions: partitions})
+		for _, m := range d.masters {
+			m.ConfigResetStat(ctx)
+		}
+		for range partitions / 256 {
+			if err := s.CheckIdentity(ctx); err != nil {
+				t.Fatalf("CheckIdentity: %v", err)
+			}
+		}
+		if got, most := hgets(d), int64(partitions/256*(256+len(d.masters))); got > most {
+			t.Errorf("%d CheckIdentity calls read %d markers, want at most %d", partitions/256, got, most)
+		}
+		if _, node := d.nodeOf(t, "{1000}:i"); node.Del(ctx, "{1000}:i").Val() != 1 {
+			t.Fatal("could not delete {1000}:i")
+		}
+		var err error
+		calls := 0
+		for calls < partitions/256 && err == nil {
+			err = s.CheckIdentity(ctx)
+			calls++
+		}
+		wantFault(t, "CheckIdentity", err, store.ErrStoreLost, "partition 1000's marker {1000}:i is missing")
+		t.Logf("a deleted marker found after %d calls", calls)
+		if d.cluster == nil {
+			return
+		}
+		s = d.fresh(t, store.RedisConfig{Partitions: partitions})
+		if err := s.CheckIdentity(ctx); err != nil {
+			t.Fatalf("CheckIdentity: %v", err)
+		}
+		d.masters[2].FlushAll(ctx)
+		wantFault(t, "CheckIdentity after one master was wiped", s.CheckIdentity(ctx), store.ErrStoreLost, "is missing on "+d.servers[2].Addr())
+	})
+}

@@ -268,6 +268,11 @@ func (s *Redis) plan(ctx context.Context, p uint32, ws []consent.Write) (*batchP
 // commit runs the plan's script; errConflict means something it read has
 // changed.
 func (s *Redis) commit(ctx context.Context, p uint32, pl *batchPlan) error {
+	// A head below the floor is a store rolled back (same id, older data):
+	// refused here, without waiting for CheckIdentity to see it.
+	if floor := s.seen[p].Load(); pl.head < floor {
+		return s.fail(lostf("partition %d's sequence %s went back from %d to %d on %s; write refused, nothing written", p, seqKey(p), floor, pl.head, s.nodeName(ctx, seqKey(p))))
+	}
 	if len(pl.ops) == 0 && len(pl.requests) == 0 {
 		return nil // every write refused: nothing to do
 	}
@@ -326,6 +331,7 @@ func (s *Redis) commit(ctx context.Context, p uint32, pl *batchPlan) error {
 		return consent.Token{}, fmt.Errorf("store: redis: write refused: %v", res)
 	})
 	if err == nil {
+		// Acknowledged (WAIT confirmed it, when asked for): the floor.
 		s.raise(p, pl.head+uint64(len(pl.ops)))
 	}
 	return err
