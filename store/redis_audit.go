@@ -298,9 +298,9 @@ func (s *Redis) openAudit(ctx context.Context) error {
 	}
 	settings := !s.cfg.OperatorChecksSettings
 	var (
-		mu                 sync.Mutex
-		bad                []string
-		configOff, infoOff error
+		mu                          sync.Mutex
+		bad                         []string
+		configOff, infoOff, viewOff error
 	)
 	err := s.forEachNode(ctx, func(ctx context.Context, node *redis.Client) error {
 		r, err := s.readNode(ctx, node, nil, false, settings, true)
@@ -308,8 +308,21 @@ func (s *Redis) openAudit(ctx context.Context) error {
 			return err
 		}
 		addr := addrOf(node)
+		// Audit reads each Cluster master's own slots to count its keys: a
+		// user denied it would start and then fail every Audit.
+		var viewErr error
+		if s.audit.partSlots != nil {
+			if err := node.ClusterNodes(ctx).Err(); err != nil && denied(err) {
+				viewErr = err
+			} else if err != nil {
+				return err
+			}
+		}
 		mu.Lock()
 		defer mu.Unlock()
+		if viewErr != nil {
+			viewOff = fmt.Errorf("%s: %v", addr, viewErr)
+		}
 		if r.settingsErr != nil {
 			configOff = fmt.Errorf("%s: %v", addr, r.settingsErr)
 		} else if r.settings != nil {
@@ -331,6 +344,9 @@ func (s *Redis) openAudit(ctx context.Context) error {
 	}
 	if infoOff != nil {
 		off = append(off, fmt.Sprintf("INFO is denied (%v), so consentd cannot see keys evicted or deleted", infoOff))
+	}
+	if viewOff != nil && infoOff == nil {
+		return fmt.Errorf("store: redis: CLUSTER NODES is denied (%v), so consentd cannot count each master's keys: allow consentd's Redis user cluster|nodes", viewOff)
 	}
 	switch {
 	case len(off) > 0 && !s.cfg.OperatorChecksSettings:
@@ -459,6 +475,10 @@ func (s *Redis) auditNode(ctx context.Context, node *redis.Client, settings, inf
 		globals = int64(len(globalKeys))
 	} else if info {
 		txt, err := node.ClusterNodes(ctx).Result()
+		if err != nil && denied(err) {
+			v.settings = append(v.settings, fmt.Sprintf("CLUSTER NODES is refused on %s (%v): consentd cannot count the keys there", addr, err))
+			return v
+		}
 		if err != nil {
 			v.err = err
 			return v
@@ -502,6 +522,12 @@ func (s *Redis) auditNode(ctx context.Context, node *redis.Client, settings, inf
 		v.settings = append(v.settings, fmt.Sprintf("cannot read %s on %s: CONFIG GET is refused (%v)", settingNames(), addr, r.settingsErr))
 	} else if r.settings != nil {
 		v.settings = badSettings(addr, r.settings)
+	}
+	if r.infoErr != nil {
+		// Allowed at open: without it the eviction and key checks would
+		// silently stop.
+		v.settings = append(v.settings, fmt.Sprintf("INFO is refused on %s (%v): consentd cannot see keys evicted or deleted there", addr, r.infoErr))
+		return v
 	}
 	if r.info == nil {
 		return v

@@ -925,3 +925,46 @@ func TestRedisCheckIdentityWindow(t *testing.T) {
 		wantFault(t, "CheckIdentity after one master was wiped", s.CheckIdentity(ctx), store.ErrStoreLost, "is missing on "+d.servers[2].Addr())
 	})
 }
+
+// TestRedisAuditInfoRefusedAtRuntime: INFO allowed at open and refused
+// later is settings drift naming the node, not a clean audit (the eviction
+// and key checks would silently stop).
+func TestRedisAuditInfoRefusedAtRuntime(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t, redistest.Options{})
+	admin := srv.Client(t)
+	if err := admin.Do(ctx, "ACL", "SETUSER", "u", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "u", Password: "pw"})
+	t.Cleanup(func() { rdb.Close() })
+	s := openRedis(t, rdb, store.RedisConfig{Partitions: identityPartitions, Init: true})
+	writeSome(t, s, 4)
+	if err := s.Audit(ctx); err != nil {
+		t.Fatalf("Audit: %v", err)
+	}
+	if err := admin.Do(ctx, "ACL", "SETUSER", "u", "-info").Err(); err != nil {
+		t.Fatal(err)
+	}
+	wantFault(t, "Audit with INFO refused", s.Audit(ctx), store.ErrSettings, "INFO is refused on "+srv.Addr())
+}
+
+// TestRedisClusterNodesDenied: a user allowed CLUSTER SLOTS (the client
+// needs it) but not CLUSTER NODES (Audit needs it) is refused at open,
+// naming it, rather than starting and failing every Audit.
+func TestRedisClusterNodesDenied(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.StartCluster(t, 3)
+	for _, n := range c.Nodes {
+		if err := n.Client(t).Do(ctx, "ACL", "SETUSER", "u", "on", ">pw", "~*", "&*", "+@all", "-cluster|nodes").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), Username: "u", Password: "pw"})
+	t.Cleanup(func() { rdb.Close() })
+	cfg := store.RedisConfig{Partitions: identityPartitions, SecretCheck: "s", Chain: storetest.ChainKey(), Init: true}
+	_, err := store.OpenRedis(ctx, rdb, cfg)
+	if err == nil || !strings.Contains(err.Error(), "CLUSTER NODES is denied") || !strings.Contains(err.Error(), "cluster|nodes") {
+		t.Fatalf("OpenRedis = %v, want a refusal naming CLUSTER NODES", err)
+	}
+}
