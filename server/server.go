@@ -8,7 +8,6 @@ package server
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
@@ -98,9 +97,9 @@ func (s *Server) Register(r grpc.ServiceRegistrar) {
 	pb.RegisterConsentServiceServer(r, &consentService{Server: s})
 }
 
-// ServerOptions returns the interceptors every consentd server should use.
-func ServerOptions(log *slog.Logger) []grpc.ServerOption {
-	l := newCallLog(log)
+// ServerOptions returns the interceptors every consentd server should use,
+// logging to l, the server's call log (the one its DecodeOptions use).
+func ServerOptions(l *CallLog) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unaryRecover(l), unaryLog(l)),
 		grpc.ChainStreamInterceptor(streamRecover(l), streamLog(l)),
