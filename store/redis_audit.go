@@ -56,17 +56,13 @@ type auditor struct {
 	partSlots, globalSlots []int
 	stats                  AuditStats
 
-	mu        sync.Mutex
-	evictions map[string]evictions // by node address
-	warned    map[string]bool      // nodes whose extra keys were reported
+	mu sync.Mutex
+	// evictions are the baselines by run_id: a Sentinel failback returns
+	// to a process already seen, whose count must not start again.
+	evictions map[string]int64
+	runIDs    map[string]string // each node address's last run_id
+	warned    map[string]bool   // nodes whose extra keys were reported
 	warnings  []string             // not yet taken by Warnings
-}
-
-// evictions is a node's evicted_keys when first seen (0 for a process
-// started since: a restarted Redis counts from 0).
-type evictions struct {
-	runID   string
-	evicted int64
 }
 
 // Warnings returns, once each, what Audit found that breaks no guarantee
@@ -285,7 +281,8 @@ const settingsHint = "consentd refuses writes and answers UNAVAILABLE until it i
 // read, and records each node's evicted_keys.
 func (s *Redis) openAudit(ctx context.Context) error {
 	s.audit.attempts = auditAttempts
-	s.audit.evictions = map[string]evictions{}
+	s.audit.evictions = map[string]int64{}
+	s.audit.runIDs = map[string]string{}
 	s.audit.warned = map[string]bool{}
 	if _, ok := s.rdb.(*redis.ClusterClient); ok {
 		s.audit.partSlots = make([]int, s.cfg.Partitions)
@@ -307,7 +304,7 @@ func (s *Redis) openAudit(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		addr := addrOf(node)
+		addr := addrOf(ctx, node)
 		// Audit reads each Cluster master's own slots to count its keys: a
 		// user denied it would start and then fail every Audit.
 		var viewErr error
@@ -366,24 +363,26 @@ func (s *Redis) noteEvictions(addr string, info map[string]string) (evicted, sin
 	n, _ := strconv.ParseInt(info["evicted_keys"], 10, 64)
 	s.audit.mu.Lock()
 	defer s.audit.mu.Unlock()
-	b, ok := s.audit.evictions[addr]
+	b, ok := s.audit.evictions[runID]
+	last, known := s.audit.runIDs[addr]
 	switch {
-	case !ok:
-		// A node first seen (at open, or a master new since: a promoted
-		// replica, which does not evict): what it evicted before is not
-		// known to concern this store; the key count judges that.
-		b = evictions{runID, n}
-	case b.runID != runID:
+	case !ok && known && last != runID:
 		// Restarted: its counters began again at 0, so everything it
 		// counts happened since.
-		b = evictions{runID, 0}
-	case n < b.evicted:
+		b = 0
+	case !ok:
+		// A process first seen (at open, or a master new since: a
+		// promoted replica, which does not evict): what it evicted before
+		// is not known to concern this store; the key count judges that.
+		b = n
+	case n < b:
 		// CONFIG RESETSTAT: whatever it dropped meanwhile, the key count
 		// still sees.
-		b.evicted = n
+		b = n
 	}
-	s.audit.evictions[addr] = b
-	return n, n - b.evicted
+	s.audit.evictions[runID] = b
+	s.audit.runIDs[addr] = runID
+	return n, n - b
 }
 
 // forEachNode runs fn on every master: the server itself, or each master
@@ -460,7 +459,7 @@ func (s *Redis) Audit(ctx context.Context) error {
 }
 
 func (s *Redis) auditNode(ctx context.Context, node *redis.Client, settings, info bool) (v nodeVerdict) {
-	addr := addrOf(node)
+	addr := addrOf(ctx, node)
 	// The partitions and global keys this node serves, by its own account.
 	var (
 		parts   []uint32
