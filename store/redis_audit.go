@@ -62,7 +62,7 @@ type auditor struct {
 	evictions map[string]int64
 	runIDs    map[string]string // each node address's last run_id
 	warned    map[string]bool   // nodes whose extra keys were reported
-	warnings  []string             // not yet taken by Warnings
+	warnings  []string          // not yet taken by Warnings
 }
 
 // Warnings returns, once each, what Audit found that breaks no guarantee
