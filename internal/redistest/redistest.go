@@ -43,6 +43,9 @@ type Options struct {
 	Config []string
 	// Cluster turns on cluster-enabled yes (used by StartCluster).
 	Cluster bool
+	// Sentinel runs it as a Sentinel (redis-server --sentinel); give it
+	// "sentinel monitor NAME HOST PORT QUORUM" in Config.
+	Sentinel bool
 }
 
 // Server is one redis-server process.
@@ -50,9 +53,10 @@ type Server struct {
 	Port int    // the TCP port on 127.0.0.1
 	Dir  string // its own t.TempDir(): redis.conf, redis.log, AOF, nodes.conf
 
-	addr  string
-	conf  string
-	admin *redis.Client // for the helper's own commands
+	addr     string
+	conf     string
+	sentinel bool
+	admin    *redis.Client // for the helper's own commands
 
 	mu   sync.Mutex
 	proc *process // nil when not running
@@ -73,7 +77,7 @@ func Start(t testing.TB, o Options) *Server {
 	t.Helper()
 	bin := binary(t, "redis-server")
 	dir := t.TempDir()
-	s := &Server{Dir: dir, conf: filepath.Join(dir, "redis.conf")}
+	s := &Server{Dir: dir, conf: filepath.Join(dir, "redis.conf"), sentinel: o.Sentinel}
 	// Registered after t.TempDir, so it runs before the directory is removed.
 	t.Cleanup(func() {
 		if err := s.kill(); err != nil {
@@ -290,7 +294,11 @@ func (s *Server) launch(bin string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, s.conf)
+	args := []string{s.conf}
+	if s.sentinel {
+		args = append(args, "--sentinel")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = s.Dir
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -514,7 +522,8 @@ func probe(addr string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.Contains(info, "loading:0") {
+	// A Sentinel has no persistence section, and nothing to load.
+	if strings.Contains(info, "loading:") && !strings.Contains(info, "loading:0") {
 		return errors.New("still loading")
 	}
 	return nil
