@@ -159,7 +159,7 @@ func (s *Redis) applyShare(ctx context.Context, p uint32, ws []consent.Write, id
 		// data): refused before the script runs, without waiting for
 		// CheckIdentity to see it.
 		if pl.head < floor {
-			err = s.fail(lostf("partition %d's sequence %s went back from %d to %d on %s; write refused, nothing written", p, seqKey(p), floor, pl.head, s.nodeName(ctx, seqKey(p))))
+			err = s.fail(s.wentBack(ctx, p, floor, pl.head))
 			break
 		}
 		if err = s.commit(ctx, p, pl); !errors.Is(err, errConflict) {
@@ -182,6 +182,20 @@ func (s *Redis) applyShare(ctx context.Context, p uint32, ws []consent.Write, id
 		}
 	}
 	return nil
+}
+
+// wentBack says why partition p's head is below its floor: a wipe or
+// another store (the marker says so), or a rollback.
+func (s *Redis) wentBack(ctx context.Context, p uint32, floor, head uint64) error {
+	where := s.nodeName(ctx, markerKey(p))
+	id, err := s.rdb.HGet(ctx, markerKey(p), "id").Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return lostf("partition %d's marker %s is missing on %s; write refused, nothing written", p, markerKey(p), where)
+	case err == nil && id != s.id:
+		return lostf("partition %d's marker %s holds another store's id on %s; write refused, nothing written", p, markerKey(p), where)
+	}
+	return lostf("partition %d's sequence %s went back from %d to %d on %s; write refused, nothing written", p, seqKey(p), floor, head, where)
 }
 
 // prefetched is what plan read of a partition in one round trip.
