@@ -126,9 +126,13 @@ func (s *consentService) VerifyHistory(ctx context.Context, _ *pb.VerifyHistoryR
 	for i, p := range parts {
 		ph := &pb.PartitionHistory{Partition: p.Partition, HeadSeq: p.HeadSeq, HeadLink: p.HeadLink[:],
 			Events: uint64(p.Events), ErasedEvents: uint64(p.Erased), Contacts: uint64(p.Contacts)}
-		if b := p.Break; b != nil {
-			ph.FirstBreak = &pb.HistoryBreak{Seq: b.Seq, Reason: b.Reason}
+		for _, b := range p.Breaks {
+			ph.Breaks = append(ph.Breaks, &pb.HistoryBreak{Seq: b.Seq, Reason: b.Reason})
 		}
+		if len(ph.Breaks) > 0 {
+			ph.FirstBreak = ph.Breaks[0]
+		}
+		ph.BreakCount = uint64(p.BreakCount)
 		out.Partitions[i] = ph
 	}
 	return out, nil

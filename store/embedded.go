@@ -403,14 +403,15 @@ func (s *Embedded) VerifyHistory(ctx context.Context) ([]consent.PartitionHistor
 		contact consent.Key
 		history []storedEvent
 		rec     *consent.Record
+		corrupt bool // the record is, and its break noted
 		started bool
 	)
 	check := func() {
-		if started && (rec != nil || len(history) > 0) {
+		if started && (rec != nil || len(history) > 0 || corrupt) {
 			rep.Contacts++
-			checkContact(w, rep.HeadSeq, contact, rec, history)
+			checkContact(w, rep.HeadSeq, contact, rec, history, !corrupt)
 		}
-		history, rec = history[:0], nil
+		history, rec, corrupt = history[:0], nil, false
 	}
 	var next []byte // where the next chunk starts; nil: the first key
 	for done := false; !done; {
@@ -445,6 +446,7 @@ func (s *Embedded) VerifyHistory(ctx context.Context) ([]consent.PartitionHistor
 					r, err := DecodeRecord(v)
 					if err != nil {
 						w.Problem(r.Token.Seq, "a contact's record is corrupt")
+						corrupt = true
 						continue
 					}
 					rec = &r

@@ -242,8 +242,8 @@ func TestRedisChainUnderConcurrentSidecars(t *testing.T) {
 	}
 	total := 0
 	for _, p := range parts {
-		if p.Break != nil {
-			t.Errorf("partition %d broken at %d: %s", p.Partition, p.Break.Seq, p.Break.Reason)
+		if p.BreakCount > 0 {
+			t.Errorf("partition %d broken: %+v", p.Partition, p.Breaks)
 		}
 		if uint64(p.Events+p.Erased) != p.HeadSeq {
 			t.Errorf("partition %d: %d events + %d erased, head %d", p.Partition, p.Events, p.Erased, p.HeadSeq)
@@ -323,8 +323,8 @@ func TestRedisVerifyUnderWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range parts {
-			if p.Break != nil {
-				t.Errorf("partition %d broken at %d under writes: %s", p.Partition, p.Break.Seq, p.Break.Reason)
+			if p.BreakCount > 0 {
+				t.Errorf("partition %d broken under writes: %+v", p.Partition, p.Breaks)
 			}
 		}
 	}
