@@ -365,6 +365,8 @@ func fromStatus(err error) error {
 		sentinel = consent.ErrSuppressed
 	case codes.Unavailable:
 		sentinel = consent.ErrUnavailable
+	case codes.ResourceExhausted:
+		sentinel = consent.ErrExhausted
 	case codes.DeadlineExceeded:
 		sentinel = context.DeadlineExceeded
 	case codes.Canceled:

@@ -76,6 +76,8 @@ type Embedded struct {
 	db       *bolt.DB
 	chain    *chain.Key
 	onChange func(consent.Key, consent.Token)
+	// disk refuses writes while the disk is full (diskspace.go).
+	disk diskGuard
 
 	// Observers hear of writes in sequence order, so once a token has been
 	// reported every write before it has been too: commits are ordered, but
@@ -100,7 +102,7 @@ func OpenEmbedded(dir string, ch *chain.Key) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Embedded{db: db, chain: ch, onChange: func(consent.Key, consent.Token) {}}
+	s := &Embedded{db: db, chain: ch, onChange: func(consent.Key, consent.Token) {}, disk: diskGuard{dir: dir}}
 	s.next = sync.NewCond(&s.mu)
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -139,8 +141,12 @@ func (s *Embedded) OnChange(fn func(consent.Key, consent.Token)) { s.onChange = 
 // Close closes the file; pending writes have all been committed already.
 func (s *Embedded) Close() error { return s.db.Close() }
 
-// Ping reports whether the store can serve.
+// Ping reports whether the store can serve: also not while its disk is
+// full, when writes cannot be made durable.
 func (s *Embedded) Ping(ctx context.Context) error {
+	if err := s.disk.ready(); err != nil {
+		return err
+	}
 	return s.db.View(func(*bolt.Tx) error { return ctx.Err() })
 }
 
@@ -192,9 +198,13 @@ func (s *Embedded) Apply(ctx context.Context, w consent.Write) (consent.Token, e
 // ApplyBatch applies writes in order in one fsynced transaction: what a bulk
 // load needs, where one fsync per write would be the whole cost. Each write
 // has its own outcome (a refused write changes nothing and the others go
-// on); err is for the batch as a whole, which then changed nothing.
+// on); err is for the batch as a whole, which then changed nothing: on a
+// full disk, one that wraps consent.ErrExhausted.
 func (s *Embedded) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []consent.Token, errs []error, err error) {
 	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if err := s.disk.ready(); err != nil {
 		return nil, nil, err
 	}
 	var pl *batchPlan
@@ -215,7 +225,7 @@ func (s *Embedded) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []c
 		return s.store(tx, pl)
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, s.disk.failed(err)
 	}
 	for i := range ws {
 		if pl.applied[i] {
