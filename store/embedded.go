@@ -31,9 +31,11 @@ import (
 //	meta      seq → the newest event's sequence (BE64)
 //	          head → its chain link
 //	          layout → embeddedLayout
+//	claims    Write.Claim name → the request its caller's request id is bound to
 var (
 	bucketContacts = []byte("contacts")
 	bucketMeta     = []byte("meta")
+	bucketClaims   = []byte("claims")
 	metaSeq        = []byte("seq")
 	metaHead       = []byte("head")
 	metaLayout     = []byte("layout")
@@ -118,8 +120,10 @@ func OpenEmbedded(dir string, ch *chain.Key) (*Embedded, error) {
 		if got := string(meta.Get(metaLayout)); got != embeddedLayout {
 			return fmt.Errorf("the file was written by another version of consentd (layout %q, want %q): start this version on a new data directory", got, embeddedLayout)
 		}
-		if _, err := tx.CreateBucketIfNotExists(bucketContacts); err != nil {
-			return err
+		for _, b := range [][]byte{bucketContacts, bucketClaims} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
 		}
 		if v := meta.Get(metaSeq); len(v) == 8 {
 			s.notified = binary.BigEndian.Uint64(v)
@@ -244,12 +248,27 @@ func (r boltReader) record(key consent.Key) (consent.Record, uint64, error) {
 }
 
 func (r boltReader) replay(w *consent.Write) (consent.Token, bool, error) {
-	v := r.tx.Bucket(bucketContacts).Get(boltRequestKey(w.Key, w.Event.RequestID))
+	v := r.tx.Bucket(bucketContacts).Get(boltRequestKey(w.Key, w.RequestName()))
 	if v == nil {
 		return consent.Token{}, false, nil
 	}
 	tok, err := checkReplay(v, w.Fingerprint)
 	return tok, true, err
+}
+
+// claim reads the binding in the same transaction as the write: one
+// process, one transaction, so no interleaving to think about.
+func (r boltReader) claim(name [32]byte) ([32]byte, bool, error) {
+	var req [32]byte
+	v := r.tx.Bucket(bucketClaims).Get(name[:])
+	if v == nil {
+		return req, false, nil
+	}
+	if len(v) != len(req) {
+		return req, false, errCorrupt
+	}
+	copy(req[:], v)
+	return req, true, nil
 }
 
 func (r boltReader) history(key consent.Key) ([]storedEvent, error) {
@@ -301,6 +320,12 @@ func (s *Embedded) store(tx *bolt.Tx, pl *batchPlan) error {
 	slices.SortFunc(puts, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
 	for _, p := range puts {
 		if err := contacts.Put(p.k, p.v); err != nil {
+			return err
+		}
+	}
+	claims := tx.Bucket(bucketClaims)
+	for _, c := range pl.claims {
+		if err := claims.Put(c.name[:], c.request[:]); err != nil {
 			return err
 		}
 	}

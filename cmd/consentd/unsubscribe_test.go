@@ -266,7 +266,7 @@ func TestWithdrawalAfterErasure(t *testing.T) {
 	})
 	t.Run("redis", func(t *testing.T) {
 		srv := redistest.Start(t, redistest.Options{})
-		d := startSidecar(t, sharedSecret(t), redisURL(srv.Addr()), "--http", "127.0.0.1:0")
+		d := startSidecar(t, sharedSecret(t), redisURL(srv.Addr()), "--redis-init", "--http", "127.0.0.1:0")
 		withdrawalAfterErasure(t, daemontest.Client(t, d.Addr), d.HTTP)
 	})
 }

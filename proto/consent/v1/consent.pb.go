@@ -557,12 +557,14 @@ func (x *CheckResponse) GetToken() string {
 }
 
 type BatchCheckRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Contacts      []string               `protobuf:"bytes,1,rep,name=contacts" json:"contacts,omitempty"`
-	Purpose       string                 `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
-	Consistency   *Consistency           `protobuf:"bytes,3,opt,name=consistency" json:"consistency,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Contacts    []string               `protobuf:"bytes,1,rep,name=contacts" json:"contacts,omitempty"`
+	Purpose     string                 `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
+	Consistency *Consistency           `protobuf:"bytes,3,opt,name=consistency" json:"consistency,omitempty"`
+	// Also return each contact's request_id_salt.
+	RequestIdSalts bool `protobuf:"varint,4,opt,name=request_id_salts,json=requestIdSalts" json:"request_id_salts,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *BatchCheckRequest) Reset() {
@@ -616,11 +618,24 @@ func (x *BatchCheckRequest) GetConsistency() *Consistency {
 	return nil
 }
 
+func (x *BatchCheckRequest) GetRequestIdSalts() bool {
+	if x != nil {
+		return x.RequestIdSalts
+	}
+	return false
+}
+
 // BatchCheckResult is the answer for the contact at the same index.
 type BatchCheckResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Decision      Decision               `protobuf:"varint,1,opt,name=decision,enum=consent.v1.Decision" json:"decision,omitempty"`
-	Reason        Reason                 `protobuf:"varint,2,opt,name=reason,enum=consent.v1.Reason" json:"reason,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Decision Decision               `protobuf:"varint,1,opt,name=decision,enum=consent.v1.Decision" json:"decision,omitempty"`
+	Reason   Reason                 `protobuf:"varint,2,opt,name=reason,enum=consent.v1.Reason" json:"reason,omitempty"`
+	// When asked for: 16 bytes fixed for this caller and contact (whatever
+	// its spelling), and meaningless without consentd's secret. Request ids
+	// are one space per caller, so a client that derives them from what it
+	// writes (consentctl import) mixes this in to tell contacts apart without
+	// putting a contact, or a plain hash of one, in an id that is stored.
+	RequestIdSalt []byte `protobuf:"bytes,3,opt,name=request_id_salt,json=requestIdSalt" json:"request_id_salt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -667,6 +682,13 @@ func (x *BatchCheckResult) GetReason() Reason {
 		return x.Reason
 	}
 	return Reason_REASON_UNSPECIFIED
+}
+
+func (x *BatchCheckResult) GetRequestIdSalt() []byte {
+	if x != nil {
+		return x.RequestIdSalt
+	}
+	return nil
 }
 
 type BatchCheckResponse struct {
@@ -975,6 +997,8 @@ type GrantRequest struct {
 	// Who recorded it.
 	Actor string `protobuf:"bytes,10,opt,name=actor" json:"actor,omitempty"`
 	// Makes the write idempotent: a retry with the same id applies it once.
+	// Ids are one space per caller, across contacts and write RPCs: the same
+	// id with a different request is INVALID_ARGUMENT.
 	RequestId string `protobuf:"bytes,11,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
 	// One yes that covered several purposes at once: stored, never allowed.
 	Bundled       bool `protobuf:"varint,12,opt,name=bundled" json:"bundled,omitempty"`
@@ -2723,14 +2747,16 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\rCheckResponse\x120\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x14.consent.v1.DecisionR\bdecision\x12*\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\tR\x05token\"\x84\x01\n" +
+	"\x05token\x18\x03 \x01(\tR\x05token\"\xae\x01\n" +
 	"\x11BatchCheckRequest\x12\x1a\n" +
 	"\bcontacts\x18\x01 \x03(\tR\bcontacts\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x129\n" +
-	"\vconsistency\x18\x03 \x01(\v2\x17.consent.v1.ConsistencyR\vconsistency\"p\n" +
+	"\vconsistency\x18\x03 \x01(\v2\x17.consent.v1.ConsistencyR\vconsistency\x12(\n" +
+	"\x10request_id_salts\x18\x04 \x01(\bR\x0erequestIdSalts\"\x98\x01\n" +
 	"\x10BatchCheckResult\x120\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x14.consent.v1.DecisionR\bdecision\x12*\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\"L\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\x12&\n" +
+	"\x0frequest_id_salt\x18\x03 \x01(\fR\rrequestIdSalt\"L\n" +
 	"\x12BatchCheckResponse\x126\n" +
 	"\aresults\x18\x01 \x03(\v2\x1c.consent.v1.BatchCheckResultR\aresults\"\x88\x01\n" +
 	"\x15FilterAudienceRequest\x12\x18\n" +
