@@ -59,6 +59,13 @@ func (s *checkService) BatchCheck(ctx context.Context, req *pb.BatchCheckRequest
 		results[i].Decision, results[i].Reason = decisionPB(v.d), pb.Reason(v.d.Reason)
 		out.Results[i] = &results[i]
 	}
+	if req.GetRequestIdSalts() {
+		caller, _ := CallerFrom(ctx)
+		for i, c := range req.GetContacts() {
+			key, _ := s.cfg.Keys.Key(c) // judge refused every malformed one
+			results[i].RequestIdSalt = requestIDSalt(caller, key)
+		}
+	}
 	return out, nil
 }
 

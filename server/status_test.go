@@ -28,6 +28,7 @@ func TestToStatus(t *testing.T) {
 		{"bare invalid", fmt.Errorf("%w: odd", consent.ErrInvalid), codes.InvalidArgument, "invalid argument: odd"},
 		{"suppressed", fmt.Errorf("%w: erased", consent.ErrSuppressed), codes.FailedPrecondition, "contact is suppressed: erased"},
 		{"unavailable", fmt.Errorf("redis: %w", consent.ErrUnavailable), codes.Unavailable, "redis: store unavailable"},
+		{"exhausted", fmt.Errorf("disk full (%w)", consent.ErrExhausted), codes.ResourceExhausted, "disk full (resource exhausted)"},
 		{"deadline", fmt.Errorf("read: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "read: context deadline exceeded"},
 		{"canceled", context.Canceled, codes.Canceled, "context canceled"},
 		{"already a status", status.Error(codes.PermissionDenied, "no"), codes.PermissionDenied, "no"},
