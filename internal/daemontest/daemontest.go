@@ -68,6 +68,8 @@ func Command(args ...string) *exec.Cmd {
 type Daemon struct {
 	Addr string // the gRPC address it serves on
 	HTTP string // the one-click unsubscribe listener; "" without --http
+	// Metrics is the Prometheus listener; "" without --metrics-listen.
+	Metrics string
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once the process has exited and been reaped
@@ -91,7 +93,7 @@ func Start(t testing.TB, args ...string) *Daemon {
 		t.Fatal(err)
 	}
 	d := &Daemon{cmd: cmd, exited: make(chan struct{})}
-	type serving struct{ Msg, Addr, HTTP string }
+	type serving struct{ Msg, Addr, HTTP, Metrics string }
 	ready := make(chan serving, 1)
 	go func() {
 		defer close(d.exited)
@@ -118,7 +120,7 @@ func Start(t testing.TB, args ...string) *Daemon {
 	})
 	select {
 	case rec := <-ready:
-		d.Addr, d.HTTP = rec.Addr, rec.HTTP
+		d.Addr, d.HTTP, d.Metrics = rec.Addr, rec.HTTP, rec.Metrics
 	case <-d.exited:
 		t.Fatalf("consentd exited before serving: %v", cmd.ProcessState)
 	case <-time.After(startTimeout):
