@@ -84,8 +84,8 @@ func (l serverLimits) check() error {
 		return fmt.Errorf("-grpc-max-concurrent-streams: want 1 to %d, got %d", uint32(math.MaxUint32), l.maxConcurrentStreams)
 	case l.streamWindow < 65535 || l.streamWindow > math.MaxInt32:
 		return fmt.Errorf("-grpc-stream-window: want 65535 to %d, got %d", math.MaxInt32, l.streamWindow)
-	case l.keepaliveMinTime < 0:
-		return fmt.Errorf("-grpc-keepalive-min-time: must not be negative")
+	case l.keepaliveMinTime <= 0:
+		return fmt.Errorf("-grpc-keepalive-min-time: must be positive (gRPC reads 0 as 5m)")
 	case l.keepaliveTime < time.Second:
 		return fmt.Errorf("-grpc-keepalive-time: want at least 1s, got %v", l.keepaliveTime)
 	case l.keepaliveTimeout < time.Second:
