@@ -51,13 +51,13 @@ const (
 
 // register defines the limits' flags on fs.
 func (l *serverLimits) register(fs *flag.FlagSet) {
-	fs.Int64Var(&l.audience.Window, "audience-window", server.DefaultAudienceWindow, "bytes one FilterAudience stream may hold of contacts read and not yet answered; it reads no more while its client does not read the answers")
+	fs.Int64Var(&l.audience.Window, "audience-window-bytes", server.DefaultAudienceWindow, "bytes one FilterAudience stream may hold of contacts read and not yet answered; it reads no more while its client does not read the answers")
 	fs.IntVar(&l.audience.MaxStreams, "audience-max-streams", server.DefaultAudienceMaxStreams, "FilterAudience streams open at once; a stream beyond is refused with RESOURCE_EXHAUSTED")
 	fs.Int64Var(&l.audience.MaxBytes, "audience-max-bytes", server.DefaultAudienceMaxBytes, "bytes all FilterAudience streams may hold together; a new stream without room for its window is refused with RESOURCE_EXHAUSTED")
 	fs.Float64Var(&l.audience.CallerShare, "audience-caller-share", server.DefaultAudienceCallerShare, "with caller identity: the share (0 to 1) of -audience-max-streams and -audience-max-bytes one caller may hold")
 	fs.Int64Var(&l.maxRecvBytes, "grpc-max-recv-bytes", defaultMaxRecvBytes, "largest request message in bytes; a larger one is refused with RESOURCE_EXHAUSTED")
 	fs.UintVar(&l.maxConcurrentStreams, "grpc-max-concurrent-streams", defaultMaxConcurrentStreams, "calls in flight at once on one client connection; more wait in the client")
-	fs.Int64Var(&l.streamWindow, "grpc-stream-window", defaultStreamWindow, "bytes of a call's request data gRPC buffers before the call reads them (HTTP/2 flow control window; at least 65535)")
+	fs.Int64Var(&l.streamWindow, "grpc-stream-window-bytes", defaultStreamWindow, "bytes of a call's request data gRPC buffers before the call reads them (HTTP/2 flow control window; at least 65535)")
 	fs.DurationVar(&l.keepaliveMinTime, "grpc-keepalive-min-time", 15*time.Second, "the shortest interval between a client's keepalive pings; a client pinging more often is disconnected")
 	fs.DurationVar(&l.keepaliveTime, "grpc-keepalive-time", time.Minute, "ping a client whose connection has been quiet this long, to find dead peers")
 	fs.DurationVar(&l.keepaliveTimeout, "grpc-keepalive-timeout", 20*time.Second, "close a connection whose client does not answer a ping within this")
@@ -71,11 +71,11 @@ func (l serverLimits) check() error {
 	a := l.audience
 	switch {
 	case a.Window < 1<<10:
-		return fmt.Errorf("-audience-window: want at least 1024 bytes, got %d", a.Window)
+		return fmt.Errorf("-audience-window-bytes: want at least 1024 bytes, got %d", a.Window)
 	case a.MaxStreams < 1:
 		return fmt.Errorf("-audience-max-streams: want at least 1, got %d", a.MaxStreams)
 	case a.MaxBytes < a.Window:
-		return fmt.Errorf("-audience-max-bytes: want at least -audience-window (%d), got %d", a.Window, a.MaxBytes)
+		return fmt.Errorf("-audience-max-bytes: want at least -audience-window-bytes (%d), got %d", a.Window, a.MaxBytes)
 	case !(a.CallerShare > 0 && a.CallerShare <= 1): // NaN fails both
 		return fmt.Errorf("-audience-caller-share: want more than 0 and at most 1, got %v", a.CallerShare)
 	case l.maxRecvBytes < 1<<10 || l.maxRecvBytes > math.MaxInt32:
@@ -83,7 +83,7 @@ func (l serverLimits) check() error {
 	case l.maxConcurrentStreams < 1 || l.maxConcurrentStreams > math.MaxUint32:
 		return fmt.Errorf("-grpc-max-concurrent-streams: want 1 to %d, got %d", uint32(math.MaxUint32), l.maxConcurrentStreams)
 	case l.streamWindow < 65535 || l.streamWindow > math.MaxInt32:
-		return fmt.Errorf("-grpc-stream-window: want 65535 to %d, got %d", math.MaxInt32, l.streamWindow)
+		return fmt.Errorf("-grpc-stream-window-bytes: want 65535 to %d, got %d", math.MaxInt32, l.streamWindow)
 	case l.keepaliveMinTime <= 0:
 		return fmt.Errorf("-grpc-keepalive-min-time: must be positive (gRPC reads 0 as 5m)")
 	case l.keepaliveTime < time.Second:
