@@ -74,8 +74,9 @@ func (s *checkService) BatchCheck(ctx context.Context, req *pb.BatchCheckRequest
 // control (a static window: see the daemon's server options) then stops
 // its sender.
 //
-// Up to filterDepth messages are worked on at once: while one waits for the
-// store, the next is being keyed and the one before is being sent. Messages
+// Up to filterDepth messages, as many as the window holds, are worked on at
+// once: while one waits for the store, the next is being keyed and the one
+// before is being sent. Messages
 // are received on a goroutine of their own, so that an error (the store
 // failing) ends the call at once even while the client is between messages;
 // that receiver ends when the stream does, which returning here brings about.
