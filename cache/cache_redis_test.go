@@ -20,7 +20,9 @@ func TestFillRaceAcrossSidecars(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	ctx := context.Background()
 	cfg := store.RedisConfig{Partitions: 4, SecretCheck: "fill-race", Chain: storetest.ChainKey()}
-	a, err := store.OpenRedis(ctx, srv.Client(t), cfg)
+	first := cfg
+	first.Init = true
+	a, err := store.OpenRedis(ctx, srv.Client(t), first)
 	if err != nil {
 		t.Fatal(err)
 	}

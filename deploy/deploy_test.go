@@ -175,6 +175,11 @@ func TestManifest(t *testing.T) {
 			t.Errorf("%s does not set %s", manifest, want)
 		}
 	}
+	// Initialisation is a step of the first rollout only (README.md): left
+	// in the manifest, it would make every later pod refuse to start.
+	if _, ok := env["CONSENTD_REDIS_INIT"]; ok {
+		t.Errorf("%s sets CONSENTD_REDIS_INIT: it belongs to the first rollout only", manifest)
+	}
 	health := env["CONSENTD_HEALTH_LISTEN"].value
 	if len(sidecar.probePorts) != 2 {
 		t.Errorf("consentd has %d gRPC probes, want the startup and readiness probes", len(sidecar.probePorts))
@@ -238,6 +243,9 @@ func TestManifest(t *testing.T) {
 		}
 		cmd.Env = append(cmd.Env, e.name+"="+v)
 	}
+	// The Redis is new: this is the first rollout, which initialises it
+	// (README.md).
+	cmd.Env = append(cmd.Env, "CONSENTD_REDIS_INIT=true")
 	if err := os.WriteFile(move(env["CONSENTD_SECRET_FILE"].value), []byte(strings.Repeat("k", 32)), 0o400); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"crypto/x509"
 	"log/slog"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,6 +19,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+
+	"github.com/consentd/consentd/internal/logthrottle"
 )
 
 type callerKey struct{}
@@ -45,14 +48,18 @@ type Config struct {
 	// ClientCerts accepts a verified TLS client certificate (the listener
 	// must require and verify them: --client-ca).
 	ClientCerts bool
-	// Log receives one warning per refused call: method, peer and reason,
-	// never a token.
+	// Log receives a warning per refused call: method, peer and reason,
+	// never a token; at most one a while (logthrottle.Every) per method and
+	// reason, with the number suppressed since the one before.
 	Log *slog.Logger
 }
 
 // Authenticator names callers and refuses calls it cannot name.
 type Authenticator struct {
 	cfg Config
+	// quiet keeps a flood of refusals to a line a while: the callers are
+	// unknown, so the line's key is what was refused and why.
+	quiet *logthrottle.Throttle
 }
 
 // New returns an Authenticator for cfg; with neither Tokens nor ClientCerts
@@ -61,7 +68,7 @@ func New(cfg Config) *Authenticator {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	return &Authenticator{cfg: cfg}
+	return &Authenticator{cfg: cfg, quiet: logthrottle.New(logthrottle.Every)}
 }
 
 // errUnauthenticated is all a refused caller learns; the reason is logged.
@@ -76,11 +83,16 @@ func (a *Authenticator) Authenticate(ctx context.Context, method string) (contex
 	}
 	name, reason := a.identify(ctx)
 	if reason != "" {
-		attrs := []any{"method", method, "reason", reason}
-		if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-			attrs = append(attrs, "peer", p.Addr.String())
+		if n, ok := a.quiet.Allow(method+"\x00"+reason, time.Now()); ok {
+			attrs := []any{"method", method, "reason", reason}
+			if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+				attrs = append(attrs, "peer", p.Addr.String())
+			}
+			if n > 0 {
+				attrs = append(attrs, "suppressed", n)
+			}
+			a.cfg.Log.WarnContext(ctx, "unauthenticated call", attrs...)
 		}
-		a.cfg.Log.WarnContext(ctx, "unauthenticated call", attrs...)
 		return ctx, errUnauthenticated
 	}
 	return NewContext(ctx, name), nil

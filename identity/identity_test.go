@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/hex"
+	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
@@ -104,6 +105,36 @@ func TestAuthenticateTokens(t *testing.T) {
 		}
 		if got, _ := FromContext(ctx); got != tc.caller {
 			t.Errorf("%s: caller %q, want %q", tc.name, got, tc.caller)
+		}
+	}
+}
+
+// TestRefusalLogThrottled: a flood of refused calls is one line a while per
+// method and reason, not one a call; another reason is a line of its own.
+func TestRefusalLogThrottled(t *testing.T) {
+	tokens, err := ParseTokens(strings.NewReader("mailer " + hash("tok") + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs strings.Builder
+	a := New(Config{Tokens: tokens, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	wrong := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer nope"))
+	for range 1000 {
+		if _, err := a.Authenticate(wrong, "/consent.v1.CheckService/Check"); status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("wrong token: %v", err)
+		}
+	}
+	if _, err := a.Authenticate(context.Background(), "/consent.v1.CheckService/Check"); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("no token: %v", err)
+	}
+	want := []string{`reason="unknown bearer token"`, `reason="no bearer token"`}
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines for 1,001 refusals, want %d:\n%s", len(lines), len(want), logs.String())
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], `msg="unauthenticated call"`) || !strings.Contains(lines[i], w) {
+			t.Errorf("line %d: %s, want the refusal with %s", i, lines[i], w)
 		}
 	}
 }

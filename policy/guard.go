@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -15,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/internal/logthrottle"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
@@ -27,9 +30,9 @@ type Guard struct {
 	// current is the policy in force with its callers' token buckets,
 	// swapped whole so a call never sees one without the other.
 	current atomic.Pointer[enforced]
-	// limited logs refusals for rate at most once per caller and RPC a
-	// while, however many calls a flood brings.
-	limited *throttledLog
+	// quiet logs refusals at most once per caller, RPC and kind a while,
+	// however many calls a flood brings.
+	quiet *logthrottle.Throttle
 	// stamp is the file's modification time and size when last read, so
 	// Run reloads only on a change; only Run and Reload's callers (one
 	// goroutine) touch it.
@@ -55,7 +58,7 @@ func Load(path string, purposes []string, log *slog.Logger) (*Guard, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g := &Guard{path: path, purposes: purposes, log: log, limited: newThrottledLog(logEvery)}
+	g := &Guard{path: path, purposes: purposes, log: log, quiet: logthrottle.New(logthrottle.Every)}
 	p, st, err := g.read()
 	if err != nil {
 		return nil, err
@@ -145,12 +148,13 @@ func governed(fullMethod string) (string, bool) {
 	return "", false
 }
 
-// errDenied is all a refused caller learns; the details are logged.
+// errDenied is all a refused caller learns; the details are logged. purpose
+// says which purposes the call named (see names), "" for none.
 func errDenied(rpc, purpose string) error {
 	if purpose == "" {
 		return status.Errorf(codes.PermissionDenied, "caller not entitled to %s", rpc)
 	}
-	return status.Errorf(codes.PermissionDenied, "caller not entitled to %s on purpose %q", rpc, purpose)
+	return status.Errorf(codes.PermissionDenied, "caller not entitled to %s on purpose %s", rpc, purpose)
 }
 
 // The request fields that name purposes: generated getters.
@@ -161,16 +165,23 @@ type (
 
 // allows checks one call: rpc for caller, and the purposes msg names (nil:
 // only the RPC). It logs and returns PERMISSION_DENIED when denied; never a
-// contact.
+// contact, nor a purpose name the caller made up.
 func (g *Guard) allows(ctx context.Context, rpc string, msg any) error {
 	caller, _ := identity.FromContext(ctx)
 	p := g.current.Load().policy
-	deny := func(purpose string) error {
-		g.log.WarnContext(ctx, "permission denied", "caller", caller, "rpc", rpc, "purpose", purpose)
-		return errDenied(rpc, purpose)
+	deny := func(purposes ...string) error {
+		logged, told := g.names(purposes)
+		if n, ok := g.quiet.Allow("denied\x00"+caller+"\x00"+rpc, time.Now()); ok {
+			attrs := []any{"caller", caller, "rpc", rpc, "purpose", logged}
+			if n > 0 {
+				attrs = append(attrs, "suppressed", n)
+			}
+			g.log.WarnContext(ctx, "permission denied", attrs...)
+		}
+		return errDenied(rpc, told)
 	}
 	if !p.AllowRPC(caller, rpc) {
-		return deny(purposesOf(rpc, msg))
+		return deny(purposesOf(rpc, msg)...)
 	}
 	// kind is the RPC a message would be sent to alone: a batch's writes
 	// are held to their purposes as if each were.
@@ -213,22 +224,42 @@ func (g *Guard) allows(ctx context.Context, rpc string, msg any) error {
 	return purposes(rpc, msg)
 }
 
+// names says which purposes a call names, for the log and for the refusal
+// (quoted there): a registered purpose, or Any, by its name; any other
+// string by its length only, since a name the caller made up is a request
+// field like any other and may hold anything, a contact included.
+func (g *Guard) names(purposes []string) (logged, told string) {
+	var l, t []string
+	for _, pu := range purposes {
+		if pu == Any || slices.Contains(g.purposes, pu) {
+			l, t = append(l, pu), append(t, strconv.Quote(pu))
+			continue
+		}
+		d := fmt.Sprintf("(unregistered, %d bytes)", len(pu))
+		l, t = append(l, d), append(t, d)
+	}
+	return strings.Join(l, ","), strings.Join(t, ",")
+}
+
 // batchWrites is WriteBatch's request.
 type batchWrites interface{ GetWrites() []*pb.BatchWrite }
 
-// purposesOf names the purposes msg asks for, for the log: "" when it names
-// none, "*" for a withdrawal of all.
-func purposesOf(rpc string, msg any) string {
+// purposesOf lists the purposes msg asks for, for the log: none when it
+// names none, Any for a withdrawal of all.
+func purposesOf(rpc string, msg any) []string {
 	switch m := msg.(type) {
 	case onePurpose:
-		return m.GetPurpose()
+		if m.GetPurpose() == "" {
+			return nil
+		}
+		return []string{m.GetPurpose()}
 	case manyPurposes:
 		if len(m.GetPurposes()) == 0 && rpc == "Withdraw" {
-			return Any
+			return []string{Any}
 		}
-		return strings.Join(m.GetPurposes(), ",")
+		return m.GetPurposes()
 	}
-	return ""
+	return nil
 }
 
 // UnaryInterceptor checks unary calls, entitlement then rate; chain it

@@ -3,7 +3,6 @@ package policy
 import (
 	"context"
 	"math"
-	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -30,11 +29,6 @@ import (
 // a caller whose rate is unchanged (so a reload never refills anyone's
 // bucket), gives a caller whose rate changed a full bucket of the new size,
 // and drops the bucket of a caller the new policy no longer limits or names.
-
-// logEvery is how often, at most, a refusal for rate is logged per caller
-// and RPC: a flood is one line a while with the count refused, not one a
-// call.
-const logEvery = 10 * time.Second
 
 // enforced is a policy with the token buckets of its limited callers.
 type enforced struct {
@@ -146,48 +140,10 @@ func errRateLimited(r Rate, seconds float64) error {
 	return status.Errorf(codes.ResourceExhausted, "caller's rate limit (%s) exceeded: retry in %v", r, wait)
 }
 
-// refused logs a refusal for rate, at most once per caller and RPC every
-// logEvery, with the number refused since the last line.
+// refused logs a refusal for rate, at most once per caller and RPC a while
+// (logthrottle.Every), with the number refused since the last line.
 func (g *Guard) refused(ctx context.Context, caller, rpc string, r Rate) {
-	if n, ok := g.limited.note(caller+"\x00"+rpc, time.Now()); ok {
-		g.log.WarnContext(ctx, "rate limited", "caller", caller, "rpc", rpc, "limit", r.String(), "refused", n)
+	if n, ok := g.quiet.Allow("rate\x00"+caller+"\x00"+rpc, time.Now()); ok {
+		g.log.WarnContext(ctx, "rate limited", "caller", caller, "rpc", rpc, "limit", r.String(), "refused", n+1)
 	}
-}
-
-// throttledLog counts events by key and says when one should be logged:
-// the first of a key, then the first after each interval, with how many
-// came since the last logged one (itself included). The keys are bounded
-// by the policy's callers and consent.v1's RPCs.
-type throttledLog struct {
-	every time.Duration
-	mu    sync.Mutex
-	keys  map[string]*throttled
-}
-
-type throttled struct {
-	logged time.Time
-	count  int // since logged, not yet reported
-}
-
-func newThrottledLog(every time.Duration) *throttledLog {
-	return &throttledLog{every: every, keys: map[string]*throttled{}}
-}
-
-// note counts one event of key at now and returns whether to log it and the
-// count to report.
-func (l *throttledLog) note(key string, now time.Time) (int, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	t, ok := l.keys[key]
-	if !ok {
-		t = &throttled{}
-		l.keys[key] = t
-	}
-	t.count++
-	if ok && now.Sub(t.logged) < l.every {
-		return 0, false
-	}
-	n := t.count
-	t.logged, t.count = now, 0
-	return n, true
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/internal/logthrottle"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
@@ -108,7 +109,7 @@ func testGuard(t *testing.T, text string) (*Guard, *bytes.Buffer) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	g := &Guard{log: slog.New(slog.NewTextHandler(&logs, nil)), limited: newThrottledLog(logEvery)}
+	g := &Guard{purposes: registry, log: slog.New(slog.NewTextHandler(&logs, nil)), quiet: logthrottle.New(logthrottle.Every)}
 	g.current.Store(enforce(p, nil))
 	return g, &logs
 }
@@ -253,32 +254,6 @@ func TestEnforceKeepsBuckets(t *testing.T) {
 	}
 	if _, ok := g.current.Load().bucket("revoked"); ok {
 		t.Error("a caller the policy no longer names kept its bucket")
-	}
-}
-
-func TestThrottledLog(t *testing.T) {
-	l := newThrottledLog(10 * time.Second)
-	t0 := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	type event struct {
-		key string
-		at  time.Duration // after t0
-	}
-	type logged struct {
-		Key   string
-		Count int
-	}
-	var got []logged
-	for _, e := range []event{
-		{"a", 0}, {"a", time.Second}, {"b", time.Second}, {"a", 2 * time.Second},
-		{"a", 10 * time.Second}, {"a", 11 * time.Second}, {"b", 30 * time.Second},
-	} {
-		if n, ok := l.note(e.key, t0.Add(e.at)); ok {
-			got = append(got, logged{e.key, n})
-		}
-	}
-	want := []logged{{"a", 1}, {"b", 1}, {"a", 3}, {"b", 1}}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("logged (-want +got):\n%s", diff)
 	}
 }
 

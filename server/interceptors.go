@@ -4,13 +4,19 @@ import (
 	"context"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
+	"strings"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/internal/logthrottle"
 )
 
 // CallerFrom returns the name of the call's caller, when consentd runs with
@@ -19,74 +25,168 @@ func CallerFrom(ctx context.Context) (string, bool) {
 	return identity.FromContext(ctx)
 }
 
-// Calls are logged with method, code, duration and the caller's name (when
-// identity is on) only: requests carry raw contacts, so no request field is
-// ever logged, nor any credential. Successful calls log at debug
-// level, failures at warn, internal errors at error.
-func logCall(ctx context.Context, log *slog.Logger, method string, start time.Time, err error) {
-	code := status.Code(err)
-	level := slog.LevelDebug
-	switch code {
-	case codes.OK:
-	case codes.Internal, codes.Unknown, codes.DataLoss:
-		level = slog.LevelError
-	default:
-		level = slog.LevelWarn
-	}
-	if !log.Enabled(ctx, level) {
-		return
-	}
-	attrs := []slog.Attr{slog.String("method", method), slog.String("code", code.String()), slog.Duration("elapsed", time.Since(start))}
-	if caller, ok := CallerFrom(ctx); ok {
-		attrs = append(attrs, slog.String("caller", caller))
-	}
-	if err != nil {
-		attrs = append(attrs, slog.String("error", status.Convert(err).Message()))
-	}
-	log.LogAttrs(ctx, level, "rpc", attrs...)
+// callLog logs calls. Requests carry raw contacts, and any string field
+// may hold one (an address pasted into a purpose), so no request field's
+// value is ever logged, nor any credential: a call is logged with its
+// method, code, duration and caller (when identity is on); a refusal with
+// the field it names and that value's length; a failure of ours with its
+// error, whose text comes from our code and the store. Successful calls,
+// and calls their caller cancelled, log at debug level, failures at warn,
+// internal errors at error; failures at most once per caller, method and
+// code a while (logthrottle.Every), with the number suppressed since.
+type callLog struct {
+	log   *slog.Logger
+	quiet *logthrottle.Throttle
 }
 
-func unaryLog(log *slog.Logger) grpc.UnaryServerInterceptor {
+func newCallLog(log *slog.Logger) *callLog {
+	return &callLog{log: log, quiet: logthrottle.New(logthrottle.Every)}
+}
+
+// call logs one call of method that began at start and ended with err; req
+// is its request, nil for a stream.
+func (l *callLog) call(ctx context.Context, method string, req any, start time.Time, err error) {
+	st := status.Convert(err)
+	code := st.Code()
+	level := slog.LevelWarn
+	switch code {
+	case codes.OK, codes.Canceled:
+		// A caller that gives up on its own call is no failure: grpcurl
+		// and ghz cancel their reflection stream when done.
+		level = slog.LevelDebug
+	case codes.Internal, codes.Unknown, codes.DataLoss:
+		level = slog.LevelError
+	}
+	if !l.log.Enabled(ctx, level) {
+		return
+	}
+	caller, _ := CallerFrom(ctx)
+	attrs := make([]slog.Attr, 0, 7)
+	attrs = append(attrs, slog.String("method", method), slog.String("code", code.String()), slog.Duration("elapsed", time.Since(start)))
+	if caller != "" {
+		attrs = append(attrs, slog.String("caller", caller))
+	}
+	if level > slog.LevelDebug {
+		n, ok := l.quiet.Allow(caller+"\x00"+method+"\x00"+code.String(), time.Now())
+		if !ok {
+			return
+		}
+		if n > 0 {
+			attrs = append(attrs, slog.Int("suppressed", n))
+		}
+	}
+	if err != nil {
+		attrs = append(attrs, errorAttrs(st, req)...)
+	}
+	l.log.LogAttrs(ctx, level, "rpc", attrs...)
+}
+
+// errorAttrs describe why a call failed. The message of a refusal the
+// request caused may quote the request (an unknown purpose is named to its
+// caller), so it is not logged: a refusal is logged by the field its
+// BadRequest detail names and the length of that field's value in req.
+// Failures of ours are logged with their message.
+func errorAttrs(st *status.Status, req any) []slog.Attr {
+	switch st.Code() {
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unavailable, codes.DeadlineExceeded,
+		codes.ResourceExhausted, codes.Aborted, codes.Unimplemented:
+		return []slog.Attr{slog.String("error", st.Message())}
+	}
+	for _, d := range st.Details() {
+		br, ok := d.(*errdetails.BadRequest)
+		if !ok || len(br.GetFieldViolations()) == 0 {
+			continue
+		}
+		field := br.GetFieldViolations()[0].GetField()
+		attrs := []slog.Attr{slog.String("field", field)}
+		if m, ok := req.(proto.Message); ok {
+			if n, ok := stringLen(m, field); ok {
+				attrs = append(attrs, slog.Int("bytes", n))
+			}
+		}
+		return attrs
+	}
+	return nil
+}
+
+// stringLen is the length of the string field at path in m: a field path
+// as refusals name them ("contact", "purposes[2]", "writes[0].grant.actor").
+func stringLen(m proto.Message, path string) (int, bool) {
+	msg := m.ProtoReflect()
+	parts := strings.Split(path, ".")
+	for i, part := range parts {
+		name, index, indexed := strings.Cut(strings.TrimSuffix(part, "]"), "[")
+		fd := msg.Descriptor().Fields().ByName(protoreflect.Name(name))
+		if fd == nil || fd.IsMap() || fd.IsList() != indexed {
+			return 0, false
+		}
+		v := msg.Get(fd)
+		if indexed {
+			n, err := strconv.Atoi(index)
+			if err != nil || n < 0 || n >= v.List().Len() {
+				return 0, false
+			}
+			v = v.List().Get(n)
+		}
+		switch last := i == len(parts)-1; {
+		case last && fd.Kind() == protoreflect.StringKind:
+			return len(v.String()), true
+		case last || fd.Kind() != protoreflect.MessageKind:
+			return 0, false
+		}
+		msg = v.Message()
+	}
+	return 0, false
+}
+
+func unaryLog(l *callLog) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := h(ctx, req)
-		logCall(ctx, log, info.FullMethod, start, err)
+		l.call(ctx, info.FullMethod, req, start, err)
 		return resp, err
 	}
 }
 
-func streamLog(log *slog.Logger) grpc.StreamServerInterceptor {
+func streamLog(l *callLog) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		start := time.Now()
 		err := h(srv, ss)
-		logCall(ss.Context(), log, info.FullMethod, start, err)
+		l.call(ss.Context(), info.FullMethod, nil, start, err)
 		return err
 	}
 }
 
 // A panic in a handler fails that call with INTERNAL instead of taking every
-// sender's answers down with the process.
-func recovered(ctx context.Context, log *slog.Logger, method string, p any) error {
-	log.ErrorContext(ctx, "panic in handler", "method", method, "panic", p, "stack", string(debug.Stack()))
+// sender's answers down with the process; it is logged with its stack, at
+// most once per method a while.
+func (l *callLog) recovered(ctx context.Context, method string, p any) error {
+	if n, ok := l.quiet.Allow("panic\x00"+method, time.Now()); ok {
+		attrs := []any{"method", method, "panic", p}
+		if n > 0 {
+			attrs = append(attrs, "suppressed", n)
+		}
+		l.log.ErrorContext(ctx, "panic in handler", append(attrs, "stack", string(debug.Stack()))...)
+	}
 	return status.Error(codes.Internal, "internal error")
 }
 
-func unaryRecover(log *slog.Logger) grpc.UnaryServerInterceptor {
+func unaryRecover(l *callLog) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
 		defer func() {
 			if p := recover(); p != nil {
-				err = recovered(ctx, log, info.FullMethod, p)
+				err = l.recovered(ctx, info.FullMethod, p)
 			}
 		}()
 		return h(ctx, req)
 	}
 }
 
-func streamRecover(log *slog.Logger) grpc.StreamServerInterceptor {
+func streamRecover(l *callLog) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
 		defer func() {
 			if p := recover(); p != nil {
-				err = recovered(ss.Context(), log, info.FullMethod, p)
+				err = l.recovered(ss.Context(), info.FullMethod, p)
 			}
 		}()
 		return h(srv, ss)

@@ -105,8 +105,9 @@ func (s *Server) Register(r grpc.ServiceRegistrar) {
 // The transport's limits (keepalive, windows, message size) are the
 // daemon's, set by flags.
 func ServerOptions(log *slog.Logger) []grpc.ServerOption {
+	l := newCallLog(log)
 	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(unaryRecover(log), unaryLog(log)),
-		grpc.ChainStreamInterceptor(streamRecover(log), streamLog(log)),
+		grpc.ChainUnaryInterceptor(unaryRecover(l), unaryLog(l)),
+		grpc.ChainStreamInterceptor(streamRecover(l), streamLog(l)),
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/internal/logthrottle"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/unsubscribe"
 )
@@ -120,7 +122,7 @@ func (s *Server) HTTPHandler(log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /unsubscribe/{token}", s.unsubscribePage)
 	mux.HandleFunc("POST /unsubscribe/{token}", s.unsubscribe)
-	return httpLog(log, mux)
+	return httpLog(log, logthrottle.New(logthrottle.Every), mux)
 }
 
 func (s *Server) unsubscribePage(w http.ResponseWriter, r *http.Request) {
@@ -255,10 +257,12 @@ func writePage(w http.ResponseWriter, code int, p page) {
 }
 
 // httpLog logs each request by route pattern (never its path, which holds
-// the token), status and duration, like the gRPC interceptors: failures of
-// the client's making at info (anyone on the internet can send them), of
-// ours at error. A panic in a handler becomes a 500.
-func httpLog(log *slog.Logger, h http.Handler) http.Handler {
+// the token), method, status and duration, like the gRPC interceptors:
+// failures of the client's making at info (anyone on the internet can send
+// them), of ours at error, each at most once per route and status a while
+// (quiet), with the number suppressed since. A panic in a handler becomes a
+// 500.
+func httpLog(log *slog.Logger, quiet *logthrottle.Throttle, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
@@ -267,7 +271,9 @@ func httpLog(log *slog.Logger, h http.Handler) http.Handler {
 				if p == http.ErrAbortHandler {
 					panic(p)
 				}
-				log.ErrorContext(r.Context(), "panic in handler", "route", r.Pattern, "panic", p, "stack", string(debug.Stack()))
+				if _, ok := quiet.Allow("panic\x00"+r.Pattern, time.Now()); ok {
+					log.ErrorContext(r.Context(), "panic in handler", "route", r.Pattern, "panic", p, "stack", string(debug.Stack()))
+				}
 				if sw.code == 0 {
 					writePage(sw, http.StatusInternalServerError, failurePage(nil))
 				}
@@ -286,8 +292,17 @@ func httpLog(log *slog.Logger, h http.Handler) http.Handler {
 			if !log.Enabled(r.Context(), level) {
 				return
 			}
-			attrs := []slog.Attr{slog.String("method", r.Method), slog.String("route", r.Pattern),
+			attrs := []slog.Attr{slog.String("method", methodName(r.Method)), slog.String("route", r.Pattern),
 				slog.Int("status", code), slog.Duration("elapsed", time.Since(start))}
+			if code >= 400 {
+				n, ok := quiet.Allow(r.Pattern+"\x00"+strconv.Itoa(code), time.Now())
+				if !ok {
+					return
+				}
+				if n > 0 {
+					attrs = append(attrs, slog.Int("suppressed", n))
+				}
+			}
 			if sw.err != nil {
 				// Errors name keys and static reasons, never a contact or a token.
 				attrs = append(attrs, slog.String("error", sw.err.Error()))
@@ -296,6 +311,18 @@ func httpLog(log *slog.Logger, h http.Handler) http.Handler {
 		}()
 		h.ServeHTTP(sw, r)
 	})
+}
+
+// methodName is the request's method for the log: a client may send any
+// token as a method, a phone number among them, so one outside RFC 9110's
+// list is logged as "other".
+func methodName(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace:
+		return m
+	}
+	return "other"
 }
 
 // statusWriter remembers the status a handler wrote, and why it failed.

@@ -40,7 +40,7 @@ func BenchmarkApplyBatchEmbedded(b *testing.B) {
 
 func BenchmarkApplyBatchRedis(b *testing.B) {
 	srv := redistest.Start(b, redistest.Options{})
-	s, err := store.OpenRedis(context.Background(), srv.Client(b), store.RedisConfig{Partitions: 16, SecretCheck: "x", Chain: storetest.ChainKey()})
+	s, err := store.OpenRedis(context.Background(), srv.Client(b), store.RedisConfig{Partitions: 16, SecretCheck: "x", Chain: storetest.ChainKey(), Init: true})
 	if err != nil {
 		b.Fatal(err)
 	}

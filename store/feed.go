@@ -50,9 +50,9 @@ type FeedStats struct {
 // Feed follows every partition's change stream and turns it into cache
 // invalidations. Each partition is read with XREAD BLOCK from the last id
 // seen; sequence numbers must be contiguous. A gap (the stream was trimmed
-// past us), a regression, a new partition generation (Redis lost its data)
-// or a new replication id (a failover, possibly to a replica that missed
-// writes) flushes the cache and restarts from the stream's tail. After each
+// past us), a regression, a partition marker gone or changed (Redis lost
+// its data) or a new replication id (a failover, possibly to a replica that
+// missed writes) flushes the cache and restarts from the stream's tail. After each
 // successful read the partition's fence moves to the time the read started.
 type Feed struct {
 	rdb   redis.UniversalClient
@@ -99,7 +99,7 @@ func (f *Feed) Run(ctx context.Context) {
 type position struct {
 	id       string // last stream id applied
 	seq      uint64
-	identity string // generation + replication id; "" until synced
+	identity string // store id + replication id; "" until synced
 }
 
 func (f *Feed) follow(ctx context.Context, p uint32) {
@@ -238,13 +238,12 @@ func (f *Feed) apply(p uint32, pos *position, m redis.XMessage) {
 	pos.id, pos.seq = m.ID, seq
 }
 
-// identity names the data a partition's stream belongs to (its generation
-// marker, created if missing, and the replication id of the node serving
-// it), and returns the partition's newest sequence.
+// identity names the data a partition's stream belongs to (the store id in
+// its marker, which only initialisation writes, and the replication id of
+// the node serving it), and returns the partition's newest sequence.
 func (f *Feed) identity(ctx context.Context, p uint32) (string, uint64, error) {
 	pipe := f.rdb.Pipeline()
-	pipe.SetNX(ctx, genKey(p), newGeneration(), 0)
-	gen := pipe.Get(ctx, genKey(p))
+	gen := pipe.HGet(ctx, markerKey(p), "id")
 	head := pipe.Get(ctx, seqKey(p))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return "", 0, err
@@ -253,12 +252,15 @@ func (f *Feed) identity(ctx context.Context, p uint32) (string, uint64, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return "", 0, err
 	}
-	node, err := nodeFor(ctx, f.rdb, genKey(p))
+	node, err := nodeFor(ctx, f.rdb, markerKey(p))
 	if err != nil {
 		return "", 0, err
 	}
+	// Where INFO is denied (RedisConfig.OperatorChecksSettings), a failover
+	// goes unseen here; a replica that missed writes shows as a sequence
+	// gone back in Redis.CheckIdentity.
 	info, err := node.Info(ctx, "replication").Result()
-	if err != nil {
+	if err != nil && !denied(err) {
 		return "", 0, err
 	}
 	replid := ""

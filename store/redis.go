@@ -10,7 +10,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -25,24 +25,28 @@ import (
 //	{p}:s            partition sequence (INCR)
 //	{p}:c            partition chain head: the link (package chain) of event {p}:s
 //	{p}:f            change stream: one entry "<seq>-0" {k: contact key} per write
-//	{p}:g            partition generation: a random id; a new one means the
-//	                 data was lost (restart without persistence)
+//	{p}:i            partition marker, a hash: id, the store id (every write
+//	                 checks it); keys, how many persistent keys the write
+//	                 script has created in the partition (records, histories)
 //	{p}:r:<key>      record: "<seq>:" + EncodeRecord(record without token)
 //	{p}:h:<key>      history list: "<seq>:" + chain entry of EncodeEvent(event without token)
 //	{p}:q:<key><id>  request id: fingerprint + "<seq>", expiring
 //	consentd:partitions    the deployment's partition count
 //	consentd:secret-check  a value derived from the contact-key secret
-//	consentd:layout        redisLayout: the layout above
+//	consentd:layout        redisLayout + "/" + the store id
 //
-// Contact keys are the raw 32 bytes of the keyed hash.
+// Contact keys are the raw 32 bytes of the keyed hash. Only initialisation
+// (RedisConfig.Init) creates the markers and the layout mark; nothing
+// recreates them, so a store that lost them stays lost (redis_identity.go).
 const (
 	partitionsKey = "consentd:partitions"
 	secretKey     = "consentd:secret-check"
 	layoutKey     = "consentd:layout"
 	// redisLayout names the layout above. Data written in another (by a
-	// development version before the history was chained) is refused, not
-	// extended into a history that verifies nowhere.
-	redisLayout = "chain-v1"
+	// development version before the history was chained, or before the
+	// store had an identity) is refused, not extended into a history that
+	// verifies nowhere.
+	redisLayout = "chain-v2"
 )
 
 // RedisConfig tunes the Redis store.
@@ -66,6 +70,17 @@ type RedisConfig struct {
 	// Chain seals the history's links (required): every sidecar derives it
 	// from the same secret.
 	Chain *chain.Key
+	// Init initialises a Redis that holds no consentd data: for the first
+	// start of a new deployment only. Without it such a Redis is refused
+	// (ErrNotInitialised): it may be a store that was wiped or replaced.
+	// With it, a store already initialised is refused too, so a flag left
+	// in place can never re-initialise a wiped store.
+	Init bool
+	// OperatorChecksSettings says the operator, not consentd, checks the
+	// Redis settings the guarantees rest on, where CONFIG is renamed or
+	// denied. Audit then skips them, and where INFO is denied too it checks
+	// nothing (CheckIdentity still runs).
+	OperatorChecksSettings bool
 }
 
 func (c *RedisConfig) defaults() {
@@ -94,74 +109,39 @@ type Redis struct {
 	// A semaphore, not a mutex, so a caller whose deadline passes while
 	// it waits gives up.
 	writing []chan struct{}
+	// id is the store id every write and check compares with the markers.
+	id string
+	// seen is the highest sequence of each partition this process has
+	// read or written: one lower later means Redis went back in time.
+	seen []atomic.Uint64
+	// lost is the first ErrStoreLost found: it holds for the process.
+	lost  atomic.Pointer[error]
+	audit auditor
 }
 
-// OpenRedis checks the deployment's partition count and returns the store.
-// The client is the caller's: Close does not close it.
+// OpenRedis checks the Redis settings, the store's identity and the
+// deployment's configuration (or initialises a new store when cfg.Init
+// says so) and returns the store. The client is the caller's: Close does not
+// close it.
 func OpenRedis(ctx context.Context, rdb redis.UniversalClient, cfg RedisConfig) (*Redis, error) {
 	cfg.defaults()
 	if cfg.Chain == nil {
 		return nil, errors.New("store: redis: no chain key")
 	}
-	for _, setting := range []struct {
-		key, want, what string
-	}{
-		{partitionsKey, strconv.FormatUint(uint64(cfg.Partitions), 10), "partition count"},
-		{secretKey, cfg.SecretCheck, "contact-key secret"},
-	} {
-		if err := rdb.SetNX(ctx, setting.key, setting.want, 0).Err(); err != nil {
-			return nil, fmt.Errorf("store: redis: %w", redisErr(err))
-		}
-		got, err := rdb.Get(ctx, setting.key).Result()
-		if err != nil {
-			return nil, fmt.Errorf("store: redis: %w", redisErr(err))
-		}
-		if got != setting.want {
-			return nil, fmt.Errorf("store: this sidecar's %s differs from the one the deployment in Redis uses (%s): every sidecar must be configured alike", setting.what, setting.key)
-		}
-	}
-	if err := checkLayout(ctx, rdb, cfg.Partitions); err != nil {
-		return nil, err
-	}
-	s := &Redis{rdb: rdb, cfg: cfg, onChange: func(consent.Key, consent.Token) {}, writing: make([]chan struct{}, cfg.Partitions)}
+	s := &Redis{rdb: rdb, cfg: cfg, onChange: func(consent.Key, consent.Token) {},
+		writing: make([]chan struct{}, cfg.Partitions), seen: make([]atomic.Uint64, cfg.Partitions)}
 	for p := range s.writing {
 		s.writing[p] = make(chan struct{}, 1)
 	}
+	// Settings first: a Redis that may drop keys is neither initialised
+	// nor served.
+	if err := s.openAudit(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.identify(ctx); err != nil {
+		return nil, err
+	}
 	return s, nil
-}
-
-// checkLayout marks a new deployment with redisLayout and refuses one whose
-// data has another layout: a mark of another, or data without a mark.
-func checkLayout(ctx context.Context, rdb redis.UniversalClient, partitions uint32) error {
-	got, err := rdb.Get(ctx, layoutKey).Result()
-	switch {
-	case err == nil && got == redisLayout:
-		return nil
-	case err == nil:
-		return fmt.Errorf("store: redis: the data has layout %q (%s), this consentd writes %q: use a new Redis database", got, layoutKey, redisLayout)
-	case !errors.Is(err, redis.Nil):
-		return fmt.Errorf("store: redis: %w", redisErr(err))
-	}
-	// No mark: new, unless some partition has been written.
-	cmds := make([]*redis.IntCmd, partitions)
-	_, err = rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
-		for p := range partitions {
-			cmds[p] = pipe.Exists(ctx, seqKey(p))
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("store: redis: %w", redisErr(err))
-	}
-	for _, c := range cmds {
-		if c.Val() > 0 {
-			return fmt.Errorf("store: redis: the data was written by an earlier consentd, without %s: use a new Redis database", layoutKey)
-		}
-	}
-	if err := rdb.SetNX(ctx, layoutKey, redisLayout, 0).Err(); err != nil {
-		return fmt.Errorf("store: redis: %w", redisErr(err))
-	}
-	return nil
 }
 
 // Partitions returns the deployment's partition count.
@@ -190,10 +170,10 @@ func historyKey(p uint32, k consent.Key) string { return tag(p) + ":h:" + string
 func requestKey(p uint32, k consent.Key, id string) string {
 	return tag(p) + ":q:" + string(k[:]) + id
 }
-func seqKey(p uint32) string  { return tag(p) + ":s" }
-func headKey(p uint32) string { return tag(p) + ":c" }
-func feedKey(p uint32) string { return tag(p) + ":f" }
-func genKey(p uint32) string  { return tag(p) + ":g" }
+func seqKey(p uint32) string    { return tag(p) + ":s" }
+func headKey(p uint32) string   { return tag(p) + ":c" }
+func feedKey(p uint32) string   { return tag(p) + ":f" }
+func markerKey(p uint32) string { return tag(p) + ":i" }
 
 // RecordKey is the Redis key of a contact's record in a deployment of
 // partitions partitions: for tools that read Redis directly (the benchmark's
@@ -371,7 +351,8 @@ func (s *Redis) Events(ctx context.Context, key consent.Key, after consent.Token
 // what they are.
 func redisErr(err error) error {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, errConflict) || errors.Is(err, errCorrupt) || errors.Is(err, consent.ErrInvalid) {
+		errors.Is(err, errConflict) || errors.Is(err, errCorrupt) || errors.Is(err, consent.ErrInvalid) ||
+		errors.Is(err, consent.ErrUnavailable) {
 		return err
 	}
 	var netErr net.Error
@@ -387,46 +368,9 @@ func redisErr(err error) error {
 	return fmt.Errorf("store: redis: %w", err)
 }
 
-func newGeneration() string {
+// newStoreID returns a random store id.
+func newStoreID() string {
 	var b [16]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-// CheckSettings reads the settings the guarantees rest on from every master.
-// An eviction policy that may drop any key (allkeys-*) is refused: it would
-// silently drop suppression markers and sequences. Anything else that weakens
-// a guarantee comes back as a warning for the operator's log.
-func (s *Redis) CheckSettings(ctx context.Context) (warnings []string, err error) {
-	check := func(ctx context.Context, node *redis.Client) error {
-		cfg, err := node.ConfigGet(ctx, "*").Result()
-		if err != nil {
-			warnings = append(warnings, fmt.Sprintf("%s: cannot read CONFIG (%v): check maxmemory-policy noeviction, appendonly yes, appendfsync always by hand", node.Options().Addr, err))
-			return nil
-		}
-		addr := node.Options().Addr
-		switch policy := cfg["maxmemory-policy"]; {
-		case strings.HasPrefix(policy, "allkeys-"):
-			return fmt.Errorf("store: redis %s: maxmemory-policy %s may evict consent records and erasure markers; set noeviction", addr, policy)
-		case strings.HasPrefix(policy, "volatile-"):
-			warnings = append(warnings, fmt.Sprintf("%s: maxmemory-policy %s may evict request ids (idempotency); noeviction is safer", addr, policy))
-		}
-		if cfg["appendonly"] != "yes" || cfg["appendfsync"] != "always" {
-			warnings = append(warnings, fmt.Sprintf("%s: appendonly %s, appendfsync %s: acknowledged writes can be lost if Redis crashes; use appendonly yes, appendfsync always",
-				addr, cfg["appendonly"], cfg["appendfsync"]))
-		}
-		return nil
-	}
-	var mu sync.Mutex
-	switch c := s.rdb.(type) {
-	case *redis.ClusterClient:
-		err = c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			mu.Lock()
-			defer mu.Unlock()
-			return check(ctx, node)
-		})
-	case *redis.Client:
-		err = check(ctx, c)
-	}
-	return warnings, err
 }

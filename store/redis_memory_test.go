@@ -24,7 +24,8 @@ import (
 func TestRedisMemoryPerContact(t *testing.T) {
 	const contacts = 20000
 	rdb := redistest.Start(t, redistest.Options{Config: []string{"appendfsync no"}}).Client(t)
-	s := openRedis(t, rdb, store.RedisConfig{Partitions: 16})
+	// appendfsync no: fast, and durability is not what this measures.
+	s := openRedis(t, rdb, store.RedisConfig{Partitions: 16, Init: true, OperatorChecksSettings: true})
 	keys, err := contactkey.New([]byte("memory-test-secret-0123456789"))
 	if err != nil {
 		t.Fatal(err)

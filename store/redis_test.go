@@ -55,7 +55,7 @@ func TestRedisConformance(t *testing.T) {
 	rdb := srv.Client(t)
 	storetest.Run(t, func(t *testing.T) storetest.Store {
 		flush(t, rdb)
-		return openRedis(t, rdb, store.RedisConfig{Partitions: 16})
+		return openRedis(t, rdb, store.RedisConfig{Partitions: 16, Init: true})
 	})
 }
 
@@ -64,7 +64,7 @@ func TestRedisClusterConformance(t *testing.T) {
 	rdb := cluster.Client(t)
 	storetest.Run(t, func(t *testing.T) storetest.Store {
 		flush(t, rdb)
-		return openRedis(t, rdb, store.RedisConfig{Partitions: 16})
+		return openRedis(t, rdb, store.RedisConfig{Partitions: 16, Init: true})
 	})
 }
 
@@ -72,7 +72,7 @@ func TestRedisClusterConformance(t *testing.T) {
 // count or another contact-key secret than the deployment must not start.
 func TestRedisRefusesAMisconfiguredSidecar(t *testing.T) {
 	rdb := redistest.Start(t, redistest.Options{}).Client(t)
-	openRedis(t, rdb, store.RedisConfig{Partitions: 16, SecretCheck: "a"})
+	openRedis(t, rdb, store.RedisConfig{Partitions: 16, SecretCheck: "a", Init: true})
 	for _, cfg := range []store.RedisConfig{{Partitions: 8, SecretCheck: "a", Chain: storetest.ChainKey()}, {Partitions: 16, SecretCheck: "b", Chain: storetest.ChainKey()}} {
 		if _, err := store.OpenRedis(context.Background(), rdb, cfg); err == nil || !strings.Contains(err.Error(), "every sidecar must be configured alike") {
 			t.Errorf("OpenRedis(%+v) = %v, want a refusal", cfg, err)
@@ -85,7 +85,7 @@ func TestRedisRefusesAMisconfiguredSidecar(t *testing.T) {
 func TestRedisDurability(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	rdb := srv.Client(t)
-	s := openRedis(t, rdb, store.RedisConfig{Partitions: 4})
+	s := openRedis(t, rdb, store.RedisConfig{Partitions: 4, Init: true})
 	ctx := context.Background()
 	var toks []consent.Token
 	for i := range 200 {
@@ -143,7 +143,7 @@ func TestRedisWaitReplicas(t *testing.T) {
 	}
 	w := consent.Write{Key: consent.Key{1}, Event: consent.Event{Kind: consent.EventWithdraw, RequestID: "w1",
 		Proof: consent.Proof{CapturedAt: time.Now()}}}
-	one := openRedis(t, rdb, store.RedisConfig{Partitions: 4, WaitReplicas: 1})
+	one := openRedis(t, rdb, store.RedisConfig{Partitions: 4, WaitReplicas: 1, Init: true})
 	if _, err := one.Apply(ctx, w); err != nil {
 		t.Fatalf("WaitReplicas 1 with one replica: %v", err)
 	}
@@ -186,24 +186,6 @@ func TestRedisWaitReplicas(t *testing.T) {
 	wg.Wait()
 }
 
-func TestRedisCheckSettings(t *testing.T) {
-	ctx := context.Background()
-	rdb := redistest.Start(t, redistest.Options{}).Client(t)
-	s := openRedis(t, rdb, store.RedisConfig{Partitions: 4})
-	if w, err := s.CheckSettings(ctx); err != nil || len(w) != 0 {
-		t.Fatalf("test server (appendfsync always, noeviction): %v %v", w, err)
-	}
-	rdb.ConfigSet(ctx, "appendfsync", "everysec")
-	rdb.ConfigSet(ctx, "maxmemory-policy", "volatile-lru")
-	if w, err := s.CheckSettings(ctx); err != nil || len(w) != 2 {
-		t.Errorf("everysec + volatile-lru: warnings %q, %v; want two warnings", w, err)
-	}
-	rdb.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru")
-	if _, err := s.CheckSettings(ctx); err == nil || !strings.Contains(err.Error(), "noeviction") {
-		t.Errorf("allkeys-lru: %v, want a refusal", err)
-	}
-}
-
 // TestRedisChainUnderConcurrentSidecars: two sidecars (two stores, two
 // connection pools) writing the same partitions at once, erasures included,
 // extend one chain per partition without a fork: the history verifies and
@@ -211,7 +193,7 @@ func TestRedisCheckSettings(t *testing.T) {
 func TestRedisChainUnderConcurrentSidecars(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	sidecars := []*store.Redis{
-		openRedis(t, srv.Client(t), store.RedisConfig{Partitions: 2}),
+		openRedis(t, srv.Client(t), store.RedisConfig{Partitions: 2, Init: true}),
 		openRedis(t, srv.Client(t), store.RedisConfig{Partitions: 2}),
 	}
 	ctx := context.Background()
@@ -273,39 +255,29 @@ func TestRedisChainUnderConcurrentSidecars(t *testing.T) {
 	}
 }
 
-// TestRedisRefusesAnotherLayout: data written without the layout mark (by
-// an earlier development version) or with another mark is refused.
+// TestRedisRefusesAnotherLayout: data written with another layout mark (by
+// an earlier development version) is refused, with or without Init.
 func TestRedisRefusesAnotherLayout(t *testing.T) {
 	rdb := redistest.Start(t, redistest.Options{}).Client(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
-		name  string
-		setup func()
-		want  string
+		name, mark, want string
 	}{
-		{"written without a mark", func() { rdb.Set(ctx, "{3}:s", "12", 0) }, "written by an earlier consentd"},
-		{"another mark", func() { rdb.Set(ctx, "consentd:layout", "v0", 0) }, `the data has layout "v0"`},
+		{"before the store id", "chain-v1", `the data has layout "chain-v1"`},
+		{"another mark", "v0/0123", `the data has layout "v0"`},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if err := rdb.FlushAll(ctx).Err(); err != nil {
-				t.Fatal(err)
-			}
-			tc.setup()
-			_, err := store.OpenRedis(ctx, rdb, store.RedisConfig{Partitions: 4, SecretCheck: "a", Chain: storetest.ChainKey()})
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("OpenRedis = %v, want an error containing %q", err, tc.want)
-			}
-		})
-	}
-	// A new deployment is marked, and opens again.
-	if err := rdb.FlushAll(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		openRedis(t, rdb, store.RedisConfig{Partitions: 4})
-	}
-	if got := rdb.Get(ctx, "consentd:layout").Val(); got == "" {
-		t.Error("a new deployment was not marked")
+		for _, init := range []bool{false, true} {
+			t.Run(fmt.Sprint(tc.name, " init=", init), func(t *testing.T) {
+				if err := rdb.FlushAll(ctx).Err(); err != nil {
+					t.Fatal(err)
+				}
+				rdb.Set(ctx, "consentd:layout", tc.mark, 0)
+				_, err := store.OpenRedis(ctx, rdb, store.RedisConfig{Partitions: 4, SecretCheck: "a", Chain: storetest.ChainKey(), Init: init})
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("OpenRedis = %v, want an error containing %q", err, tc.want)
+				}
+			})
+		}
 	}
 }
 
@@ -315,7 +287,7 @@ func TestRedisRefusesAnotherLayout(t *testing.T) {
 // the next run.
 func TestRedisVerifyUnderWrites(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
-	s := openRedis(t, srv.Client(t), store.RedisConfig{Partitions: 4})
+	s := openRedis(t, srv.Client(t), store.RedisConfig{Partitions: 4, Init: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()

@@ -15,57 +15,70 @@ import (
 // writeScript applies one partition's share of a batch atomically. The
 // writer read the partition's head, the records and the request ids, folded
 // the events with consent.Apply and chained them in Go (the chain's key
-// never reaches Redis); the script checks that nothing it read has changed
+// never reaches Redis); the script first checks that the partition's
+// marker holds this store's id (else 'lost': the store was wiped or
+// replaced, and nothing is written), then that nothing it read has changed
 // since (else 'conflict', and the writer reads again; a request id is
 // only ever set together with its contact's record, so the records' check
 // covers the request ids read too), then adds the
 // change-feed entries before any other mutation (a script that fails midway
 // is not rolled back, and XADD is the command that can refuse), sets the
 // sequence, appends the history (an erasure first deletes it), writes the
-// records, the chain head and the request ids. A replayed request id is
-// refreshed, a write, so that a WAIT after it covers the original write too.
+// records, the chain head and the request ids. It counts in the marker the
+// persistent keys it creates (records, histories; an erasure's deleted
+// history counts back), so Audit can tell a key that vanished without a
+// write. A replayed request id is refreshed, a write, so that a WAIT after it
+// covers the original write too.
 var writeScript = redis.NewScript(`
--- KEYS: seq, chain head, feed, then per contact: record, history; then request ids
--- ARGV: [1] expected seq, [2] head link, [3] feed maxlen, [4] request ttl ms,
---       [5] contacts, [6] ops, [7] request ids, [8] new seq, then
+-- KEYS: seq, chain head, feed, marker, then per contact: record, history; then request ids
+-- ARGV: [1] store id, [2] expected seq, [3] head link, [4] feed maxlen, [5] request ttl ms,
+--       [6] contacts, [7] ops, [8] request ids, [9] new seq, then
 --       per contact: expected record prefix ('<seq>:', '' for none), new record ('' unchanged), contact key;
 --       per op: contact index (0-based), stream id, history item ('<seq>:' .. entry), erase ('1'/'0');
 --       per request id: value ('' for a replay to refresh)
 -- Strings are built by the writer: the script only compares and stores.
-local nc, no, nr = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[1] then return {'conflict'} end
-local ca, oa = 9, 9 + 3 * nc
+local id = redis.pcall('HGET', KEYS[4], 'id')
+if id ~= ARGV[1] then return {'lost', type(id) == 'string' and 'other' or 'missing'} end
+local nc, no, nr = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[2] then return {'conflict'} end
+local ca, oa = 10, 10 + 3 * nc
 local ra = oa + 4 * no
 for c = 0, nc - 1 do
   local want = ARGV[ca + 3 * c]
   local got = ''
-  if want ~= '' then got = redis.call('GETRANGE', KEYS[4 + 2 * c], 0, #want - 1)
-  elseif redis.call('EXISTS', KEYS[4 + 2 * c]) == 1 then got = 'exists' end
+  if want ~= '' then got = redis.call('GETRANGE', KEYS[5 + 2 * c], 0, #want - 1)
+  elseif redis.call('EXISTS', KEYS[5 + 2 * c]) == 1 then got = 'exists' end
   if got ~= want then return {'conflict'} end
 end
 for o = 0, no - 1 do
   local c = tonumber(ARGV[oa + 4 * o])
-  local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], ARGV[oa + 4 * o + 1], 'k', ARGV[ca + 3 * c + 2])
+  local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], ARGV[oa + 4 * o + 1], 'k', ARGV[ca + 3 * c + 2])
   if type(added) == 'table' and added.err then return {'error', added.err} end
 end
 if no > 0 then
-  redis.call('SET', KEYS[1], ARGV[8])
-  redis.call('SET', KEYS[2], ARGV[2])
+  redis.call('SET', KEYS[1], ARGV[9])
+  redis.call('SET', KEYS[2], ARGV[3])
 end
+local created = 0
 for o = 0, no - 1 do
-  local h = KEYS[5 + 2 * tonumber(ARGV[oa + 4 * o])]
-  if ARGV[oa + 4 * o + 3] == '1' then redis.call('DEL', h) end
-  redis.call('RPUSH', h, ARGV[oa + 4 * o + 2])
+  local h = KEYS[6 + 2 * tonumber(ARGV[oa + 4 * o])]
+  if ARGV[oa + 4 * o + 3] == '1' then created = created - redis.call('DEL', h) end
+  if redis.call('RPUSH', h, ARGV[oa + 4 * o + 2]) == 1 then created = created + 1 end
 end
 for c = 0, nc - 1 do
-  if ARGV[ca + 3 * c + 1] ~= '' then redis.call('SET', KEYS[4 + 2 * c], ARGV[ca + 3 * c + 1]) end
+  if ARGV[ca + 3 * c + 1] ~= '' then
+    redis.call('SET', KEYS[5 + 2 * c], ARGV[ca + 3 * c + 1])
+    -- The check above made sure a contact read without a record had none.
+    if ARGV[ca + 3 * c] == '' then created = created + 1 end
+  end
 end
-local rk = 4 + 2 * nc
+if created ~= 0 then redis.call('HINCRBY', KEYS[4], 'keys', created) end
+local rk = 5 + 2 * nc
 for r = 0, nr - 1 do
   if ARGV[ra + r] == '' then
-    redis.call('PEXPIRE', KEYS[rk + r], ARGV[4])
+    redis.call('PEXPIRE', KEYS[rk + r], ARGV[5])
   else
-    redis.call('SET', KEYS[rk + r], ARGV[ra + r], 'PX', ARGV[4])
+    redis.call('SET', KEYS[rk + r], ARGV[ra + r], 'PX', ARGV[5])
   end
 end
 return {'ok'}
@@ -121,6 +134,9 @@ func (s *Redis) applyShare(ctx context.Context, p uint32, ws []consent.Write, id
 	share := make([]consent.Write, len(idx))
 	for j, i := range idx {
 		share[j] = ws[i]
+	}
+	if err := s.lostErr(); err != nil {
+		return err
 	}
 	select {
 	case s.writing[p] <- struct{}{}:
@@ -255,8 +271,8 @@ func (s *Redis) commit(ctx context.Context, p uint32, pl *batchPlan) error {
 	if len(pl.ops) == 0 && len(pl.requests) == 0 {
 		return nil // every write refused: nothing to do
 	}
-	keys := []string{seqKey(p), headKey(p), feedKey(p)}
-	args := []any{pl.head, pl.link[:], s.cfg.FeedMaxLen, s.cfg.RequestTTL.Milliseconds(), len(pl.contacts), len(pl.ops), len(pl.requests),
+	keys := []string{seqKey(p), headKey(p), feedKey(p), markerKey(p)}
+	args := []any{s.id, pl.head, pl.link[:], s.cfg.FeedMaxLen, s.cfg.RequestTTL.Milliseconds(), len(pl.contacts), len(pl.ops), len(pl.requests),
 		pl.head + uint64(len(pl.ops))}
 	for _, pc := range pl.contacts {
 		keys = append(keys, recordKey(p, pc.key), historyKey(p, pc.key))
@@ -300,8 +316,17 @@ func (s *Redis) commit(ctx context.Context, p uint32, pl *batchPlan) error {
 			return consent.Token{}, nil
 		case "conflict":
 			return consent.Token{}, errConflict
+		case "lost":
+			what := "is missing"
+			if res[1] == "other" {
+				what = "holds another store's id"
+			}
+			return consent.Token{}, s.fail(lostf("partition %d's marker %s %s on %s; write refused, nothing written", p, markerKey(p), what, s.nodeName(ctx, markerKey(p))))
 		}
 		return consent.Token{}, fmt.Errorf("store: redis: write refused: %v", res)
 	})
+	if err == nil {
+		s.raise(p, pl.head+uint64(len(pl.ops)))
+	}
 	return err
 }

@@ -91,7 +91,7 @@ func (r *runner) prepare(ctx context.Context, kind string) (*storeEnv, error) {
 		err = rdb.ConfigSet(ctx, "appendfsync", "no").Err()
 	}
 	if err == nil {
-		err = loadRedis(ctx, rdb, secret, partitions, r.pop, progress)
+		err = loadRedis(ctx, rdb, secret, partitions, r.redisURL == "", r.pop, progress)
 	}
 	if err == nil && r.redisURL == "" {
 		err = rdb.ConfigSet(ctx, "appendfsync", "always").Err()

@@ -126,13 +126,20 @@ func loadEmbedded(ctx context.Context, dir string, p population, progress func(d
 }
 
 // loadRedis writes the population through the Redis store, many writes in
-// flight at once.
-func loadRedis(ctx context.Context, rdb redis.UniversalClient, secretPath string, partitions uint32, p population, progress func(done int)) error {
+// flight at once. The Redis is a scratch one: the load initialises it when
+// it is new. ownRedis says it is the benchmark's own, which loads with
+// appendfsync no.
+func loadRedis(ctx context.Context, rdb redis.UniversalClient, secretPath string, partitions uint32, ownRedis bool, p population, progress func(done int)) error {
 	keys, ch, err := keyer(secretPath)
 	if err != nil {
 		return err
 	}
-	st, err := store.OpenRedis(ctx, rdb, store.RedisConfig{Partitions: partitions, SecretCheck: keys.Check(), Chain: ch})
+	cfg := store.RedisConfig{Partitions: partitions, SecretCheck: keys.Check(), Chain: ch, OperatorChecksSettings: ownRedis}
+	st, err := store.OpenRedis(ctx, rdb, cfg)
+	if errors.Is(err, store.ErrNotInitialised) {
+		cfg.Init = true
+		st, err = store.OpenRedis(ctx, rdb, cfg)
+	}
 	if err != nil {
 		return err
 	}

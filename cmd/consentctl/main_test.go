@@ -46,7 +46,8 @@ func startConsentdOnRedis(t *testing.T, srv *redistest.Server) string {
 	if err := os.WriteFile(secret, []byte(testSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return daemontest.Start(t, "--redis", "redis://"+srv.Addr()+"/0", "--secret-file", secret, "--partitions", "1").Addr
+	// The one sidecar on a new Redis initialises it.
+	return daemontest.Start(t, "--redis", "redis://"+srv.Addr()+"/0", "--redis-init", "--secret-file", secret, "--partitions", "1").Addr
 }
 
 func testCtx(t *testing.T) context.Context {

@@ -45,7 +45,9 @@ func TestReadmeRedisSession(t *testing.T) {
 		}
 	}
 	args := []string{"--redis", "redis://" + srv.Addr() + "/0", "--secret-file", secret, "--listen", "127.0.0.1:0"}
-	a, b := startDaemon(t, args...), startDaemon(t, args...)
+	// As the README starts them: the first initialises the new Redis.
+	a := startDaemon(t, append([]string{"--redis-init"}, args...)...)
+	b := startDaemon(t, args...)
 	runSteps(t, steps, map[string]string{"127.0.0.1:50051": a.Addr, "127.0.0.1:50052": b.Addr})
 }
 

@@ -76,7 +76,7 @@ func TestSentinelFailover(t *testing.T) {
 	sentinel := startSentinel(t, master)
 	secret := sharedSecret(t)
 	store := "--redis-sentinel=mymaster@" + sentinel
-	a := startSidecar(t, secret, store, "--redis-wait-replicas", "1")
+	a := startSidecar(t, secret, store, "--redis-init", "--redis-wait-replicas", "1")
 	b := startSidecar(t, secret, store, "--redis-wait-replicas", "1")
 	waitReplicated(t, master)
 	a.grant(t, "sentinel@example.com")
@@ -138,7 +138,7 @@ func TestRedisPassword(t *testing.T) {
 	}
 	secret := sharedSecret(t)
 	t.Setenv("CONSENTD_REDIS_PASSWORD", "s3cret-pass")
-	s := startSidecar(t, secret, redisURL(srv.Addr()))
+	s := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init")
 	s.grant(t, "pw@example.com")
 	s.eventually(t, "pw@example.com", pb.Decision_DECISION_ALLOW)
 

@@ -193,7 +193,7 @@ func TestOneClickUnsubscribeEmbedded(t *testing.T) {
 func TestOneClickUnsubscribeRedis(t *testing.T) {
 	srv := redistest.Start(t, redistest.Options{})
 	secret := sharedSecret(t)
-	a := startSidecar(t, secret, redisURL(srv.Addr()), "--http", "127.0.0.1:0")
+	a := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init", "--http", "127.0.0.1:0")
 	b := startSidecar(t, secret, redisURL(srv.Addr()), "--http", "127.0.0.1:0", "--unsubscribe-ttl", "1s")
 	ca, cb := daemontest.Client(t, a.Addr), daemontest.Client(t, b.Addr)
 	unsubscribeStory(t, ca, a.HTTP)

@@ -434,7 +434,7 @@ func TestRedis(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("the audience test's secret, 0123456789"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := daemontest.Start(t, "--redis", "redis://"+srv.Addr()+"/0", "--secret-file", secret).Addr
+	addr := daemontest.Start(t, "--redis", "redis://"+srv.Addr()+"/0", "--redis-init", "--secret-file", secret).Addr
 	a := audience{n: 50_000}
 	a.grantAll(t, daemontest.Client(t, addr))
 	a.check(t, addr)

@@ -316,7 +316,7 @@ func TestCampaignRedis(t *testing.T) {
 	if err := os.WriteFile(secret, []byte("the emailgate test's secret, 0123456789"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	campaignStory(t, daemontest.Start(t, "--http", "127.0.0.1:0", "--redis", "redis://"+srv.Addr()+"/0", "--secret-file", secret))
+	campaignStory(t, daemontest.Start(t, "--http", "127.0.0.1:0", "--redis", "redis://"+srv.Addr()+"/0", "--redis-init", "--secret-file", secret))
 }
 
 // TestSMTPRefusals: a recipient the SMTP server refuses is counted as

@@ -36,6 +36,9 @@ type config struct {
 	redisURL, redisSentinel, redisCluster string
 	redisPasswordFile                     string
 	redisWaitReplicas                     int
+	redisInit                             bool
+	redisOperatorChecksSettings           bool
+	storeReadTimeout, storeWriteTimeout   time.Duration
 	partitions                            uint
 	lease                                 time.Duration
 	listen                                string
@@ -101,6 +104,10 @@ come from %s instead of -redis-password-file.
 	fs.StringVar(&c.redisCluster, "redis-cluster", "", "Redis Cluster seed nodes: host:port,host:port,...")
 	fs.StringVar(&c.redisPasswordFile, "redis-password-file", "", "file holding the Redis password (or set CONSENTD_REDIS_PASSWORD)")
 	fs.IntVar(&c.redisWaitReplicas, "redis-wait-replicas", 0, "acknowledge a write only after WAIT reports this many replicas have it")
+	fs.BoolVar(&c.redisInit, "redis-init", false, "initialise an empty Redis for a new deployment: give it once, on the first start, then remove it; never on a Redis that should hold data (without it consentd refuses an empty Redis, which may have been wiped)")
+	fs.BoolVar(&c.redisOperatorChecksSettings, "redis-operator-checks-settings", false, "where CONFIG is renamed or denied: the operator states that maxmemory-policy noeviction, appendonly yes and appendfsync always hold on every master and owns that check (consentd cannot read them)")
+	fs.DurationVar(&c.storeReadTimeout, "store-read-timeout", 200*time.Millisecond, "deadline of one store read (a Check the cache cannot answer); past it the call answers UNAVAILABLE")
+	fs.DurationVar(&c.storeWriteTimeout, "store-write-timeout", 2*time.Second, "deadline of one store write (Grant, Withdraw, Erase, a WriteBatch) and of a page of history; past it the call answers UNAVAILABLE (the write may have been applied: retry with the same request_id)")
 	fs.UintVar(&c.partitions, "partitions", 16, "Redis partitions (fixed per deployment; every sidecar must agree)")
 	fs.DurationVar(&c.lease, "lease", 2*time.Second, "with Redis: how long a cached record may be used after the change feed last caught up")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish on SIGTERM")
@@ -194,6 +201,24 @@ func (c config) check() error {
 	if c.lease <= 0 {
 		return fmt.Errorf("-lease: must be positive")
 	}
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{{"store-read-timeout", c.storeReadTimeout}, {"store-write-timeout", c.storeWriteTimeout}} {
+		if t.d < time.Millisecond || t.d > maxStoreTimeout {
+			return fmt.Errorf("-%s: want 1ms to %v, got %v", t.name, maxStoreTimeout, t.d)
+		}
+	}
+	if !c.usesRedis() {
+		for _, f := range []struct {
+			name string
+			on   bool
+		}{{"redis-init", c.redisInit}, {"redis-operator-checks-settings", c.redisOperatorChecksSettings}} {
+			if f.on {
+				return fmt.Errorf("-%s: needs -redis, -redis-sentinel or -redis-cluster", f.name)
+			}
+		}
+	}
 	// Links must expire before timestamps do (year 9999), or every mint
 	// would fail; a century is far past any use.
 	if c.unsubscribeTTL <= 0 || c.unsubscribeTTL > 100*365*24*time.Hour {
@@ -260,12 +285,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		fmt.Fprintln(stderr, "consentd:", err)
 		return 2
 	}
-	opts := &slog.HandlerOptions{Level: c.logLevel}
-	var h slog.Handler = slog.NewTextHandler(stderr, opts)
-	if c.logFormat == "json" {
-		h = slog.NewJSONHandler(stderr, opts)
-	}
-	log := slog.New(h)
+	log := slog.New(newLogHandler(stderr, c.logFormat, c.logLevel))
 	// So is the policy, checked against the purpose registry it names.
 	var purposes *consent.Registry
 	if c.policyFile != "" {
@@ -337,25 +357,31 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 	}
 	// WaitForHandlers: after a forced Stop, handlers still finish before the
 	// store they use is closed.
-	opts := append(m.serverOptions(), sec.serverOptions(log)...)
+	opts := append(m.serverOptions(), sec.serverOptions(log, server.DecodeOptions(log))...)
 	opts = append(opts, server.ServerOptions(log)...)
 	opts = append(opts, traceOpts...)
 	opts = append(opts, c.limits.serverOptions()...)
 	srv := grpc.NewServer(append(opts, grpc.WaitForHandlers(true))...)
-	cfg := server.Config{Keys: keys, Records: st.records, Store: st.backend, Purposes: purposes,
+	hs := health.NewServer()
+	healthpb.RegisterHealthServer(srv, hs)
+	setHealth(hs, healthpb.HealthCheckResponse_SERVING)
+	// The guard's gate stands before the cache and the store: while the
+	// store is lost or its settings unsafe, nothing is answered from either.
+	g := newGuard(st.backend, defaultGuard, hs, st.records.Flush, log)
+	if err := m.watch(g); err != nil {
+		return err
+	}
+	cfg := server.Config{Keys: keys, Records: gatedRecords{g, st.records}, Store: gatedStore{g, st.calls}, Purposes: purposes,
 		Unsubscribe: unsub, UnsubscribeTTL: c.unsubscribeTTL, Audience: c.limits.audience}
 	if m != nil {
 		cfg.Decisions = m.decisions
 	}
 	api := server.New(cfg)
 	api.Register(srv)
-	hs := health.NewServer()
-	healthpb.RegisterHealthServer(srv, hs)
-	setHealth(hs, healthpb.HealthCheckResponse_SERVING)
 	reflection.Register(srv)
 	m.initialize(srv)
 
-	// Background work (the change feed, the health watch) stops when serving
+	// Background work (the change feed, the guard) stops when serving
 	// stops: it is cancelled before the store closes.
 	bg, stopBG := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -363,7 +389,7 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 	if st.feed != nil {
 		wg.Go(func() { st.feed.Run(bg) })
 	}
-	wg.Go(func() { watchHealth(bg, st.backend, hs, log) })
+	wg.Go(func() { g.Run(bg) })
 	wg.Go(func() { returnMemory(bg, api, log) })
 	if sec.policy != nil {
 		// The policy reloads on SIGHUP and when its file changes.
@@ -467,35 +493,6 @@ var services = []string{"", pb.CheckService_ServiceDesc.ServiceName, pb.ConsentS
 func setHealth(hs *health.Server, st healthpb.HealthCheckResponse_ServingStatus) {
 	for _, name := range services {
 		hs.SetServingStatus(name, st)
-	}
-}
-
-// watchHealth reports NOT_SERVING while the store does not answer and
-// SERVING again when it does, without a restart.
-func watchHealth(ctx context.Context, st interface{ Ping(context.Context) error }, hs *health.Server, log *slog.Logger) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	up := true
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := st.Ping(pctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case err != nil && up:
-			log.Warn("store unreachable: NOT_SERVING", "error", err)
-			setHealth(hs, healthpb.HealthCheckResponse_NOT_SERVING)
-		case err == nil && !up:
-			log.Info("store reachable again: SERVING")
-			setHealth(hs, healthpb.HealthCheckResponse_SERVING)
-		}
-		up = err == nil
 	}
 }
 

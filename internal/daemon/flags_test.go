@@ -59,6 +59,22 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		{name: "health listener off by default", get: func(c config) any { return c.healthListen }, want: ""},
 		{name: "bad health address from env", env: map[string]string{"CONSENTD_HEALTH_LISTEN": "8086"},
 			wantErr: `-health-listen: want host:port (127.0.0.1:8080, :8080), got "8086" (set by $CONSENTD_HEALTH_LISTEN)`},
+		{name: "store timeouts by default", get: func(c config) any { return []time.Duration{c.storeReadTimeout, c.storeWriteTimeout} },
+			want: []time.Duration{200 * time.Millisecond, 2 * time.Second}},
+		{name: "store timeouts from env", env: map[string]string{"CONSENTD_STORE_READ_TIMEOUT": "50ms", "CONSENTD_STORE_WRITE_TIMEOUT": "5s"},
+			get: func(c config) any { return []time.Duration{c.storeReadTimeout, c.storeWriteTimeout} }, want: []time.Duration{50 * time.Millisecond, 5 * time.Second}},
+		{name: "zero read timeout", args: []string{"--store-read-timeout", "0s"},
+			wantErr: "-store-read-timeout: want 1ms to 1m0s, got 0s"},
+		{name: "write timeout too long", env: map[string]string{"CONSENTD_STORE_WRITE_TIMEOUT": "2m"},
+			wantErr: "-store-write-timeout: want 1ms to 1m0s, got 2m0s (set by $CONSENTD_STORE_WRITE_TIMEOUT)"},
+		{name: "redis init from env", args: []string{"--redis", "redis://a"}, env: map[string]string{"CONSENTD_REDIS_INIT": "true", "CONSENTD_REDIS_OPERATOR_CHECKS_SETTINGS": "1"},
+			get: func(c config) any { return []bool{c.redisInit, c.redisOperatorChecksSettings} }, want: []bool{true, true}},
+		{name: "redis init off by default", args: []string{"--redis", "redis://a"},
+			get: func(c config) any { return []bool{c.redisInit, c.redisOperatorChecksSettings} }, want: []bool{false, false}},
+		{name: "redis init without redis", args: []string{"--redis-init"},
+			wantErr: "-redis-init: needs -redis, -redis-sentinel or -redis-cluster"},
+		{name: "operator checks settings without redis", env: map[string]string{"CONSENTD_REDIS_OPERATOR_CHECKS_SETTINGS": "true"},
+			wantErr: "-redis-operator-checks-settings: needs -redis, -redis-sentinel or -redis-cluster (set by $CONSENTD_REDIS_OPERATOR_CHECKS_SETTINGS)"},
 		{name: "env conflicts like flags", args: []string{"--redis", "redis://a"}, env: map[string]string{"CONSENTD_REDIS_CLUSTER": "b:1"},
 			wantErr: "give at most one of -redis, -redis-sentinel, -redis-cluster"},
 	} {
@@ -91,12 +107,15 @@ func TestHelpNamesEveryVariable(t *testing.T) {
 	help := out.String()
 	n := 0
 	for _, name := range flagNames(t) {
-		// The usage line follows the "  -name type" line.
+		// The usage line follows the "  -name type" line, or a boolean
+		// flag's "  -name" line.
 		_, rest, ok := strings.Cut(help, "  -"+name+" ")
-		if !ok {
+		if ok {
+			rest = rest[strings.Index(rest, "\n")+1:]
+		} else {
 			_, rest, ok = strings.Cut(help, "  -"+name+"\n")
 		}
-		line, _, _ := strings.Cut(strings.TrimPrefix(rest[strings.Index(rest, "\n")+1:], " "), "\n")
+		line, _, _ := strings.Cut(strings.TrimPrefix(rest, " "), "\n")
 		if !ok || !strings.Contains(line, "($"+envName(name)+")") {
 			t.Errorf("--help: usage of -%s does not name $%s:\n%s", name, envName(name), line)
 		}

@@ -105,7 +105,7 @@ func TestHealthListenerStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0", "--log-format", "json",
-		"--redis", "redis://" + r.Addr(), "--secret-file", secret, "--partitions", "2"})
+		"--redis", "redis://" + r.Addr(), "--redis-init", "--secret-file", secret, "--partitions", "2"})
 	_, probe := healthClient(t, d.health)
 	_, mainHC := healthClient(t, d.addr)
 	waitFor := func(want healthpb.HealthCheckResponse_ServingStatus) {

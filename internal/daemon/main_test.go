@@ -1,9 +1,12 @@
-package daemon
+package daemon_test
 
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/consentd/consentd/internal/daemontest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain lets this package's test binary run as consentd (daemontest.Main)
+// for the tests that need a consentd process of their own; the others run
+// consentd in the test's process. Either way goroutine leaks fail the tests.
+func TestMain(m *testing.M) { daemontest.Main(m) }

@@ -46,6 +46,11 @@ func newMetrics(c config, st *stack, purposes *consent.Registry) (*daemonMetrics
 			return nil, err
 		}
 	}
+	if st.audit != nil {
+		if err := metrics.RegisterAudit(m.reg, metrics.AuditCounters{Inexact: &st.audit.Inexact, Skipped: &st.audit.Skipped}); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
 }
 
@@ -73,4 +78,12 @@ func (m *daemonMetrics) handler(log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", metrics.Handler(m.reg, log))
 	return mux
+}
+
+// watch reports the guard's store state and faults.
+func (m *daemonMetrics) watch(g *guard) error {
+	if m == nil {
+		return nil
+	}
+	return metrics.RegisterStore(m.reg, storeStateNames[:], g)
 }

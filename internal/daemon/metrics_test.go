@@ -47,7 +47,7 @@ func TestMetrics(t *testing.T) {
 				if err := os.WriteFile(secret, bytes.Repeat([]byte("k"), 32), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				args = append(args, "--redis", "redis://"+r.Addr(), "--secret-file", secret, "--partitions", "4")
+				args = append(args, "--redis", "redis://"+r.Addr(), "--redis-init", "--secret-file", secret, "--partitions", "4")
 			}
 			d := startDaemon(t, args)
 			if d.metrics == "" {
@@ -125,6 +125,13 @@ func testMetrics(t *testing.T, d *daemon, redis bool) {
 		`consentd_decisions_total{purpose="sales_outreach",reason="granted"}`:     0,
 		`consentd_decisions_total{purpose="ad_retargeting",reason="erased"}`:      0,
 		`consentd_cache_rejected_fills_total`:                                     0,
+		`consentd_store_state{state="serving"}`:                                   1,
+		`consentd_store_state{state="unreachable"}`:                               0,
+		`consentd_store_state{state="settings_drift"}`:                            0,
+		`consentd_store_state{state="lost"}`:                                      0,
+		`consentd_store_faults_total{kind="unreachable"}`:                         0,
+		`consentd_store_faults_total{kind="settings_drift"}`:                      0,
+		`consentd_store_faults_total{kind="lost"}`:                                0,
 	}
 	if !redis {
 		want[`consentd_cache_flushes_total`] = 0 // the feed flushes as it first syncs each partition
@@ -132,6 +139,8 @@ func testMetrics(t *testing.T, d *daemon, redis bool) {
 		want[`consentd_feed_gaps_total`] = 0
 		want[`consentd_feed_resets_total`] = 0
 		want[`consentd_feed_errors_total`] = 0
+		want[`consentd_store_audit_inexact_total`] = 0
+		want[`consentd_store_audit_skipped_total`] = 0
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {
@@ -160,8 +169,8 @@ func testMetrics(t *testing.T, d *daemon, redis bool) {
 				t.Errorf("consentd_feed_fence_age_seconds%s = %v (present %v), want within the 2s lease", label, age, ok)
 			}
 		}
-	} else if strings.Contains(scrape, "consentd_lease_fresh") || strings.Contains(scrape, "consentd_feed_") {
-		t.Errorf("the embedded store has no feed or lease, but the scrape shows them")
+	} else if strings.Contains(scrape, "consentd_lease_fresh") || strings.Contains(scrape, "consentd_feed_") || strings.Contains(scrape, "consentd_store_audit_") {
+		t.Errorf("the embedded store has no feed, lease or audit, but the scrape shows them")
 	}
 	lower := strings.ToLower(scrape)
 	for _, part := range contactParts {

@@ -3,10 +3,12 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -48,9 +50,10 @@ type piiNeedle struct {
 
 // piiNeedles returns what a scan for contacts looks for: each contact as
 // sent, trimmed, normalised (trim, NFC, lower case, as contactkey keys it),
-// its local part, the local part before any +tag, and the local part's
-// longest ASCII run, which survives a \u escape of its other characters
-// (JSON, Go's %q). Each form is looked for in NFC and NFD, lower-cased:
+// URL-escaped (query and path) and JSON-escaped; of an address, its local
+// part, the local part before any +tag and the local part's longest ASCII
+// run, which survives a \u escape of its other characters (JSON, Go's %q);
+// of a phone number, its digits. Each form is looked for in NFC and NFD, lower-cased:
 // the scan lower-cases what it scans.
 func piiNeedles(contacts []string) []piiNeedle {
 	var ns []piiNeedle
@@ -74,11 +77,32 @@ func piiNeedles(contacts []string) []piiNeedle {
 		add(i, "raw", c)
 		add(i, "trimmed", strings.TrimSpace(c))
 		add(i, "normalised", n)
-		add(i, "local part", local)
-		add(i, "plain local part", plain)
-		add(i, "ASCII run of the local part", longestASCIIRun(local))
+		for _, v := range []string{c, strings.TrimSpace(c), norm.NFD.String(c), norm.NFD.String(strings.TrimSpace(c))} {
+			add(i, "URL-escaped", url.QueryEscape(v))
+			add(i, "URL-escaped", url.PathEscape(v))
+			j, _ := json.Marshal(v)
+			add(i, "JSON-escaped", strings.Trim(string(j), `"`))
+		}
+		if strings.Contains(n, "@") {
+			add(i, "local part", local)
+			add(i, "plain local part", plain)
+			add(i, "ASCII run of the local part", longestASCIIRun(local))
+			continue
+		}
+		// A phone number's digits: ten or more, since fewer (or a run of
+		// them between spaces) would match a duration by chance.
+		if digits := strings.Map(keepDigit, c); len(digits) >= 10 {
+			add(i, "digits", digits)
+		}
 	}
 	return ns
+}
+
+func keepDigit(r rune) rune {
+	if r >= '0' && r <= '9' {
+		return r
+	}
+	return -1
 }
 
 // longestASCIIRun is the longest run of ASCII letters, digits and
@@ -130,24 +154,34 @@ func (s *piiScanner) scan(where string, b []byte) {
 // of the forms it looks for is found, wherever in the bytes it is; bytes
 // holding only keyed hashes and other contacts are clean.
 func TestPIIScannerFindsPlanted(t *testing.T) {
-	contact := piiContacts[0]
+	contact, phone := piiContacts[0], "+44 7700 900461"
 	for _, tc := range []struct {
-		name string
-		data []byte
-		want bool
+		name    string
+		contact string // default contact
+		data    []byte
+		want    bool
 	}{
-		{"raw, in binary", append(append([]byte{0, 0xff, 0xfe}, contact...), 0x80), true},
-		{"upper case", []byte(strings.ToUpper(contact)), true},
-		{"normalised", []byte(`{"msg":"rpc","contact":"zoë.tester+pii@example.com"}`), true},
-		{"NFD", []byte(norm.NFD.String("ZOË.TESTER+PII@example.com")), true},
-		{"local part only", []byte("key=zoë.tester+pii"), true},
-		{"plain local part", []byte("user Zoë.Tester, hello"), true},
-		{"escaped by JSON", []byte(`"contact":"Zo\u00eb.Tester+pii@Example.COM"`), true},
-		{"another contact", []byte(piiContacts[2]), false},
-		{"keyed hash only", []byte("consentd:{3}:rec:4f1c2b0e9a7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a392817"), false},
-		{"nothing", nil, false},
+		{"raw, in binary", "", append(append([]byte{0, 0xff, 0xfe}, contact...), 0x80), true},
+		{"upper case", "", []byte(strings.ToUpper(contact)), true},
+		{"normalised", "", []byte(`{"msg":"rpc","contact":"zoë.tester+pii@example.com"}`), true},
+		{"NFD", "", []byte(norm.NFD.String("ZOË.TESTER+PII@example.com")), true},
+		{"local part only", "", []byte("key=zoë.tester+pii"), true},
+		{"plain local part", "", []byte("user Zoë.Tester, hello"), true},
+		{"escaped by JSON", "", []byte(`"contact":"Zo\u00eb.Tester+pii@Example.COM"`), true},
+		{"escaped in a URL", "", []byte(`GET /unsubscribe/Zo%C3%AB.Tester%2Bpii%40Example.COM`), true},
+		{"phone", phone, []byte(`{"purpose":"+44 7700 900461"}`), true},
+		{"phone in a URL query", phone, []byte(`?c=%2B44+7700+900461`), true},
+		{"phone in a URL path", phone, []byte(`/unsubscribe/+44%207700%20900461`), true},
+		{"phone's digits", phone, []byte(`tel=447700900461`), true},
+		{"a duration is not a phone", phone, []byte(`"elapsed":9004617`), false},
+		{"another contact", "", []byte(piiContacts[2]), false},
+		{"keyed hash only", "", []byte("consentd:{3}:rec:4f1c2b0e9a7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a392817"), false},
+		{"nothing", "", nil, false},
 	} {
-		s := newPIIScanner([]string{contact})
+		if tc.contact == "" {
+			tc.contact = contact
+		}
+		s := newPIIScanner([]string{tc.contact})
 		s.scan(tc.name, tc.data)
 		if got := len(s.found) > 0; got != tc.want {
 			t.Errorf("%s: found %v (%q), want %v", tc.name, got, s.found, tc.want)
@@ -204,7 +238,7 @@ func TestNoRawContactAtRest(t *testing.T) {
 				if err := os.WriteFile(secret, bytes.Repeat([]byte("k"), 32), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				args = append(args, "--redis", "redis://"+r.Addr(), "--secret-file", secret, "--partitions", "4")
+				args = append(args, "--redis", "redis://"+r.Addr(), "--redis-init", "--secret-file", secret, "--partitions", "4")
 			}
 			d := startDaemon(t, args)
 			s := newPIIScanner(piiContacts)
@@ -520,6 +554,14 @@ func TestPIINeedles(t *testing.T) {
 		"raw: " + nfd(" zoë.tester+pii@example.com "),
 		"trimmed: zoë.tester+pii@example.com",
 		"trimmed: " + nfd("zoë.tester+pii@example.com"),
+		"URL-escaped: +zo%c3%ab.tester%2bpii%40example.com+",
+		"URL-escaped: %20zo%c3%ab.tester+pii@example.com%20",
+		"URL-escaped: zo%c3%ab.tester%2bpii%40example.com",
+		"URL-escaped: zo%c3%ab.tester+pii@example.com",
+		"URL-escaped: +zoe%cc%88.tester%2bpii%40example.com+",
+		"URL-escaped: %20zoe%cc%88.tester+pii@example.com%20",
+		"URL-escaped: zoe%cc%88.tester%2bpii%40example.com",
+		"URL-escaped: zoe%cc%88.tester+pii@example.com",
 		"local part: zoë.tester+pii",
 		"local part: " + nfd("zoë.tester+pii"),
 		"plain local part: zoë.tester",

@@ -95,8 +95,10 @@ func (s security) identityOn() bool {
 
 // serverOptions are the main listener's credentials and, with identity on,
 // the interceptors that name callers (before logging, so calls are logged
-// with their caller).
-func (s security) serverOptions(log *slog.Logger) []grpc.ServerOption {
+// with their caller). decode, the options that refuse a request body that
+// is not protobuf, come after identity, which names the caller they log,
+// and before the policy, which reads requests.
+func (s security) serverOptions(log *slog.Logger, decode []grpc.ServerOption) []grpc.ServerOption {
 	var opts []grpc.ServerOption
 	if s.tls != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls)))
@@ -104,13 +106,15 @@ func (s security) serverOptions(log *slog.Logger) []grpc.ServerOption {
 	if s.identityOn() {
 		a := identity.New(identity.Config{Tokens: s.tokens, ClientCerts: s.tls != nil && s.tls.ClientCAs != nil, Log: log})
 		opts = append(opts, grpc.ChainUnaryInterceptor(a.UnaryInterceptor()), grpc.ChainStreamInterceptor(a.StreamInterceptor()))
+		opts = append(opts, decode...)
 		// Entitlements and rate limits after identity, before any
 		// handler touches the cache or the store.
 		if s.policy != nil {
 			opts = append(opts, grpc.ChainUnaryInterceptor(s.policy.UnaryInterceptor()), grpc.ChainStreamInterceptor(s.policy.StreamInterceptor()))
 		}
+		return opts
 	}
-	return opts
+	return append(opts, decode...)
 }
 
 // logAttrs describe the security of the main listener for the ready line.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -29,9 +30,14 @@ type backend interface {
 // stack is a store with its cache and, for Redis, its change feed.
 type stack struct {
 	kind    string
-	backend backend
+	backend backend // the store itself: what the guard watches
+	// calls is the store with the deadlines of --store-read-timeout and
+	// --store-write-timeout: the cache reads and the server writes through
+	// it, never through backend.
+	calls   deadlines
 	records *cache.Cache
 	feed    *store.Feed
+	audit   *store.AuditStats // nil but for Redis
 	closers []func() error
 }
 
@@ -53,9 +59,9 @@ func openStore(ctx context.Context, c config, secretCheck string, ch *chain.Key,
 		if err != nil {
 			return nil, err
 		}
-		s := &stack{kind: "embedded", backend: st, closers: []func() error{st.Close}}
+		s := &stack{kind: "embedded", backend: st, calls: c.deadlines(st), closers: []func() error{st.Close}}
 		// Writes are local and reported in order: no lease is needed.
-		records, err := cache.New(st, cache.Config{MaxBytes: c.cacheBytes, Partitions: 1})
+		records, err := cache.New(s.calls, cache.Config{MaxBytes: c.cacheBytes, Partitions: 1})
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -75,22 +81,18 @@ func openStore(ctx context.Context, c config, secretCheck string, ch *chain.Key,
 		return nil, err
 	}
 	s := &stack{kind: "redis", closers: []func() error{rdb.Close}}
+	// OpenRedis refuses an empty Redis without --redis-init (it may have
+	// been wiped), a Redis of another deployment, and unsafe settings: each
+	// stops consentd before it listens, with the store's message.
 	st, err := store.OpenRedis(ctx, rdb, store.RedisConfig{
-		Partitions: uint32(c.partitions), SecretCheck: secretCheck, WaitReplicas: c.redisWaitReplicas, Chain: ch})
+		Partitions: uint32(c.partitions), SecretCheck: secretCheck, WaitReplicas: c.redisWaitReplicas,
+		WaitTimeout: c.waitTimeout(), Chain: ch, Init: c.redisInit, OperatorChecksSettings: c.redisOperatorChecksSettings})
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
-	s.backend = st
-	warnings, err := st.CheckSettings(ctx)
-	if err != nil {
-		s.Close()
-		return nil, err
-	}
-	for _, w := range warnings {
-		log.Warn("redis setting weakens a guarantee", "detail", w)
-	}
-	records, err := cache.New(st, cache.Config{MaxBytes: c.cacheBytes, Partitions: st.Partitions(), Lease: c.lease})
+	s.backend, s.calls, s.audit = st, c.deadlines(st), st.AuditStats()
+	records, err := cache.New(s.calls, cache.Config{MaxBytes: c.cacheBytes, Partitions: st.Partitions(), Lease: c.lease})
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -126,6 +128,7 @@ func redisPassword(c config) (string, error) {
 // redisClient builds the client for whichever Redis flag is set. pool, when
 // > 0, sets the connection pool size.
 func redisClient(c config, password string, pool int) (redis.UniversalClient, error) {
+	t := c.redisTimeouts()
 	switch {
 	case c.redisURL != "":
 		o, err := redis.ParseURL(c.redisURL)
@@ -138,6 +141,8 @@ func redisClient(c config, password string, pool int) (redis.UniversalClient, er
 		if pool > 0 {
 			o.PoolSize = pool
 		}
+		o.ContextTimeoutEnabled, o.MaxRetries = true, t.retries
+		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = t.socket, t.socket, t.socket, t.socket
 		return redis.NewClient(o), nil
 	case c.redisSentinel != "":
 		master, addrs, ok := strings.Cut(c.redisSentinel, "@")
@@ -145,8 +150,43 @@ func redisClient(c config, password string, pool int) (redis.UniversalClient, er
 			return nil, fmt.Errorf("-redis-sentinel: want MASTER@host:port,..., got %q", c.redisSentinel)
 		}
 		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(addrs, ","),
-			Password: password, PoolSize: pool}), nil
+			Password: password, PoolSize: pool, ContextTimeoutEnabled: true, MaxRetries: t.retries,
+			DialTimeout: t.socket, ReadTimeout: t.socket, WriteTimeout: t.socket, PoolTimeout: t.socket}), nil
 	default:
-		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(c.redisCluster, ","), Password: password, PoolSize: pool}), nil
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(c.redisCluster, ","), Password: password, PoolSize: pool,
+			ContextTimeoutEnabled: true, MaxRetries: t.retries,
+			DialTimeout: t.socket, ReadTimeout: t.socket, WriteTimeout: t.socket, PoolTimeout: t.socket}), nil
 	}
+}
+
+// redisTimeouts are the go-redis settings that keep a hung Redis from
+// holding a call past its deadline. go-redis ignores a context's deadline on
+// the socket unless ContextTimeoutEnabled is set; with it, a round trip ends
+// at the earlier of the call's deadline and socket, a wait for a pooled
+// connection or a dial too. socket also bounds round trips made without a
+// deadline (the change feed's reads, a verify walk): it is the longest store
+// timeout, so it never cuts a call short of its own. The change feed's XREAD
+// BLOCK still works: go-redis gives a blocking command its block time plus
+// 10 s on the socket (baseClient.cmdTimeout), and the feed's context has no
+// deadline. retries re-sends a command whose pooled connection Redis had
+// closed (a restart, a failover); the deadline bounds them all.
+type redisTimeouts struct {
+	socket  time.Duration
+	retries int
+}
+
+func (c config) redisTimeouts() redisTimeouts {
+	return redisTimeouts{socket: max(c.storeReadTimeout, c.storeWriteTimeout), retries: 2}
+}
+
+// waitTimeout is how long WAIT (--redis-wait-replicas) waits for replicas:
+// half the write's deadline at most, so a write that waited in vain still
+// answers, refused, before the deadline cuts it off.
+func (c config) waitTimeout() time.Duration {
+	return min(time.Second, c.storeWriteTimeout/2)
+}
+
+// deadlines is the store st with this configuration's store timeouts.
+func (c config) deadlines(st timedBackend) deadlines {
+	return deadlines{store: st, read: c.storeReadTimeout, write: c.storeWriteTimeout}
 }

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -66,10 +67,14 @@ func Command(args ...string) *exec.Cmd {
 
 // Daemon is a consentd process started by Start.
 type Daemon struct {
-	Addr string // the gRPC address it serves on
-	HTTP string // the one-click unsubscribe listener; "" without --http
-	// Metrics is the Prometheus listener; "" without --metrics-listen.
-	Metrics string
+	Addr    string // the gRPC address it serves on
+	HTTP    string // the one-click unsubscribe listener; "" without --http
+	Metrics string // the --metrics-listen address; "" without it
+	Health  string // the --health-listen address; "" without it
+	// LogFile holds every byte the process wrote to stderr, however long
+	// its lines (the failure report keeps only the latest): complete once
+	// it has exited (Stop, Wait, Kill).
+	LogFile string
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once the process has exited and been reaped
@@ -89,14 +94,21 @@ func Start(t testing.TB, args ...string) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	d := &Daemon{cmd: cmd, exited: make(chan struct{}), LogFile: filepath.Join(t.TempDir(), "consentd.log")}
+	logFile, err := os.Create(d.LogFile)
+	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Daemon{cmd: cmd, exited: make(chan struct{})}
-	type serving struct{ Msg, Addr, HTTP, Metrics string }
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		t.Fatal(err)
+	}
+	type serving struct{ Msg, Addr, HTTP, Metrics, Health string }
 	ready := make(chan serving, 1)
 	go func() {
 		defer close(d.exited)
+		defer logFile.Close()
+		stderr := io.TeeReader(stderr, logFile)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(nil, maxLog)
 		for sc.Scan() {
@@ -120,7 +132,7 @@ func Start(t testing.TB, args ...string) *Daemon {
 	})
 	select {
 	case rec := <-ready:
-		d.Addr, d.HTTP, d.Metrics = rec.Addr, rec.HTTP, rec.Metrics
+		d.Addr, d.HTTP, d.Metrics, d.Health = rec.Addr, rec.HTTP, rec.Metrics, rec.Health
 	case <-d.exited:
 		t.Fatalf("consentd exited before serving: %v", cmd.ProcessState)
 	case <-time.After(startTimeout):
@@ -142,6 +154,10 @@ func asksForHTTP(args []string) bool {
 	}
 	return false
 }
+
+// Logs returns what consentd has logged so far (JSON, a record a line): its
+// latest lines, at least the last 256 KiB of them.
+func (d *Daemon) Logs() string { return d.logs.String() }
 
 // Signal sends sig to the process and returns without waiting.
 func (d *Daemon) Signal(t testing.TB, sig os.Signal) {

@@ -2,6 +2,7 @@ package daemontest
 
 import (
 	"net"
+	"os"
 	"regexp"
 	"strings"
 	"syscall"
@@ -42,6 +43,11 @@ func TestStartStop(t *testing.T) {
 	}
 	if code := d.Stop(t); code != 0 {
 		t.Errorf("exit status after SIGTERM = %d, want 0", code)
+	}
+	// The log file holds everything, the last line included.
+	if b, err := os.ReadFile(d.LogFile); err != nil || !strings.Contains(string(b), `"msg":"consentd serving"`) || !strings.HasSuffix(string(b), "\n") ||
+		!strings.Contains(string(b), `"msg":"stopped"`) {
+		t.Errorf("log file %s (%v) lacks the serving or the last line:\n%s", d.LogFile, err, b)
 	}
 	d.Kill() // after the exit: a no-op
 }

@@ -178,6 +178,15 @@ func (c *Cluster) index(t testing.TB, addr string, slot int) int {
 // redirections, which go-redis follows.
 func (c *Cluster) MigrateSlot(t testing.TB, slot int, to int) {
 	t.Helper()
+	c.MigrateSlotMidway(t, slot, to, nil)
+}
+
+// MigrateSlotMidway is MigrateSlot, calling midway (when not nil) once,
+// after the first batch of keys has moved: while the slot is split between
+// the two nodes and marked migrating and importing, if it holds more than
+// one batch (100 keys).
+func (c *Cluster) MigrateSlotMidway(t testing.TB, slot int, to int, midway func()) {
+	t.Helper()
 	if slot < 0 || slot >= numSlots || to < 0 || to >= len(c.Nodes) {
 		t.Fatalf("redistest: MigrateSlot(%d, %d): out of range", slot, to)
 	}
@@ -214,6 +223,10 @@ func (c *Cluster) MigrateSlot(t testing.TB, slot int, to int) {
 			args = append(args, k)
 		}
 		do(src, args...)
+		if midway != nil {
+			midway()
+			midway = nil
+		}
 	}
 	// Target first: it bumps its config epoch and claims the slot; then the
 	// source stops answering ASK and starts answering MOVED; then the rest

@@ -174,6 +174,83 @@ func (s *Server) Restart(t testing.TB) {
 	}
 }
 
+// dataFiles are what a server persists its keyspace in, under Dir.
+var dataFiles = []string{"appendonlydir", "dump.rdb"}
+
+// SaveData copies the data files of the stopped server (after Stop or
+// Kill) to a new directory and returns it, for LoadData: an operator's
+// backup.
+func (s *Server) SaveData(t testing.TB) string {
+	t.Helper()
+	s.stopped(t, "SaveData")
+	to := t.TempDir()
+	for _, name := range dataFiles {
+		if err := copyTree(filepath.Join(s.Dir, name), filepath.Join(to, name)); err != nil {
+			t.Fatalf("redistest: SaveData: %v", err)
+		}
+	}
+	return to
+}
+
+// LoadData replaces the data files of the stopped server with those SaveData
+// saved in from, or with none when from is "": the next Restart serves that
+// copy, or an empty keyspace (a server replaced by a new one at the same
+// address).
+func (s *Server) LoadData(t testing.TB, from string) {
+	t.Helper()
+	s.stopped(t, "LoadData")
+	for _, name := range dataFiles {
+		if err := os.RemoveAll(filepath.Join(s.Dir, name)); err != nil {
+			t.Fatalf("redistest: LoadData: %v", err)
+		}
+		if from == "" {
+			continue
+		}
+		if err := copyTree(filepath.Join(from, name), filepath.Join(s.Dir, name)); err != nil {
+			t.Fatalf("redistest: LoadData: %v", err)
+		}
+	}
+}
+
+func (s *Server) stopped(t testing.TB, what string) {
+	t.Helper()
+	if pid := s.PID(); pid != 0 {
+		t.Fatalf("redistest: %s of %s while it is running (pid %d)", what, s.addr, pid)
+	}
+}
+
+// copyTree copies a file, or a directory of files, from to; a from that does
+// not exist copies nothing.
+func copyTree(from, to string) error {
+	info, err := os.Stat(from)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if !info.IsDir() {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(to, data, 0o600)
+	}
+	if err := os.MkdirAll(to, 0o700); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := copyTree(filepath.Join(from, e.Name()), filepath.Join(to, e.Name())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Client returns a client for the server, closed in t.Cleanup.
 func (s *Server) Client(t testing.TB) *redis.Client {
 	t.Helper()

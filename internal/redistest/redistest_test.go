@@ -396,3 +396,34 @@ func (h *redirectCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook 
 		return err
 	}
 }
+
+// TestSaveAndLoadData: a copy saved from a stopped server comes back after
+// LoadData and Restart (later writes gone), and LoadData("") restarts it
+// empty.
+func TestSaveAndLoadData(t *testing.T) {
+	s := Start(t, Options{})
+	ctx := context.Background()
+	rdb := s.Client(t)
+	get := func(k string) string { return rdb.Get(ctx, k).Val() }
+	if err := rdb.Set(ctx, "a", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop(t)
+	saved := s.SaveData(t)
+	s.Restart(t)
+	if err := rdb.Set(ctx, "b", "2", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	s.Kill(t)
+	s.LoadData(t, saved)
+	s.Restart(t)
+	if a, b := get("a"), get("b"); a != "1" || b != "" {
+		t.Errorf("after loading the saved copy: a=%q b=%q, want a=1 and no b", a, b)
+	}
+	s.Kill(t)
+	s.LoadData(t, "")
+	s.Restart(t)
+	if n := rdb.DBSize(ctx).Val(); n != 0 {
+		t.Errorf("after LoadData(\"\"): %d keys, want none", n)
+	}
+}

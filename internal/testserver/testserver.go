@@ -99,7 +99,7 @@ func Start(t testing.TB, o Options) *Env {
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	lis := bufconn.Listen(1 << 20)
-	opts := server.ServerOptions(log)
+	opts := append(server.DecodeOptions(log), server.ServerOptions(log)...)
 	if o.Fault != nil {
 		opts = append(opts, grpc.ChainUnaryInterceptor(o.Fault))
 	}

@@ -1,0 +1,381 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+
+	consent "github.com/consentd/consentd"
+)
+
+// Faults of a Redis store that consentd must not serve. Each is also a
+// consent.ErrUnavailable, so the one status mapping answers UNAVAILABLE
+// with the error's message. None names a contact.
+var (
+	// ErrStoreLost: the store is not the one this process opened, or lost
+	// keys: wiped, replaced, rolled back, or keys evicted or deleted. It holds
+	// for the process: only an operator can restore the data (then restart
+	// consentd).
+	ErrStoreLost error = &fault{"store lost"}
+	// ErrNotInitialised: Redis holds no consentd data and initialising was
+	// not asked for.
+	ErrNotInitialised error = &fault{"store not initialised"}
+	// ErrSettings: a Redis setting the guarantees rest on is wrong, or
+	// cannot be read. It clears when the setting is fixed (if no key was
+	// lost meanwhile: that is ErrStoreLost).
+	ErrSettings error = &fault{"redis settings"}
+)
+
+type fault struct{ name string }
+
+func (f *fault) Error() string { return f.name }
+
+func (f *fault) Is(target error) bool { return target == consent.ErrUnavailable }
+
+// faultError is a fault with its own message.
+type faultError struct {
+	kind error
+	msg  string
+}
+
+func (e *faultError) Error() string { return e.msg }
+func (e *faultError) Unwrap() error { return e.kind }
+
+func faultf(kind error, format string, args ...any) error {
+	return &faultError{kind: kind, msg: fmt.Sprintf(format, args...)}
+}
+
+// lostHint ends every ErrStoreLost message: what happened and what to do.
+const lostHint = "the Redis store was wiped, replaced or rolled back since consentd opened it, or lost keys; " +
+	"consentd serves nothing from it until an operator restores it from a backup and restarts consentd"
+
+func lostf(format string, args ...any) error {
+	return faultf(ErrStoreLost, "store: redis: "+format+": "+lostHint, args...)
+}
+
+// fail keeps the first ErrStoreLost for the process and returns it; other
+// errors pass through.
+func (s *Redis) fail(err error) error {
+	if !errors.Is(err, ErrStoreLost) {
+		return err
+	}
+	s.lost.CompareAndSwap(nil, &err)
+	return *s.lost.Load()
+}
+
+func (s *Redis) lostErr() error {
+	if p := s.lost.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// storeState is what identifies a store, read in one pipeline.
+type storeState struct {
+	layout, partitions, secret string // "" when absent
+	ids                        []string
+	seqs                       []uint64
+}
+
+// notMarker stands for a partition marker of the wrong type.
+const notMarker = "(not a consentd marker)"
+
+func (s *Redis) readState(ctx context.Context) (*storeState, error) {
+	var (
+		globals [3]*redis.StringCmd
+		ids     = make([]*redis.StringCmd, s.cfg.Partitions)
+		seqs    = make([]*redis.StringCmd, s.cfg.Partitions)
+	)
+	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, k := range []string{layoutKey, partitionsKey, secretKey} {
+			globals[i] = pipe.Get(ctx, k)
+		}
+		for p := range s.cfg.Partitions {
+			ids[p] = pipe.HGet(ctx, markerKey(p), "id")
+			seqs[p] = pipe.Get(ctx, seqKey(p))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) && !isWrongType(err) {
+		return nil, redisErr(err)
+	}
+	st := &storeState{ids: make([]string, s.cfg.Partitions), seqs: make([]uint64, s.cfg.Partitions)}
+	for i, v := range []*string{&st.layout, &st.partitions, &st.secret} {
+		if *v, err = optional(globals[i]); err != nil {
+			return nil, err
+		}
+	}
+	for p := range s.cfg.Partitions {
+		if st.ids[p], err = optional(ids[p]); isWrongType(err) {
+			st.ids[p] = notMarker
+		} else if err != nil {
+			return nil, err
+		}
+		v, err := optional(seqs[p])
+		if err != nil {
+			return nil, err
+		}
+		if v != "" {
+			if st.seqs[p], err = strconv.ParseUint(v, 10, 64); err != nil {
+				return nil, lostf("partition %d's sequence %s is not a number", p, seqKey(p))
+			}
+		}
+	}
+	return st, nil
+}
+
+// optional returns a string reply, "" for a missing key.
+func optional(c *redis.StringCmd) (string, error) {
+	v, err := c.Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return "", nil
+	case isWrongType(err):
+		return "", err
+	case err != nil:
+		return "", redisErr(err)
+	}
+	return v, nil
+}
+
+func isWrongType(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE") }
+
+// identify recognises the store OpenRedis was given, or initialises a new
+// one when cfg.Init says so.
+func (s *Redis) identify(ctx context.Context) error {
+	st, err := s.readState(ctx)
+	if err != nil {
+		return err
+	}
+	if st.layout == "" {
+		return s.unmarked(ctx, st)
+	}
+	layout, id, _ := strings.Cut(st.layout, "/")
+	if layout != redisLayout {
+		return fmt.Errorf("store: redis: the data has layout %q (%s), this consentd writes %q: use a new Redis database", layout, layoutKey, redisLayout)
+	}
+	s.id = id
+	if err := s.judgeIdentity(ctx, st, nil); err != nil {
+		return err
+	}
+	if s.cfg.Init {
+		return fmt.Errorf("store: redis: the store is already initialised (%s): remove --redis-init, which is for the first start of a new deployment only", layoutKey)
+	}
+	if err := s.checkAlike(st.partitions, st.secret); err != nil {
+		return err
+	}
+	for p, seq := range st.seqs {
+		s.seen[p].Store(seq)
+	}
+	return nil
+}
+
+// checkAlike refuses a sidecar configured unlike the deployment.
+func (s *Redis) checkAlike(partitions, secret string) error {
+	for _, c := range []struct{ key, got, want, what string }{
+		{partitionsKey, partitions, strconv.FormatUint(uint64(s.cfg.Partitions), 10), "partition count"},
+		{secretKey, secret, s.cfg.SecretCheck, "contact-key secret"},
+	} {
+		if c.got != c.want {
+			return fmt.Errorf("store: this sidecar's %s differs from the one the deployment in Redis uses (%s): every sidecar must be configured alike", c.what, c.key)
+		}
+	}
+	return nil
+}
+
+// unmarked handles a Redis without the layout mark: new, partly wiped, or
+// an initialisation that did not finish.
+func (s *Redis) unmarked(ctx context.Context, st *storeState) error {
+	for p, seq := range st.seqs {
+		if seq > 0 {
+			return lostf("%s is missing but partition %d holds data (%s is %d)", layoutKey, p, seqKey(uint32(p)), seq)
+		}
+	}
+	begun := st.partitions != "" || st.secret != ""
+	for _, id := range st.ids {
+		begun = begun || id != ""
+	}
+	if begun {
+		// Initialisation writes the layout mark last.
+		return faultf(ErrNotInitialised, "store: redis: an initialisation of this Redis is under way in another consentd, or was interrupted "+
+			"(partition markers without %s, and no data): if no consentd is initialising it, empty this database and start one consentd once with --redis-init", layoutKey)
+	}
+	keys, err := s.dbSize(ctx)
+	if err != nil {
+		return err
+	}
+	if !s.cfg.Init {
+		return faultf(ErrNotInitialised, "store: redis: no consentd store in this Redis (no %s): if this is a new deployment, start one consentd once with --redis-init; "+
+			"if the store was wiped or replaced, restore it from a backup (do not initialise a store that should hold data)", layoutKey)
+	}
+	if keys > 0 {
+		return fmt.Errorf("store: redis: --redis-init on a database that holds %d keys but no consentd store: consentd initialises only an empty database, dedicated to it "+
+			"(if these are a wiped store's remains, restore it from a backup instead)", keys)
+	}
+	return s.initialise(ctx)
+}
+
+// dbSize counts the keys of the database on every master.
+func (s *Redis) dbSize(ctx context.Context) (int64, error) {
+	var total atomic.Int64
+	err := s.forEachNode(ctx, func(ctx context.Context, node *redis.Client) error {
+		n, err := node.DBSize(ctx).Result()
+		total.Add(n)
+		return err
+	})
+	if err != nil {
+		return 0, redisErr(err)
+	}
+	return total.Load(), nil
+}
+
+// initScript marks one partition of a new store, unless something already
+// did: another consentd initialising at the same time.
+var initScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
+redis.call('HSET', KEYS[1], 'id', ARGV[1], 'keys', 0)
+return 1
+`)
+
+// initialise writes a new store's configuration, its partition markers and,
+// last, the layout mark with the store id: a store whose initialisation
+// was cut short has no mark, and is never taken for one with data.
+func (s *Redis) initialise(ctx context.Context) error {
+	concurrent := fmt.Errorf("store: redis: another consentd initialised this Redis at the same time: give --redis-init to one consentd, once")
+	id := newStoreID()
+	for _, kv := range [][2]string{
+		{partitionsKey, strconv.FormatUint(uint64(s.cfg.Partitions), 10)},
+		{secretKey, s.cfg.SecretCheck},
+	} {
+		ok, err := s.rdb.SetNX(ctx, kv[0], kv[1], 0).Result()
+		if err != nil {
+			return redisErr(err)
+		}
+		if !ok {
+			return concurrent
+		}
+	}
+	for p := range s.cfg.Partitions {
+		n, err := initScript.Run(ctx, s.rdb, []string{markerKey(p), seqKey(p)}, id).Int()
+		if err != nil {
+			return redisErr(err)
+		}
+		if n != 1 {
+			return concurrent
+		}
+	}
+	ok, err := s.rdb.SetNX(ctx, layoutKey, redisLayout+"/"+id, 0).Result()
+	if err != nil {
+		return redisErr(err)
+	}
+	if !ok {
+		return concurrent
+	}
+	s.id = id
+	return nil
+}
+
+// CheckIdentity checks, in one pipeline per node, that Redis still holds
+// the store this process opened: the layout mark and every partition's
+// marker hold its store id, the deployment's configuration is there, and
+// no partition's sequence is lower than the highest this process has seen
+// (a rollback, or a restore of an older copy). It returns nil; an error
+// wrapping consent.ErrUnavailable when Redis does not answer (transient);
+// or one wrapping ErrStoreLost naming what is wrong, which holds for the
+// process. Cheap: meant to run twice a second.
+func (s *Redis) CheckIdentity(ctx context.Context) error {
+	if err := s.lostErr(); err != nil {
+		return err
+	}
+	// Any sequence seen before the read is sent must be no higher than the
+	// one read: writes only move them up.
+	floor := make([]uint64, len(s.seen))
+	for p := range s.seen {
+		floor[p] = s.seen[p].Load()
+	}
+	st, err := s.readState(ctx)
+	if err != nil {
+		return s.fail(unavailable(err))
+	}
+	if err := s.judgeIdentity(ctx, st, floor); err != nil {
+		return s.fail(err)
+	}
+	if err := s.checkAlike(st.partitions, st.secret); err != nil {
+		return s.fail(lostf("the deployment's configuration changed in Redis (%v)", err))
+	}
+	for p, seq := range st.seqs {
+		s.raise(uint32(p), seq)
+	}
+	return nil
+}
+
+// judgeIdentity compares the markers with the store id and, when floor is
+// given, the sequences with it. It names up to three problems.
+func (s *Redis) judgeIdentity(ctx context.Context, st *storeState, floor []uint64) error {
+	var problems []string
+	if want := redisLayout + "/" + s.id; st.layout != want {
+		if st.layout == "" {
+			problems = append(problems, fmt.Sprintf("%s is missing on %s", layoutKey, s.nodeName(ctx, layoutKey)))
+		} else {
+			problems = append(problems, fmt.Sprintf("%s holds another store's mark on %s", layoutKey, s.nodeName(ctx, layoutKey)))
+		}
+	}
+	for p := range s.cfg.Partitions {
+		switch id := st.ids[p]; {
+		case id == "":
+			problems = append(problems, fmt.Sprintf("partition %d's marker %s is missing on %s", p, markerKey(p), s.nodeName(ctx, markerKey(p))))
+		case id != s.id:
+			problems = append(problems, fmt.Sprintf("partition %d's marker %s holds another store's id on %s", p, markerKey(p), s.nodeName(ctx, markerKey(p))))
+		case floor != nil && st.seqs[p] < floor[p]:
+			problems = append(problems, fmt.Sprintf("partition %d's sequence %s went back from %d to %d on %s", p, seqKey(p), floor[p], st.seqs[p], s.nodeName(ctx, seqKey(p))))
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	if len(problems) > 3 {
+		problems = append(problems[:3], fmt.Sprintf("%d more", len(problems)-3))
+	}
+	return lostf("%s", strings.Join(problems, "; "))
+}
+
+// raise records that partition p's sequence reached seq.
+func (s *Redis) raise(p uint32, seq uint64) {
+	for {
+		old := s.seen[p].Load()
+		if seq <= old || s.seen[p].CompareAndSwap(old, seq) {
+			return
+		}
+	}
+}
+
+// unavailable marks any failure of a periodic check as transient: the
+// check could not be made. A canceled context stays what it is.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, consent.ErrUnavailable) || errors.Is(err, context.Canceled) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", consent.ErrUnavailable, err)
+}
+
+// nodeName names the master that holds key, for messages.
+func (s *Redis) nodeName(ctx context.Context, key string) string {
+	node, err := nodeFor(ctx, s.rdb, key)
+	if err != nil {
+		return "an unknown node"
+	}
+	return addrOf(node)
+}
+
+// addrOf names a node. A Sentinel client's is the master it follows.
+func addrOf(node *redis.Client) string {
+	if a := node.Options().Addr; a != "FailoverClient" {
+		return a
+	}
+	return "the Sentinel master"
+}
