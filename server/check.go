@@ -70,20 +70,34 @@ func (s *checkService) BatchCheck(ctx context.Context, req *pb.BatchCheckRequest
 }
 
 // FilterAudience answers each request message with the allowed contacts of
-// that message, in order, so memory stays bounded by a few messages and gRPC
-// flow control paces a sender that outruns the checks. A malformed contact is
-// counted as invalid and never allowed; it does not end the stream.
+// that message, in order. A malformed contact is counted as invalid and
+// never allowed; it does not end the stream.
 //
-// Up to filterDepth messages are worked on at once: while one waits for the
-// store, the next is being keyed and the one before is being sent. Messages
+// What a stream holds is bounded whether or not its client reads the
+// answers: a stream is admitted only within the server's AudienceLimits,
+// and it reads a message only while its window has room for it beside the
+// messages whose answers are not yet sent (audienceStream.room). A client
+// that stops reading therefore stops the reading here, and gRPC's flow
+// control (a static window: see the daemon's server options) then stops
+// its sender.
+//
+// Up to filterDepth messages, as many as the window holds, are worked on at
+// once: while one waits for the store, the next is being keyed and the one
+// before is being sent. Messages
 // are received on a goroutine of their own, so that an error (the store
 // failing) ends the call at once even while the client is between messages;
 // that receiver ends when the stream does, which returning here brings about.
 // The judging goroutines are this handler's: it cancels and waits for them
 // on every return, so none touches the store after the call.
 func (s *checkService) FilterAudience(stream pb.CheckService_FilterAudienceServer) error {
+	caller, _ := CallerFrom(stream.Context())
+	window, err := s.audience.open(caller)
+	if err != nil {
+		return toStatus(err)
+	}
+	defer window.close() // after the judges have stopped
 	ctx, cancel := context.WithCancel(stream.Context())
-	a := &audience{ctx: ctx, queue: make(chan *filterWork, filterDepth)}
+	a := &audience{ctx: ctx, queue: make(chan *filterWork, filterDepth), window: window}
 	defer a.stop(cancel)
 	go s.receiveAudience(stream, a)
 	var sum summary
@@ -109,6 +123,7 @@ func (s *checkService) FilterAudience(stream pb.CheckService_FilterAudienceServe
 		if err := stream.Send(resp); err != nil {
 			return err
 		}
+		window.release(w.cost)
 	}
 	return stream.Send(&pb.FilterAudienceResponse{Summary: sum.proto()})
 }
@@ -121,8 +136,9 @@ const filterDepth = 4
 // in order, and the judging goroutines, which may start only while the call
 // is open.
 type audience struct {
-	ctx   context.Context
-	queue chan *filterWork
+	ctx    context.Context
+	queue  chan *filterWork
+	window *audienceStream
 
 	mu     sync.Mutex
 	closed bool
@@ -154,6 +170,7 @@ func (a *audience) stop(cancel context.CancelFunc) {
 // background; done is closed when vs, err or panicked is set.
 type filterWork struct {
 	contacts []string
+	cost     int64 // held in the stream's window until the answer is sent
 	vs       []verdict
 	err      error // a status for the client: ends the stream
 	panicked *panicked
@@ -170,6 +187,9 @@ func (s *checkService) receiveAudience(stream pb.CheckService_FilterAudienceServ
 		cons consent.Consistency
 	)
 	for {
+		if a.window.room(a.ctx) != nil {
+			return // the call is over
+		}
 		w := &filterWork{done: make(chan struct{})}
 		req, err := stream.Recv()
 		switch {
@@ -189,7 +209,8 @@ func (s *checkService) receiveAudience(stream pb.CheckService_FilterAudienceServ
 		}
 		bad := w.err != nil
 		if !bad {
-			w.contacts = req.GetContacts()
+			w.contacts, w.cost = req.GetContacts(), messageCost(req.GetContacts())
+			a.window.hold(w.cost)
 			started := a.judge(func() {
 				defer close(w.done)
 				defer catch(&w.panicked)

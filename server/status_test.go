@@ -31,6 +31,7 @@ func TestToStatus(t *testing.T) {
 		{"exhausted", fmt.Errorf("disk full (%w)", consent.ErrExhausted), codes.ResourceExhausted, "disk full (resource exhausted)"},
 		{"deadline", fmt.Errorf("read: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "read: context deadline exceeded"},
 		{"canceled", context.Canceled, codes.Canceled, "context canceled"},
+		{"limit", fmt.Errorf("open: %w", &LimitError{msg: "no room (--flag=1)"}), codes.ResourceExhausted, "no room (--flag=1)"},
 		{"already a status", status.Error(codes.PermissionDenied, "no"), codes.PermissionDenied, "no"},
 		{"anything else", errors.New("disk on fire"), codes.Internal, "disk on fire"},
 	}

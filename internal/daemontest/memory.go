@@ -1,0 +1,76 @@
+package daemontest
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// PID is the consentd process's id.
+func (d *Daemon) PID() int { return d.cmd.Process.Pid }
+
+// RSS returns the process's resident set size in bytes, as the kernel
+// reports it in /proc/PID/status (VmRSS): the memory consentd holds that
+// the machine cannot give to anyone else. Without /proc (not Linux) the
+// test is skipped.
+func (d *Daemon) RSS(t testing.TB) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.PID()))
+	if err != nil {
+		if _, serr := os.Stat("/proc/self/status"); serr != nil {
+			t.Skip("no /proc: RSS is read from /proc/PID/status")
+		}
+		t.Fatalf("reading consentd's RSS: %v", err)
+	}
+	for line := range bytes.Lines(b) {
+		if rest, ok := bytes.CutPrefix(line, []byte("VmRSS:")); ok {
+			// "VmRSS:	  123456 kB"
+			f := bytes.Fields(rest)
+			if len(f) != 2 || string(f[1]) != "kB" {
+				break
+			}
+			kb, err := strconv.ParseInt(string(f[0]), 10, 64)
+			if err != nil {
+				break
+			}
+			return kb << 10
+		}
+	}
+	t.Fatalf("no VmRSS line in /proc/%d/status:\n%s", d.PID(), b)
+	return 0
+}
+
+// Metric returns the value of the sample named name (with its labels, as
+// exposed: `go_memstats_heap_inuse_bytes`) that consentd's metrics
+// listener serves now. consentd must run with --metrics-listen.
+func (d *Daemon) Metric(t testing.TB, name string) float64 {
+	t.Helper()
+	if d.Metrics == "" {
+		t.Fatal("consentd runs without --metrics-listen")
+	}
+	resp, err := http.Get("http://" + d.Metrics + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", name, err)
+			}
+			return f
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	t.Fatalf("consentd serves no metric %s", name)
+	return 0
+}
