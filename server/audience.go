@@ -36,10 +36,10 @@ type AudienceLimits struct {
 // and keeps issue 15's bound: 200 streams whose client reads nothing add
 // at most 256 MiB to consentd's RSS, gRPC's buffers (with the daemon's
 // static windows) and the collector's headroom (the heap grows to twice
-// what is live before a collection) included. Measured by
-// TestSlowAudienceReaders: 0.8 to 0.95 MiB a stream with this window; 1.0
-// to 1.4 MiB with 512 KiB, over the bound. MaxBytes lets every stream of
-// MaxStreams fill its window.
+// what is live before a collection) included: TestSlowAudienceReaders
+// measures 0.8 MiB of RSS a stream (a 512 KiB window took 1.0 to 1.4 MiB,
+// over the bound). MaxBytes lets every stream of MaxStreams fill its
+// window.
 const (
 	DefaultAudienceWindow      = 256 << 10
 	DefaultAudienceMaxStreams  = 256

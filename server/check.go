@@ -107,20 +107,8 @@ func (s *checkService) FilterAudience(stream pb.CheckService_FilterAudienceServe
 		if w.err != nil {
 			return w.err
 		}
-		sum.total += uint64(len(w.contacts))
-		resp := &pb.FilterAudienceResponse{}
-		for i, v := range w.vs {
-			switch {
-			case v.invalid != nil:
-				sum.invalid++
-			case v.d.Allowed:
-				resp.Allowed = append(resp.Allowed, w.contacts[i])
-				fallthrough
-			default:
-				sum.reasons[v.d.Reason]++
-			}
-		}
-		if err := stream.Send(resp); err != nil {
+		sum.add(&w.counts)
+		if err := stream.Send(w.resp); err != nil {
 			return err
 		}
 		window.release(w.cost)
@@ -167,11 +155,13 @@ func (a *audience) stop(cancel context.CancelFunc) {
 }
 
 // filterWork is one request message of an audience, judged in the
-// background; done is closed when vs, err or panicked is set.
+// background; done is closed when resp, err or panicked is set. Once
+// judged, it keeps only its answer: the request and the verdicts are let
+// go while the answer waits for its turn, or for the client to read.
 type filterWork struct {
-	contacts []string
 	cost     int64 // held in the stream's window until the answer is sent
-	vs       []verdict
+	resp     *pb.FilterAudienceResponse
+	counts   summary
 	err      error // a status for the client: ends the stream
 	panicked *panicked
 	done     chan struct{}
@@ -209,14 +199,18 @@ func (s *checkService) receiveAudience(stream pb.CheckService_FilterAudienceServ
 		}
 		bad := w.err != nil
 		if !bad {
-			w.contacts, w.cost = req.GetContacts(), messageCost(req.GetContacts())
+			contacts := req.GetContacts()
+			w.cost = messageCost(contacts)
 			a.window.hold(w.cost)
 			started := a.judge(func() {
 				defer close(w.done)
 				defer catch(&w.panicked)
-				if w.vs, w.err = s.judge(a.ctx, w.contacts, p, cons, false); w.err != nil {
-					w.err = toStatus(w.err)
+				vs, err := s.judge(a.ctx, contacts, p, cons, false)
+				if err != nil {
+					w.err = toStatus(err)
+					return
 				}
+				w.resp, w.counts = answer(contacts, vs)
 			})
 			if !started {
 				return // the call is over
@@ -356,9 +350,38 @@ func (s *checkService) question(purpose string, c *pb.Consistency) (*consent.Pur
 
 func contactField(i int) string { return "contacts[" + strconv.Itoa(i) + "]" }
 
+// answer is the answer to one audience message: its allowed contacts, in
+// order, and its counts.
+func answer(contacts []string, vs []verdict) (*pb.FilterAudienceResponse, summary) {
+	sum := summary{total: uint64(len(contacts))}
+	for _, v := range vs {
+		if v.invalid != nil {
+			sum.invalid++
+		} else {
+			sum.reasons[v.d.Reason]++
+		}
+	}
+	// Sized exactly: the answer may wait long for a slow client.
+	resp := &pb.FilterAudienceResponse{Allowed: make([]string, 0, sum.reasons[consent.ReasonGranted])}
+	for i, v := range vs {
+		if v.invalid == nil && v.d.Allowed {
+			resp.Allowed = append(resp.Allowed, contacts[i])
+		}
+	}
+	return resp, sum
+}
+
 type summary struct {
 	total, invalid uint64
 	reasons        [16]uint64
+}
+
+func (s *summary) add(o *summary) {
+	s.total += o.total
+	s.invalid += o.invalid
+	for i, n := range o.reasons {
+		s.reasons[i] += n
+	}
 }
 
 func (s *summary) proto() *pb.FilterAudienceSummary {

@@ -3,12 +3,14 @@ package daemontest
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // PID is the consentd process's id.
@@ -47,30 +49,27 @@ func (d *Daemon) RSS(t testing.TB) int64 {
 
 // Metric returns the value of the sample named name (with its labels, as
 // exposed: `go_memstats_heap_inuse_bytes`) that consentd's metrics
-// listener serves now. consentd must run with --metrics-listen.
-func (d *Daemon) Metric(t testing.TB, name string) float64 {
-	t.Helper()
+// listener serves now, or an error when it cannot be read within 5 s (a
+// consentd starved of CPU may take longer). consentd must run with
+// --metrics-listen.
+func (d *Daemon) Metric(name string) (float64, error) {
 	if d.Metrics == "" {
-		t.Fatal("consentd runs without --metrics-listen")
+		return 0, errors.New("consentd runs without --metrics-listen")
 	}
-	resp, err := http.Get("http://" + d.Metrics + "/metrics")
+	hc := http.Client{Timeout: 5 * time.Second}
+	resp, err := hc.Get("http://" + d.Metrics + "/metrics")
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("metric %s: %v", name, err)
-			}
-			return f
+			return strconv.ParseFloat(v, 64)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
-	t.Fatalf("consentd serves no metric %s", name)
-	return 0
+	return 0, fmt.Errorf("consentd serves no metric %s", name)
 }
