@@ -157,7 +157,7 @@ func TestEvaluate(t *testing.T) {
 			log: Log{Writes: []Write{acked(1, 0, Grant, 90, 120)}, Wipes: []Wipe{wipe},
 				Reads: []Read{read(1, 3000, 3001), read(1, 3000, 3001, 0)}}},
 		{name: "a read after the FLUSHALL still must not show a withdrawn purpose granted",
-			log: Log{Writes: []Write{grant0, withdraw0}, Wipes: []Wipe{wipe}, Reads: []Read{read(1, 3000, 3001, 0)}},
+			log:  Log{Writes: []Write{grant0, withdraw0}, Wipes: []Wipe{wipe}, Reads: []Read{read(1, 3000, 3001, 0)}},
 			want: map[Rule]int{LostWrite: 1}},
 		{name: "a failed erasure held up by a fault may clear a later grant",
 			log: Log{Writes: []Write{failed(1, 0, Erase, 100, 200), acked(1, 0, Grant, 300, 310)},
