@@ -2,6 +2,7 @@ package redisproc
 
 import (
 	"net"
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -51,5 +52,41 @@ func TestSignalStopsAndResumes(t *testing.T) {
 	}
 	if err := s.Signal(syscall.SIGCONT); err == nil {
 		t.Error("Signal to a server that does not run: no error")
+	}
+}
+
+// TestOutlivesTheStartingThread: Pdeathsig is tied to the thread that
+// started redis-server, and Go ends a thread whose goroutine returns locked
+// to it (bench's pacer does). The server must not die with it. Three
+// servers: a goroutine that runs on the main thread does not end it, and at
+// most one can.
+func TestOutlivesTheStartingThread(t *testing.T) {
+	started := make(chan *Server, 3)
+	for range cap(started) {
+		dir := t.TempDir()
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+			s, err := Start(dir, Options{})
+			if err != nil {
+				t.Error(err)
+			}
+			started <- s
+		}()
+	}
+	var servers []*Server
+	for range cap(started) {
+		if s := <-started; s != nil {
+			servers = append(servers, s)
+			defer s.Kill()
+		}
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	time.Sleep(500 * time.Millisecond) // for the threads to end, and signals to land
+	for _, s := range servers {
+		if err := probe(s.Addr()); err != nil {
+			t.Errorf("redis-server died with the thread that started it: %v", err)
+		}
 	}
 }
