@@ -100,8 +100,10 @@
 //     the re-init never came): consentd acknowledged a write into a store it
 //     can no longer vouch for.
 //   - allow-unknown: an ALLOW whose request started after a FLUSHALL's reply
-//     and before the re-init was launched (or in a recorded span of unknown
-//     state: a drift during which keys were evicted), unless a grant of the
+//     and before the re-init was launched, if it started after the
+//     answering sidecar was first polled not SERVING since the FLUSHALL, or
+//     more than --lease after the reply; and any ALLOW in a recorded span of
+//     unknown state (a drift during which keys were evicted). A grant of the
 //     pair begun after the re-init (the span's end) and before the answer
 //     explains it.
 //   - allow-with-token: an unexplained ALLOW from a Check that passed the
@@ -113,6 +115,11 @@
 //
 // Unexplained ALLOWs within the lease and without such a token are what
 // guarantee 2 permits; they are counted (allow_within_lease), not failed.
+// So are ALLOWs after a FLUSHALL, within the lease, from a sidecar not yet
+// seen NOT_SERVING (allow_before_notice): until its guard notices the wipe
+// (within 1 s), a sidecar's cache is as stale as it is about a withdrawal
+// its feed has not brought yet; once it has noticed, or past the lease,
+// an ALLOW fails.
 // A recovery that fails (a sidecar that does not start, or is not SERVING
 // again within --recovery-timeout) and contacts the final audit could not
 // read also fail the run.

@@ -103,6 +103,18 @@ func (s *sidecar) history() []healthEvent {
 	return slices.Clone(s.health)
 }
 
+// leftServing returns its first poll after t that was not SERVING.
+func (s *sidecar) leftServing(t time.Time) (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range s.health {
+		if ev.At.After(t) && ev.State != Serving {
+			return ev.At, true
+		}
+	}
+	return time.Time{}, false
+}
+
 // watch polls the sidecar's health until ctx is done.
 func (s *sidecar) watch(ctx context.Context) {
 	t := time.NewTicker(healthPoll)

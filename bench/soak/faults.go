@@ -91,6 +91,11 @@ func (e *env) inject(ctx context.Context, kind string, round int, cfg Config, re
 		}
 		f.Ended = time.Now()
 		for i, s := range e.sidecars {
+			if at, ok := s.leftServing(f.Injected); ok {
+				rec.Noticed(wipe, i, at)
+			}
+		}
+		for i, s := range e.sidecars {
 			if err := e.stop(s, false); err != nil {
 				f.note("stopping %s: %v", s.name, err)
 			}

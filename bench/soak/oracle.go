@@ -88,6 +88,9 @@ type Wipe struct {
 	Sent   time.Time // FLUSHALL was sent
 	Done   time.Time // its reply came: the store was empty by then
 	Reinit time.Time // the operator launched consentd --redis-init; zero if never
+	// Noticed is, per sidecar, its first poll after Done that was not
+	// SERVING; zero if there was none before the operator acted.
+	Noticed []time.Time
 }
 
 // Window is a span of time.
@@ -162,6 +165,17 @@ func (r *Recorder) Wipe(sent, done time.Time) int {
 	return len(r.log.Wipes) - 1
 }
 
+// Noticed records when sidecar side was first seen not SERVING after wipe i.
+func (r *Recorder) Noticed(i, side int, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	wp := &r.log.Wipes[i]
+	for len(wp.Noticed) <= side {
+		wp.Noticed = append(wp.Noticed, time.Time{})
+	}
+	wp.Noticed[side] = at
+}
+
 // Reinit records when the operator launched the re-init after wipe i.
 func (r *Recorder) Reinit(i int, at time.Time) {
 	r.mu.Lock()
@@ -187,11 +201,15 @@ func (r *Recorder) Fault(w Window) {
 func (r *Recorder) Snapshot() Log {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	wipes := slices.Clone(r.log.Wipes)
+	for i := range wipes {
+		wipes[i].Noticed = slices.Clone(wipes[i].Noticed)
+	}
 	return Log{
 		Writes:  slices.Clone(r.log.Writes),
 		Answers: slices.Clone(r.log.Answers),
 		Reads:   slices.Clone(r.log.Reads),
-		Wipes:   slices.Clone(r.log.Wipes),
+		Wipes:   wipes,
 		Unknown: slices.Clone(r.log.Unknown),
 		Faults:  slices.Clone(r.log.Faults),
 	}
@@ -229,6 +247,11 @@ type Findings struct {
 	// erasure, without its token, within the lease: what guarantee 2
 	// permits.
 	AllowWithinLease int `json:"allow_within_lease"`
+	// AllowBeforeNotice counts ALLOWs after a FLUSHALL, within the lease,
+	// from a sidecar not yet seen NOT_SERVING: a cache cannot know of a
+	// wipe before its guard does, as it cannot know of a withdrawal before
+	// its feed does.
+	AllowBeforeNotice int `json:"allow_before_notice"`
 	// Samples are the first violations of each rule.
 	Samples []Violation `json:"samples"`
 }
@@ -283,9 +306,16 @@ func Evaluate(l Log, lease time.Duration, t0 time.Time) Findings {
 			continue
 		}
 		v := Violation{Contact: a.Contact, Purpose: a.Purpose, Sidecar: a.Sidecar, At: a.Start.Sub(t0)}
-		if w, ok := o.unknown(a.Start); ok {
-			if !o.grantedSince(a.Contact, a.Purpose, w.To, a.End) {
+		if w, wp, ok := o.unknown(a.Start); ok {
+			switch {
+			case o.grantedSince(a.Contact, a.Purpose, w.To, a.End):
+			case wp != nil && !a.Start.After(wp.Done.Add(lease)) && !wp.noticedBy(a.Sidecar, a.Start):
+				f.AllowBeforeNotice++
+			default:
 				v.Rule, v.Detail = AllowUnknown, "the store's state was unknown from "+at(w.From, t0)
+				if wp != nil && wp.noticedBy(a.Sidecar, a.Start) {
+					v.Detail += "; this sidecar was NOT_SERVING at " + at(wp.Noticed[a.Sidecar], t0)
+				}
 				add(v)
 			}
 			continue
@@ -349,24 +379,31 @@ func newOracle(l Log) *oracle {
 }
 
 // unknown returns the span of unknown state that t falls in: from a wipe's
-// reply to its re-init (or the end of the run), or a recorded one. To is
-// when writes may legitimately be made again.
-func (o *oracle) unknown(t time.Time) (Window, bool) {
-	for _, wp := range o.l.Wipes {
+// reply to its re-init (or the end of the run), with the wipe, or a
+// recorded one. To is when writes may legitimately be made again.
+func (o *oracle) unknown(t time.Time) (Window, *Wipe, bool) {
+	for i := range o.l.Wipes {
+		wp := &o.l.Wipes[i]
 		w := Window{From: wp.Done, To: wp.Reinit}
 		if w.To.IsZero() {
 			w.To = forever
 		}
 		if w.contains(t) {
-			return w, true
+			return w, wp, true
 		}
 	}
 	for _, w := range o.l.Unknown {
 		if w.contains(t) {
-			return w, true
+			return w, nil, true
 		}
 	}
-	return Window{}, false
+	return Window{}, nil, false
+}
+
+// noticedBy reports whether sidecar side had been seen not SERVING since
+// the wipe by t.
+func (wp *Wipe) noticedBy(side int, t time.Time) bool {
+	return side < len(wp.Noticed) && !wp.Noticed[side].IsZero() && t.After(wp.Noticed[side])
 }
 
 // grantedSince reports whether a grant of (c, p) was attempted at or after

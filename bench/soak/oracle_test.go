@@ -39,6 +39,19 @@ func read(c, start, end int, allowed ...int) Read {
 	return rd
 }
 
+// noticed is wp with each sidecar (A, B, ...) seen NOT_SERVING at the given
+// millisecond (-1: never).
+func noticed(wp Wipe, at ...int) Wipe {
+	for _, ms := range at {
+		var t time.Time
+		if ms >= 0 {
+			t = tms(ms)
+		}
+		wp.Noticed = append(wp.Noticed, t)
+	}
+	return wp
+}
+
 func TestEvaluate(t *testing.T) {
 	const lease = 2 * time.Second
 	grant0 := acked(1, 0, Grant, 0, 10)
@@ -49,7 +62,8 @@ func TestEvaluate(t *testing.T) {
 		name   string
 		log    Log
 		want   map[Rule]int // rules not named must count 0
-		within int
+		within int          // AllowWithinLease
+		before int          // AllowBeforeNotice
 	}{
 		{name: "ALLOW after an acknowledged grant",
 			log: Log{Writes: []Write{grant0}, Answers: []Answer{allow(1, 0, 20, 25, -1)}}},
@@ -101,9 +115,17 @@ func TestEvaluate(t *testing.T) {
 		{name: "DENY answers are never violations",
 			log: Log{Writes: []Write{grant0}, Answers: []Answer{{Contact: 1, Start: tms(20), End: tms(21), Token: 0}}}},
 
-		{name: "ALLOW after a FLUSHALL, before the re-init",
-			log:  Log{Writes: []Write{grant0}, Wipes: []Wipe{wipe}, Answers: []Answer{allow(1, 0, 200, 201, 0)}},
-			want: map[Rule]int{AllowUnknown: 1}},
+		{name: "ALLOW after a FLUSHALL, within the lease, before the sidecar noticed",
+			log:    Log{Writes: []Write{grant0}, Wipes: []Wipe{wipe}, Answers: []Answer{allow(1, 0, 200, 201, 0)}},
+			before: 1},
+		{name: "ALLOW after a FLUSHALL, from a sidecar that had noticed",
+			log: Log{Writes: []Write{grant0}, Wipes: []Wipe{noticed(wipe, 150, -1)},
+				Answers: []Answer{allow(1, 0, 200, 201, -1), {Contact: 1, Sidecar: 1, Start: tms(200), End: tms(201), Allowed: true, Token: -1}}},
+			want: map[Rule]int{AllowUnknown: 1}, before: 1},
+		{name: "ALLOW after a FLUSHALL, past the lease, before any sidecar noticed",
+			log: Log{Writes: []Write{grant0}, Wipes: []Wipe{{Sent: tms(100), Done: tms(105), Reinit: tms(5000)}},
+				Answers: []Answer{allow(1, 0, 2105, 2106, -1), allow(1, 0, 2106, 2107, -1)}},
+			want: map[Rule]int{AllowUnknown: 1}, before: 1},
 		{name: "ALLOW after a FLUSHALL that was never followed by a re-init",
 			log: Log{Writes: []Write{grant0}, Wipes: []Wipe{{Sent: tms(100), Done: tms(105)}},
 				Answers: []Answer{allow(1, 0, 10000, 10001, -1)}},
@@ -112,7 +134,7 @@ func TestEvaluate(t *testing.T) {
 			log: Log{Writes: []Write{acked(1, 0, Grant, 2100, 2110)}, Wipes: []Wipe{wipe},
 				Answers: []Answer{allow(1, 0, 1990, 2200, -1)}}},
 		{name: "ALLOW during the unknown span, from a grant acknowledged into the wiped store",
-			log: Log{Writes: []Write{acked(1, 0, Grant, 200, 210)}, Wipes: []Wipe{wipe},
+			log: Log{Writes: []Write{acked(1, 0, Grant, 200, 210)}, Wipes: []Wipe{noticed(wipe, 250, 250)},
 				Answers: []Answer{allow(1, 0, 300, 301, 0)}},
 			want: map[Rule]int{AllowUnknown: 1, WipedAck: 1}},
 		{name: "ALLOW after the re-init, of a grant the FLUSHALL destroyed",
@@ -183,8 +205,8 @@ func TestEvaluate(t *testing.T) {
 			if diff := cmp.Diff(want, got.Counts); diff != "" {
 				t.Errorf("counts (-want +got):\n%s\nsamples: %+v", diff, got.Samples)
 			}
-			if got.AllowWithinLease != tt.within {
-				t.Errorf("AllowWithinLease = %d, want %d", got.AllowWithinLease, tt.within)
+			if got.AllowWithinLease != tt.within || got.AllowBeforeNotice != tt.before {
+				t.Errorf("AllowWithinLease = %d, AllowBeforeNotice = %d; want %d and %d", got.AllowWithinLease, got.AllowBeforeNotice, tt.within, tt.before)
 			}
 			if got.Failed() != (len(tt.want) > 0) {
 				t.Errorf("Failed() = %v with counts %v", got.Failed(), got.Counts)

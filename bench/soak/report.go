@@ -257,7 +257,7 @@ var ruleText = map[Rule]string{
 	WipedAck:         "writes acknowledged after a FLUSHALL, before the re-init",
 	AllowWithToken:   "ALLOW after an acknowledged withdrawal/erasure, Check passed its token",
 	AllowBeyondLease: "ALLOW after an acknowledged withdrawal/erasure (or with no grant), beyond the lease",
-	AllowUnknown:     "ALLOW while the store's state was unknown (after a FLUSHALL, before the re-init)",
+	AllowUnknown:     "ALLOW while the store's state was unknown (after a FLUSHALL, before the re-init: once the sidecar was NOT_SERVING, or past the lease)",
 }
 
 // WriteMarkdown writes the report's tables.
@@ -275,8 +275,10 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "| faults the sidecars did not recover from | %d | yes |\n", r.RecoveryFailures)
 	fmt.Fprintf(&b, "| contacts the final audit could not read | %d | yes |\n", r.Unverified)
-	fmt.Fprintf(&b, "| ALLOW after an acknowledged withdrawal/erasure, no token, within the lease (%s; permitted) | %d | no |\n\n",
+	fmt.Fprintf(&b, "| ALLOW after an acknowledged withdrawal/erasure, no token, within the lease (%s; permitted) | %d | no |\n",
 		r.Config["lease"], r.Findings.AllowWithinLease)
+	fmt.Fprintf(&b, "| ALLOW after a FLUSHALL, within the lease, before the sidecar was seen NOT_SERVING (permitted) | %d | no |\n\n",
+		r.Findings.AllowBeforeNotice)
 
 	l := r.Load
 	b.WriteString("| load | |\n| --- | --- |\n")
