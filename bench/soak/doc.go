@@ -120,9 +120,20 @@
 // (within 1 s), a sidecar's cache is as stale as it is about a withdrawal
 // its feed has not brought yet; once it has noticed, or past the lease,
 // an ALLOW fails.
-// A recovery that fails (a sidecar that does not start, or is not SERVING
-// again within --recovery-timeout) and contacts the final audit could not
-// read also fail the run.
+// These fail the run too:
+//
+//   - a recovery that fails: a sidecar that does not start, or is not
+//     SERVING again within --recovery-timeout;
+//   - contacts the final audit could not read;
+//   - a sidecar that stayed SERVING through a fault it must report: every
+//     Redis fault for both sidecars, the feed fault for B, a kill for the
+//     sidecar killed. consentd must go NOT_SERVING within 1 s of its store
+//     not answering or being wiped, so these are judged only when the fault
+//     was held at least 3 s; a FLUSHALL and a drift always, as the operator
+//     waits --notice-timeout for it;
+//   - a Check slower than --stall (3 s: about 3 times what a Check takes
+//     when each of the client's attempts meets consentd's 200 ms store
+//     deadline).
 //
 // For each fault the report gives, per sidecar, the time from the injection
 // to the first NOT_SERVING (or unreachable) poll and from the fault's end

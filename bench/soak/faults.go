@@ -35,7 +35,16 @@ type fault struct {
 	Recovered time.Time
 	Notes     []string
 	Failed    string // why recovery failed; "" if it did not
+	// Expect are the sidecars (by index) that must leave SERVING by Ended;
+	// judged says whether the fault lasted long enough to hold them to it.
+	Expect []int
+	judged bool
 }
+
+// detectBound is how soon consentd must go NOT_SERVING when its store stops
+// answering or is wiped (issue 15); a fault held for less than 3 times that
+// is not held against a sidecar that stayed SERVING.
+const detectBound = time.Second
 
 func (f *fault) note(format string, args ...any) {
 	f.Notes = append(f.Notes, fmt.Sprintf(format, args...))
@@ -45,7 +54,12 @@ func (f *fault) note(format string, args ...any) {
 // schedule (the sidecar fault takes the sidecars in turn). It always undoes
 // what it did, also when ctx is done.
 func (e *env) inject(ctx context.Context, kind string, round int, cfg Config, rec *Recorder) *fault {
-	f := &fault{Kind: kind, Target: "redis"}
+	f := &fault{Kind: kind, Target: "redis", Expect: []int{0, 1}}
+	defer func() {
+		// The operator's waits (FLUSHALL, drift) are --notice-timeout long;
+		// the other faults are judged if held long enough.
+		f.judged = f.judged || f.Ended.Sub(f.Injected) >= 3*detectBound
+	}()
 	// Undoing uses its own context: a cancelled run must not leave Redis
 	// stopped or a sidecar down before it cleans up.
 	undo, cancel := context.WithTimeout(context.Background(), cfg.RecoveryTimeout)
@@ -85,6 +99,7 @@ func (e *env) inject(ctx context.Context, kind string, round int, cfg Config, re
 			return f
 		}
 		wipe := rec.Wipe(sent, f.Injected)
+		f.judged = true
 		// The operator acts once both sidecars say the store is gone.
 		if err := e.wait(ctx, cfg.NoticeTimeout, notServing, e.sidecars...); err != nil {
 			f.note("not both NOT_SERVING %s", err)
@@ -123,6 +138,7 @@ func (e *env) inject(ctx context.Context, kind string, round int, cfg Config, re
 			return f
 		}
 		f.Injected = time.Now()
+		f.judged = true
 		// consentd checks its settings every few seconds, so the operator
 		// puts the policy back once both sidecars complain, as a real one
 		// would (after the hold at least, and after --notice-timeout at
@@ -157,7 +173,7 @@ func (e *env) inject(ctx context.Context, kind string, round int, cfg Config, re
 			}
 		}()
 	case FaultFeed:
-		f.Target = e.sidecars[1].name
+		f.Target, f.Expect = e.sidecars[1].name, []int{1}
 		e.proxy.Stall()
 		e.proxy.Cut()
 		f.Injected = time.Now()
@@ -166,8 +182,9 @@ func (e *env) inject(ctx context.Context, kind string, round int, cfg Config, re
 		e.proxy.Resume()
 		f.Ended = time.Now()
 	case FaultSidecar:
-		s := e.sidecars[round%len(e.sidecars)]
-		f.Target = s.name
+		i := round % len(e.sidecars)
+		s := e.sidecars[i]
+		f.Target, f.Expect = s.name, []int{i}
 		if err := e.stop(s, true); err != nil {
 			f.Failed = err.Error()
 			return f

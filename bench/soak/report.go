@@ -24,9 +24,15 @@ type Report struct {
 	RecoveryFailures int `json:"recovery_failures"`
 	// Unverified is how many contacts the final audit could not read: the
 	// oracle cannot vouch for them, which fails the run.
-	Unverified int            `json:"unverified"`
-	Load       LoadFigures    `json:"load"`
-	Faults     []FaultFigures `json:"faults"`
+	Unverified int `json:"unverified"`
+	// Undetected counts sidecars that stayed SERVING through a fault they
+	// must report (see the package doc); each fails the run.
+	Undetected int `json:"undetected"`
+	// Stalled counts Checks slower than the stall bound; each fails the
+	// run.
+	Stalled int            `json:"stalled_checks"`
+	Load    LoadFigures    `json:"load"`
+	Faults  []FaultFigures `json:"faults"`
 	// Health is every change of each sidecar's polled health.
 	Health map[string][]HealthChange `json:"health"`
 }
@@ -40,7 +46,7 @@ type HealthChange struct {
 
 // Failed reports whether the run broke a must-be-zero rule.
 func (r *Report) Failed() bool {
-	return r.Findings.Failed() || r.RecoveryFailures > 0 || r.Unverified > 0
+	return r.Findings.Failed() || r.RecoveryFailures > 0 || r.Unverified > 0 || r.Undetected > 0 || r.Stalled > 0
 }
 
 // LoadFigures sums up the load.
@@ -109,6 +115,7 @@ func buildReport(cfg Config, t0, end time.Time, l Log, calls []Call, skips int, 
 			"stream_rate": fmt.Sprint(cfg.StreamRate), "contacts": fmt.Sprint(cfg.Contacts), "seed": fmt.Sprint(cfg.Seed),
 			"faults": strings.Join(cfg.Faults, ","), "fault_interval": cfg.FaultInterval.String(), "fault_hold": cfg.FaultHold.String(),
 			"lease": cfg.Lease.String(), "request_timeout": cfg.RequestTimeout.String(), "redis_init": fmt.Sprint(cfg.RedisInit),
+			"stall": cfg.Stall.String(),
 		},
 		Started:    t0.UTC(),
 		Seconds:    end.Sub(t0).Seconds(),
@@ -126,6 +133,9 @@ func buildReport(cfg Config, t0, end time.Time, l Log, calls []Call, skips int, 
 	for _, c := range calls {
 		lf.Checks++
 		took = append(took, c.Took)
+		if c.Took > cfg.Stall {
+			r.Stalled++
+		}
 		if c.Failed {
 			lf.CheckErrors++
 		}
@@ -178,10 +188,14 @@ func buildReport(cfg Config, t0, end time.Time, l Log, calls []Call, skips int, 
 		if !f.Ended.IsZero() {
 			ff.RecoveredMs = ms(f.Recovered.Sub(f.Ended))
 		}
-		for _, name := range sidecarNames(health) {
+		for i, name := range sidecarNames(health) {
 			down, up := transitions(health[name], f.Injected, f.Ended, f.Recovered)
 			ff.ToNotServingMs = append(ff.ToNotServingMs, down)
 			ff.ToServingMs = append(ff.ToServingMs, up)
+			if down == nil && f.judged && slices.Contains(f.Expect, i) && f.Failed == "" {
+				r.Undetected++
+				ff.Notes = append(ff.Notes, "**"+name+" stayed SERVING**")
+			}
 		}
 		in := func(t time.Time) bool { return !t.Before(f.Injected) && !t.After(f.Recovered) }
 		for _, c := range calls {
@@ -275,6 +289,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "| faults the sidecars did not recover from | %d | yes |\n", r.RecoveryFailures)
 	fmt.Fprintf(&b, "| contacts the final audit could not read | %d | yes |\n", r.Unverified)
+	fmt.Fprintf(&b, "| sidecars that stayed SERVING through a fault they must report | %d | yes |\n", r.Undetected)
+	fmt.Fprintf(&b, "| Checks slower than %s | %d | yes |\n", r.Config["stall"], r.Stalled)
 	fmt.Fprintf(&b, "| ALLOW after an acknowledged withdrawal/erasure, no token, within the lease (%s; permitted) | %d | no |\n",
 		r.Config["lease"], r.Findings.AllowWithinLease)
 	fmt.Fprintf(&b, "| ALLOW after a FLUSHALL, within the lease, before the sidecar was seen NOT_SERVING (permitted) | %d | no |\n\n",

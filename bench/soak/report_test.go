@@ -3,6 +3,7 @@ package soak
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -63,6 +64,8 @@ func TestReportFails(t *testing.T) {
 		{"a violation", Report{Findings: Findings{Counts: map[Rule]int{AllowUnknown: 1}}}, true},
 		{"a recovery failure", Report{RecoveryFailures: 1}, true},
 		{"unread contacts", Report{Unverified: 3}, true},
+		{"a fault not reported", Report{Undetected: 1}, true},
+		{"a stalled Check", Report{Stalled: 1}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := tt.r.Failed(); got != tt.want {
@@ -76,5 +79,39 @@ func TestReportFails(t *testing.T) {
 				t.Errorf("markdown verdict:\n%s", b.String())
 			}
 		})
+	}
+}
+
+func TestBuildReportJudgesFaults(t *testing.T) {
+	ev := func(at int, h Health) healthEvent { return healthEvent{At: tms(at), State: h} }
+	// A goes NOT_SERVING in both faults, B in neither.
+	health := map[string][]healthEvent{
+		"A": {ev(0, Serving), ev(1500, NotServing), ev(4100, Serving), ev(10500, NotServing), ev(11100, Serving)},
+		"B": {ev(0, Serving)},
+	}
+	cfg := DefaultConfig()
+	faults := []*fault{
+		// Held 3 s: both must have left SERVING.
+		{Kind: FaultSigstop, Expect: []int{0, 1}, judged: true, Injected: tms(1000), Ended: tms(4000), Recovered: tms(4200)},
+		// Held 1 s: too short to judge.
+		{Kind: FaultSigstop, Expect: []int{0, 1}, Injected: tms(10000), Ended: tms(11000), Recovered: tms(11200)},
+		// B's own fault, which A may sit out.
+		{Kind: FaultFeed, Expect: []int{1}, judged: true, Injected: tms(20000), Ended: tms(23000), Recovered: tms(23100)},
+	}
+	calls := []Call{{Took: cfg.Stall}, {Took: cfg.Stall + time.Millisecond}, {Took: time.Millisecond}}
+	r := buildReport(cfg, t0, tms(30000), Log{}, calls, 0, faults, health, nil, audit{}, nil)
+	if r.Undetected != 2 || r.Stalled != 1 {
+		t.Errorf("Undetected = %d, Stalled = %d; want 2 (B in the first and third faults) and 1", r.Undetected, r.Stalled)
+	}
+	var notes [][]string
+	for _, f := range r.Faults {
+		notes = append(notes, f.Notes)
+	}
+	want := [][]string{{"**B stayed SERVING**"}, nil, {"**B stayed SERVING**"}}
+	if diff := cmp.Diff(want, notes); diff != "" {
+		t.Errorf("notes (-want +got):\n%s", diff)
+	}
+	if !r.Failed() {
+		t.Error("Failed() = false")
 	}
 }

@@ -29,6 +29,7 @@ type Config struct {
 	NoticeTimeout   time.Duration // how long the operator waits for NOT_SERVING after a FLUSHALL, or for SERVING after a drift
 	RecoveryTimeout time.Duration // how long a fault's recovery may take before the run fails
 	RequestTimeout  time.Duration // each request's deadline
+	Stall           time.Duration // a Check slower than this fails the run
 	Lease           time.Duration // consentd's --lease, and the oracle's
 	RedisInit       bool          // consentd has --redis-init: start the first sidecar (and re-init) with it
 	Dir             string        // scratch directory (Redis' data, the secret); "" for a temporary one
@@ -39,7 +40,7 @@ func DefaultConfig() Config {
 	return Config{
 		Duration: 10 * time.Minute, Rate: 200, WriteRate: 50, StreamRate: 1, Contacts: 1000, Seed: 1,
 		Faults: AllFaults(), FaultInterval: 3 * time.Second, FaultHold: 3 * time.Second,
-		NoticeTimeout: 10 * time.Second, RecoveryTimeout: 30 * time.Second, RequestTimeout: 15 * time.Second,
+		NoticeTimeout: 10 * time.Second, RecoveryTimeout: 30 * time.Second, RequestTimeout: 15 * time.Second, Stall: 3 * time.Second,
 		Lease: 2 * time.Second, RedisInit: true,
 	}
 }
@@ -55,8 +56,8 @@ func (c Config) Validate() error {
 		return errors.New("contacts: must be positive")
 	case len(c.Faults) == 0:
 		return errors.New("faults: name at least one")
-	case c.FaultInterval <= 0 || c.FaultHold <= 0 || c.NoticeTimeout <= 0 || c.RecoveryTimeout <= 0 || c.RequestTimeout <= 0 || c.Lease <= 0:
-		return errors.New("fault-interval, fault-hold, notice-timeout, recovery-timeout, request-timeout, lease: must be positive")
+	case c.FaultInterval <= 0 || c.FaultHold <= 0 || c.NoticeTimeout <= 0 || c.RecoveryTimeout <= 0 || c.RequestTimeout <= 0 || c.Lease <= 0 || c.Stall <= 0:
+		return errors.New("fault-interval, fault-hold, notice-timeout, recovery-timeout, request-timeout, lease, stall: must be positive")
 	}
 	for _, f := range c.Faults {
 		if !slices.Contains(AllFaults(), f) {

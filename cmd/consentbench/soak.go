@@ -50,6 +50,7 @@ func parseSoakFlags(args []string, stderr io.Writer) (soak.Config, string, error
 	fs.DurationVar(&c.NoticeTimeout, "notice-timeout", c.NoticeTimeout, "how long the operator waits for both sidecars to be NOT_SERVING after a FLUSHALL, or SERVING after a drift, before acting anyway")
 	fs.DurationVar(&c.RecoveryTimeout, "recovery-timeout", c.RecoveryTimeout, "how long the sidecars may take to be SERVING again after a fault before the run fails")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", c.RequestTimeout, "each request's deadline")
+	fs.DurationVar(&c.Stall, "stall", c.Stall, "a Check slower than this fails the run (about 3 times what a Check takes when every attempt of the client meets consentd's 200 ms store deadline)")
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "consentd's --lease, and the oracle's")
 	fs.BoolVar(&c.RedisInit, "redis-init", c.RedisInit, "start the first sidecar, and re-initialise a wiped store, with consentd's --redis-init (false for a consentd without it: every start is plain)")
 	out := fs.String("out", "soak-out", "directory for soak.md, soak.json and consentd.log (the sidecars' warnings and errors)")
