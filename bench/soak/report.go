@@ -192,7 +192,7 @@ func buildReport(cfg Config, t0, end time.Time, l Log, calls []Call, skips int, 
 			down, up := transitions(health[name], f.Injected, f.Ended, f.Recovered)
 			ff.ToNotServingMs = append(ff.ToNotServingMs, down)
 			ff.ToServingMs = append(ff.ToServingMs, up)
-			if down == nil && f.judged && slices.Contains(f.Expect, i) && f.Failed == "" {
+			if down == nil && f.judged && slices.Contains(f.Expect, i) && !f.Ended.IsZero() {
 				r.Undetected++
 				ff.Notes = append(ff.Notes, "**"+name+" stayed SERVING**")
 			}
