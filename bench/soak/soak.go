@@ -127,7 +127,7 @@ func Run(ctx context.Context, cfg Config, launch Launcher, progress io.Writer) (
 		}
 		faults = append(faults, f)
 		fmt.Fprintf(progress, "soak: %s\n", f.summary(t0))
-		if f.Failed != "" {
+		if f.Failed != "" || ctx.Err() != nil {
 			stopLoad() // the sidecars cannot be trusted to come back: end here
 			break
 		}
