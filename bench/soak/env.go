@@ -63,9 +63,15 @@ type healthEvent struct {
 	State Health
 }
 
-// healthPoll is how often each sidecar's health is asked: the resolution of
-// the times to NOT_SERVING and back.
-const healthPoll = 50 * time.Millisecond
+const (
+	// healthPoll is how often each sidecar's health is asked: the
+	// resolution of the times to NOT_SERVING and back.
+	healthPoll = 50 * time.Millisecond
+	// healthTimeout bounds one health call (consentd answers it from
+	// memory): shorter, and a busy 2-core machine shows a serving sidecar
+	// as down now and then.
+	healthTimeout = time.Second
+)
 
 // sidecar is one consentd of the soak, restarted on the same address.
 type sidecar struct {
@@ -120,7 +126,7 @@ func (s *sidecar) watch(ctx context.Context) {
 	t := time.NewTicker(healthPoll)
 	defer t.Stop()
 	for {
-		hctx, cancel := context.WithTimeout(ctx, 4*healthPoll)
+		hctx, cancel := context.WithTimeout(ctx, healthTimeout)
 		err := s.client.Health(hctx)
 		cancel()
 		if ctx.Err() != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/consentd/consentd/bench/soak"
 )
@@ -53,7 +55,7 @@ func parseSoakFlags(args []string, stderr io.Writer) (soak.Config, string, error
 	fs.DurationVar(&c.Stall, "stall", c.Stall, "a Check slower than this fails the run (about 3 times what a Check takes when every attempt of the client meets consentd's 200 ms store deadline)")
 	fs.DurationVar(&c.Lease, "lease", c.Lease, "consentd's --lease, and the oracle's")
 	fs.BoolVar(&c.RedisInit, "redis-init", c.RedisInit, "start the first sidecar, and re-initialise a wiped store, with consentd's --redis-init (false for a consentd without it: every start is plain)")
-	out := fs.String("out", "soak-out", "directory for soak.md, soak.json and consentd.log (the sidecars' warnings and errors)")
+	out := fs.String("out", "soak-out", "directory for soak.md, soak.json and consentd.log (the sidecars' warnings and errors, but the line of each refused call)")
 	if err := fs.Parse(args); err != nil {
 		return c, "", err
 	}
@@ -97,11 +99,15 @@ func soakRun(ctx context.Context, cfg soak.Config, out string, args []string, st
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, err
 	}
-	logs, err := os.Create(filepath.Join(out, "consentd.log"))
+	f, err := os.Create(filepath.Join(out, "consentd.log"))
 	if err != nil {
 		return nil, err
 	}
-	defer logs.Close()
+	logs := &soakLog{w: f, left: maxSoakLog}
+	defer func() {
+		logs.close()
+		f.Close()
+	}()
 	report, err := soak.Run(ctx, cfg, launcher{logs: logs}, stderr)
 	if err != nil {
 		return nil, err
@@ -124,4 +130,41 @@ func (l launcher) Start(ctx context.Context, args ...string) (soak.Process, erro
 		return nil, err // not a nil *sidecar in a non-nil Process
 	}
 	return s, nil
+}
+
+// maxSoakLog bounds consentd.log.
+const maxSoakLog = 16 << 20
+
+// soakLog is consentd.log: the sidecars' warnings and errors, except the
+// line consentd logs for every call it refuses (the soak counts those
+// itself; they would be most of the file, tens of MB in ten minutes),
+// which it counts, up to maxSoakLog bytes.
+type soakLog struct {
+	mu      sync.Mutex
+	w       io.Writer
+	left    int
+	calls   int // refused calls' lines
+	dropped int // lines past the bound
+}
+
+// Write takes one line.
+func (l *soakLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case bytes.Contains(p, []byte(`"msg":"rpc"`)):
+		l.calls++
+	case len(p) > l.left:
+		l.dropped++
+	default:
+		l.left -= len(p)
+		l.w.Write(p)
+	}
+	return len(p), nil
+}
+
+func (l *soakLog) close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.w, "(consentbench: %d lines of refused calls not copied, %d lines past %d MiB dropped)\n", l.calls, l.dropped, maxSoakLog>>20)
 }

@@ -55,3 +55,24 @@ func TestSoakHelpSaysHowToRunAnHour(t *testing.T) {
 		t.Errorf("a bad flag exited %d, want 2 (%s)", code, stderr.String())
 	}
 }
+
+func TestSoakLog(t *testing.T) {
+	var b bytes.Buffer
+	l := &soakLog{w: &b, left: 60}
+	for _, line := range []string{
+		`consentd: {"level":"WARN","msg":"rpc","code":"Unavailable"}` + "\n",
+		`consentd: {"level":"ERROR","msg":"store lost"}` + "\n", // 47 bytes: kept
+		`consentd: {"level":"WARN","msg":"rpc","code":"Unavailable"}` + "\n",
+		`consentd: {"level":"ERROR","msg":"store lost"}` + "\n", // past 60 bytes: dropped
+	} {
+		if n, err := l.Write([]byte(line)); n != len(line) || err != nil {
+			t.Fatalf("Write = %d, %v", n, err)
+		}
+	}
+	l.close()
+	want := `consentd: {"level":"ERROR","msg":"store lost"}` + "\n" +
+		"(consentbench: 2 lines of refused calls not copied, 1 lines past 16 MiB dropped)\n"
+	if got := b.String(); got != want {
+		t.Errorf("log:\n%s\nwant:\n%s", got, want)
+	}
+}
