@@ -49,13 +49,13 @@ func (w *Write) touches(p int) bool { return w.Kind == Erase || w.Purpose == p }
 // end is End, or the far future while the write is in flight.
 func (w *Write) end() time.Time {
 	if w.End.IsZero() {
-		return forever
+		return forever()
 	}
 	return w.End
 }
 
 // forever is later than anything a run records.
-var forever = time.Unix(1<<40, 0)
+func forever() time.Time { return time.Unix(1<<40, 0) }
 
 // Answer is one decision a sidecar gave: a Check's, or a contact a
 // FilterAudience stream let through (always an ALLOW).
@@ -227,7 +227,9 @@ const (
 )
 
 // Rules lists the must-be-zero rules in report order.
-var Rules = []Rule{LostWrite, WipedAck, AllowWithToken, AllowBeyondLease, AllowUnknown}
+func Rules() []Rule {
+	return []Rule{LostWrite, WipedAck, AllowWithToken, AllowBeyondLease, AllowUnknown}
+}
 
 // Violation is one breach of a rule, with what it needs to be looked into.
 // Times are offsets from the start of the run.
@@ -274,7 +276,7 @@ const samplesPerRule = 10
 func Evaluate(l Log, lease time.Duration, t0 time.Time) Findings {
 	o := newOracle(l)
 	f := Findings{Counts: map[Rule]int{}}
-	for _, r := range Rules {
+	for _, r := range Rules() {
 		f.Counts[r] = 0
 	}
 	add := func(v Violation) {
@@ -386,7 +388,7 @@ func (o *oracle) unknown(t time.Time) (Window, *Wipe, bool) {
 		wp := &o.l.Wipes[i]
 		w := Window{From: wp.Done, To: wp.Reinit}
 		if w.To.IsZero() {
-			w.To = forever
+			w.To = forever()
 		}
 		if w.contains(t) {
 			return w, wp, true

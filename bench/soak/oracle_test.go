@@ -199,7 +199,7 @@ func TestEvaluate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			got := Evaluate(tt.log, lease, t0)
 			want := map[Rule]int{}
-			for _, r := range Rules {
+			for _, r := range Rules() {
 				want[r] = tt.want[r]
 			}
 			if diff := cmp.Diff(want, got.Counts); diff != "" {

@@ -265,13 +265,21 @@ func (r *Report) WriteJSON(w io.Writer) error {
 	return enc.Encode(r)
 }
 
-// ruleText says what each rule counts, for the table.
-var ruleText = map[Rule]string{
-	LostWrite:        "acknowledged writes lost (audit reads not explained by the writes)",
-	WipedAck:         "writes acknowledged after a FLUSHALL, before the re-init",
-	AllowWithToken:   "ALLOW after an acknowledged withdrawal/erasure, Check passed its token",
-	AllowBeyondLease: "ALLOW after an acknowledged withdrawal/erasure (or with no grant), beyond the lease",
-	AllowUnknown:     "ALLOW while the store's state was unknown (after a FLUSHALL, before the re-init: once the sidecar was NOT_SERVING, or past the lease)",
+// text says what the rule counts, for the table.
+func (r Rule) text() string {
+	switch r {
+	case LostWrite:
+		return "acknowledged writes lost (audit reads not explained by the writes)"
+	case WipedAck:
+		return "writes acknowledged after a FLUSHALL, before the re-init"
+	case AllowWithToken:
+		return "ALLOW after an acknowledged withdrawal/erasure, Check passed its token"
+	case AllowBeyondLease:
+		return "ALLOW after an acknowledged withdrawal/erasure (or with no grant), beyond the lease"
+	case AllowUnknown:
+		return "ALLOW while the store's state was unknown (after a FLUSHALL, before the re-init: once the sidecar was NOT_SERVING, or past the lease)"
+	}
+	return string(r)
 }
 
 // WriteMarkdown writes the report's tables.
@@ -284,8 +292,8 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "**%s** (%.0f s of load from %s, seed %s, faults %s)\n\n", verdict, r.Seconds,
 		r.Started.Format(time.RFC3339), r.Config["seed"], r.Config["faults"])
 	b.WriteString("| rule | count | must be 0 |\n| --- | ---: | :---: |\n")
-	for _, rule := range Rules {
-		fmt.Fprintf(&b, "| %s (`%s`) | %d | yes |\n", ruleText[rule], rule, r.Findings.Counts[rule])
+	for _, rule := range Rules() {
+		fmt.Fprintf(&b, "| %s (`%s`) | %d | yes |\n", rule.text(), rule, r.Findings.Counts[rule])
 	}
 	fmt.Fprintf(&b, "| faults the sidecars did not recover from | %d | yes |\n", r.RecoveryFailures)
 	fmt.Fprintf(&b, "| contacts the final audit could not read | %d | yes |\n", r.Unverified)
