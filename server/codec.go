@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
@@ -27,9 +26,8 @@ const undecodedMark = "\xfa\xff\xff\xff\x0f" + "\x1a" + "consentd: undecodable b
 // INVALID_ARGUMENT that names the message type, never the bytes, logged
 // like every refusal. Chain them before anything that reads a request (the
 // policy's interceptors), after identity, so the refusal is logged with its
-// caller.
-func DecodeOptions(log *slog.Logger) []grpc.ServerOption {
-	l := newCallLog(log)
+// caller. l is the server's call log, the one its ServerOptions use.
+func DecodeOptions(l *CallLog) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ForceServerCodecV2(markingCodec{encoding.GetCodecV2("proto")}),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

@@ -25,7 +25,9 @@ func CallerFrom(ctx context.Context) (string, bool) {
 	return identity.FromContext(ctx)
 }
 
-// callLog logs calls. Requests carry raw contacts, and any string field
+// CallLog logs a server's calls: one per server, shared by DecodeOptions
+// and ServerOptions, so that one caller's refusals are counted and
+// throttled in one place. Requests carry raw contacts, and any string field
 // may hold one (an address pasted into a purpose), so no request field's
 // value is ever logged, nor any credential: a call is logged with its
 // method, code, duration and caller (when identity is on); a refusal with
@@ -34,18 +36,19 @@ func CallerFrom(ctx context.Context) (string, bool) {
 // and calls their caller cancelled, log at debug level, failures at warn,
 // internal errors at error; failures at most once per caller, method and
 // code a while (logthrottle.Every), with the number suppressed since.
-type callLog struct {
+type CallLog struct {
 	log   *slog.Logger
 	quiet *logthrottle.Throttle
 }
 
-func newCallLog(log *slog.Logger) *callLog {
-	return &callLog{log: log, quiet: logthrottle.New(logthrottle.Every)}
+// NewCallLog returns the call log of one server, writing to log.
+func NewCallLog(log *slog.Logger) *CallLog {
+	return &CallLog{log: log, quiet: logthrottle.New(logthrottle.Every)}
 }
 
 // call logs one call of method that began at start and ended with err; req
 // is its request, nil for a stream.
-func (l *callLog) call(ctx context.Context, method string, req any, start time.Time, err error) {
+func (l *CallLog) call(ctx context.Context, method string, req any, start time.Time, err error) {
 	st := status.Convert(err)
 	code := st.Code()
 	level := slog.LevelWarn
@@ -139,7 +142,7 @@ func stringLen(m proto.Message, path string) (int, bool) {
 	return 0, false
 }
 
-func unaryLog(l *callLog) grpc.UnaryServerInterceptor {
+func unaryLog(l *CallLog) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		start := time.Now()
 		resp, err := h(ctx, req)
@@ -148,7 +151,7 @@ func unaryLog(l *callLog) grpc.UnaryServerInterceptor {
 	}
 }
 
-func streamLog(l *callLog) grpc.StreamServerInterceptor {
+func streamLog(l *CallLog) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 		start := time.Now()
 		err := h(srv, ss)
@@ -160,7 +163,7 @@ func streamLog(l *callLog) grpc.StreamServerInterceptor {
 // A panic in a handler fails that call with INTERNAL instead of taking every
 // sender's answers down with the process; it is logged with its stack, at
 // most once per method a while.
-func (l *callLog) recovered(ctx context.Context, method string, p any) error {
+func (l *CallLog) recovered(ctx context.Context, method string, p any) error {
 	if n, ok := l.quiet.Allow("panic\x00"+method, time.Now()); ok {
 		attrs := []any{"method", method, "panic", p}
 		if n > 0 {
@@ -171,7 +174,7 @@ func (l *callLog) recovered(ctx context.Context, method string, p any) error {
 	return status.Error(codes.Internal, "internal error")
 }
 
-func unaryRecover(l *callLog) grpc.UnaryServerInterceptor {
+func unaryRecover(l *CallLog) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
 		defer func() {
 			if p := recover(); p != nil {
@@ -182,7 +185,7 @@ func unaryRecover(l *callLog) grpc.UnaryServerInterceptor {
 	}
 }
 
-func streamRecover(l *callLog) grpc.StreamServerInterceptor {
+func streamRecover(l *CallLog) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
 		defer func() {
 			if p := recover(); p != nil {

@@ -8,11 +8,10 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/consentd/consentd/internal/daemontest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
@@ -146,15 +145,15 @@ func TestUndecodableBody(t *testing.T) {
 		var err error
 		if tc.stream {
 			var s grpc.ClientStream
-			if s, err = c.env.Conn.NewStream(ctx(t), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, tc.method, grpc.ForceCodecV2(rawCodec{})); err == nil {
-				s.SendMsg(rawBody(body))
+			if s, err = c.env.Conn.NewStream(ctx(t), &grpc.StreamDesc{ClientStreams: true, ServerStreams: true}, tc.method, grpc.ForceCodecV2(daemontest.RawCodec{})); err == nil {
+				s.SendMsg(daemontest.RawBody(body))
 				s.CloseSend()
 				for err == nil {
 					err = s.RecvMsg(&pb.FilterAudienceResponse{})
 				}
 			}
 		} else {
-			err = c.env.Conn.Invoke(ctx(t), tc.method, rawBody(body), &pb.CheckResponse{}, grpc.ForceCodecV2(rawCodec{}))
+			err = c.env.Conn.Invoke(ctx(t), tc.method, daemontest.RawBody(body), &pb.CheckResponse{}, grpc.ForceCodecV2(daemontest.RawCodec{}))
 		}
 		if st := status.Convert(err); st.Code() != codes.InvalidArgument || st.Message() != tc.want {
 			t.Errorf("%s: %v %q, want InvalidArgument %q", tc.method, st.Code(), st.Message(), tc.want)
@@ -171,18 +170,22 @@ func TestUndecodableBody(t *testing.T) {
 	}
 }
 
-// rawBody is a request body sent as is, by rawCodec.
-type rawBody []byte
-
-// rawCodec sends a rawBody as it is and reads answers as protobuf.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(v.(rawBody))}, nil
+// TestOneThrottlePerServer: a caller's refusals of one method and code are
+// throttled together whether the codec refused the body or the handler the
+// request: one line a while, not one per interceptor chain.
+func TestOneThrottlePerServer(t *testing.T) {
+	c := start(t)
+	const method = "/consent.v1.CheckService/Check"
+	body := protowire.AppendVarint(protowire.AppendTag(nil, 1, protowire.BytesType), 10) // longer than the body
+	err := c.env.Conn.Invoke(ctx(t), method, daemontest.RawBody(body), &pb.CheckResponse{}, grpc.ForceCodecV2(daemontest.RawCodec{}))
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("undecodable body: %v, want InvalidArgument", err)
+	}
+	_, err = c.check.Check(ctx(t), &pb.CheckRequest{Purpose: "email_marketing"}) // no contact
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("Check without a contact: %v, want InvalidArgument", err)
+	}
+	if got := c.logLines(method, "code=InvalidArgument"); len(got) != 1 {
+		t.Errorf("%d lines for two refusals of %s within the throttle's interval, want 1:\n%s", len(got), method, got)
+	}
 }
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	return proto.Unmarshal(data.Materialize(), v.(proto.Message))
-}
-
-func (rawCodec) Name() string { return "proto" }

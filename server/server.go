@@ -8,7 +8,6 @@ package server
 
 import (
 	"context"
-	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
@@ -101,11 +100,11 @@ func (s *Server) Register(r grpc.ServiceRegistrar) {
 	pb.RegisterConsentServiceServer(r, &consentService{Server: s})
 }
 
-// ServerOptions returns the interceptors every consentd server should use.
-// The transport's limits (keepalive, windows, message size) are the
-// daemon's, set by flags.
-func ServerOptions(log *slog.Logger) []grpc.ServerOption {
-	l := newCallLog(log)
+// ServerOptions returns the interceptors every consentd server should use,
+// logging to l, the server's call log (the one its DecodeOptions use). The
+// transport's limits (keepalive, windows, message size) are the daemon's,
+// set by flags.
+func ServerOptions(l *CallLog) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unaryRecover(l), unaryLog(l)),
 		grpc.ChainStreamInterceptor(streamRecover(l), streamLog(l)),

@@ -48,7 +48,7 @@ func TestToStatus(t *testing.T) {
 func TestRecoverInterceptor(t *testing.T) {
 	var logs strings.Builder
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	_, err := unaryRecover(newCallLog(log))(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/x/Y"},
+	_, err := unaryRecover(NewCallLog(log))(context.Background(), nil, &grpc.UnaryServerInfo{FullMethod: "/x/Y"},
 		func(context.Context, any) (any, error) { panic("boom") })
 	if status.Code(err) != codes.Internal {
 		t.Errorf("panic became %v, want Internal", err)

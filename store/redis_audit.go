@@ -56,17 +56,13 @@ type auditor struct {
 	partSlots, globalSlots []int
 	stats                  AuditStats
 
-	mu        sync.Mutex
-	evictions map[string]evictions // by node address
-	warned    map[string]bool      // nodes whose extra keys were reported
-	warnings  []string             // not yet taken by Warnings
-}
-
-// evictions is a node's evicted_keys when first seen (0 for a process
-// started since: a restarted Redis counts from 0).
-type evictions struct {
-	runID   string
-	evicted int64
+	mu sync.Mutex
+	// evictions are the baselines by run_id: a Sentinel failback returns
+	// to a process already seen, whose count must not start again.
+	evictions map[string]int64
+	runIDs    map[string]string // each node address's last run_id
+	warned    map[string]bool   // nodes whose extra keys were reported
+	warnings  []string          // not yet taken by Warnings
 }
 
 // Warnings returns, once each, what Audit found that breaks no guarantee
@@ -285,7 +281,8 @@ const settingsHint = "consentd refuses writes and answers UNAVAILABLE until it i
 // read, and records each node's evicted_keys.
 func (s *Redis) openAudit(ctx context.Context) error {
 	s.audit.attempts = auditAttempts
-	s.audit.evictions = map[string]evictions{}
+	s.audit.evictions = map[string]int64{}
+	s.audit.runIDs = map[string]string{}
 	s.audit.warned = map[string]bool{}
 	if _, ok := s.rdb.(*redis.ClusterClient); ok {
 		s.audit.partSlots = make([]int, s.cfg.Partitions)
@@ -298,18 +295,31 @@ func (s *Redis) openAudit(ctx context.Context) error {
 	}
 	settings := !s.cfg.OperatorChecksSettings
 	var (
-		mu                 sync.Mutex
-		bad                []string
-		configOff, infoOff error
+		mu                          sync.Mutex
+		bad                         []string
+		configOff, infoOff, viewOff error
 	)
 	err := s.forEachNode(ctx, func(ctx context.Context, node *redis.Client) error {
 		r, err := s.readNode(ctx, node, nil, false, settings, true)
 		if err != nil {
 			return err
 		}
-		addr := addrOf(node)
+		addr := addrOf(ctx, node)
+		// Audit reads each Cluster master's own slots to count its keys: a
+		// user denied it would start and then fail every Audit.
+		var viewErr error
+		if s.audit.partSlots != nil {
+			if err := node.ClusterNodes(ctx).Err(); err != nil && denied(err) {
+				viewErr = err
+			} else if err != nil {
+				return err
+			}
+		}
 		mu.Lock()
 		defer mu.Unlock()
+		if viewErr != nil {
+			viewOff = fmt.Errorf("%s: %v", addr, viewErr)
+		}
 		if r.settingsErr != nil {
 			configOff = fmt.Errorf("%s: %v", addr, r.settingsErr)
 		} else if r.settings != nil {
@@ -332,6 +342,9 @@ func (s *Redis) openAudit(ctx context.Context) error {
 	if infoOff != nil {
 		off = append(off, fmt.Sprintf("INFO is denied (%v), so consentd cannot see keys evicted or deleted", infoOff))
 	}
+	if viewOff != nil && infoOff == nil {
+		return fmt.Errorf("store: redis: CLUSTER NODES is denied (%v), so consentd cannot count each master's keys: allow consentd's Redis user cluster|nodes", viewOff)
+	}
 	switch {
 	case len(off) > 0 && !s.cfg.OperatorChecksSettings:
 		return fmt.Errorf("store: redis: %s; allow consentd's Redis user CONFIG GET and INFO, or check %s yourself on every master and start consentd with --redis-operator-checks-settings "+
@@ -350,24 +363,26 @@ func (s *Redis) noteEvictions(addr string, info map[string]string) (evicted, sin
 	n, _ := strconv.ParseInt(info["evicted_keys"], 10, 64)
 	s.audit.mu.Lock()
 	defer s.audit.mu.Unlock()
-	b, ok := s.audit.evictions[addr]
+	b, ok := s.audit.evictions[runID]
+	last, known := s.audit.runIDs[addr]
 	switch {
-	case !ok:
-		// A node first seen (at open, or a master new since: a promoted
-		// replica, which does not evict): what it evicted before is not
-		// known to concern this store; the key count judges that.
-		b = evictions{runID, n}
-	case b.runID != runID:
+	case !ok && known && last != runID:
 		// Restarted: its counters began again at 0, so everything it
 		// counts happened since.
-		b = evictions{runID, 0}
-	case n < b.evicted:
+		b = 0
+	case !ok:
+		// A process first seen (at open, or a master new since: a
+		// promoted replica, which does not evict): what it evicted before
+		// is not known to concern this store; the key count judges that.
+		b = n
+	case n < b:
 		// CONFIG RESETSTAT: whatever it dropped meanwhile, the key count
 		// still sees.
-		b.evicted = n
+		b = n
 	}
-	s.audit.evictions[addr] = b
-	return n, n - b.evicted
+	s.audit.evictions[runID] = b
+	s.audit.runIDs[addr] = runID
+	return n, n - b
 }
 
 // forEachNode runs fn on every master: the server itself, or each master
@@ -444,7 +459,7 @@ func (s *Redis) Audit(ctx context.Context) error {
 }
 
 func (s *Redis) auditNode(ctx context.Context, node *redis.Client, settings, info bool) (v nodeVerdict) {
-	addr := addrOf(node)
+	addr := addrOf(ctx, node)
 	// The partitions and global keys this node serves, by its own account.
 	var (
 		parts   []uint32
@@ -459,6 +474,10 @@ func (s *Redis) auditNode(ctx context.Context, node *redis.Client, settings, inf
 		globals = int64(len(globalKeys))
 	} else if info {
 		txt, err := node.ClusterNodes(ctx).Result()
+		if err != nil && denied(err) {
+			v.settings = append(v.settings, fmt.Sprintf("CLUSTER NODES is refused on %s (%v): consentd cannot count the keys there", addr, err))
+			return v
+		}
 		if err != nil {
 			v.err = err
 			return v
@@ -502,6 +521,12 @@ func (s *Redis) auditNode(ctx context.Context, node *redis.Client, settings, inf
 		v.settings = append(v.settings, fmt.Sprintf("cannot read %s on %s: CONFIG GET is refused (%v)", settingNames(), addr, r.settingsErr))
 	} else if r.settings != nil {
 		v.settings = badSettings(addr, r.settings)
+	}
+	if r.infoErr != nil {
+		// Allowed at open: without it the eviction and key checks would
+		// silently stop.
+		v.settings = append(v.settings, fmt.Sprintf("INFO is refused on %s (%v): consentd cannot see keys evicted or deleted there", addr, r.infoErr))
+		return v
 	}
 	if r.info == nil {
 		return v

@@ -482,13 +482,17 @@ func (s *Redis) nodeName(ctx context.Context, key string) string {
 	if err != nil {
 		return "an unknown node"
 	}
-	return addrOf(node)
+	return addrOf(ctx, node)
 }
 
-// addrOf names a node. A Sentinel client's is the master it follows.
-func addrOf(node *redis.Client) string {
+// addrOf names a node by its address. A Sentinel client's is the master it
+// follows now: the server's end of the connection (CLIENT INFO laddr).
+func addrOf(ctx context.Context, node *redis.Client) string {
 	if a := node.Options().Addr; a != "FailoverClient" {
 		return a
+	}
+	if info, err := node.ClientInfo(ctx).Result(); err == nil && info.LAddr != "" {
+		return info.LAddr
 	}
 	return "the Sentinel master"
 }

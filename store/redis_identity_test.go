@@ -925,3 +925,132 @@ func TestRedisCheckIdentityWindow(t *testing.T) {
 		wantFault(t, "CheckIdentity after one master was wiped", s.CheckIdentity(ctx), store.ErrStoreLost, "is missing on "+d.servers[2].Addr())
 	})
 }
+
+// TestRedisAuditInfoRefusedAtRuntime: INFO allowed at open and refused
+// later is settings drift naming the node, not a clean audit (the eviction
+// and key checks would silently stop).
+func TestRedisAuditInfoRefusedAtRuntime(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.Start(t, redistest.Options{})
+	admin := srv.Client(t)
+	if err := admin.Do(ctx, "ACL", "SETUSER", "u", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), Username: "u", Password: "pw"})
+	t.Cleanup(func() { rdb.Close() })
+	s := openRedis(t, rdb, store.RedisConfig{Partitions: identityPartitions, Init: true})
+	writeSome(t, s, 4)
+	if err := s.Audit(ctx); err != nil {
+		t.Fatalf("Audit: %v", err)
+	}
+	if err := admin.Do(ctx, "ACL", "SETUSER", "u", "-info").Err(); err != nil {
+		t.Fatal(err)
+	}
+	wantFault(t, "Audit with INFO refused", s.Audit(ctx), store.ErrSettings, "INFO is refused on "+srv.Addr())
+}
+
+// TestRedisClusterNodesDenied: a user allowed CLUSTER SLOTS (the client
+// needs it) but not CLUSTER NODES (Audit needs it) is refused at open,
+// naming it, rather than starting and failing every Audit.
+func TestRedisClusterNodesDenied(t *testing.T) {
+	ctx := context.Background()
+	c := redistest.StartCluster(t, 3)
+	for _, n := range c.Nodes {
+		if err := n.Client(t).Do(ctx, "ACL", "SETUSER", "u", "on", ">pw", "~*", "&*", "+@all", "-cluster|nodes").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rdb := redis.NewClusterClient(&redis.ClusterOptions{Addrs: c.Addrs(), Username: "u", Password: "pw"})
+	t.Cleanup(func() { rdb.Close() })
+	cfg := store.RedisConfig{Partitions: identityPartitions, SecretCheck: "s", Chain: storetest.ChainKey(), Init: true}
+	_, err := store.OpenRedis(ctx, rdb, cfg)
+	if err == nil || !strings.Contains(err.Error(), "CLUSTER NODES is denied") || !strings.Contains(err.Error(), "cluster|nodes") {
+		t.Fatalf("OpenRedis = %v, want a refusal naming CLUSTER NODES", err)
+	}
+}
+
+// TestRedisAuditSentinelFailback: with Sentinel, a failover and a failback
+// to a master that evicted keys before consentd opened the store are no
+// loss: the baseline of evicted_keys belongs to the process (run_id), not
+// to "the Sentinel master", and messages name the real node.
+func TestRedisAuditSentinelFailback(t *testing.T) {
+	ctx := context.Background()
+	a, b := redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{})
+	ac, bc := a.Client(t), b.Client(t)
+	// a evicts some foreign keys before consentd ever sees it.
+	used := infoInt(t, ac, "memory", "used_memory")
+	ac.ConfigSet(ctx, "maxmemory", strconv.FormatInt(used+256<<10, 10))
+	ac.ConfigSet(ctx, "maxmemory-policy", "allkeys-lru")
+	for i := 0; infoInt(t, ac, "stats", "evicted_keys") == 0; i++ {
+		if i == 10000 {
+			t.Fatal("no key evicted")
+		}
+		ac.Set(ctx, fmt.Sprint("foreign", i), strings.Repeat("x", 4096), 0)
+	}
+	ac.ConfigSet(ctx, "maxmemory", "0")
+	ac.ConfigSet(ctx, "maxmemory-policy", "noeviction")
+	ac.FlushAll(ctx)
+	follow := func(c *redis.Client, of *redistest.Server) {
+		t.Helper()
+		host, port, _ := strings.Cut(of.Addr(), ":")
+		if err := c.Do(ctx, "REPLICAOF", host, port).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	follow(bc, a)
+	host, port, _ := strings.Cut(a.Addr(), ":")
+	sent := redistest.Start(t, redistest.Options{Sentinel: true, Config: []string{
+		"sentinel monitor m " + host + " " + port + " 1", "sentinel down-after-milliseconds m 1000", "sentinel failover-timeout m 5000"}})
+	sc := sent.Client(t)
+	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{sent.Addr()}})
+	t.Cleanup(func() { rdb.Close() })
+	s := openRedis(t, rdb, store.RedisConfig{Partitions: identityPartitions, Init: true})
+	writeSome(t, s, 8)
+	if err := s.Audit(ctx); err != nil {
+		t.Fatalf("Audit: %v", err)
+	}
+	failover := func(from *redis.Client, to *redistest.Server) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		// The replica must hold every write first: a failover to one that
+		// missed writes is a loss indeed.
+		for from.Do(ctx, "WAIT", 1, 1000).Val() != int64(1) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s got no replica in 30 s", to.Addr())
+			}
+		}
+		for {
+			if time.Now().After(deadline) {
+				t.Fatalf("no failover to %s in 30 s", to.Addr())
+			}
+			addr, _ := sc.Do(ctx, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "m").StringSlice()
+			if len(addr) == 2 && addr[0]+":"+addr[1] == to.Addr() {
+				break
+			}
+			sc.Do(ctx, "SENTINEL", "FAILOVER", "m") // refused until a replica is ready
+			time.Sleep(200 * time.Millisecond)
+		}
+		// Audit until the client follows the new master; no loss meanwhile.
+		for {
+			err := s.Audit(ctx)
+			if errors.Is(err, store.ErrStoreLost) {
+				t.Fatalf("Audit after a failover to %s: %v", to.Addr(), err)
+			}
+			if err == nil && strings.Contains(fmt.Sprint(rdb.Do(ctx, "ROLE").Val()), "master") {
+				if err := s.Audit(ctx); err != nil {
+					t.Fatalf("Audit after a failover to %s: %v", to.Addr(), err)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Audit after a failover to %s: %v", to.Addr(), err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	failover(ac, b)
+	failover(bc, a)
+	// Messages name the node, not "the Sentinel master".
+	ac.Del(ctx, store.RecordKey(identityPartitions, contact(1)))
+	wantFault(t, "Audit after a record was deleted", s.Audit(ctx), store.ErrStoreLost, "missing on "+a.Addr())
+}

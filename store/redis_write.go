@@ -156,7 +156,18 @@ func (s *Redis) applyShare(ctx context.Context, p uint32, ws []consent.Write, id
 		err error
 	)
 	for attempt := 0; attempt < 64; attempt++ {
+		// Taken before the read, so no higher than the head read unless the
+		// partition went back: a floor raised meanwhile (by CheckIdentity
+		// reading another sidecar's write) is no loss.
+		floor := s.seen[p].Load()
 		if pl, err = s.plan(ctx, p, share, claims); err != nil {
+			break
+		}
+		// A head below the floor is a store rolled back (same id, older
+		// data): refused before the script runs, without waiting for
+		// CheckIdentity to see it.
+		if pl.head < floor {
+			err = s.fail(lostf("partition %d's sequence %s went back from %d to %d on %s; write refused, nothing written", p, seqKey(p), floor, pl.head, s.nodeName(ctx, seqKey(p))))
 			break
 		}
 		if err = s.commit(ctx, p, pl); !errors.Is(err, errConflict) {
@@ -277,11 +288,6 @@ func (s *Redis) plan(ctx context.Context, p uint32, ws []consent.Write, claims m
 // commit runs the plan's script; errConflict means something it read has
 // changed.
 func (s *Redis) commit(ctx context.Context, p uint32, pl *batchPlan) error {
-	// A head below the floor is a store rolled back (same id, older data):
-	// refused here, without waiting for CheckIdentity to see it.
-	if floor := s.seen[p].Load(); pl.head < floor {
-		return s.fail(lostf("partition %d's sequence %s went back from %d to %d on %s; write refused, nothing written", p, seqKey(p), floor, pl.head, s.nodeName(ctx, seqKey(p))))
-	}
 	if len(pl.ops) == 0 && len(pl.requests) == 0 {
 		return nil // every write refused: nothing to do
 	}

@@ -4,10 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
-	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/faultproxy"
+	"github.com/consentd/consentd/internal/promscrape"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -189,7 +188,7 @@ func TestStoreSettingsDrift(t *testing.T) {
 	if len(errs) != 1 || !strings.Contains(errs[0].Error, "maxmemory-policy") || !strings.Contains(errs[0].Error, srv.Addr()) {
 		t.Errorf("ERROR lines during drift: %+v, want one naming maxmemory-policy and %s", errs, srv.Addr())
 	}
-	metrics := scrape(t, s.Metrics)
+	metrics, _ := promscrape.Scrape(t, s.Metrics)
 	for _, want := range []string{`consentd_store_state{state="settings_drift"} 1`, `consentd_store_faults_total{kind="settings_drift"} 1`} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("metrics during drift lack %s", want)
@@ -210,9 +209,83 @@ func TestStoreSettingsDrift(t *testing.T) {
 	t.Logf("SERVING %v after CONFIG SET maxmemory-policy noeviction", took)
 	s.eventually(t, "cached@example.com", pb.Decision_DECISION_ALLOW)
 	s.grant(t, "new@example.com")
-	if !strings.Contains(scrape(t, s.Metrics), `consentd_store_state{state="serving"} 1`) {
+	if metrics, _ := promscrape.Scrape(t, s.Metrics); !strings.Contains(metrics, `consentd_store_state{state="serving"} 1`) {
 		t.Error(`metrics after recovery lack consentd_store_state{state="serving"} 1`)
 	}
+}
+
+// TestStoreRestartedWithDrift: Redis stopped and started again with
+// maxmemory-policy allkeys-lru in its redis.conf. The store answers pings
+// again at once, but health never shows SERVING between the restart and
+// the drift being found: a store that comes back is checked before it is
+// served (issue 15: the settings are checked on every reconnect).
+func TestStoreRestartedWithDrift(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	s := startSidecar(t, sharedSecret(t), redisURL(srv.Addr()), "--redis-init")
+	s.grant(t, "before@example.com")
+
+	// Health as seen every 20 ms, from before the stop until the drift is
+	// found.
+	type sample struct {
+		at     time.Time
+		status healthpb.HealthCheckResponse_ServingStatus
+	}
+	var samples []sample
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			resp, err := s.hc.Check(testCtx(t), &healthpb.HealthCheckRequest{Service: "consent.v1.CheckService"})
+			if err == nil {
+				samples = append(samples, sample{time.Now(), resp.GetStatus()})
+			}
+			select {
+			case <-done:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	})
+	stopPolling := sync.OnceFunc(func() { close(done); wg.Wait() })
+	t.Cleanup(stopPolling)
+
+	srv.Stop(t)
+	stopped := time.Now()
+	t.Logf("NOT_SERVING %v after Redis stopped", healthWithin(t, s, stopped, notServing, time.Second))
+	srv.Reconfigure(t, "maxmemory-policy allkeys-lru")
+	srv.Restart(t)
+	restarted := time.Now()
+	var found time.Duration
+	for deadline := restarted.Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if errs := logLines(t, s.Daemon, "ERROR"); len(errs) > 0 && strings.Contains(errs[0].Error, "maxmemory-policy") {
+			found = time.Since(restarted)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ERROR naming maxmemory-policy 15s after the restart; logs:\n%s", s.Logs())
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a few samples past the drift
+	stopPolling()
+	t.Logf("drift found %v after the restart (%d health samples)", found, len(samples))
+
+	var downSeen bool
+	for _, smp := range samples {
+		if smp.at.Before(stopped) {
+			continue
+		}
+		if smp.status == notServing {
+			downSeen = true
+		} else if downSeen {
+			t.Errorf("health %v at %v after the restart, before the drift was found (%v): a store that came back was served unchecked",
+				smp.status, smp.at.Sub(restarted), found)
+		}
+	}
+	if !downSeen {
+		t.Errorf("health never NOT_SERVING after Redis stopped: %d samples", len(samples))
+	}
+	_, err := s.ask("before@example.com", "", 5*time.Second)
+	wantUnavailable(t, "Check after the restart with drift", err, "maxmemory-policy", srv.Addr())
 }
 
 // warm leaves contact's record in s's cache: it asks until an answer comes
@@ -237,31 +310,12 @@ func warm(t *testing.T, s *sidecar, contact string) {
 
 func cacheHits(t *testing.T, s *sidecar) float64 {
 	t.Helper()
-	for _, line := range strings.Split(scrape(t, s.Metrics), "\n") {
-		if v, ok := strings.CutPrefix(line, "consentd_cache_hits_total "); ok {
-			n, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
+	_, samples := promscrape.Scrape(t, s.Metrics)
+	n, ok := samples["consentd_cache_hits_total"]
+	if !ok {
+		t.Fatal("no consentd_cache_hits_total in the metrics")
 	}
-	t.Fatal("no consentd_cache_hits_total in the metrics")
-	return 0
-}
-
-func scrape(t *testing.T, addr string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return n
 }
 
 // stopRedis stops srv with SIGSTOP, a hung Redis: the kernel still accepts

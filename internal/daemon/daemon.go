@@ -357,8 +357,11 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 	}
 	// WaitForHandlers: after a forced Stop, handlers still finish before the
 	// store they use is closed.
-	opts := append(m.serverOptions(), sec.serverOptions(log, server.DecodeOptions(log))...)
-	opts = append(opts, server.ServerOptions(log)...)
+	// One call log: a caller's refusals, by the codec or by a handler,
+	// are throttled together.
+	calls := server.NewCallLog(log)
+	opts := append(m.serverOptions(), sec.serverOptions(log, server.DecodeOptions(calls))...)
+	opts = append(opts, server.ServerOptions(calls)...)
 	opts = append(opts, traceOpts...)
 	opts = append(opts, c.limits.serverOptions()...)
 	srv := grpc.NewServer(append(opts, grpc.WaitForHandlers(true))...)

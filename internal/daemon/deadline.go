@@ -24,6 +24,18 @@ const maxStoreTimeout = time.Minute
 // (redisTimeouts), and the guard cancels the walk when the store stops
 // answering (guard.whileServing).
 //
+// The deadline holds only as far as the store heeds its context. Redis
+// does (go-redis gives up on the socket). The embedded store checks it as
+// a call starts and not after: bbolt cannot be interrupted, so a read or
+// write held by a hung disk (an fsync that does not return) holds its
+// caller until the disk answers, past the timeout. Answering at the
+// deadline while the call finishes in the background would need a
+// goroutine per call, a bound on those still running, copies of every
+// buffer the store writes into, and an owner that waits for them before
+// the database closes; that is not done, and the README's flag rows say
+// so. Nor does the guard notice such a hang: its ping is a read of the
+// memory-mapped file, which a stuck writer does not block.
+//
 // A call whose deadline passes while its caller still waits answers
 // consent.ErrUnavailable naming the timeout (UNAVAILABLE: the store did not
 // answer); one whose caller's own deadline passed first keeps the context's

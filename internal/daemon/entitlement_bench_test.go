@@ -90,7 +90,8 @@ func startEntitlementStack(b *testing.B, tokens, withPolicy bool) *entitlementSt
 
 	// The interceptors in serve's order: identity and entitlements first,
 	// then recovery and logging.
-	srv := grpc.NewServer(append(sec.serverOptions(log, server.DecodeOptions(log)), server.ServerOptions(log)...)...)
+	calls := server.NewCallLog(log)
+	srv := grpc.NewServer(append(sec.serverOptions(log, server.DecodeOptions(calls)), server.ServerOptions(calls)...)...)
 	server.New(server.Config{Keys: keys, Records: records, Store: st.backend, Purposes: purposes}).Register(srv)
 	lis := bufconn.Listen(1 << 20)
 	served := make(chan struct{})

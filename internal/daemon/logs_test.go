@@ -19,7 +19,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -139,7 +138,7 @@ func TestNoRequestValueInLogs(t *testing.T) {
 	for _, md := range serviceMethods(t) {
 		for _, n := range needles {
 			for _, b := range badBodies(n.value) {
-				err := invoke(metadata.NewOutgoingContext(ctx, pool.as(pool.next("dpo"))), conn, md, rawBody(b.body), grpc.ForceCodecV2(rawCodec{}))
+				err := invoke(metadata.NewOutgoingContext(ctx, pool.as(pool.next("dpo"))), conn, md, daemontest.RawBody(b.body), grpc.ForceCodecV2(daemontest.RawCodec{}))
 				code := status.Code(err)
 				if code != b.want && !(b.want == codes.OK && code == codes.InvalidArgument) {
 					t.Errorf("%s, %s with the %s: %v, want %v", md.FullName(), b.name, n.name, err, b.want)
@@ -527,22 +526,6 @@ func badBodies(needle string) []struct {
 		{"the needle as the body", []byte(needle), codes.OK},
 	}
 }
-
-// rawBody is a request body sent as is, by rawCodec.
-type rawBody []byte
-
-// rawCodec sends a rawBody as it is and reads answers as protobuf.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(v.(rawBody))}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	return proto.Unmarshal(data.Materialize(), v.(proto.Message))
-}
-
-func (rawCodec) Name() string { return "proto" }
 
 // phoneToken is a rune of a phone number as it may stand in an HTTP
 // method: its digits and its plus.

@@ -5,8 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/internal/promscrape"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -70,7 +69,7 @@ func testMetrics(t *testing.T, d *daemon, redis bool) {
 		// Until the feed first catches up on a partition, nothing of it is
 		// cached: wait for the lease to say so.
 		for deadline := time.Now().Add(10 * time.Second); ; {
-			_, got := scrapeMetrics(t, d.metrics)
+			_, got := promscrape.Scrape(t, d.metrics)
 			fresh := 0.0
 			for p := range 4 {
 				fresh += got[`consentd_lease_fresh{partition="`+strconv.Itoa(p)+`"}`]
@@ -111,7 +110,7 @@ func testMetrics(t *testing.T, d *daemon, redis bool) {
 		t.Fatal(err)
 	}
 
-	scrape, got := scrapeMetrics(t, d.metrics)
+	scrape, got := promscrape.Scrape(t, d.metrics)
 	check := `{grpc_method="Check",grpc_service="consent.v1.CheckService",grpc_type="unary"}`
 	want := map[string]float64{
 		`grpc_server_started_total` + check: 4,
@@ -188,38 +187,6 @@ func testMetrics(t *testing.T, d *daemon, redis bool) {
 }
 
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
-
-// scrapeMetrics GETs /metrics and returns the text and every sample by
-// name{labels}.
-func scrapeMetrics(t *testing.T, addr string) (string, map[string]float64) {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics: %s\n%s", resp.Status, b)
-	}
-	samples := map[string]float64{}
-	for line := range strings.Lines(string(b)) {
-		line = strings.TrimSpace(line)
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("bad sample line %q: %v", line, err)
-		}
-		samples[line[:i]] = v
-	}
-	return string(b), samples
-}
 
 // daemon is consentd running in-process.
 type daemon struct {
@@ -317,7 +284,7 @@ func TestCacheEvictions(t *testing.T) {
 	// wait until the count settles.
 	var evicted float64
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		_, got := scrapeMetrics(t, d.metrics)
+		_, got := promscrape.Scrape(t, d.metrics)
 		n, ok := got["consentd_cache_evictions_total"]
 		if !ok {
 			t.Fatal("no consentd_cache_evictions_total in the scrape")

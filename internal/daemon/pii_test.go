@@ -24,6 +24,7 @@ import (
 
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/contactkey"
+	"github.com/consentd/consentd/internal/promscrape"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -388,7 +389,7 @@ func drivePII(t *testing.T, d *daemon, tokens map[string]string) (scrape string,
 	_, err = dpo.BatchCheck(ctx, "email_marketing", piiContacts, client.FullyConsistent())
 	must("BatchCheck after Erase", err)
 
-	scrape, _ = scrapeMetrics(t, d.metrics)
+	scrape, _ = promscrape.Scrape(t, d.metrics)
 	return scrape, pages
 }
 

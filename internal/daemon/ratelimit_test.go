@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/internal/promscrape"
 )
 
 // rateLimitPolicy limits the mailer and the ads agency to 5 calls at once
@@ -100,7 +101,7 @@ func TestRateLimit(t *testing.T) {
 
 	// 51 mailer calls refused above, plus the one whose message was read:
 	// the grpc metrics count them by code.
-	_, samples := scrapeMetrics(t, d.metrics)
+	_, samples := promscrape.Scrape(t, d.metrics)
 	if got := samples[`grpc_server_handled_total{grpc_code="ResourceExhausted",grpc_method="Check",grpc_service="consent.v1.CheckService",grpc_type="unary"}`]; got != 52 {
 		t.Errorf("ResourceExhausted Checks counted: %v, want 52", got)
 	}

@@ -99,7 +99,8 @@ func Start(t testing.TB, o Options) *Env {
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	lis := bufconn.Listen(1 << 20)
-	opts := append(server.DecodeOptions(log), server.ServerOptions(log)...)
+	calls := server.NewCallLog(log)
+	opts := append(server.DecodeOptions(calls), server.ServerOptions(calls)...)
 	if o.Fault != nil {
 		opts = append(opts, grpc.ChainUnaryInterceptor(o.Fault))
 	}
