@@ -69,11 +69,14 @@ func Decide(r *Record, p *Purpose, now time.Time) Decision {
 	}
 	withdrawn := r.Withdrawn(p.Name)
 	if g == nil {
+		// Erased, with no fresh grant since: erased, whatever withdrawal
+		// came after (an old unsubscribe link clicked). Apply keeps that
+		// withdrawal's date, so it still beats a grant dated before it.
 		switch {
-		case !withdrawn.IsZero() && withdrawn.After(r.ErasedAt):
-			return deny(ReasonWithdrawn)
 		case !r.ErasedAt.IsZero():
 			return deny(ReasonErased)
+		case !withdrawn.IsZero():
+			return deny(ReasonWithdrawn)
 		}
 		return deny(ReasonNoConsent)
 	}

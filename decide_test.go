@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	consent "github.com/consentd/consentd"
 )
 
@@ -102,7 +104,15 @@ func TestDecide(t *testing.T) {
 		{"erased, never known", []consent.Event{erase(t0)}, email, now, deny(consent.ReasonErased)},
 		{"erased then fresh first-party grant", []consent.Event{grant(t0, "email_marketing"), erase(t0.Add(time.Hour)), grant(t0.Add(2*time.Hour), "email_marketing")}, email, now, allow},
 		{"erased then fresh grant for another purpose", []consent.Event{erase(t0), grant(t0.Add(time.Hour), "sales_outreach")}, email, now, deny(consent.ReasonErased)},
-		{"erased then withdrawn", []consent.Event{erase(t0), withdraw(t0.Add(time.Hour))}, email, now, deny(consent.ReasonWithdrawn)},
+		// A withdrawal after an erasure (an old unsubscribe link clicked)
+		// leaves the contact erased; a fresh first-party grant still
+		// re-subscribes it, and the withdrawal beats a grant dated before it.
+		{"erased then withdrawn", []consent.Event{erase(t0), withdraw(t0.Add(time.Hour))}, email, now, deny(consent.ReasonErased)},
+		{"erased then this purpose withdrawn", []consent.Event{grant(t0, "email_marketing"), erase(t0.Add(time.Hour)), withdraw(t0.Add(2*time.Hour), "email_marketing")}, email, now, deny(consent.ReasonErased)},
+		{"erased, then a withdrawal dated before the erasure", []consent.Event{erase(t0.Add(time.Hour)), withdraw(t0, "email_marketing")}, email, now, deny(consent.ReasonErased)},
+		{"erased, withdrawn, then a fresh grant", []consent.Event{erase(t0), withdraw(t0.Add(time.Hour)), grant(t0.Add(2*time.Hour), "email_marketing")}, email, now, allow},
+		{"erased, withdrawn, then a grant dated between the two", []consent.Event{erase(t0), withdraw(t0.Add(2*time.Hour), "email_marketing"), grant(t0.Add(time.Hour), "email_marketing")}, email, now, deny(consent.ReasonWithdrawn)},
+		{"erased, a fresh grant, then withdrawn", []consent.Event{erase(t0), grant(t0.Add(time.Hour), "email_marketing"), withdraw(t0.Add(2 * time.Hour))}, email, now, deny(consent.ReasonWithdrawn)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -153,6 +163,37 @@ func TestApplyRefusesReimportAfterErasure(t *testing.T) {
 			}
 			if d := consent.Decide(&got, &consent.Purpose{Name: "email_marketing"}, now); d.Allowed {
 				t.Errorf("refused grant still allowed: %+v", d)
+			}
+		})
+	}
+}
+
+// TestWithdrawalAfterErasure: a withdrawal (of one purpose or all) applied
+// to an erased record leaves erased_at as it was, and its date is kept,
+// so it still beats a grant dated before it.
+func TestWithdrawalAfterErasure(t *testing.T) {
+	erasedAt := t0.Add(time.Hour)
+	later := t0.Add(2 * time.Hour)
+	tests := []struct {
+		name  string
+		event consent.Event
+		want  consent.Record
+	}{
+		{"one purpose", withdraw(later, "email_marketing"), consent.Record{ErasedAt: erasedAt,
+			Purposes: map[string]consent.PurposeRecord{"email_marketing": {WithdrawnAt: later}}}},
+		{"every purpose", withdraw(later), consent.Record{ErasedAt: erasedAt, WithdrawnAllAt: later, Purposes: map[string]consent.PurposeRecord{}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := consent.Apply(*fold(t, grant(t0, "email_marketing"), erase(erasedAt)), tt.event)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Apply (-want +got):\n%s", diff)
+			}
+			if d := consent.Decide(&got, &consent.Purpose{Name: "email_marketing"}, now); d.Reason != consent.ReasonErased {
+				t.Errorf("Decide = %+v, want erased", d)
 			}
 		})
 	}

@@ -34,6 +34,7 @@ var allowed = map[string][]string{
 	"client":             {".", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
 	"bench":              {".", "client", "proto/consent/v1", "github.com/HdrHistogram/hdrhistogram-go"},
 	"bench/plot":         {"bench", "gonum.org/v1/plot"},
+	"bench/soak":         {".", "bench", "client", "proto/consent/v1", "internal/redisproc", "internal/faultproxy", "github.com/redis/go-redis", "google.golang.org/grpc", "google.golang.org/protobuf"}, // it runs the Redis and proxy it breaks; it measures consentd through the client only
 	"examples/audience":  {".", "client"},
 	"examples/emailgate": {".", "client"},
 }

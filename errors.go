@@ -14,6 +14,10 @@ var (
 	ErrSuppressed = errors.New("contact is suppressed")
 	// ErrUnavailable: the store cannot be reached; never read as "allowed".
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrExhausted: a resource the write needs is used up (the embedded
+	// store's disk is full); nothing was changed. Retry, with the same
+	// request id, once the operator has freed it.
+	ErrExhausted = errors.New("resource exhausted")
 )
 
 // FieldError is an ErrInvalid that names the offending field and the reason.

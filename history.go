@@ -2,7 +2,7 @@ package consent
 
 // PartitionHistory is what verifying one partition's tamper-evident history
 // found: its head (keep it elsewhere to catch a later rollback), what was
-// checked, and the first break, if any.
+// checked, and the breaks, if any.
 type PartitionHistory struct {
 	Partition uint32
 	HeadSeq   uint64
@@ -10,12 +10,17 @@ type PartitionHistory struct {
 	Events    int // events present
 	Erased    int // events removed by erasures, accounted for by their markers
 	Contacts  int // records checked against their histories
-	Break     *HistoryBreak
+	// Breaks are the earliest breaks, in event order: a bounded number
+	// (chain.MaxListed), so a badly damaged store costs no more memory to
+	// check than an intact one. BreakCount counts every break found.
+	Breaks     []HistoryBreak
+	BreakCount int
 }
 
-// HistoryBreak is the first place where a partition's history does not hold:
-// an event altered, deleted, copied or restored after erasure, or a record
-// that does not follow from its history.
+// HistoryBreak is a place where a partition's history does not hold: an
+// event altered, deleted, copied or restored after erasure, a record that
+// does not follow from its history, or a key that cannot be read as what
+// its name says. Seq is 0 when it belongs to no event.
 type HistoryBreak struct {
 	Seq    uint64
 	Reason string
@@ -24,7 +29,7 @@ type HistoryBreak struct {
 // Intact reports whether no partition has a break.
 func Intact(parts []PartitionHistory) bool {
 	for _, p := range parts {
-		if p.Break != nil {
+		if p.BreakCount > 0 {
 			return false
 		}
 	}

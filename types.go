@@ -1,6 +1,7 @@
 package consent
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"time"
@@ -108,7 +109,46 @@ type Event struct {
 type Write struct {
 	Key   Key
 	Event Event
-	// Fingerprint identifies the request as it was sent, so a request id
-	// reused for a different request is refused instead of silently replayed.
+	// Fingerprint identifies the request as it was sent (without its
+	// contact), so a request id reused for a different request is refused
+	// instead of silently replayed.
 	Fingerprint [32]byte
+	// Caller is the authenticated caller's name, "" without authentication.
+	// Request ids are one space per caller: the same id from another caller
+	// is another request.
+	Caller string
+}
+
+// RequestName is the name under which a store keeps w's request id with
+// its contact: the id itself for the unauthenticated caller (as before ids
+// had callers), else the id and a hash of the caller, joined by a byte no
+// request id may hold (labels have no control characters), so no two
+// callers' names meet. "" without a request id.
+func (w *Write) RequestName() string {
+	id := w.Event.RequestID
+	if id == "" || w.Caller == "" {
+		return id
+	}
+	h := sha256.Sum256([]byte(w.Caller))
+	return id + "\x00" + hex.EncodeToString(h[:8])
+}
+
+// Claim is how a store binds a request id to one request across all of a
+// caller's writes, whatever their contacts: name identifies the (caller,
+// id) pair, request the request (its contact, kind and content). The same
+// name with another request is a request id reused. Both are hashes, so
+// neither a caller's name nor a contact is kept where they are stored.
+func (w *Write) Claim() (name, request [32]byte) {
+	h := sha256.New()
+	h.Write([]byte("consentd request id\x00"))
+	h.Write([]byte(w.Caller))
+	h.Write([]byte{0})
+	h.Write([]byte(w.Event.RequestID))
+	h.Sum(name[:0])
+	h.Reset()
+	h.Write([]byte{byte(w.Event.Kind)})
+	h.Write(w.Key[:])
+	h.Write(w.Fingerprint[:])
+	h.Sum(request[:0])
+	return name, request
 }

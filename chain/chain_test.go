@@ -3,6 +3,7 @@ package chain
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -209,6 +210,58 @@ func TestProblemComesFirstWhenEarlier(t *testing.T) {
 	}
 }
 
+// TestListed: a walk lists the earliest MaxListed breaks in event order,
+// whatever order they were found in, the chain's own finding before one
+// from outside at the same event, and counts every one.
+func TestListed(t *testing.T) {
+	h := sample(t)
+	w := h.key.Walk(0)
+	for _, s := range h.entries {
+		w.Add(s.seq, s.contact, s.entry)
+	}
+	for _, seq := range []uint64{40, 7, 30, 0, 20, 12, 11, 25, 13, 14, 15, 16, 17} {
+		w.Problem(seq, fmt.Sprintf("problem at %d", seq))
+	}
+	e := h.entries[h.find(4)].entry
+	e[len(e)-1] ^= 1 // the chain's own break at 4
+	w2 := h.key.Walk(0)
+	w2.Problem(4, "outside at 4")
+	for _, s := range h.entries {
+		w2.Add(s.seq, s.contact, s.entry)
+	}
+	for _, seq := range []uint64{40, 7, 30, 0, 20, 12, 11, 25, 13, 14, 15, 16, 17} {
+		w2.Problem(seq, fmt.Sprintf("problem at %d", seq))
+	}
+	tests := []struct {
+		name   string
+		w      *Walk
+		want   []string
+		breaks int
+	}{
+		{"problems only", w, []string{"0 problem at 0", "7 problem at 7", "11 problem at 11", "12 problem at 12", "13 problem at 13",
+			"14 problem at 14", "15 problem at 15", "16 problem at 16", "17 problem at 17", "20 problem at 20"}, 13},
+		{"chain first at the same event", w2, []string{"0 problem at 0", "4 altered: its hash does not match the one event 5 holds", "4 outside at 4",
+			"7 problem at 7", "11 problem at 11", "12 problem at 12", "13 problem at 13", "14 problem at 14", "15 problem at 15", "16 problem at 16"}, 15},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := tt.w.Check(context.Background(), h.seq, h.head); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, b := range tt.w.Listed() {
+				got = append(got, fmt.Sprintf("%d %s", b.Seq, b.Reason))
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Listed (-want +got):\n%s", diff)
+			}
+			if got := tt.w.Breaks(); got != tt.breaks {
+				t.Errorf("Breaks() = %d, want %d", got, tt.breaks)
+			}
+		})
+	}
+}
+
 func TestKeyDependsOnSecret(t *testing.T) {
 	a := mustKey(t)
 	b, err := NewKey([]byte("another secret of 16+ bytes"))
@@ -286,6 +339,9 @@ func TestCheckDamagedHead(t *testing.T) {
 	}
 	if got := w.Breaks(); got != 1_000_001 {
 		t.Errorf("Breaks() = %d, want 1000001 (each missing event and the head)", got)
+	}
+	if got := w.Listed(); len(got) != MaxListed || got[0] != *b || got[MaxListed-1].Seq != MaxListed {
+		t.Errorf("Listed() = %v, want the missing events 1 to %d", got, MaxListed)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()

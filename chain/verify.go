@@ -5,7 +5,7 @@ import (
 	"fmt"
 )
 
-// Break is the first place where a partition's chain does not hold.
+// Break is a place where a partition's chain does not hold.
 type Break struct {
 	Partition uint32
 	Seq       uint64
@@ -23,12 +23,16 @@ type Walk struct {
 	partition uint32
 	live      map[uint64]node
 	erased    map[uint64]node
-	// first is the earliest break found so far; the rest are only
-	// counted, so a badly damaged store costs no more memory to check
-	// than an intact one.
-	first  *found
+	// kept are the earliest MaxListed breaks found so far, in order; the
+	// rest are only counted, so a badly damaged store costs no more memory
+	// to check than an intact one.
+	kept   []found
 	breaks int
 }
+
+// MaxListed is how many breaks a Walk keeps in detail: the earliest, by
+// event. Every break is counted (Breaks).
+const MaxListed = 10
 
 // found is a break and whether it was found outside the chain (Problem):
 // at the same event, the chain's own finding is the one reported.
@@ -48,16 +52,26 @@ func (w *Walk) broken(seq uint64, format string, args ...any) {
 	w.note(found{Break: Break{Partition: w.partition, Seq: seq}}, format, args...)
 }
 
-// note keeps b if it comes before the earliest break so far: by event,
-// and at the same event the chain's own finding before one from outside.
-// The reason is only formatted when kept.
+// note keeps b if it is among the MaxListed earliest breaks so far: by
+// event, and at the same event the chain's own finding before one from
+// outside, then the one found first. The reason is only formatted when kept.
 func (w *Walk) note(b found, format string, args ...any) {
 	w.breaks++
-	if f := w.first; f != nil && (f.Seq < b.Seq || (f.Seq == b.Seq && (!f.outside || b.outside))) {
+	after := func(f found) bool { return f.Seq > b.Seq || (f.Seq == b.Seq && f.outside && !b.outside) }
+	i := len(w.kept)
+	for i > 0 && after(w.kept[i-1]) {
+		i--
+	}
+	if i == MaxListed {
 		return
 	}
 	b.Reason = fmt.Sprintf(format, args...)
-	w.first = &b
+	if len(w.kept) == MaxListed {
+		w.kept = w.kept[:MaxListed-1]
+	}
+	w.kept = append(w.kept, found{})
+	copy(w.kept[i+1:], w.kept[i:])
+	w.kept[i] = b
 }
 
 // Add takes the entry stored as event seq of the contact and returns it
@@ -96,14 +110,25 @@ func (w *Walk) Has(seq uint64) bool {
 func (w *Walk) Events() (live, erased int) { return len(w.live), len(w.erased) }
 
 // Problem records a break found outside the chain (a record that does not
-// match its history, a change stream that names a missing event), so Check
-// reports the first of all of them.
+// match its history, a change stream that names a missing event, a key that
+// cannot be read as what its name says), so Check reports the first of all
+// of them. seq is 0 when the problem belongs to no event.
 func (w *Walk) Problem(seq uint64, reason string) {
 	w.note(found{Break: Break{Partition: w.partition, Seq: seq}, outside: true}, "%s", reason)
 }
 
-// Breaks is how many breaks were found, the first included.
+// Breaks is how many breaks were found, the listed ones included.
 func (w *Walk) Breaks() int { return w.breaks }
+
+// Listed returns the earliest breaks found, at most MaxListed, in order:
+// after Check, the first is the one Check returned.
+func (w *Walk) Listed() []Break {
+	out := make([]Break, len(w.kept))
+	for i, f := range w.kept {
+		out[i] = f.Break
+	}
+	return out
+}
 
 // Check returns the first break of the partition whose newest event is
 // headSeq with link head, or nil when the chain holds; err is ctx's, when
@@ -143,9 +168,9 @@ func (w *Walk) Check(ctx context.Context, headSeq uint64, head Link) (*Break, er
 	if prev != head {
 		w.broken(headSeq, "does not match the partition head: altered, or the head was")
 	}
-	if w.first == nil {
+	if len(w.kept) == 0 {
 		return nil, nil
 	}
-	b := w.first.Break
+	b := w.kept[0].Break
 	return &b, nil
 }

@@ -365,6 +365,8 @@ func fromStatus(err error) error {
 		sentinel = consent.ErrSuppressed
 	case codes.Unavailable:
 		sentinel = consent.ErrUnavailable
+	case codes.ResourceExhausted:
+		sentinel = consent.ErrExhausted
 	case codes.DeadlineExceeded:
 		sentinel = context.DeadlineExceeded
 	case codes.Canceled:
@@ -378,16 +380,30 @@ func fromStatus(err error) error {
 // BatchCheck decides up to 10,000 contacts for one purpose; decisions come
 // in the order of contacts.
 func (c *Client) BatchCheck(ctx context.Context, purpose string, contacts []string, opts ...CheckOption) ([]consent.Decision, error) {
-	req := &pb.BatchCheckRequest{Contacts: contacts, Purpose: purpose, Consistency: consistency(opts)}
+	out, _, err := c.batchCheck(ctx, &pb.BatchCheckRequest{Contacts: contacts, Purpose: purpose, Consistency: consistency(opts)})
+	return out, err
+}
+
+// BatchCheckSalted is BatchCheck that also returns each contact's request
+// id salt (consent.v1.BatchCheckResult.request_id_salt): for a client that
+// derives request ids from what it writes, which are one space per caller,
+// to tell contacts apart without a contact in the id.
+func (c *Client) BatchCheckSalted(ctx context.Context, purpose string, contacts []string, opts ...CheckOption) ([]consent.Decision, [][]byte, error) {
+	return c.batchCheck(ctx, &pb.BatchCheckRequest{Contacts: contacts, Purpose: purpose, Consistency: consistency(opts), RequestIdSalts: true})
+}
+
+func (c *Client) batchCheck(ctx context.Context, req *pb.BatchCheckRequest) ([]consent.Decision, [][]byte, error) {
 	resp, err := c.check.BatchCheck(ctx, req)
 	if err != nil {
-		return nil, fromStatus(err)
+		return nil, nil, fromStatus(err)
 	}
 	out := make([]consent.Decision, len(resp.GetResults()))
+	salts := make([][]byte, len(resp.GetResults()))
 	for i, r := range resp.GetResults() {
 		out[i] = consent.Decision{Allowed: r.GetDecision() == pb.Decision_DECISION_ALLOW, Reason: consent.Reason(r.GetReason())}
+		salts[i] = r.GetRequestIdSalt()
 	}
-	return out, nil
+	return out, salts, nil
 }
 
 // FilterSummary counts what a Filter saw.

@@ -59,24 +59,45 @@ func (s *checkService) BatchCheck(ctx context.Context, req *pb.BatchCheckRequest
 		results[i].Decision, results[i].Reason = decisionPB(v.d), pb.Reason(v.d.Reason)
 		out.Results[i] = &results[i]
 	}
+	if req.GetRequestIdSalts() {
+		caller, _ := CallerFrom(ctx)
+		for i, c := range req.GetContacts() {
+			key, _ := s.cfg.Keys.Key(c) // judge refused every malformed one
+			results[i].RequestIdSalt = requestIDSalt(caller, key)
+		}
+	}
 	return out, nil
 }
 
 // FilterAudience answers each request message with the allowed contacts of
-// that message, in order, so memory stays bounded by a few messages and gRPC
-// flow control paces a sender that outruns the checks. A malformed contact is
-// counted as invalid and never allowed; it does not end the stream.
+// that message, in order. A malformed contact is counted as invalid and
+// never allowed; it does not end the stream.
 //
-// Up to filterDepth messages are worked on at once: while one waits for the
-// store, the next is being keyed and the one before is being sent. Messages
+// What a stream holds is bounded whether or not its client reads the
+// answers: a stream is admitted only within the server's AudienceLimits,
+// and it reads a message only while its window has room for it beside the
+// messages whose answers are not yet sent (audienceStream.room). A client
+// that stops reading therefore stops the reading here, and gRPC's flow
+// control (a static window: see the daemon's server options) then stops
+// its sender.
+//
+// Up to filterDepth messages, as many as the window holds, are worked on at
+// once: while one waits for the store, the next is being keyed and the one
+// before is being sent. Messages
 // are received on a goroutine of their own, so that an error (the store
 // failing) ends the call at once even while the client is between messages;
 // that receiver ends when the stream does, which returning here brings about.
 // The judging goroutines are this handler's: it cancels and waits for them
 // on every return, so none touches the store after the call.
 func (s *checkService) FilterAudience(stream pb.CheckService_FilterAudienceServer) error {
+	caller, _ := CallerFrom(stream.Context())
+	window, err := s.audience.open(caller)
+	if err != nil {
+		return toStatus(err)
+	}
+	defer window.close() // after the judges have stopped
 	ctx, cancel := context.WithCancel(stream.Context())
-	a := &audience{ctx: ctx, queue: make(chan *filterWork, filterDepth)}
+	a := &audience{ctx: ctx, queue: make(chan *filterWork, filterDepth), window: window}
 	defer a.stop(cancel)
 	go s.receiveAudience(stream, a)
 	var sum summary
@@ -86,22 +107,11 @@ func (s *checkService) FilterAudience(stream pb.CheckService_FilterAudienceServe
 		if w.err != nil {
 			return w.err
 		}
-		sum.total += uint64(len(w.contacts))
-		resp := &pb.FilterAudienceResponse{}
-		for i, v := range w.vs {
-			switch {
-			case v.invalid != nil:
-				sum.invalid++
-			case v.d.Allowed:
-				resp.Allowed = append(resp.Allowed, w.contacts[i])
-				fallthrough
-			default:
-				sum.reasons[v.d.Reason]++
-			}
-		}
-		if err := stream.Send(resp); err != nil {
+		sum.add(&w.counts)
+		if err := stream.Send(w.resp); err != nil {
 			return err
 		}
+		window.release(w.cost)
 	}
 	return stream.Send(&pb.FilterAudienceResponse{Summary: sum.proto()})
 }
@@ -114,8 +124,9 @@ const filterDepth = 4
 // in order, and the judging goroutines, which may start only while the call
 // is open.
 type audience struct {
-	ctx   context.Context
-	queue chan *filterWork
+	ctx    context.Context
+	queue  chan *filterWork
+	window *audienceStream
 
 	mu     sync.Mutex
 	closed bool
@@ -144,10 +155,13 @@ func (a *audience) stop(cancel context.CancelFunc) {
 }
 
 // filterWork is one request message of an audience, judged in the
-// background; done is closed when vs, err or panicked is set.
+// background; done is closed when resp, err or panicked is set. Once
+// judged, it keeps only its answer: the request and the verdicts are let
+// go while the answer waits for its turn, or for the client to read.
 type filterWork struct {
-	contacts []string
-	vs       []verdict
+	cost     int64 // held in the stream's window until the answer is sent
+	resp     *pb.FilterAudienceResponse
+	counts   summary
 	err      error // a status for the client: ends the stream
 	panicked *panicked
 	done     chan struct{}
@@ -163,6 +177,9 @@ func (s *checkService) receiveAudience(stream pb.CheckService_FilterAudienceServ
 		cons consent.Consistency
 	)
 	for {
+		if a.window.room(a.ctx) != nil {
+			return // the call is over
+		}
 		w := &filterWork{done: make(chan struct{})}
 		req, err := stream.Recv()
 		switch {
@@ -182,13 +199,18 @@ func (s *checkService) receiveAudience(stream pb.CheckService_FilterAudienceServ
 		}
 		bad := w.err != nil
 		if !bad {
-			w.contacts = req.GetContacts()
+			contacts := req.GetContacts()
+			w.cost = messageCost(contacts)
+			a.window.hold(w.cost)
 			started := a.judge(func() {
 				defer close(w.done)
 				defer catch(&w.panicked)
-				if w.vs, w.err = s.judge(a.ctx, w.contacts, p, cons, false); w.err != nil {
-					w.err = toStatus(w.err)
+				vs, err := s.judge(a.ctx, contacts, p, cons, false)
+				if err != nil {
+					w.err = toStatus(err)
+					return
 				}
+				w.resp, w.counts = answer(contacts, vs)
 			})
 			if !started {
 				return // the call is over
@@ -328,9 +350,38 @@ func (s *checkService) question(purpose string, c *pb.Consistency) (*consent.Pur
 
 func contactField(i int) string { return "contacts[" + strconv.Itoa(i) + "]" }
 
+// answer is the answer to one audience message: its allowed contacts, in
+// order, and its counts.
+func answer(contacts []string, vs []verdict) (*pb.FilterAudienceResponse, summary) {
+	sum := summary{total: uint64(len(contacts))}
+	for _, v := range vs {
+		if v.invalid != nil {
+			sum.invalid++
+		} else {
+			sum.reasons[v.d.Reason]++
+		}
+	}
+	// Sized exactly: the answer may wait long for a slow client.
+	resp := &pb.FilterAudienceResponse{Allowed: make([]string, 0, sum.reasons[consent.ReasonGranted])}
+	for i, v := range vs {
+		if v.invalid == nil && v.d.Allowed {
+			resp.Allowed = append(resp.Allowed, contacts[i])
+		}
+	}
+	return resp, sum
+}
+
 type summary struct {
 	total, invalid uint64
 	reasons        [16]uint64
+}
+
+func (s *summary) add(o *summary) {
+	s.total += o.total
+	s.invalid += o.invalid
+	for i, n := range o.reasons {
+		s.reasons[i] += n
+	}
 }
 
 func (s *summary) proto() *pb.FilterAudienceSummary {

@@ -47,12 +47,13 @@ func (s *consentService) Erase(ctx context.Context, req *pb.EraseRequest) (*pb.E
 // cache and drops this one's copy. WriteBatch parses each of its writes with
 // the same functions and hands them to the store's ApplyBatch, of which
 // Apply is a batch of one. Errors come back unmapped, for the caller's
-// protocol.
+// protocol. Request ids are the caller's (no caller: one shared space).
 func (s *Server) write(ctx context.Context, parse func() (consent.Write, error)) (consent.Token, error) {
 	w, err := parse()
 	if err != nil {
 		return consent.Token{}, err
 	}
+	w.Caller, _ = CallerFrom(ctx)
 	return s.cfg.Store.Apply(ctx, w)
 }
 
@@ -126,9 +127,13 @@ func (s *consentService) VerifyHistory(ctx context.Context, _ *pb.VerifyHistoryR
 	for i, p := range parts {
 		ph := &pb.PartitionHistory{Partition: p.Partition, HeadSeq: p.HeadSeq, HeadLink: p.HeadLink[:],
 			Events: uint64(p.Events), ErasedEvents: uint64(p.Erased), Contacts: uint64(p.Contacts)}
-		if b := p.Break; b != nil {
-			ph.FirstBreak = &pb.HistoryBreak{Seq: b.Seq, Reason: b.Reason}
+		for _, b := range p.Breaks {
+			ph.Breaks = append(ph.Breaks, &pb.HistoryBreak{Seq: b.Seq, Reason: b.Reason})
 		}
+		if len(ph.Breaks) > 0 {
+			ph.FirstBreak = ph.Breaks[0]
+		}
+		ph.BreakCount = uint64(p.BreakCount)
 		out.Partitions[i] = ph
 	}
 	return out, nil
@@ -153,8 +158,10 @@ func (s *consentService) WriteBatch(ctx context.Context, req *pb.WriteBatchReque
 		ws  []consent.Write
 		idx []int
 	)
+	caller, _ := CallerFrom(ctx)
 	for i := range writes {
 		if errs[i] == nil {
+			parsed[i].Caller = caller
 			ws, idx = append(ws, parsed[i]), append(idx, i)
 		}
 	}

@@ -118,6 +118,18 @@ func fingerprint(m proto.Message, clearContact func(proto.Message)) [32]byte {
 	return sha256.Sum256(b)
 }
 
+// requestIDSalt is BatchCheckResult.request_id_salt: a hash of the keyed
+// contact (so it needs the secret) and the caller (so one caller's salts
+// say nothing about another's).
+func requestIDSalt(caller string, key consent.Key) []byte {
+	h := sha256.New()
+	h.Write([]byte("consentd request id salt\x00"))
+	h.Write([]byte(caller))
+	h.Write([]byte{0})
+	h.Write(key[:])
+	return h.Sum(nil)[:16]
+}
+
 func (s *Server) grantWrite(req *pb.GrantRequest) (consent.Write, error) {
 	now := s.cfg.Now()
 	key, err := s.key("contact", req.GetContact())

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 
 	consent "github.com/consentd/consentd"
 	pb "github.com/consentd/consentd/proto/consent/v1"
@@ -69,12 +68,16 @@ type Config struct {
 	Now            func() time.Time // defaults to time.Now
 	// Decisions, when set, counts decisions by purpose and reason.
 	Decisions Decisions
+	// Audience bounds what FilterAudience streams hold; zero fields take
+	// their defaults.
+	Audience AudienceLimits
 }
 
 // Server implements consent.v1's CheckService and ConsentService, and the
 // HTTP side of one-click unsubscribe (HTTPHandler).
 type Server struct {
-	cfg Config
+	cfg      Config
+	audience *audienceBudget
 }
 
 // New returns a Server for cfg.
@@ -88,7 +91,7 @@ func New(cfg Config) *Server {
 	if cfg.Decisions == nil {
 		cfg.Decisions = noDecisions{}
 	}
-	return &Server{cfg: cfg}
+	return &Server{cfg: cfg, audience: newAudienceBudget(cfg.Audience)}
 }
 
 // Register adds both services to r.
@@ -98,13 +101,12 @@ func (s *Server) Register(r grpc.ServiceRegistrar) {
 }
 
 // ServerOptions returns the interceptors every consentd server should use,
-// logging to l, the server's call log (the one its DecodeOptions use).
+// logging to l, the server's call log (the one its DecodeOptions use). The
+// transport's limits (keepalive, windows, message size) are the daemon's,
+// set by flags.
 func ServerOptions(l *CallLog) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(unaryRecover(l), unaryLog(l)),
 		grpc.ChainStreamInterceptor(streamRecover(l), streamLog(l)),
-		// The client pings every 30s to find a dead peer; gRPC's default
-		// policy (one ping per 5 minutes) would close such connections.
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	}
 }

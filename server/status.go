@@ -20,7 +20,10 @@ func toStatus(err error) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	var fe *consent.FieldError
+	var (
+		fe *consent.FieldError
+		le *LimitError
+	)
 	switch {
 	case errors.As(err, &fe):
 		st := status.New(codes.InvalidArgument, fe.Error())
@@ -30,12 +33,16 @@ func toStatus(err error) error {
 			st = d
 		}
 		return st.Err()
+	case errors.As(err, &le):
+		return status.Error(codes.ResourceExhausted, le.Error())
 	case errors.Is(err, consent.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, consent.ErrSuppressed):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, consent.ErrUnavailable):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, consent.ErrExhausted):
+		return status.Error(codes.ResourceExhausted, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):

@@ -28,8 +28,10 @@ func TestToStatus(t *testing.T) {
 		{"bare invalid", fmt.Errorf("%w: odd", consent.ErrInvalid), codes.InvalidArgument, "invalid argument: odd"},
 		{"suppressed", fmt.Errorf("%w: erased", consent.ErrSuppressed), codes.FailedPrecondition, "contact is suppressed: erased"},
 		{"unavailable", fmt.Errorf("redis: %w", consent.ErrUnavailable), codes.Unavailable, "redis: store unavailable"},
+		{"exhausted", fmt.Errorf("disk full (%w)", consent.ErrExhausted), codes.ResourceExhausted, "disk full (resource exhausted)"},
 		{"deadline", fmt.Errorf("read: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "read: context deadline exceeded"},
 		{"canceled", context.Canceled, codes.Canceled, "context canceled"},
+		{"limit", fmt.Errorf("open: %w", &LimitError{msg: "no room (--flag=1)"}), codes.ResourceExhausted, "no room (--flag=1)"},
 		{"already a status", status.Error(codes.PermissionDenied, "no"), codes.PermissionDenied, "no"},
 		{"anything else", errors.New("disk on fire"), codes.Internal, "disk on fire"},
 	}

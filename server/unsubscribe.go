@@ -84,7 +84,11 @@ func (s *Server) unsubscribeWrite(ctx context.Context, token string) (consent.Wr
 	if err != nil {
 		return consent.Write{}, err
 	}
-	if consent.Decide(rec, p, s.cfg.Now()).Reason == consent.ReasonWithdrawn {
+	switch d := consent.Decide(rec, p, s.cfg.Now()); {
+	case d.Reason == consent.ReasonWithdrawn,
+		// Erased, and withdrawn since (an erasure clears every withdrawal):
+		// the contact stays erased, and a click again adds nothing.
+		d.Reason == consent.ReasonErased && !rec.Withdrawn(p.Name).IsZero():
 		return consent.Write{}, errAlreadyWithdrawn
 	}
 	return s.withdrawal(t.Key, &pb.WithdrawRequest{

@@ -31,9 +31,11 @@ import (
 //	meta      seq → the newest event's sequence (BE64)
 //	          head → its chain link
 //	          layout → embeddedLayout
+//	claims    Write.Claim name → the request its caller's request id is bound to
 var (
 	bucketContacts = []byte("contacts")
 	bucketMeta     = []byte("meta")
+	bucketClaims   = []byte("claims")
 	metaSeq        = []byte("seq")
 	metaHead       = []byte("head")
 	metaLayout     = []byte("layout")
@@ -76,6 +78,8 @@ type Embedded struct {
 	db       *bolt.DB
 	chain    *chain.Key
 	onChange func(consent.Key, consent.Token)
+	// disk refuses writes while the disk is full (diskspace.go).
+	disk diskGuard
 
 	// Observers hear of writes in sequence order, so once a token has been
 	// reported every write before it has been too: commits are ordered, but
@@ -100,7 +104,7 @@ func OpenEmbedded(dir string, ch *chain.Key) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Embedded{db: db, chain: ch, onChange: func(consent.Key, consent.Token) {}}
+	s := &Embedded{db: db, chain: ch, onChange: func(consent.Key, consent.Token) {}, disk: diskGuard{dir: dir}}
 	s.next = sync.NewCond(&s.mu)
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -116,8 +120,10 @@ func OpenEmbedded(dir string, ch *chain.Key) (*Embedded, error) {
 		if got := string(meta.Get(metaLayout)); got != embeddedLayout {
 			return fmt.Errorf("the file was written by another version of consentd (layout %q, want %q): start this version on a new data directory", got, embeddedLayout)
 		}
-		if _, err := tx.CreateBucketIfNotExists(bucketContacts); err != nil {
-			return err
+		for _, b := range [][]byte{bucketContacts, bucketClaims} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
 		}
 		if v := meta.Get(metaSeq); len(v) == 8 {
 			s.notified = binary.BigEndian.Uint64(v)
@@ -139,8 +145,12 @@ func (s *Embedded) OnChange(fn func(consent.Key, consent.Token)) { s.onChange = 
 // Close closes the file; pending writes have all been committed already.
 func (s *Embedded) Close() error { return s.db.Close() }
 
-// Ping reports whether the store can serve.
+// Ping reports whether the store can serve: also not while its disk is
+// full, when writes cannot be made durable.
 func (s *Embedded) Ping(ctx context.Context) error {
+	if err := s.disk.ready(); err != nil {
+		return err
+	}
 	return s.db.View(func(*bolt.Tx) error { return ctx.Err() })
 }
 
@@ -192,9 +202,13 @@ func (s *Embedded) Apply(ctx context.Context, w consent.Write) (consent.Token, e
 // ApplyBatch applies writes in order in one fsynced transaction: what a bulk
 // load needs, where one fsync per write would be the whole cost. Each write
 // has its own outcome (a refused write changes nothing and the others go
-// on); err is for the batch as a whole, which then changed nothing.
+// on); err is for the batch as a whole, which then changed nothing: on a
+// full disk, one that wraps consent.ErrExhausted.
 func (s *Embedded) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []consent.Token, errs []error, err error) {
 	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	if err := s.disk.ready(); err != nil {
 		return nil, nil, err
 	}
 	var pl *batchPlan
@@ -215,7 +229,7 @@ func (s *Embedded) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []c
 		return s.store(tx, pl)
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, s.disk.failed(err)
 	}
 	for i := range ws {
 		if pl.applied[i] {
@@ -234,12 +248,27 @@ func (r boltReader) record(key consent.Key) (consent.Record, uint64, error) {
 }
 
 func (r boltReader) replay(w *consent.Write) (consent.Token, bool, error) {
-	v := r.tx.Bucket(bucketContacts).Get(boltRequestKey(w.Key, w.Event.RequestID))
+	v := r.tx.Bucket(bucketContacts).Get(boltRequestKey(w.Key, w.RequestName()))
 	if v == nil {
 		return consent.Token{}, false, nil
 	}
 	tok, err := checkReplay(v, w.Fingerprint)
 	return tok, true, err
+}
+
+// claim reads the binding in the same transaction as the write: one
+// process, one transaction, so no interleaving to think about.
+func (r boltReader) claim(name [32]byte) ([32]byte, bool, error) {
+	var req [32]byte
+	v := r.tx.Bucket(bucketClaims).Get(name[:])
+	if v == nil {
+		return req, false, nil
+	}
+	if len(v) != len(req) {
+		return req, false, errCorrupt
+	}
+	copy(req[:], v)
+	return req, true, nil
 }
 
 func (r boltReader) history(key consent.Key) ([]storedEvent, error) {
@@ -291,6 +320,12 @@ func (s *Embedded) store(tx *bolt.Tx, pl *batchPlan) error {
 	slices.SortFunc(puts, func(a, b kv) int { return bytes.Compare(a.k, b.k) })
 	for _, p := range puts {
 		if err := contacts.Put(p.k, p.v); err != nil {
+			return err
+		}
+	}
+	claims := tx.Bucket(bucketClaims)
+	for _, c := range pl.claims {
+		if err := claims.Put(c.name[:], c.request[:]); err != nil {
 			return err
 		}
 	}
@@ -403,14 +438,15 @@ func (s *Embedded) VerifyHistory(ctx context.Context) ([]consent.PartitionHistor
 		contact consent.Key
 		history []storedEvent
 		rec     *consent.Record
+		corrupt bool // the record is, and its break noted
 		started bool
 	)
 	check := func() {
-		if started && (rec != nil || len(history) > 0) {
+		if started && (rec != nil || len(history) > 0 || corrupt) {
 			rep.Contacts++
-			checkContact(w, rep.HeadSeq, contact, rec, history)
+			checkContact(w, rep.HeadSeq, contact, rec, history, !corrupt)
 		}
-		history, rec = history[:0], nil
+		history, rec, corrupt = history[:0], nil, false
 	}
 	var next []byte // where the next chunk starts; nil: the first key
 	for done := false; !done; {
@@ -445,6 +481,7 @@ func (s *Embedded) VerifyHistory(ctx context.Context) ([]consent.PartitionHistor
 					r, err := DecodeRecord(v)
 					if err != nil {
 						w.Problem(r.Token.Seq, "a contact's record is corrupt")
+						corrupt = true
 						continue
 					}
 					rec = &r

@@ -40,11 +40,14 @@ func appendTombstones(tombs []chain.Tombstone, ch *chain.Sealer, p uint32, seq u
 // finish completes a partition's report from its walk.
 func finish(ctx context.Context, rep *consent.PartitionHistory, w *chain.Walk) error {
 	rep.Events, rep.Erased = w.Events()
-	b, err := w.Check(ctx, rep.HeadSeq, rep.HeadLink)
-	if b != nil {
-		rep.Break = &consent.HistoryBreak{Seq: b.Seq, Reason: b.Reason}
+	if _, err := w.Check(ctx, rep.HeadSeq, rep.HeadLink); err != nil {
+		return err
 	}
-	return err
+	rep.BreakCount = w.Breaks()
+	for _, b := range w.Listed() {
+		rep.Breaks = append(rep.Breaks, consent.HistoryBreak{Seq: b.Seq, Reason: b.Reason})
+	}
+	return nil
 }
 
 // storedEvent is one history entry as a store read it.
@@ -58,8 +61,10 @@ type storedEvent struct {
 // something its history does not is tampering too, and the one Check would
 // act on. rec is nil when the contact has history but no record. Events
 // after headSeq were written after the walk began: they are left out, and
-// so is the record they changed.
-func checkContact(w *chain.Walk, headSeq uint64, key consent.Key, rec *consent.Record, events []storedEvent) {
+// so is the record they changed. When the record or the history could not
+// be read in full (readable false: the break is already noted), what there
+// is of the history is walked but not compared with the record.
+func checkContact(w *chain.Walk, headSeq uint64, key consent.Key, rec *consent.Record, events []storedEvent, readable bool) {
 	var (
 		folded consent.Record
 		last   uint64
@@ -94,7 +99,7 @@ func checkContact(w *chain.Walk, headSeq uint64, key consent.Key, rec *consent.R
 		last = se.seq
 	}
 	switch {
-	case !ok:
+	case !ok, !readable:
 	case rec == nil && len(events) > 0:
 		w.Problem(last, "a contact has history but no record")
 	case rec == nil:

@@ -19,9 +19,12 @@ type planReader interface {
 	// record returns the contact's record and its sequence number (0: none).
 	record(key consent.Key) (consent.Record, uint64, error)
 	// replay returns the first outcome of a write whose request id was seen
-	// before (found false: not seen): its token, or the error of a request
-	// id reused for a different request.
+	// before with its contact (found false: not seen): its token, or the
+	// error of a request id reused for a different request.
 	replay(w *consent.Write) (tok consent.Token, found bool, err error)
+	// claim returns the request a caller's request id is bound to
+	// (consent.Write.Claim; found false: none yet).
+	claim(name [32]byte) (request [32]byte, found bool, err error)
 	// history returns the contact's stored events, oldest first (erasures
 	// tombstone them).
 	history(key consent.Key) ([]storedEvent, error)
@@ -35,6 +38,10 @@ type batchPlan struct {
 	byKey    map[consent.Key]int
 	ops      []op // the new events, in sequence order from head+1
 	requests []request
+	// claims are the request ids first seen in their callers' spaces, to
+	// bind to their requests (the embedded store; Redis bound them before
+	// planning).
+	claims []claim
 	// The outcome of each write planned, and whether it is a new event (a
 	// replay is not).
 	toks    []consent.Token
@@ -70,6 +77,14 @@ type request struct {
 	replay  bool
 }
 
+// claim binds a caller's request id (name) to a request.
+type claim struct{ name, request [32]byte }
+
+// errReused is a request id already bound to another request.
+func errReused() error {
+	return consent.Invalid("request_id", "was already used for a different request")
+}
+
 // planBatch plans writes ws (all of partition p) after the partition's
 // newest event head, whose link is link. A write the rules refuse, or whose
 // request id was used for another request, gets its error and changes
@@ -78,15 +93,13 @@ func planBatch(ch *chain.Key, p uint32, head uint64, link chain.Link, ws []conse
 	sealer := ch.Sealer()
 	pl := &batchPlan{head: head, link: link, byKey: map[consent.Key]int{},
 		toks: make([]consent.Token, len(ws)), errs: make([]error, len(ws)), applied: make([]bool, len(ws))}
-	// Request ids first seen in this batch: a repeat is a replay of it.
+	// Request ids first seen in this batch, by claim: a repeat is a
+	// replay of it.
 	type first struct {
-		j  int
-		fp [32]byte
+		j       int
+		request [32]byte
 	}
-	seen := map[struct {
-		key consent.Key
-		id  string
-	}]first{}
+	seen := map[[32]byte]first{}
 	for j := range ws {
 		w := &ws[j]
 		c, ok := pl.byKey[w.Key]
@@ -100,20 +113,33 @@ func planBatch(ch *chain.Key, p uint32, head uint64, link chain.Link, ws []conse
 			pl.contacts = append(pl.contacts, &planned{key: w.Key, readSeq: readSeq, rec: rec})
 		}
 		pc := pl.contacts[c]
-		if id := w.Event.RequestID; id != "" {
-			rk := struct {
-				key consent.Key
-				id  string
-			}{w.Key, id}
-			if f, ok := seen[rk]; ok {
-				if f.fp != w.Fingerprint {
-					pl.errs[j] = consent.Invalid("request_id", "was already used for a different request")
+		var unbound *claim // w's request id, to bind if w is applied
+		if id := w.RequestName(); id != "" {
+			name, req := w.Claim()
+			if f, ok := seen[name]; ok {
+				if f.request != req {
+					pl.errs[j] = errReused()
 				} else {
 					pl.toks[j], pl.errs[j] = pl.toks[f.j], pl.errs[f.j]
 				}
 				continue
 			}
-			seen[rk] = first{j, w.Fingerprint}
+			// One id space per caller: an id bound to another request
+			// (another contact, kind or content) is refused, whatever the
+			// contact. It is bound when its write is applied (or replayed);
+			// a write the rules refuse leaves its id free, as the contact's
+			// request ids always have.
+			bound, claimed, cerr := r.claim(name)
+			switch {
+			case cerr != nil:
+				return nil, cerr
+			case claimed && bound != req:
+				pl.errs[j] = errReused()
+				continue // and the id is not this write's to repeat
+			case !claimed:
+				unbound = &claim{name, req}
+			}
+			seen[name] = first{j, req}
 			// A replay answers with the first outcome, even where the
 			// rules would now refuse the write. A request id is only ever
 			// stored with a change to its contact's record: a contact
@@ -128,6 +154,9 @@ func planBatch(ch *chain.Key, p uint32, head uint64, link chain.Link, ws []conse
 			}
 			if found {
 				pl.toks[j], pl.errs[j] = tok, err
+				if err == nil && unbound != nil {
+					pl.claims = append(pl.claims, *unbound)
+				}
 				if err == nil {
 					pl.requests = append(pl.requests, request{contact: c, id: id, fp: w.Fingerprint, tok: tok, replay: true})
 				}
@@ -171,8 +200,11 @@ func planBatch(ch *chain.Key, p uint32, head uint64, link chain.Link, ws []conse
 		pc.pending = append(pc.pending, storedEvent{seq: seq, entry: entry})
 		pl.ops = append(pl.ops, op{contact: c, entry: entry, erase: erase})
 		pl.toks[j], pl.applied[j] = next.Token, true
-		if w.Event.RequestID != "" {
-			pl.requests = append(pl.requests, request{contact: c, id: w.Event.RequestID, fp: w.Fingerprint, tok: next.Token})
+		if id := w.RequestName(); id != "" {
+			pl.requests = append(pl.requests, request{contact: c, id: id, fp: w.Fingerprint, tok: next.Token})
+			if unbound != nil {
+				pl.claims = append(pl.claims, *unbound)
+			}
 		}
 	}
 	return pl, nil

@@ -30,7 +30,8 @@ import (
 //	                 script has created in the partition (records, histories)
 //	{p}:r:<key>      record: "<seq>:" + EncodeRecord(record without token)
 //	{p}:h:<key>      history list: "<seq>:" + chain entry of EncodeEvent(event without token)
-//	{p}:q:<key><id>  request id: fingerprint + "<seq>", expiring
+//	{p}:q:<key><id>  request id (consent.Write.RequestName): fingerprint + "<seq>", expiring
+//	{q}:k:<name>     a caller's request id bound to its request (redis_claim.go), expiring
 //	consentd:partitions    the deployment's partition count
 //	consentd:secret-check  a value derived from the contact-key secret
 //	consentd:layout        redisLayout + "/" + the store id

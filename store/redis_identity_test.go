@@ -258,7 +258,7 @@ func TestRedisCheckIdentity(t *testing.T) {
 			t.Run(tc.name, func(t *testing.T) {
 				s := d.fresh(t, cfg)
 				writeSome(t, s, 16)
-				apply(t, s, withdrawalOf(k, "w1"), grantOf(k, "g2")) // partition p's sequence ≥ 3
+				apply(t, s, withdrawalOf(k, "w1"), grantOf(k, "g-again")) // partition p's sequence ≥ 3
 				if err := s.CheckIdentity(ctx); err != nil {
 					t.Fatalf("CheckIdentity before the fault: %v", err)
 				}

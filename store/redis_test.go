@@ -90,7 +90,7 @@ func TestRedisDurability(t *testing.T) {
 	var toks []consent.Token
 	for i := range 200 {
 		tok, err := s.Apply(ctx, consent.Write{Key: consent.Key{0: byte(i), 8: byte(i)}, Event: consent.Event{
-			Kind: consent.EventGrant, Purposes: []string{"email_marketing"}, RequestID: "r",
+			Kind: consent.EventGrant, Purposes: []string{"email_marketing"}, RequestID: fmt.Sprint("r", i),
 			Proof: consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, CapturedAt: time.Now()}}})
 		if err != nil {
 			t.Fatal(err)
@@ -113,7 +113,7 @@ func TestRedisDurability(t *testing.T) {
 		}
 		// A retry of the acknowledged write is recognised, not applied again.
 		tok, err := s.Apply(ctx, consent.Write{Key: k, Event: consent.Event{
-			Kind: consent.EventGrant, Purposes: []string{"email_marketing"}, RequestID: "r",
+			Kind: consent.EventGrant, Purposes: []string{"email_marketing"}, RequestID: fmt.Sprint("r", i),
 			Proof: consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, CapturedAt: time.Now()}}})
 		if err != nil || tok != toks[i] {
 			t.Fatalf("retry of write %d = %v, %v; want the first token %v", i, tok, err, toks[i])
@@ -242,8 +242,8 @@ func TestRedisChainUnderConcurrentSidecars(t *testing.T) {
 	}
 	total := 0
 	for _, p := range parts {
-		if p.Break != nil {
-			t.Errorf("partition %d broken at %d: %s", p.Partition, p.Break.Seq, p.Break.Reason)
+		if p.BreakCount > 0 {
+			t.Errorf("partition %d broken: %+v", p.Partition, p.Breaks)
 		}
 		if uint64(p.Events+p.Erased) != p.HeadSeq {
 			t.Errorf("partition %d: %d events + %d erased, head %d", p.Partition, p.Events, p.Erased, p.HeadSeq)
@@ -323,8 +323,8 @@ func TestRedisVerifyUnderWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, p := range parts {
-			if p.Break != nil {
-				t.Errorf("partition %d broken at %d under writes: %s", p.Partition, p.Break.Seq, p.Break.Reason)
+			if p.BreakCount > 0 {
+				t.Errorf("partition %d broken under writes: %+v", p.Partition, p.Breaks)
 			}
 		}
 	}

@@ -16,7 +16,9 @@ import (
 // VerifyHistory walks every partition's chain, checks every record against
 // its history, and checks that every event the change stream still names
 // is present or accounted for by an erasure (which also catches newest
-// events deleted together with the head set back). It reads while writes
+// events deleted together with the head set back). A key that cannot be
+// read as what its name says (replaced by one of another type) is a break
+// like any other, and the walk goes on past it. It reads while writes
 // go on: every partition's head is read first, and what is written after it
 // is left for the next run; only an erasure during the walk can show as a
 // break (an event missing), so run it again before acting on one.
@@ -47,31 +49,68 @@ type partitionHead struct {
 	seq, streamLast uint64
 	link            chain.Link
 	corrupt         bool
+	// problems are the partition's keys that could not be read as what
+	// their names say; noFeed is set when the change stream is one of them.
+	problems []string
+	noFeed   bool
+}
+
+// wrongType reports whether err is Redis refusing a command for the type
+// of the key it names: a key replaced by one of another type, which verify
+// reports as tampering instead of giving up on.
+func wrongType(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "WRONGTYPE")
+}
+
+// replaced is the reason given for a key of the wrong type.
+func replaced(what, want string) string {
+	return what + " is not a " + want + ": the key was replaced by one of another type"
 }
 
 func (s *Redis) readHead(ctx context.Context, p uint32) (partitionHead, error) {
 	var (
-		h      partitionHead
-		head   *redis.SliceCmd
-		newest *redis.XMessageSliceCmd
+		h         partitionHead
+		seq, link *redis.StringCmd
+		newest    *redis.XMessageSliceCmd
 	)
-	// One transaction: the stream and the head move together.
+	// One transaction: the stream and the head move together. GET, not
+	// MGET, so a counter or head of another type shows as one.
 	_, err := s.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		head = pipe.MGet(ctx, seqKey(p), headKey(p))
+		seq = pipe.Get(ctx, seqKey(p))
+		link = pipe.Get(ctx, headKey(p))
 		newest = pipe.XRevRangeN(ctx, feedKey(p), "+", "-", 1)
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
+	if err != nil && !errors.Is(err, redis.Nil) && !wrongType(err) {
 		return h, redisErr(err)
 	}
-	if v, ok := head.Val()[0].(string); ok {
-		n, err := strconv.ParseUint(v, 10, 64)
-		h.seq, h.corrupt = n, err != nil
+	for _, c := range []struct {
+		cmd  *redis.StringCmd
+		what string
+		set  func(string)
+	}{
+		{seq, "the partition's sequence counter", func(v string) {
+			n, err := strconv.ParseUint(v, 10, 64)
+			h.seq, h.corrupt = n, err != nil
+		}},
+		{link, "the partition's chain head", func(v string) { copy(h.link[:], v) }},
+	} {
+		switch v, err := c.cmd.Result(); {
+		case err == nil:
+			c.set(v)
+		case wrongType(err):
+			h.problems = append(h.problems, replaced(c.what, "string"))
+		case !errors.Is(err, redis.Nil):
+			return h, redisErr(err)
+		}
 	}
-	if v, ok := head.Val()[1].(string); ok {
-		copy(h.link[:], v)
-	}
-	if ms := newest.Val(); len(ms) == 1 {
+	switch ms, err := newest.Result(); {
+	case wrongType(err):
+		h.problems = append(h.problems, replaced("the partition's change stream", "stream"))
+		h.noFeed = true
+	case err != nil:
+		return h, redisErr(err)
+	case len(ms) == 1:
 		h.streamLast, _ = streamSeq(ms[0].ID)
 	}
 	return h, nil
@@ -142,6 +181,9 @@ func (s *Redis) verifyPartition(ctx context.Context, p uint32, head partitionHea
 	if head.corrupt {
 		w.Problem(0, "the partition's sequence counter is corrupt")
 	}
+	for _, reason := range head.problems {
+		w.Problem(0, reason)
+	}
 	if head.streamLast > head.seq {
 		w.Problem(head.seq+1, "the change stream names event "+strconv.FormatUint(head.streamLast, 10)+", beyond the partition head: events were removed and the head set back")
 	}
@@ -164,7 +206,7 @@ func (s *Redis) verifyPartition(ctx context.Context, p uint32, head partitionHea
 			}
 			return nil
 		})
-		if err != nil && !errors.Is(err, redis.Nil) {
+		if err != nil && !errors.Is(err, redis.Nil) && !wrongType(err) {
 			return rep, redisErr(err)
 		}
 		for i, k := range batch {
@@ -174,8 +216,10 @@ func (s *Redis) verifyPartition(ctx context.Context, p uint32, head partitionHea
 			rep.Contacts++
 		}
 	}
-	if err := s.checkStream(ctx, p, head.seq, w); err != nil {
-		return rep, err
+	if !head.noFeed {
+		if err := s.checkStream(ctx, p, head.seq, w); err != nil {
+			return rep, err
+		}
 	}
 	if err := finish(ctx, &rep, w); err != nil {
 		return rep, err
@@ -211,22 +255,40 @@ func (s *Redis) checkStream(ctx context.Context, p uint32, headSeq uint64, w *ch
 	}
 }
 
+// verifyContact checks one contact's record and history. One that cannot
+// be read (corrupt, or a key of another type) is a break; the other is
+// still walked, but not compared with it.
 func (s *Redis) verifyContact(w *chain.Walk, p uint32, headSeq uint64, key consent.Key, recCmd *redis.StringCmd, histCmd *redis.StringSliceCmd) error {
-	var rec *consent.Record
+	var (
+		rec             *consent.Record
+		recType, unread bool
+	)
 	v, err := recCmd.Bytes()
 	switch {
 	case err == nil:
 		r, seq, err := decodeStoredRecord(p, v)
 		if err != nil {
 			w.Problem(seq, "a contact's record is corrupt")
-			return nil
+			unread = true
+			break
 		}
 		rec = &r
+	case wrongType(err):
+		recType, unread = true, true
 	case !errors.Is(err, redis.Nil):
 		return redisErr(err)
 	}
 	items, err := histCmd.Result()
-	if err != nil {
+	switch {
+	case wrongType(err):
+		// Named at the record's event, where the operator can find it.
+		var seq uint64
+		if rec != nil {
+			seq = rec.Token.Seq
+		}
+		w.Problem(seq, replaced("a contact's history", "list"))
+		unread = true
+	case err != nil:
 		return redisErr(err)
 	}
 	history := make([]storedEvent, 0, len(items))
@@ -238,6 +300,14 @@ func (s *Redis) verifyContact(w *chain.Walk, p uint32, headSeq uint64, key conse
 		}
 		history = append(history, storedEvent{seq: seq, entry: entry})
 	}
-	checkContact(w, headSeq, key, rec, history)
+	if recType {
+		// Named at the history's newest event, where the operator can find it.
+		var seq uint64
+		if len(history) > 0 {
+			seq = history[len(history)-1].seq
+		}
+		w.Problem(seq, replaced("a contact's record", "string"))
+	}
+	checkContact(w, headSeq, key, rec, history, !unread)
 	return nil
 }

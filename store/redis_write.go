@@ -106,6 +106,13 @@ func (s *Redis) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []cons
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
+	if err := s.lostErr(); err != nil {
+		return nil, nil, err
+	}
+	claims, err := s.claimAll(ctx, ws) // redis_claim.go
+	if err != nil {
+		return nil, nil, err
+	}
 	toks, errs = make([]consent.Token, len(ws)), make([]error, len(ws))
 	var (
 		order  []uint32
@@ -119,10 +126,11 @@ func (s *Redis) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []cons
 		shares[p] = append(shares[p], i)
 	}
 	for _, p := range order {
-		if err := s.applyShare(ctx, p, ws, shares[p], toks, errs); err != nil {
+		if err := s.applyShare(ctx, p, ws, shares[p], claims, toks, errs); err != nil {
 			return nil, nil, err
 		}
 	}
+	s.unbindAll(ctx, ws, errs, claims)
 	return toks, errs, nil
 }
 
@@ -130,7 +138,7 @@ var errConflict = errors.New("store: redis: written concurrently")
 
 // applyShare applies the writes ws[idx...] of partition p, retrying while
 // other sidecars write the partition in between.
-func (s *Redis) applyShare(ctx context.Context, p uint32, ws []consent.Write, idx []int, toks []consent.Token, errs []error) error {
+func (s *Redis) applyShare(ctx context.Context, p uint32, ws []consent.Write, idx []int, claims map[[32]byte]bound, toks []consent.Token, errs []error) error {
 	share := make([]consent.Write, len(idx))
 	for j, i := range idx {
 		share[j] = ws[i]
@@ -152,7 +160,7 @@ func (s *Redis) applyShare(ctx context.Context, p uint32, ws []consent.Write, id
 		// partition went back: a floor raised meanwhile (by CheckIdentity
 		// reading another sidecar's write) is no loss.
 		floor := s.seen[p].Load()
-		if pl, err = s.plan(ctx, p, share); err != nil {
+		if pl, err = s.plan(ctx, p, share, claims); err != nil {
 			break
 		}
 		// A head below the floor is a store rolled back (same id, older
@@ -204,6 +212,7 @@ type prefetched struct {
 	records  map[consent.Key]*redis.StringCmd
 	requests map[string]*redis.StringCmd
 	lists    map[consent.Key]*redis.StringSliceCmd // histories
+	claims   map[[32]byte]bound                    // claimAll's
 }
 
 func (f *prefetched) record(key consent.Key) (consent.Record, uint64, error) {
@@ -218,7 +227,7 @@ func (f *prefetched) record(key consent.Key) (consent.Record, uint64, error) {
 }
 
 func (f *prefetched) replay(w *consent.Write) (consent.Token, bool, error) {
-	v, err := f.requests[requestKey(f.p, w.Key, w.Event.RequestID)].Bytes()
+	v, err := f.requests[requestKey(f.p, w.Key, w.RequestName())].Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
 		return consent.Token{}, false, nil
@@ -250,9 +259,9 @@ func (f *prefetched) history(key consent.Key) ([]storedEvent, error) {
 // plan reads, in one round trip to the partition's slot, the head, every
 // record, every request id and the history of each contact an erasure will
 // remove, and plans the writes on it.
-func (s *Redis) plan(ctx context.Context, p uint32, ws []consent.Write) (*batchPlan, error) {
+func (s *Redis) plan(ctx context.Context, p uint32, ws []consent.Write, claims map[[32]byte]bound) (*batchPlan, error) {
 	f := &prefetched{p: p, records: map[consent.Key]*redis.StringCmd{}, requests: map[string]*redis.StringCmd{},
-		lists: map[consent.Key]*redis.StringSliceCmd{}}
+		lists: map[consent.Key]*redis.StringSliceCmd{}, claims: claims}
 	var head *redis.SliceCmd
 	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
 		head = pipe.MGet(ctx, seqKey(p), headKey(p))
@@ -261,7 +270,7 @@ func (s *Redis) plan(ctx context.Context, p uint32, ws []consent.Write) (*batchP
 			if f.records[w.Key] == nil {
 				f.records[w.Key] = pipe.Get(ctx, recordKey(p, w.Key))
 			}
-			if id := w.Event.RequestID; id != "" {
+			if id := w.RequestName(); id != "" {
 				if rk := requestKey(p, w.Key, id); f.requests[rk] == nil {
 					f.requests[rk] = pipe.Get(ctx, rk)
 				}

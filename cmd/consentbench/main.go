@@ -5,6 +5,9 @@
 // server, transport and core count) in the same run. It starts the consentd
 // processes it needs from its own binary, a redis-server when one is
 // installed, and loads a synthetic population first. See docs/benchmarks.md.
+//
+// `consentbench soak` runs the fault-injection soak instead (package
+// bench/soak; docs/reliability.md).
 package main
 
 import (
@@ -71,6 +74,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	c := config{pop: population{Seed: 1}}
 	fs := flag.NewFlagSet("consentbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "usage: consentbench [flags]       the benchmarks (docs/benchmarks.md)\n"+
+			"       consentbench soak [flags]  the fault-injection soak (consentbench soak -h)\n\n")
+		fs.PrintDefaults()
+	}
 	fs.IntVar(&c.pop.Contacts, "contacts", 1000000, "synthetic contacts (x 4 purposes)")
 	fs.Float64Var(&c.pop.Granted, "granted", 0.3, "share of (contact, purpose) pairs granted")
 	fs.Float64Var(&c.pop.Withdrawn, "withdrawn", 0.1, "share of grants later withdrawn")
@@ -172,6 +180,9 @@ func list(name, v string, allowed ...string) ([]string, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "soak" {
+		return runSoak(ctx, args[1:], stdout, stderr)
+	}
 	c, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0

@@ -16,6 +16,7 @@ import (
 
 	"github.com/consentd/consentd/bench"
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/internal/redisproc"
 )
 
 // errNoRedis says the Redis scenarios have no Redis to run on.
@@ -69,12 +70,12 @@ func (r *runner) prepare(ctx context.Context, kind string) (*storeEnv, error) {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, err
 		}
-		addr, stop, err := startRedis(ctx, dir)
+		srv, err := redisproc.Start(dir, redisproc.Options{})
 		if err != nil {
 			return nil, err
 		}
-		env.close = stop
-		url = "redis://" + addr + "/0"
+		env.close = func() { srv.Kill() }
+		url = "redis://" + srv.Addr() + "/0"
 	}
 	rdb, err := redisClient(url)
 	if err != nil {

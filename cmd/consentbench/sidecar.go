@@ -80,6 +80,7 @@ type sidecar struct {
 	addr   string
 	exited chan struct{}
 	stats  cacheStats // from its last log line; read after exited is closed
+	last   string     // its last warning, error or non-JSON line; read after exited is closed
 }
 
 // cacheStats are the cache counters consentd logs as it stops.
@@ -117,11 +118,10 @@ func startSidecar(ctx context.Context, logs io.Writer, env []string, args ...str
 				CacheHits   uint64 `json:"cache_hits"`
 				CacheMisses uint64 `json:"cache_misses"`
 			}
-			if json.Unmarshal(sc.Bytes(), &line) != nil {
-				continue
-			}
-			if line.Level != "INFO" && line.Level != "DEBUG" {
-				// Warnings and errors change what a run means: show them.
+			if json.Unmarshal(sc.Bytes(), &line) != nil || (line.Level != "INFO" && line.Level != "DEBUG") {
+				// Warnings and errors change what a run means, and what is
+				// not JSON is a refusal to start: show them.
+				s.last = sc.Text()
 				fmt.Fprintf(logs, "consentd: %s\n", sc.Bytes())
 			}
 			switch line.Msg {
@@ -138,7 +138,7 @@ func startSidecar(ctx context.Context, logs io.Writer, env []string, args ...str
 	case s.addr = <-ready:
 		return s, nil
 	case <-s.exited:
-		return nil, fmt.Errorf("consentd exited before serving: %v", cmd.ProcessState)
+		return nil, fmt.Errorf("consentd exited before serving (%v): %s", cmd.ProcessState, s.last)
 	case <-time.After(60 * time.Second):
 		s.stop()
 		return nil, errors.New("consentd did not start within 60s")
@@ -159,4 +159,20 @@ func (s *sidecar) stop() cacheStats {
 		<-s.exited
 	}
 	return s.stats
+}
+
+// Stop is stop for the soak (a soak.Process).
+func (s *sidecar) Stop() error {
+	s.stop()
+	return nil
+}
+
+// Kill sends SIGKILL and waits until the sidecar has exited.
+func (s *sidecar) Kill() error {
+	err := s.cmd.Process.Kill()
+	<-s.exited
+	if errors.Is(err, os.ErrProcessDone) {
+		return nil
+	}
+	return err
 }

@@ -90,9 +90,12 @@ each call to consentd, not the whole import.`,
 			summary: "check the tamper-evident history: exit 0 intact, 1 tampered, 2 error",
 			about: `Have consentd walk its whole history: every partition's hash chain (each
 event carries the keyed hash of the one before it), every record against its
-history, and the signed erasure markers that account for erased events. It
-prints the first break of each tampered partition and exits 1 if there is
-one, 0 when the history is intact, 2 on an error. --heads prints each
+history, and the signed erasure markers that account for erased events. A
+key that cannot be read as what its name says (replaced by one of another
+type) is a break too, and the walk goes on past it. It prints the earliest
+10 breaks of each tampered partition, in event order, with how many more it
+found, and exits 1 if there is one, 0 when the history is intact, 2 on an
+error (consentd unreachable, the store unreachable). --heads prints each
 partition's newest event and its link: keep them elsewhere, and a later run
 that shows an older head reveals a rollback. It reads the whole store: give
 a large one a longer --timeout.`,

@@ -422,9 +422,12 @@ func (imp *importer) process(ctx context.Context, b *importBatch) error {
 		for j, i := range idx {
 			contacts[j] = b.rows[i].key
 		}
-		var ds []consent.Decision
+		var (
+			ds    []consent.Decision
+			salts [][]byte
+		)
 		err := retry(ctx, func() (err error) {
-			ds, err = imp.client.BatchCheck(ctx, purpose, contacts, client.FullyConsistent())
+			ds, salts, err = imp.client.BatchCheckSalted(ctx, purpose, contacts, client.FullyConsistent())
 			return err
 		})
 		if err != nil {
@@ -434,6 +437,7 @@ func (imp *importer) process(ctx context.Context, b *importBatch) error {
 			if d.Reason == consent.ReasonErased {
 				b.out[idx[j]] = outSuppressed
 			}
+			b.rows[idx[j]].salt = salts[j]
 		}
 	}
 	if imp.cfg.dryRun {

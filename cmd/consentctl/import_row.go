@@ -86,6 +86,9 @@ type shared struct {
 	// reject, when set, names the column and what is wrong with it: every
 	// (contact, purpose) of the record is rejected.
 	reject string
+	// salt is consentd's request id salt for the contact and this caller
+	// (BatchCheck), set before the record is written.
+	salt []byte
 }
 
 // row is one (contact, purpose) of the input: the unit that gets exactly
@@ -306,7 +309,10 @@ func (r *row) proof() consent.Proof {
 
 // requestID derives the write's request id from what the write carries and
 // nothing else (no clock), so the same row, in a re-run or twice in a file,
-// is the same request and applies once.
+// is the same request and applies once. Request ids are one space per
+// caller, so rows alike but for their contacts need ids apart: the
+// contact's salt, which consentd derives from its keyed hash, tells them
+// apart.
 func (r *row) requestID(kind string) string {
 	captured := ""
 	if !r.captured.IsZero() {
@@ -321,12 +327,11 @@ func (r *row) requestID(kind string) string {
 		source = enumName(pb.Source(r.source).String(), "SOURCE_")
 	}
 	h := sha256.New()
-	// Not the contact: consentd keeps request ids per contact already (and
-	// fingerprints requests without it), and an unkeyed hash of a contact
-	// in the history would let anyone holding it confirm a guessed address.
-	// So the same person written with other case or spacing in another row,
-	// or in a later export, is the same request.
-	for i, s := range []string{r.purpose, kind, method, source, r.thirdParty, captured, r.notice, r.evidence} {
+	// Not the contact: an unkeyed hash of a contact in the history would
+	// let anyone holding it confirm a guessed address. Its salt instead,
+	// the same for the same person written with other case or spacing, in
+	// another row or in a later export.
+	for i, s := range []string{r.purpose, kind, method, source, r.thirdParty, captured, r.notice, r.evidence, string(r.salt)} {
 		if i > 0 {
 			h.Write([]byte{0})
 		}

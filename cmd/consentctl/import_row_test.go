@@ -189,8 +189,9 @@ func TestImportClassify(t *testing.T) {
 
 var requestIDPattern = regexp.MustCompile(`^import-[0-9a-f]{32}$`)
 
-// A request id depends on what the write carries but its contact, and on
-// nothing else: the same row is the same request, a different row another.
+// A request id depends on what the write carries but its contact, on the
+// contact's salt from consentd, and on nothing else: the same row is the
+// same request, a different row another.
 func TestImportRequestID(t *testing.T) {
 	base := func() row {
 		return row{purpose: "email_marketing", status: statusGranted, shared: &shared{contact: " a@b.co", key: "a@b.co",
@@ -207,12 +208,12 @@ func TestImportRequestID(t *testing.T) {
 	if got := same.requestID("grant"); got != id {
 		t.Errorf("the same write on another line: id %s, want %s", got, id)
 	}
-	// Nor is the contact: consentd keeps request ids per contact, and the
-	// id, stored in the history, must not be a plain hash of an address.
+	// Nor is the contact: the id, stored in the history, must not be a
+	// plain hash of an address. Its salt is what tells contacts apart.
 	other := base()
 	other.key = "c@b.co"
 	if got := other.requestID("grant"); got != id {
-		t.Errorf("the same write for another contact: id %s, want %s (the contact must not be hashed in)", got, id)
+		t.Errorf("the same write for another contact with the same salt: id %s, want %s (the contact must not be hashed in)", got, id)
 	}
 	for name, mod := range map[string]func(r *row){
 		"purpose":     func(r *row) { r.purpose = "sales_outreach" },
@@ -222,6 +223,7 @@ func TestImportRequestID(t *testing.T) {
 		"captured_at": func(r *row) { r.captured = r.captured.Add(time.Second) },
 		"notice":      func(r *row) { r.notice = "v2" },
 		"evidence":    func(r *row) { r.evidence = "form:2" },
+		"salt":        func(r *row) { r.salt = []byte("another contact.") },
 	} {
 		r := base()
 		sh := *r.shared

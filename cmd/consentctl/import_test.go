@@ -562,3 +562,40 @@ func TestImportWriteRefused(t *testing.T) {
 		t.Errorf("import under another actor: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// TestImportAlikeRows: rows alike but for their contacts (one form, one
+// date, one notice: common in a CRM export) are different requests in the
+// caller's one space of request ids, which the contacts' salts from
+// consentd keep apart; the same person spelt otherwise is the same request.
+// Every contact is granted once, and a re-run applies nothing.
+func TestImportAlikeRows(t *testing.T) {
+	recent := time.Now().AddDate(0, -2, 0).Format(time.DateOnly)
+	input := "contact,purpose,status,method,captured_at,notice_version,evidence_ref\n"
+	for _, who := range []string{"ada@example.com", "bo@example.com", "cy@example.com", " Ada@Example.com "} {
+		input += who + ",email_marketing,granted,checkbox," + recent + ",v1,form:signup\n"
+	}
+	for _, b := range backends() {
+		t.Run(b.name, func(t *testing.T) {
+			addr := b.start(t)
+			c := daemontest.Client(t, addr)
+			file := filepath.Join(t.TempDir(), "crm.csv")
+			if err := os.WriteFile(file, []byte(input), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			for run := 1; run <= 2; run++ {
+				if r := at(t, addr, "import", file); r.code != 0 {
+					t.Fatalf("import run %d: exit %d, stderr %q", run, r.code, r.stderr)
+				}
+				got := decisions(t, c, [][2]string{{"ada@example.com", "email_marketing"}, {"bo@example.com", "email_marketing"}, {"cy@example.com", "email_marketing"}})
+				for who, reason := range got {
+					if reason != "granted" {
+						t.Errorf("run %d: %s %s, want granted", run, who, reason)
+					}
+				}
+				if n := countEvents(t, c); n != 3 {
+					t.Errorf("run %d: %d events, want 3 (one grant per person)", run, n)
+				}
+			}
+		})
+	}
+}

@@ -21,7 +21,7 @@ func setupVerify(fs *flag.FlagSet) runner {
 		if c.out.json {
 			return code, c.out.protoJSON(resp)
 		}
-		var events, erased, contacts uint64
+		var events, erased, contacts, breaks uint64
 		broken := 0
 		for _, p := range resp.GetPartitions() {
 			events += p.GetEvents()
@@ -32,9 +32,31 @@ func setupVerify(fs *flag.FlagSet) runner {
 					return exitError, err
 				}
 			}
-			if b := p.GetFirstBreak(); b != nil {
-				broken++
-				if err := c.out.linef("TAMPERED partition %d, event %d: %s", p.GetPartition(), b.GetSeq(), b.GetReason()); err != nil {
+			listed := p.GetBreaks()
+			if len(listed) == 0 && p.GetFirstBreak() != nil { // a consentd from before breaks were listed
+				listed = append(listed, p.GetFirstBreak())
+			}
+			n := max(p.GetBreakCount(), uint64(len(listed)))
+			if n == 0 {
+				continue
+			}
+			broken++
+			breaks += n
+			for _, b := range listed {
+				where := fmt.Sprintf("partition %d, event %d", p.GetPartition(), b.GetSeq())
+				if b.GetSeq() == 0 {
+					where = fmt.Sprintf("partition %d", p.GetPartition())
+				}
+				if err := c.out.linef("TAMPERED %s: %s", where, b.GetReason()); err != nil {
+					return exitError, err
+				}
+			}
+			if more := n - uint64(len(listed)); more > 0 {
+				noun := "breaks"
+				if more == 1 {
+					noun = "break"
+				}
+				if err := c.out.linef("TAMPERED partition %d: %d more %s, not listed (only the earliest %d of a partition are)", p.GetPartition(), more, noun, len(listed)); err != nil {
 					return exitError, err
 				}
 			}
@@ -43,7 +65,7 @@ func setupVerify(fs *flag.FlagSet) runner {
 			plural(events, "event"), plural(erased, "event"), plural(contacts, "record"))
 		parts := uint64(len(resp.GetPartitions()))
 		if broken > 0 {
-			return code, c.out.linef("history tampered: %d of %s broken; %s", broken, plural(parts, "partition"), counts)
+			return code, c.out.linef("history tampered: %s in %d of %s; %s", plural(breaks, "break"), broken, plural(parts, "partition"), counts)
 		}
 		return code, c.out.linef("history intact: %s; %s", plural(parts, "partition"), counts)
 	}

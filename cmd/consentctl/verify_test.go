@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
 	bolt "go.etcd.io/bbolt"
 
@@ -267,7 +269,7 @@ func TestVerify(t *testing.T) {
 					tt.tamper(t, s)
 					r := at(t, s.addr(t), "verify")
 					first, rest, _ := strings.Cut(r.stdout, "\n")
-					if r.code != exitDenied || first != tt.want || !strings.HasPrefix(rest, "history tampered: 1 of 1 partition broken; ") {
+					if r.code != exitDenied || first != tt.want || !strings.Contains(rest, " in 1 of 1 partition; ") {
 						t.Errorf("verify after tampering: exit %d, stdout:\n%s\nwant exit %d, first line:\n%s", r.code, r.stdout, exitDenied, tt.want)
 					}
 				})
@@ -302,5 +304,113 @@ func TestVerifyHeads(t *testing.T) {
 		if !strings.Contains(js, want) {
 			t.Errorf("--json verify lacks %s:\n%s", want, js)
 		}
+	}
+}
+
+// TestVerifyGoesOn replaces keys in Redis by keys of another type (which
+// made verify give up with WRONGTYPE and exit 2, hiding everything else)
+// beside an ordinary edit, and has verify report every one of them, in
+// event order, and exit 1.
+func TestVerifyGoesOn(t *testing.T) {
+	// Events: 1 ada grant, 2 bo grant, 3 ada withdraw, 4 bo erase, 5 cy
+	// grant, 6 to 12 grants to others.
+	history := [][]string{
+		{"grant", "ada@example.com", "email_marketing", "--method", "checkbox"},
+		{"grant", "bo@example.com", "email_marketing", "--method", "checkbox"},
+		{"withdraw", "ada@example.com", "email_marketing"},
+		{"erase", "bo@example.com"},
+		{"grant", "cy@example.com", "sales_outreach", "--method", "verbal"},
+	}
+	for i := 6; i <= 12; i++ {
+		history = append(history, []string{"grant", fmt.Sprintf("c%d@example.com", i), "sales_outreach", "--method", "verbal"})
+	}
+	ctx := context.Background()
+	replace := func(t *testing.T, r *redisData, key string, kind string) {
+		t.Helper()
+		if err := r.rdb.Del(ctx, key).Err(); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		switch kind {
+		case "list":
+			err = r.rdb.RPush(ctx, key, "x").Err()
+		case "string":
+			err = r.rdb.Set(ctx, key, "x", 0).Err()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	record := func(t *testing.T, r *redisData, contact string) string {
+		k := keyOf(t, r.secret, contact)
+		return "{0}:r:" + string(k[:])
+	}
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, r *redisData)
+		want   []string // every line but the last
+		last   string   // the last line's start
+	}{
+		{"a record and a history replaced, an event edited", func(t *testing.T, r *redisData) {
+			r.editEvent(t, "ada@example.com", 0)
+			replace(t, r, record(t, r, "bo@example.com"), "list")
+			replace(t, r, r.history(t, "cy@example.com"), "string")
+		}, []string{
+			"TAMPERED partition 0, event 1: altered: its hash does not match the one event 2 holds",
+			"TAMPERED partition 0, event 4: a contact's record is not a string: the key was replaced by one of another type",
+			"TAMPERED partition 0, event 5: missing: deleted without an erasure marker",
+			"TAMPERED partition 0, event 5: altered: its hash does not match the one event 6 holds",
+			"TAMPERED partition 0, event 5: a contact's history is not a list: the key was replaced by one of another type",
+			"TAMPERED partition 0, event 5: the change stream names this event, but it is neither present nor removed by an erasure",
+		}, "history tampered: 6 breaks in 1 of 1 partition; "},
+		{"the partition's chain head and change stream replaced", func(t *testing.T, r *redisData) {
+			replace(t, r, "{0}:c", "list")
+			replace(t, r, "{0}:f", "string")
+		}, []string{
+			"TAMPERED partition 0: the partition's chain head is not a string: the key was replaced by one of another type",
+			"TAMPERED partition 0: the partition's change stream is not a stream: the key was replaced by one of another type",
+			"TAMPERED partition 0, event 12: does not match the partition head: altered, or the head was",
+		}, "history tampered: 3 breaks in 1 of 1 partition; "},
+		{"the partition's sequence counter replaced", func(t *testing.T, r *redisData) {
+			replace(t, r, "{0}:s", "list")
+		}, []string{
+			"TAMPERED partition 0: does not match the partition head: altered, or the head was",
+			"TAMPERED partition 0: the partition's sequence counter is not a string: the key was replaced by one of another type",
+			"TAMPERED partition 0, event 1: the change stream names event 12, beyond the partition head: events were removed and the head set back",
+		}, "history tampered: 3 breaks in 1 of 1 partition; "},
+		{"seven histories replaced: more breaks than are listed", func(t *testing.T, r *redisData) {
+			for i := 6; i <= 12; i++ {
+				replace(t, r, r.history(t, fmt.Sprintf("c%d@example.com", i)), "string")
+			}
+		}, []string{
+			"TAMPERED partition 0, event 6: missing: deleted without an erasure marker",
+			"TAMPERED partition 0, event 6: a contact's history is not a list: the key was replaced by one of another type",
+			"TAMPERED partition 0, event 6: the change stream names this event, but it is neither present nor removed by an erasure",
+			"TAMPERED partition 0, event 7: missing: deleted without an erasure marker",
+			"TAMPERED partition 0, event 7: a contact's history is not a list: the key was replaced by one of another type",
+			"TAMPERED partition 0, event 7: the change stream names this event, but it is neither present nor removed by an erasure",
+			"TAMPERED partition 0, event 8: missing: deleted without an erasure marker",
+			"TAMPERED partition 0, event 8: a contact's history is not a list: the key was replaced by one of another type",
+			"TAMPERED partition 0, event 8: the change stream names this event, but it is neither present nor removed by an erasure",
+			"TAMPERED partition 0, event 9: missing: deleted without an erasure marker",
+			"TAMPERED partition 0: 12 more breaks, not listed (only the earliest 10 of a partition are)",
+		}, "history tampered: 22 breaks in 1 of 1 partition; "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := redistest.Start(t, redistest.Options{})
+			r := &redisData{rdb: srv.Client(t), secret: []byte(testSecret), daemon: startConsentdOnRedis(t, srv)}
+			for _, args := range history {
+				mustRun(t, r.addr(t), args...)
+			}
+			tt.tamper(t, r)
+			res := at(t, r.addr(t), "verify")
+			lines := strings.Split(strings.TrimSuffix(res.stdout, "\n"), "\n")
+			got, last := lines[:len(lines)-1], lines[len(lines)-1]
+			if diff := cmp.Diff(tt.want, got); diff != "" || res.code != exitDenied || !strings.HasPrefix(last, tt.last) {
+				t.Errorf("verify: exit %d (want %d), stderr %q, last line %q (want %q...), lines (-want +got):\n%s",
+					res.code, exitDenied, res.stderr, last, tt.last, diff)
+			}
+		})
 	}
 }

@@ -28,9 +28,9 @@ func startDaemon(t *testing.T, args ...string) *daemontest.Daemon {
 	return daemontest.Start(t, append([]string{"--log-level", "debug"}, args...)...)
 }
 
-func dial(t *testing.T, target string) *grpc.ClientConn {
+func dial(t *testing.T, target string, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(target, append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -252,3 +252,95 @@ func TestReadmeUnsubscribeSession(t *testing.T) {
 	d := startDaemon(t, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
 	runSteps(t, steps, map[string]string{"127.0.0.1:50051": d.Addr, "127.0.0.1:8080": d.HTTP})
 }
+
+// TestWithdrawalAfterErasure clicks a link minted before the contact was
+// erased: the click is taken (200, one withdrawal recorded however often it
+// comes), and the contact stays erased, erased_at as it was, every purpose
+// ERASED, not WITHDRAWN; so do a Withdraw and a WriteBatch withdrawal after
+// it, and the history still verifies. A fresh first-party grant after all
+// that re-subscribes the contact for its purpose. On both stores.
+func TestWithdrawalAfterErasure(t *testing.T) {
+	t.Run("embedded", func(t *testing.T) {
+		d := startDaemon(t, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
+		withdrawalAfterErasure(t, daemontest.Client(t, d.Addr), d.HTTP)
+	})
+	t.Run("redis", func(t *testing.T) {
+		srv := redistest.Start(t, redistest.Options{})
+		d := startSidecar(t, sharedSecret(t), redisURL(srv.Addr()), "--redis-init", "--http", "127.0.0.1:0")
+		withdrawalAfterErasure(t, daemontest.Client(t, d.Addr), d.HTTP)
+	})
+}
+
+func withdrawalAfterErasure(t *testing.T, c *client.Client, httpAddr string) {
+	const who = "ada.erased@example.com"
+	grantAll(t, c, who, "email_marketing", "sales_outreach")
+	link, err := c.UnsubscribeURL(testCtx(t), "http://"+httpAddr, who, "email_marketing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Erase(testCtx(t), &pb.EraseRequest{Contact: who}); err != nil {
+		t.Fatal(err)
+	}
+	state := func() (erasedAt time.Time, reasons string) {
+		t.Helper()
+		gc, err := c.GetContact(testCtx(t), who)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rs []string
+		for _, p := range gc.GetPurposes() {
+			rs = append(rs, p.GetPurpose()+"="+p.GetReason().String())
+		}
+		if gc.GetErasedAt() != nil {
+			erasedAt = gc.GetErasedAt().AsTime()
+		}
+		return erasedAt, strings.Join(rs, " ")
+	}
+	erasedAt, want := state()
+	if erasedAt.IsZero() || strings.Contains(want, "WITHDRAWN") {
+		t.Fatalf("after the erasure: erased at %v, %s; want erased", erasedAt, want)
+	}
+	stillErased := func(after string) {
+		t.Helper()
+		if gotAt, got := state(); !gotAt.Equal(erasedAt) || got != want {
+			t.Errorf("after %s: erased at %v, %s\nwant erased at %v, %s", after, gotAt, got, erasedAt, want)
+		}
+		if d := mustCheck(t, c, who, "email_marketing", client.FullyConsistent()); d.Allowed || d.Reason != consent.ReasonErased {
+			t.Errorf("Check after %s: %+v, want DENY/erased", after, d)
+		}
+	}
+
+	for range 3 {
+		if code, page := daemontest.Click(t, browser(t), http.MethodPost, link); code != http.StatusOK {
+			t.Fatalf("POST after the erasure = %d\n%s", code, page)
+		}
+	}
+	if _, n := history(t, c, who); n != 1 {
+		t.Errorf("%d one-click withdrawals recorded after the erasure (3 POSTs), want 1", n)
+	}
+	stillErased("the click")
+
+	if _, err := c.Withdraw(testCtx(t), &pb.WithdrawRequest{Contact: who}); err != nil {
+		t.Fatal(err)
+	}
+	stillErased("a Withdraw of every purpose")
+	res, err := c.WriteBatch(testCtx(t), []*pb.BatchWrite{{Write: &pb.BatchWrite_Withdraw{Withdraw: &pb.WithdrawRequest{
+		Contact: who, Purposes: []string{"sales_outreach"}, RequestId: "batch-1"}}}})
+	if err != nil || len(res) != 1 || res[0].GetCode() != 0 {
+		t.Fatalf("WriteBatch withdrawal: %v, %v", res, err)
+	}
+	stillErased("a WriteBatch withdrawal")
+
+	v, err := c.VerifyHistory(testCtx(t))
+	if err != nil || !v.GetIntact() {
+		t.Errorf("VerifyHistory: %v, %v; want intact", v, err)
+	}
+
+	grantAll(t, c, who, "email_marketing")
+	if d := mustCheck(t, c, who, "email_marketing", client.FullyConsistent()); !d.Allowed {
+		t.Errorf("a fresh first-party grant after the erasure: %+v, want ALLOW", d)
+	}
+	if gotAt, _ := state(); !gotAt.Equal(erasedAt) {
+		t.Errorf("erased_at after a fresh grant: %v, want %v (kept: it refuses older grants)", gotAt, erasedAt)
+	}
+}

@@ -58,6 +58,7 @@ type config struct {
 	policyFile                            string
 	otlpEndpoint                          string
 	traceSampleRatio                      float64
+	limits                                serverLimits
 	// redisPassword is $CONSENTD_REDIS_PASSWORD, used when no
 	// -redis-password-file is given.
 	redisPassword string
@@ -123,6 +124,7 @@ come from %s instead of -redis-password-file.
 	fs.StringVar(&c.policyFile, "policy", "", "entitlements file (JSON): the RPCs and purposes each caller may use, reloaded on SIGHUP and when it changes; needs -tokens or -client-ca; default: every identified caller may do everything")
 	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", "", "OpenTelemetry collector to send traces of gRPC calls to over OTLP/gRPC: host:port or https://host:port (TLS), http://host:port (plaintext); spans never hold a contact; default: off")
 	fs.Float64Var(&c.traceSampleRatio, "trace-sample-ratio", 1, "with -otlp-endpoint: the share (0 to 1) of calls without a sampled caller trace that start a trace")
+	c.limits.register(fs)
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " ($" + envName(f.Name) + ")" })
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -231,6 +233,9 @@ func (c config) check() error {
 		}
 	}
 	if err := c.checkTracing(); err != nil {
+		return err
+	}
+	if err := c.limits.check(); err != nil {
 		return err
 	}
 	return c.checkSecurity()
@@ -358,6 +363,7 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 	opts := append(m.serverOptions(), sec.serverOptions(log, server.DecodeOptions(calls))...)
 	opts = append(opts, server.ServerOptions(calls)...)
 	opts = append(opts, traceOpts...)
+	opts = append(opts, c.limits.serverOptions()...)
 	srv := grpc.NewServer(append(opts, grpc.WaitForHandlers(true))...)
 	hs := health.NewServer()
 	healthpb.RegisterHealthServer(srv, hs)
@@ -369,7 +375,7 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 		return err
 	}
 	cfg := server.Config{Keys: keys, Records: gatedRecords{g, st.records}, Store: gatedStore{g, st.calls}, Purposes: purposes,
-		Unsubscribe: unsub, UnsubscribeTTL: c.unsubscribeTTL}
+		Unsubscribe: unsub, UnsubscribeTTL: c.unsubscribeTTL, Audience: c.limits.audience}
 	if m != nil {
 		cfg.Decisions = m.decisions
 	}
@@ -387,6 +393,7 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 		wg.Go(func() { st.feed.Run(bg) })
 	}
 	wg.Go(func() { g.Run(bg) })
+	wg.Go(func() { returnMemory(bg, api, log) })
 	if sec.policy != nil {
 		// The policy reloads on SIGHUP and when its file changes.
 		hup := make(chan os.Signal, 1)

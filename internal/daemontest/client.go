@@ -8,9 +8,9 @@ import (
 )
 
 // Client returns a client of the consentd at addr, closed when the test ends.
-func Client(t testing.TB, addr string) *client.Client {
+func Client(t testing.TB, addr string, opts ...client.Option) *client.Client {
 	t.Helper()
-	c, err := client.New(addr)
+	c, err := client.New(addr, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,15 @@
-// Package faultproxy is a TCP proxy on loopback for fault injection in tests:
-// it forwards connections to a target and can cut them, stall them (a black
-// hole that keeps connections open) or refuse them, on demand.
+// Package faultproxy is a TCP proxy on loopback for fault injection in tests
+// and in the soak (bench/soak): it forwards connections to a target and can
+// cut them, stall them (a black hole that keeps connections open) or refuse
+// them, on demand.
 package faultproxy
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -38,13 +39,33 @@ type link struct {
 	once   sync.Once
 }
 
+// TB is what Start needs of a test (a *testing.T is one): an interface
+// rather than testing.TB, so the harness, which uses New, does not link the
+// testing package into its binary.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
 // Start listens on 127.0.0.1:0 and forwards each accepted connection to
 // target. The proxy is closed in t.Cleanup.
-func Start(t testing.TB, target string) *Proxy {
+func Start(t TB, target string) *Proxy {
 	t.Helper()
+	p, err := New(target)
+	if err != nil {
+		t.Fatalf("faultproxy: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// New listens on 127.0.0.1:0 and forwards each accepted connection to
+// target, until Close.
+func New(target string) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("faultproxy: listen: %v", err)
+		return nil, fmt.Errorf("listen: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Proxy{
@@ -56,8 +77,7 @@ func Start(t testing.TB, target string) *Proxy {
 	}
 	p.wg.Add(1)
 	go p.accept()
-	t.Cleanup(p.Close)
-	return p
+	return p, nil
 }
 
 // Addr returns the address the proxy listens on, "127.0.0.1:PORT".

@@ -43,12 +43,12 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 		// A distinct epoch per node, as redis-cli --cluster create does, so
 		// no epoch collision has to be resolved later.
 		if err := n.admin.Do(ctx, "CLUSTER", "SET-CONFIG-EPOCH", i+1).Err(); err != nil {
-			t.Fatalf("redistest: CLUSTER SET-CONFIG-EPOCH on %s: %v", n.addr, err)
+			t.Fatalf("redistest: CLUSTER SET-CONFIG-EPOCH on %s: %v", n.Addr(), err)
 		}
 		lo := i * numSlots / masters
 		hi := (i+1)*numSlots/masters - 1
 		if err := n.admin.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", lo, hi).Err(); err != nil {
-			t.Fatalf("redistest: CLUSTER ADDSLOTSRANGE %d %d on %s: %v", lo, hi, n.addr, err)
+			t.Fatalf("redistest: CLUSTER ADDSLOTSRANGE %d %d on %s: %v", lo, hi, n.Addr(), err)
 		}
 	}
 	// Every pair meets directly: waiting for gossip to introduce the nodes
@@ -56,7 +56,7 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	for i, a := range c.Nodes {
 		for _, b := range c.Nodes[i+1:] {
 			if err := a.admin.ClusterMeet(ctx, "127.0.0.1", strconv.Itoa(b.Port)).Err(); err != nil {
-				t.Fatalf("redistest: CLUSTER MEET %s on %s: %v", b.addr, a.addr, err)
+				t.Fatalf("redistest: CLUSTER MEET %s on %s: %v", b.Addr(), a.Addr(), err)
 			}
 		}
 	}
@@ -68,7 +68,7 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 func (c *Cluster) Addrs() []string {
 	addrs := make([]string, len(c.Nodes))
 	for i, n := range c.Nodes {
-		addrs[i] = n.addr
+		addrs[i] = n.Addr()
 	}
 	return addrs
 }
@@ -161,7 +161,7 @@ func (c *Cluster) OwnerOf(t testing.TB, slot int) int {
 func (c *Cluster) index(t testing.TB, addr string, slot int) int {
 	t.Helper()
 	for i, n := range c.Nodes {
-		if n.addr == addr {
+		if n.Addr() == addr {
 			return i
 		}
 	}
@@ -204,7 +204,7 @@ func (c *Cluster) MigrateSlotMidway(t testing.TB, slot int, to int, midway func(
 		t.Helper()
 		v, err := n.admin.Do(ctx, args...).Result()
 		if err != nil {
-			t.Fatalf("redistest: %v on %s: %v", args, n.addr, err)
+			t.Fatalf("redistest: %v on %s: %v", args, n.Addr(), err)
 		}
 		return v
 	}
@@ -213,7 +213,7 @@ func (c *Cluster) MigrateSlotMidway(t testing.TB, slot int, to int, midway func(
 	for {
 		keys, err := src.admin.ClusterGetKeysInSlot(ctx, slot, migrateBatch).Result()
 		if err != nil {
-			t.Fatalf("redistest: CLUSTER GETKEYSINSLOT %d on %s: %v", slot, src.addr, err)
+			t.Fatalf("redistest: CLUSTER GETKEYSINSLOT %d on %s: %v", slot, src.Addr(), err)
 		}
 		if len(keys) == 0 {
 			break
@@ -257,7 +257,7 @@ func (c *Cluster) KeySlot(t testing.TB, key string) int {
 		}
 		slot, err := n.admin.ClusterKeySlot(ctx, key).Result()
 		if err != nil {
-			t.Fatalf("redistest: CLUSTER KEYSLOT on %s: %v", n.addr, err)
+			t.Fatalf("redistest: CLUSTER KEYSLOT on %s: %v", n.Addr(), err)
 		}
 		return int(slot)
 	}
@@ -269,7 +269,7 @@ func nodeID(t testing.TB, ctx context.Context, n *Server) string {
 	t.Helper()
 	id, err := n.admin.Do(ctx, "CLUSTER", "MYID").Text()
 	if err != nil {
-		t.Fatalf("redistest: CLUSTER MYID on %s: %v", n.addr, err)
+		t.Fatalf("redistest: CLUSTER MYID on %s: %v", n.Addr(), err)
 	}
 	return id
 }

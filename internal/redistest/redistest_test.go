@@ -17,6 +17,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
+
+	"github.com/consentd/consentd/internal/redisproc"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -43,7 +45,7 @@ func TestStandalone(t *testing.T) {
 	t.Run("run", func(t *testing.T) {
 		s := Start(t, Options{Config: []string{"maxmemory 100mb"}})
 		pids = append(pids, s.PID())
-		if !strings.HasPrefix(s.Addr(), "127.0.0.1:") || s.Port <= 0 || s.Port >= maxPort {
+		if !strings.HasPrefix(s.Addr(), "127.0.0.1:") || s.Port <= 0 || s.Port >= redisproc.MaxPort {
 			t.Errorf("Addr() = %q, Port = %d", s.Addr(), s.Port)
 		}
 		ctx := context.Background()

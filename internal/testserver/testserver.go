@@ -40,6 +40,9 @@ type Env struct {
 	Dial  func(context.Context, string) (net.Conn, error)
 	// HTTP is the server's one-click unsubscribe handler, logging to Logs.
 	HTTP http.Handler
+	// Server is the gRPC services' implementation, for what only it can
+	// tell (AudienceHeld).
+	Server *server.Server
 }
 
 // Options adjusts the stack.
@@ -49,6 +52,9 @@ type Options struct {
 	// Fault, when set, runs around every unary call after consentd's own
 	// interceptors: tests use it to fail calls the way a network would.
 	Fault grpc.UnaryServerInterceptor
+	// Audience bounds FilterAudience streams; zero fields take their
+	// defaults.
+	Audience server.AudienceLimits
 }
 
 // Start runs a stack for the duration of the test.
@@ -103,7 +109,7 @@ func Start(t testing.TB, o Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := server.New(server.Config{Keys: keys, Records: c, Store: st, Purposes: purposes, Unsubscribe: unsub, Now: o.Now})
+	api := server.New(server.Config{Keys: keys, Records: c, Store: st, Purposes: purposes, Unsubscribe: unsub, Now: o.Now, Audience: o.Audience})
 	api.Register(srv)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	served := make(chan struct{})
@@ -118,7 +124,7 @@ func Start(t testing.TB, o Options) *Env {
 	// stops, then the cache and the store.
 	t.Cleanup(func() { srv.Stop(); <-served })
 	t.Cleanup(func() { conn.Close() })
-	return &Env{Conn: conn, Dir: dir, Store: st, Cache: c, Keys: keys, Logs: logs, Dial: dial, HTTP: api.HTTPHandler(log)}
+	return &Env{Conn: conn, Dir: dir, Store: st, Cache: c, Keys: keys, Logs: logs, Dial: dial, HTTP: api.HTTPHandler(log), Server: api}
 }
 
 // SyncBuffer is a bytes.Buffer safe for concurrent writers.

@@ -59,6 +59,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"OnChange", testOnChange},
 		{"IdempotentReplay", testIdempotentReplay},
 		{"RequestIDReuse", testRequestIDReuse},
+		{"RequestIDScopeInBatch", testRequestIDScopeInBatch},
 		{"EmptyRequestID", testEmptyRequestID},
 		{"Withdraw", testWithdraw},
 		{"Erase", testErase},
@@ -401,20 +402,88 @@ func testRequestIDReuse(t *testing.T, open func(t *testing.T) Store) {
 			return w
 		}()},
 		{"other event, other fingerprint", withdraw(alice, "dup", t1, "email")},
+		// Request ids are one space per caller: the same id for another
+		// contact is another request, however alike.
+		{"same request, other contact", func() consent.Write { w := first; w.Key = bob; return w }()},
+		{"other contact, other kind", withdraw(bob, "dup", t1, "email")},
+		{"same fingerprint, other kind", func() consent.Write { w := first; w.Event.Kind = consent.EventWithdraw; return w }()},
 	}
 	for _, tt := range tests {
-		tok, err := f.s.Apply(context.Background(), tt.w)
-		if !errors.Is(err, consent.ErrInvalid) {
-			t.Errorf("%s: Apply = %+v, %v; want an error wrapping consent.ErrInvalid", tt.name, tok, err)
+		for _, batch := range []bool{false, true} {
+			var err error
+			if batch {
+				var errs []error
+				if _, errs, err = f.s.ApplyBatch(context.Background(), []consent.Write{tt.w}); err == nil {
+					err = errs[0]
+				}
+			} else {
+				_, err = f.s.Apply(context.Background(), tt.w)
+			}
+			if !errors.Is(err, consent.ErrInvalid) {
+				t.Errorf("%s (batch %v): %v; want an error wrapping consent.ErrInvalid", tt.name, batch, err)
+			}
+			var fe *consent.FieldError
+			if !errors.As(err, &fe) || fe.Field != "request_id" {
+				t.Errorf("%s (batch %v): error %v (%T), want a *consent.FieldError for request_id", tt.name, batch, err, err)
+			}
+			f.unchanged(before, alice, bob)
 		}
-		var fe *consent.FieldError
-		if !errors.As(err, &fe) || fe.Field != "request_id" {
-			t.Errorf("%s: Apply error %v (%T), want a *consent.FieldError for request_id", tt.name, err, err)
-		}
-		f.unchanged(before, alice, bob)
 	}
-	// A request id belongs to its contact: another contact may use it.
-	f.apply(withdraw(bob, "dup", t1, "email"))
+	// A retry still returns the first token and applies nothing.
+	if tok := f.apply(first); tok != f.get(alice).Token {
+		t.Errorf("retry token %+v, want the first %+v", tok, f.get(alice).Token)
+	}
+	f.chg.take() // a store may tell of a replay (Redis does)
+	f.unchanged(before, alice, bob)
+	// Another caller's id space is its own: the same id is another request,
+	// on another contact and on the same one.
+	other := func(w consent.Write) consent.Write { w.Caller = "another caller"; return w }
+	tb := f.apply(other(withdraw(bob, "dup", t1, "email")))
+	ta := f.apply(other(withdraw(alice, "dup2", t1, "email")))
+	if tb == ta {
+		t.Errorf("two writes of another caller got one token %+v", ta)
+	}
+	if tok := f.apply(other(withdraw(bob, "dup", t1, "email"))); tok != tb {
+		t.Errorf("another caller's retry: token %+v, want its first %+v", tok, tb)
+	}
+	if _, err := f.s.Apply(context.Background(), other(withdraw(alice, "dup", t1, "email"))); !errors.Is(err, consent.ErrInvalid) {
+		t.Errorf("another caller reusing its own id for another contact: %v, want ErrInvalid", err)
+	}
+}
+
+// testRequestIDScopeInBatch: within one batch and across batches, a
+// caller's request id names one request whatever the contact; a repeat of
+// the same request in a batch gets the first outcome.
+func testRequestIDScopeInBatch(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	ctx := context.Background()
+	a := grant(alice, "b1", t0, "email")
+	ws := []consent.Write{a, grant(dave, "b1", t0, "email"), a, grant(bob, "b2", t0, "email")}
+	toks, errs, err := f.s.ApplyBatch(ctx, ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fe *consent.FieldError
+	if errs[0] != nil || errs[2] != nil || errs[3] != nil || !errors.As(errs[1], &fe) || fe.Field != "request_id" {
+		t.Fatalf("batch outcomes %v, want the second refused for its request_id, the others applied", errs)
+	}
+	if toks[2] != toks[0] {
+		t.Errorf("the repeat of a request in a batch: token %+v, want the first's %+v", toks[2], toks[0])
+	}
+	if r := f.get(dave); len(r.Purposes) != 0 {
+		t.Errorf("the refused write changed its contact: %+v", r)
+	}
+	// Across batches too, and a retry of the whole batch applies nothing.
+	before := f.snapshot(alice, bob, dave)
+	toks2, errs2, err := f.s.ApplyBatch(ctx, []consent.Write{grant(dave, "b2", t0, "email"), a, ws[3]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.As(errs2[0], &fe) || fe.Field != "request_id" || errs2[1] != nil || errs2[2] != nil || toks2[1] != toks[0] || toks2[2] != toks[3] {
+		t.Errorf("second batch: %v %v; want the first refused, the others replayed with tokens %v %v", toks2, errs2, toks[0], toks[3])
+	}
+	f.chg.take() // a store may tell of a replay (Redis does)
+	f.unchanged(before, alice, bob, dave)
 }
 
 func testEmptyRequestID(t *testing.T, open func(t *testing.T) Store) {
@@ -600,7 +669,7 @@ func testContactsDoNotMix(t *testing.T, open func(t *testing.T) Store) {
 	want := map[consent.Key][]consent.Event{}
 	for round := range 3 {
 		for i, k := range keys {
-			w := grant(k, fmt.Sprintf("r%d", round), t0.Add(time.Duration(round)*time.Hour), fmt.Sprintf("purpose-%d-%d", i, round))
+			w := grant(k, fmt.Sprintf("r%d-%d", round, i), t0.Add(time.Duration(round)*time.Hour), fmt.Sprintf("purpose-%d-%d", i, round))
 			want[k] = append(want[k], applied(w, f.apply(w)))
 		}
 	}

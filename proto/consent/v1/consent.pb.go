@@ -557,12 +557,14 @@ func (x *CheckResponse) GetToken() string {
 }
 
 type BatchCheckRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Contacts      []string               `protobuf:"bytes,1,rep,name=contacts" json:"contacts,omitempty"`
-	Purpose       string                 `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
-	Consistency   *Consistency           `protobuf:"bytes,3,opt,name=consistency" json:"consistency,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Contacts    []string               `protobuf:"bytes,1,rep,name=contacts" json:"contacts,omitempty"`
+	Purpose     string                 `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
+	Consistency *Consistency           `protobuf:"bytes,3,opt,name=consistency" json:"consistency,omitempty"`
+	// Also return each contact's request_id_salt.
+	RequestIdSalts bool `protobuf:"varint,4,opt,name=request_id_salts,json=requestIdSalts" json:"request_id_salts,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *BatchCheckRequest) Reset() {
@@ -616,11 +618,24 @@ func (x *BatchCheckRequest) GetConsistency() *Consistency {
 	return nil
 }
 
+func (x *BatchCheckRequest) GetRequestIdSalts() bool {
+	if x != nil {
+		return x.RequestIdSalts
+	}
+	return false
+}
+
 // BatchCheckResult is the answer for the contact at the same index.
 type BatchCheckResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Decision      Decision               `protobuf:"varint,1,opt,name=decision,enum=consent.v1.Decision" json:"decision,omitempty"`
-	Reason        Reason                 `protobuf:"varint,2,opt,name=reason,enum=consent.v1.Reason" json:"reason,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Decision Decision               `protobuf:"varint,1,opt,name=decision,enum=consent.v1.Decision" json:"decision,omitempty"`
+	Reason   Reason                 `protobuf:"varint,2,opt,name=reason,enum=consent.v1.Reason" json:"reason,omitempty"`
+	// When asked for: 16 bytes fixed for this caller and contact (whatever
+	// its spelling), and meaningless without consentd's secret. Request ids
+	// are one space per caller, so a client that derives them from what it
+	// writes (consentctl import) mixes this in to tell contacts apart without
+	// putting a contact, or a plain hash of one, in an id that is stored.
+	RequestIdSalt []byte `protobuf:"bytes,3,opt,name=request_id_salt,json=requestIdSalt" json:"request_id_salt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -667,6 +682,13 @@ func (x *BatchCheckResult) GetReason() Reason {
 		return x.Reason
 	}
 	return Reason_REASON_UNSPECIFIED
+}
+
+func (x *BatchCheckResult) GetRequestIdSalt() []byte {
+	if x != nil {
+		return x.RequestIdSalt
+	}
+	return nil
 }
 
 type BatchCheckResponse struct {
@@ -975,6 +997,8 @@ type GrantRequest struct {
 	// Who recorded it.
 	Actor string `protobuf:"bytes,10,opt,name=actor" json:"actor,omitempty"`
 	// Makes the write idempotent: a retry with the same id applies it once.
+	// Ids are one space per caller, across contacts and write RPCs: the same
+	// id with a different request is INVALID_ARGUMENT.
 	RequestId string `protobuf:"bytes,11,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
 	// One yes that covered several purposes at once: stored, never allowed.
 	Bundled       bool `protobuf:"varint,12,opt,name=bundled" json:"bundled,omitempty"`
@@ -2547,7 +2571,12 @@ type PartitionHistory struct {
 	// Contacts whose record was checked against their history.
 	Contacts uint64 `protobuf:"varint,6,opt,name=contacts" json:"contacts,omitempty"`
 	// The first break, when the partition's history was tampered with.
-	FirstBreak    *HistoryBreak `protobuf:"bytes,7,opt,name=first_break,json=firstBreak" json:"first_break,omitempty"`
+	FirstBreak *HistoryBreak `protobuf:"bytes,7,opt,name=first_break,json=firstBreak" json:"first_break,omitempty"`
+	// The earliest breaks, in event order, first_break first: at most 10, so a
+	// badly damaged store costs no more memory to check than an intact one.
+	Breaks []*HistoryBreak `protobuf:"bytes,8,rep,name=breaks" json:"breaks,omitempty"`
+	// Every break found, the listed ones included.
+	BreakCount    uint64 `protobuf:"varint,9,opt,name=break_count,json=breakCount" json:"break_count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2631,10 +2660,25 @@ func (x *PartitionHistory) GetFirstBreak() *HistoryBreak {
 	return nil
 }
 
-// HistoryBreak is the first place where a partition's history does not hold.
+func (x *PartitionHistory) GetBreaks() []*HistoryBreak {
+	if x != nil {
+		return x.Breaks
+	}
+	return nil
+}
+
+func (x *PartitionHistory) GetBreakCount() uint64 {
+	if x != nil {
+		return x.BreakCount
+	}
+	return 0
+}
+
+// HistoryBreak is a place where a partition's history does not hold.
 type HistoryBreak struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The event where the chain breaks.
+	// The event where the chain breaks; 0 when the break belongs to no event
+	// (a key of the wrong type, a corrupt counter).
 	Seq           uint64 `protobuf:"varint,1,opt,name=seq" json:"seq,omitempty"`
 	Reason        string `protobuf:"bytes,2,opt,name=reason" json:"reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2703,14 +2747,16 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\rCheckResponse\x120\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x14.consent.v1.DecisionR\bdecision\x12*\n" +
 	"\x06reason\x18\x02 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\tR\x05token\"\x84\x01\n" +
+	"\x05token\x18\x03 \x01(\tR\x05token\"\xae\x01\n" +
 	"\x11BatchCheckRequest\x12\x1a\n" +
 	"\bcontacts\x18\x01 \x03(\tR\bcontacts\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x129\n" +
-	"\vconsistency\x18\x03 \x01(\v2\x17.consent.v1.ConsistencyR\vconsistency\"p\n" +
+	"\vconsistency\x18\x03 \x01(\v2\x17.consent.v1.ConsistencyR\vconsistency\x12(\n" +
+	"\x10request_id_salts\x18\x04 \x01(\bR\x0erequestIdSalts\"\x98\x01\n" +
 	"\x10BatchCheckResult\x120\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x14.consent.v1.DecisionR\bdecision\x12*\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\"L\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\x12&\n" +
+	"\x0frequest_id_salt\x18\x03 \x01(\fR\rrequestIdSalt\"L\n" +
 	"\x12BatchCheckResponse\x126\n" +
 	"\aresults\x18\x01 \x03(\v2\x1c.consent.v1.BatchCheckResultR\aresults\"\x88\x01\n" +
 	"\x15FilterAudienceRequest\x12\x18\n" +
@@ -2857,7 +2903,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x06intact\x18\x01 \x01(\bR\x06intact\x12<\n" +
 	"\n" +
 	"partitions\x18\x02 \x03(\v2\x1c.consent.v1.PartitionHistoryR\n" +
-	"partitions\"\xfc\x01\n" +
+	"partitions\"\xcf\x02\n" +
 	"\x10PartitionHistory\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\rR\tpartition\x12\x19\n" +
 	"\bhead_seq\x18\x02 \x01(\x04R\aheadSeq\x12\x1b\n" +
@@ -2866,7 +2912,10 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\rerased_events\x18\x05 \x01(\x04R\ferasedEvents\x12\x1a\n" +
 	"\bcontacts\x18\x06 \x01(\x04R\bcontacts\x129\n" +
 	"\vfirst_break\x18\a \x01(\v2\x18.consent.v1.HistoryBreakR\n" +
-	"firstBreak\"8\n" +
+	"firstBreak\x120\n" +
+	"\x06breaks\x18\b \x03(\v2\x18.consent.v1.HistoryBreakR\x06breaks\x12\x1f\n" +
+	"\vbreak_count\x18\t \x01(\x04R\n" +
+	"breakCount\"8\n" +
 	"\fHistoryBreak\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason*K\n" +
@@ -3025,35 +3074,36 @@ var file_consent_v1_consent_proto_depIdxs = []int32{
 	36, // 40: consent.v1.WriteBatchResponse.results:type_name -> consent.v1.WriteResult
 	39, // 41: consent.v1.VerifyHistoryResponse.partitions:type_name -> consent.v1.PartitionHistory
 	40, // 42: consent.v1.PartitionHistory.first_break:type_name -> consent.v1.HistoryBreak
-	6,  // 43: consent.v1.CheckService.Check:input_type -> consent.v1.CheckRequest
-	8,  // 44: consent.v1.CheckService.BatchCheck:input_type -> consent.v1.BatchCheckRequest
-	11, // 45: consent.v1.CheckService.FilterAudience:input_type -> consent.v1.FilterAudienceRequest
-	15, // 46: consent.v1.ConsentService.Grant:input_type -> consent.v1.GrantRequest
-	17, // 47: consent.v1.ConsentService.Withdraw:input_type -> consent.v1.WithdrawRequest
-	19, // 48: consent.v1.ConsentService.Erase:input_type -> consent.v1.EraseRequest
-	21, // 49: consent.v1.ConsentService.GetContact:input_type -> consent.v1.GetContactRequest
-	25, // 50: consent.v1.ConsentService.ListEvents:input_type -> consent.v1.ListEventsRequest
-	28, // 51: consent.v1.ConsentService.ListPurposes:input_type -> consent.v1.ListPurposesRequest
-	31, // 52: consent.v1.ConsentService.MintUnsubscribe:input_type -> consent.v1.MintUnsubscribeRequest
-	37, // 53: consent.v1.ConsentService.VerifyHistory:input_type -> consent.v1.VerifyHistoryRequest
-	33, // 54: consent.v1.ConsentService.WriteBatch:input_type -> consent.v1.WriteBatchRequest
-	7,  // 55: consent.v1.CheckService.Check:output_type -> consent.v1.CheckResponse
-	10, // 56: consent.v1.CheckService.BatchCheck:output_type -> consent.v1.BatchCheckResponse
-	14, // 57: consent.v1.CheckService.FilterAudience:output_type -> consent.v1.FilterAudienceResponse
-	16, // 58: consent.v1.ConsentService.Grant:output_type -> consent.v1.GrantResponse
-	18, // 59: consent.v1.ConsentService.Withdraw:output_type -> consent.v1.WithdrawResponse
-	20, // 60: consent.v1.ConsentService.Erase:output_type -> consent.v1.EraseResponse
-	24, // 61: consent.v1.ConsentService.GetContact:output_type -> consent.v1.GetContactResponse
-	27, // 62: consent.v1.ConsentService.ListEvents:output_type -> consent.v1.ListEventsResponse
-	30, // 63: consent.v1.ConsentService.ListPurposes:output_type -> consent.v1.ListPurposesResponse
-	32, // 64: consent.v1.ConsentService.MintUnsubscribe:output_type -> consent.v1.MintUnsubscribeResponse
-	38, // 65: consent.v1.ConsentService.VerifyHistory:output_type -> consent.v1.VerifyHistoryResponse
-	35, // 66: consent.v1.ConsentService.WriteBatch:output_type -> consent.v1.WriteBatchResponse
-	55, // [55:67] is the sub-list for method output_type
-	43, // [43:55] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	40, // 43: consent.v1.PartitionHistory.breaks:type_name -> consent.v1.HistoryBreak
+	6,  // 44: consent.v1.CheckService.Check:input_type -> consent.v1.CheckRequest
+	8,  // 45: consent.v1.CheckService.BatchCheck:input_type -> consent.v1.BatchCheckRequest
+	11, // 46: consent.v1.CheckService.FilterAudience:input_type -> consent.v1.FilterAudienceRequest
+	15, // 47: consent.v1.ConsentService.Grant:input_type -> consent.v1.GrantRequest
+	17, // 48: consent.v1.ConsentService.Withdraw:input_type -> consent.v1.WithdrawRequest
+	19, // 49: consent.v1.ConsentService.Erase:input_type -> consent.v1.EraseRequest
+	21, // 50: consent.v1.ConsentService.GetContact:input_type -> consent.v1.GetContactRequest
+	25, // 51: consent.v1.ConsentService.ListEvents:input_type -> consent.v1.ListEventsRequest
+	28, // 52: consent.v1.ConsentService.ListPurposes:input_type -> consent.v1.ListPurposesRequest
+	31, // 53: consent.v1.ConsentService.MintUnsubscribe:input_type -> consent.v1.MintUnsubscribeRequest
+	37, // 54: consent.v1.ConsentService.VerifyHistory:input_type -> consent.v1.VerifyHistoryRequest
+	33, // 55: consent.v1.ConsentService.WriteBatch:input_type -> consent.v1.WriteBatchRequest
+	7,  // 56: consent.v1.CheckService.Check:output_type -> consent.v1.CheckResponse
+	10, // 57: consent.v1.CheckService.BatchCheck:output_type -> consent.v1.BatchCheckResponse
+	14, // 58: consent.v1.CheckService.FilterAudience:output_type -> consent.v1.FilterAudienceResponse
+	16, // 59: consent.v1.ConsentService.Grant:output_type -> consent.v1.GrantResponse
+	18, // 60: consent.v1.ConsentService.Withdraw:output_type -> consent.v1.WithdrawResponse
+	20, // 61: consent.v1.ConsentService.Erase:output_type -> consent.v1.EraseResponse
+	24, // 62: consent.v1.ConsentService.GetContact:output_type -> consent.v1.GetContactResponse
+	27, // 63: consent.v1.ConsentService.ListEvents:output_type -> consent.v1.ListEventsResponse
+	30, // 64: consent.v1.ConsentService.ListPurposes:output_type -> consent.v1.ListPurposesResponse
+	32, // 65: consent.v1.ConsentService.MintUnsubscribe:output_type -> consent.v1.MintUnsubscribeResponse
+	38, // 66: consent.v1.ConsentService.VerifyHistory:output_type -> consent.v1.VerifyHistoryResponse
+	35, // 67: consent.v1.ConsentService.WriteBatch:output_type -> consent.v1.WriteBatchResponse
+	56, // [56:68] is the sub-list for method output_type
+	44, // [44:56] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_consent_v1_consent_proto_init() }
