@@ -1,9 +1,7 @@
 package server_test
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -14,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/testserver"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server"
@@ -58,19 +57,7 @@ func TestFilterAudienceSlowReader(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sent atomic.Int64
-	sendErr := make(chan error, 1)
-	go func() {
-		req := &pb.FilterAudienceRequest{Purpose: "email_marketing", Contacts: contacts}
-		for range messages {
-			if err := stream.Send(req); err != nil {
-				sendErr <- err
-				return
-			}
-			sent.Add(1)
-			req = &pb.FilterAudienceRequest{Contacts: contacts}
-		}
-		sendErr <- stream.CloseSend()
-	}()
+	sendErr := daemontest.SendAudience(stream, contacts, messages, &sent)
 
 	// Until what the stream holds stops changing: the answers the client
 	// does not read have filled its window and gRPC's write quota.
@@ -90,24 +77,9 @@ func TestFilterAudienceSlowReader(t *testing.T) {
 		t.Errorf("a stream whose client does not read held %d bytes, more than its window of %d", peak, window)
 	}
 
-	var got int
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, a := range resp.GetAllowed() {
-			if want := contacts[got%len(contacts)]; a != want {
-				t.Fatalf("allowed #%d = %q, want %q", got, a, want)
-			}
-			got++
-		}
-		if s := resp.GetSummary(); s != nil && (s.GetTotal() != messages*100 || s.GetAllowed() != messages*100) {
-			t.Errorf("summary %v, want %d of %d allowed", s, messages*100, messages*100)
-		}
+	got, sum := daemontest.RecvAudience(t, stream, contacts, nil)
+	if sum.GetTotal() != messages*100 || sum.GetAllowed() != messages*100 {
+		t.Errorf("summary %v, want %d of %d allowed", sum, messages*100, messages*100)
 	}
 	if err := <-sendErr; err != nil {
 		t.Fatal(err)
@@ -130,30 +102,10 @@ func TestFilterAudienceLargeMessage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := range 3 {
-		req := &pb.FilterAudienceRequest{Contacts: contacts}
-		if i == 0 {
-			req.Purpose = "email_marketing"
-		}
-		if err := stream.Send(req); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stream.CloseSend()
-	var allowed int
-	var sum *pb.FilterAudienceSummary
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		allowed += len(resp.GetAllowed())
-		if resp.GetSummary() != nil {
-			sum = resp.GetSummary()
-		}
+	sendErr := daemontest.SendAudience(stream, contacts, 3, nil)
+	allowed, sum := daemontest.RecvAudience(t, stream, contacts, nil)
+	if err := <-sendErr; err != nil {
+		t.Fatal(err)
 	}
 	if allowed != 3000 || sum.GetTotal() != 3000 {
 		t.Errorf("%d allowed, summary %v; want 3000 of 3000", allowed, sum)

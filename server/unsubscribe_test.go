@@ -3,7 +3,6 @@ package server_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/testserver"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server"
@@ -80,27 +80,7 @@ func (w *web) do(t *testing.T, method, token string) (int, string) {
 
 func (w *web) request(t *testing.T, method, path string) (int, string) {
 	t.Helper()
-	var body io.Reader
-	if method == http.MethodPost {
-		body = strings.NewReader("List-Unsubscribe=One-Click")
-	}
-	req, err := http.NewRequestWithContext(ctx(t), method, w.srv.URL+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	}
-	resp, err := w.srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(b)
+	return daemontest.Click(t, w.srv.Client(), method, w.srv.URL+path)
 }
 
 // state is what the store says about contact: every purpose's decision and
