@@ -2,8 +2,6 @@ package daemon
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,6 +23,7 @@ import (
 	"github.com/consentd/consentd/chain"
 	"github.com/consentd/consentd/contactkey"
 	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/internal/tokensfile"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server"
 )
@@ -147,15 +146,8 @@ func benchSecurity(b *testing.B, dir string, purposes *consent.Registry, log *sl
 	if !tokens {
 		return sec, callers
 	}
-	var f strings.Builder
-	for name, token := range callers {
-		h := sha256.Sum256([]byte(token))
-		f.WriteString(name + " " + hex.EncodeToString(h[:]) + "\n")
-	}
-	file := filepath.Join(dir, "tokens")
-	writeBenchFile(b, file, f.String())
 	var err error
-	if sec, err = loadSecurity(config{tokensFile: file}); err != nil {
+	if sec, err = loadSecurity(config{tokensFile: tokensfile.Write(b, callers)}); err != nil {
 		b.Fatal(err)
 	}
 	if !withPolicy {
@@ -173,7 +165,7 @@ func benchSecurity(b *testing.B, dir string, purposes *consent.Registry, log *sl
 		fmt.Fprintf(&p, `, "sender-%03d": {"rpcs": ["Check", "BatchCheck"], "purposes": [%q]}`, i, purpose)
 	}
 	p.WriteString(`}}`)
-	file = filepath.Join(dir, "policy.json")
+	file := filepath.Join(dir, "policy.json")
 	writeBenchFile(b, file, p.String())
 	if sec.policy, err = loadPolicy(file, purposes, log); err != nil {
 		b.Fatal(err)

@@ -20,8 +20,5 @@ func (s *piiScanner) Scan(where string, b []byte) { s.scan(where, b) }
 // Found is where it found a contact.
 func (s *piiScanner) Found() []string { return s.found }
 
-// TokensFile writes a --tokens file of callers (name: token).
-func TokensFile(t *testing.T, callers map[string]string) string { return tokensFile(t, callers) }
-
 // WritePolicy writes a --policy file.
 func WritePolicy(t *testing.T, path, body string) { writePolicy(t, path, body) }

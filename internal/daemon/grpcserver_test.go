@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/consentd/consentd/internal/tokensfile"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server"
 )
@@ -173,7 +174,7 @@ func TestMaxRecvBytes(t *testing.T) {
 func TestAudienceCallerShare(t *testing.T) {
 	tokens := map[string]string{"ads": "ads-token", "crm": "crm-token", "dpo": "dpo-token"}
 	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json",
-		"--tokens", tokensFile(t, tokens), "--audience-max-streams", "4"})
+		"--tokens", tokensfile.Write(t, tokens), "--audience-max-streams", "4"})
 	check := pb.NewCheckServiceClient(dialDaemon(t, d.addr))
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

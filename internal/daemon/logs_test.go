@@ -29,6 +29,7 @@ import (
 	"github.com/consentd/consentd/internal/daemon"
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/logthrottle"
+	"github.com/consentd/consentd/internal/tokensfile"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
@@ -61,7 +62,7 @@ func TestNoRequestValueInLogs(t *testing.T) {
 	policy := filepath.Join(t.TempDir(), "policy.json")
 	daemon.WritePolicy(t, policy, pool.policy())
 	d := daemontest.Start(t, "--http", "127.0.0.1:0", "--log-level", "debug", "--data-dir", t.TempDir(),
-		"--tokens", daemon.TokensFile(t, pool.tokens), "--policy", policy)
+		"--tokens", tokensfile.Write(t, pool.tokens), "--policy", policy)
 	conn, err := grpc.NewClient(d.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(8<<20)))
 	if err != nil {

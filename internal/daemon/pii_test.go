@@ -26,6 +26,7 @@ import (
 	"github.com/consentd/consentd/contactkey"
 	"github.com/consentd/consentd/internal/promscrape"
 	"github.com/consentd/consentd/internal/redistest"
+	"github.com/consentd/consentd/internal/tokensfile"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
@@ -231,7 +232,7 @@ func TestNoRawContactAtRest(t *testing.T) {
 			}}`)
 			args := []string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
 				"--log-format", "json", "--log-level", "debug", "--data-dir", dataDir,
-				"--tokens", tokensFile(t, tokens), "--policy", policy}
+				"--tokens", tokensfile.Write(t, tokens), "--policy", policy}
 			var r *redistest.Server
 			if tc.redis {
 				r = redistest.Start(t, redistest.Options{})

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/internal/tokensfile"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
@@ -55,7 +56,7 @@ func policyDaemon(t *testing.T) (d *daemon, policyFile string, callers map[strin
 	policyFile = filepath.Join(t.TempDir(), "policy.json")
 	writePolicy(t, policyFile, testPolicy)
 	d = startDaemon(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json", "--log-level", "debug",
-		"--tokens", tokensFile(t, tokens), "--policy", policyFile})
+		"--tokens", tokensfile.Write(t, tokens), "--policy", policyFile})
 	callers = map[string]*client.Client{}
 	for name, token := range tokens {
 		c, err := client.New(d.addr, client.WithBearerToken(token), client.WithTimeout(5*time.Second))
@@ -185,7 +186,7 @@ func TestPolicyReload(t *testing.T) {
 // caller identity, stops consentd with exit 2 naming the problem.
 func TestPolicyRefusedAtStart(t *testing.T) {
 	dir := t.TempDir()
-	tokens := tokensFile(t, map[string]string{"mailer": "t"})
+	tokens := tokensfile.Write(t, map[string]string{"mailer": "t"})
 	file := func(name, body string) string {
 		p := filepath.Join(dir, name)
 		writePolicy(t, p, body)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/internal/promscrape"
+	"github.com/consentd/consentd/internal/tokensfile"
 )
 
 // rateLimitPolicy limits the mailer and the ads agency to 5 calls at once
@@ -39,7 +40,7 @@ func TestRateLimit(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "policy.json")
 	writePolicy(t, file, rateLimitPolicy(5, `"sales_outreach"`))
 	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", t.TempDir(),
-		"--log-format", "json", "--tokens", tokensFile(t, tokens), "--policy", file})
+		"--log-format", "json", "--tokens", tokensfile.Write(t, tokens), "--policy", file})
 	c := map[string]*client.Client{}
 	for name, token := range tokens {
 		cl, err := client.New(d.addr, client.WithBearerToken(token), client.WithTimeout(5*time.Second))

@@ -26,6 +26,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/internal/tokensfile"
 )
 
 // testCA is a certificate authority made for one test, its files in a
@@ -210,29 +211,13 @@ func TestMutualTLS(t *testing.T) {
 	}
 }
 
-// tokensFile writes a tokens file mapping each caller to its token's hash.
-func tokensFile(t *testing.T, callers map[string]string) string {
-	t.Helper()
-	var b strings.Builder
-	b.WriteString("# consentd bearer tokens: NAME SHA256HEX\n\n")
-	for name, token := range callers {
-		h := sha256.Sum256([]byte(token))
-		b.WriteString(name + " " + hex.EncodeToString(h[:]) + "\n")
-	}
-	path := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 // TestBearerTokens: with --tokens, only calls with a listed token are
 // served (unary and streaming), named by the file and logged with that
 // name, never with a token; health checks on the main listener stay open.
 func TestBearerTokens(t *testing.T) {
 	const good, wrong = "s3cret-mailer-token-8f2c", "s3cret-guessed-token-0000"
 	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json", "--log-level", "debug",
-		"--tokens", tokensFile(t, map[string]string{"mailer": good, "crm": "another-token"})})
+		"--tokens", tokensfile.Write(t, map[string]string{"mailer": good, "crm": "another-token"})})
 
 	for _, tc := range []struct {
 		name string
@@ -289,7 +274,7 @@ func TestBearerTokenOverTLS(t *testing.T) {
 	ca := newTestCA(t, "consentd-test")
 	serverCert, serverKey, _ := ca.issue(t, "consentd", "", true)
 	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json", "--log-level", "debug",
-		"--tls-cert", serverCert, "--tls-key", serverKey, "--tokens", tokensFile(t, map[string]string{"ads-agency": "agency-token"})})
+		"--tls-cert", serverCert, "--tls-key", serverKey, "--tokens", tokensfile.Write(t, map[string]string{"ads-agency": "agency-token"})})
 	tlsOpt := client.WithTLS(&tls.Config{RootCAs: ca.pool, ServerName: "localhost"})
 	if code, err := check(t, d.addr, tlsOpt); code != codes.Unauthenticated {
 		t.Errorf("TLS without a token: code %v (%v), want Unauthenticated", code, err)
