@@ -2,9 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 	"sync"
@@ -220,42 +218,8 @@ func filterAll(t *testing.T, ctx context.Context, check pb.CheckServiceClient, c
 	if err != nil {
 		t.Fatal(err)
 	}
-	sendErr := make(chan error, 1)
-	go func() {
-		req := &pb.FilterAudienceRequest{Purpose: "email_marketing", Contacts: contacts}
-		for range rounds {
-			if err := stream.Send(req); err != nil {
-				sendErr <- err
-				return
-			}
-			req = &pb.FilterAudienceRequest{Contacts: contacts}
-		}
-		sendErr <- stream.CloseSend()
-	}()
-	var got int
-	var sum *pb.FilterAudienceSummary
-	for {
-		resp, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatalf("normal reader: %v", err)
-		}
-		if meanwhile != nil {
-			meanwhile()
-			meanwhile = nil
-		}
-		for _, c := range resp.GetAllowed() {
-			if want := contacts[got%len(contacts)]; c != want {
-				t.Fatalf("normal reader: allowed #%d is %q, want %q", got, c, want)
-			}
-			got++
-		}
-		if resp.GetSummary() != nil {
-			sum = resp.GetSummary()
-		}
-	}
+	sendErr := daemontest.SendAudience(stream, contacts, rounds, nil)
+	got, sum := daemontest.RecvAudience(t, stream, contacts, meanwhile)
 	if err := <-sendErr; err != nil {
 		t.Fatalf("normal reader: send: %v", err)
 	}

@@ -2,11 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -16,24 +12,9 @@ import (
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/redistest"
+	"github.com/consentd/consentd/internal/tokensfile"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
-
-// tokensFile writes a --tokens file for callers (name → token). (A copy of
-// internal/daemon's: its tests cannot import daemontest, which imports it.)
-func tokensFile(t *testing.T, callers map[string]string) string {
-	t.Helper()
-	var b strings.Builder
-	for name, token := range callers {
-		h := sha256.Sum256([]byte(token))
-		b.WriteString(name + " " + hex.EncodeToString(h[:]) + "\n")
-	}
-	path := filepath.Join(t.TempDir(), "tokens")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // TestRequestIDPerCaller: request ids are one space per authenticated
 // caller, on the embedded store, on two sidecars sharing Redis, and on two
@@ -42,7 +23,7 @@ func tokensFile(t *testing.T, callers map[string]string) string {
 // and changes nothing, through every write RPC, whichever sidecar takes it;
 // its retry returns the first token; another caller's same id is its own.
 func TestRequestIDPerCaller(t *testing.T) {
-	tokens := tokensFile(t, map[string]string{"crm": "crm-token", "mailer": "mailer-token"})
+	tokens := tokensfile.Write(t, map[string]string{"crm": "crm-token", "mailer": "mailer-token"})
 	t.Run("embedded", func(t *testing.T) {
 		d := startDaemon(t, "--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--tokens", tokens)
 		requestIDStory(t, d.Addr, d.Addr)
