@@ -117,7 +117,10 @@ func (s *Redis) readState(ctx context.Context, parts []uint32) (*storeState, err
 	}
 	st := &storeState{parts: parts, ids: make([]string, len(parts)), seqs: make([]uint64, len(parts))}
 	for i, v := range []*string{&st.layout, &st.partitions, &st.secret} {
-		if *v, err = optional(globals[i]); err != nil {
+		if *v, err = optional(globals[i]); isWrongType(err) {
+			// Redis answered: the key was replaced, which is no outage.
+			return nil, lostf("%s holds another type of key", []string{layoutKey, partitionsKey, secretKey}[i])
+		} else if err != nil {
 			return nil, err
 		}
 	}
@@ -128,7 +131,9 @@ func (s *Redis) readState(ctx context.Context, parts []uint32) (*storeState, err
 			return nil, err
 		}
 		v, err := optional(seqs[i])
-		if err != nil {
+		if isWrongType(err) {
+			return nil, lostf("partition %d's sequence %s holds another type of key", p, seqKey(p))
+		} else if err != nil {
 			return nil, err
 		}
 		if v != "" {

@@ -254,6 +254,20 @@ func TestRedisCheckIdentity(t *testing.T) {
 				node.Set(ctx, key, 1, 0)
 				return []string{fmt.Sprintf("partition %d's sequence %s went back from", p, key), "to 1 on " + srv.Addr()}
 			}},
+			// Redis answers, with WRONGTYPE: tampering, not an outage.
+			{"sequence replaced by another type", func(t *testing.T) []string {
+				key := tagOf(k) + ":s"
+				_, node := d.nodeOf(t, key)
+				node.Del(ctx, key)
+				node.HSet(ctx, key, "x", "1")
+				return []string{fmt.Sprintf("partition %d's sequence %s holds another type of key", p, key)}
+			}},
+			{"secret check replaced by another type", func(t *testing.T) []string {
+				_, node := d.nodeOf(t, "consentd:secret-check")
+				node.Del(ctx, "consentd:secret-check")
+				node.RPush(ctx, "consentd:secret-check", "x")
+				return []string{"consentd:secret-check holds another type of key"}
+			}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				s := d.fresh(t, cfg)

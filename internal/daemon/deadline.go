@@ -22,7 +22,7 @@ const maxStoreTimeout = time.Minute
 // store is large, and gets no overall deadline beyond its caller's: every
 // round trip of the walk is bounded by the Redis client's socket timeout
 // (redisTimeouts), and the guard cancels the walk when the store stops
-// answering (guard.whileServing).
+// answering (guard.whileReachable).
 //
 // The deadline holds only as far as the store heeds its context. Redis
 // does (go-redis gives up on the socket). The embedded store checks it as

@@ -112,9 +112,10 @@ type guard struct {
 	faults [numStoreStates]atomic.Uint64
 
 	mu sync.Mutex
-	// up is closed when the store leaves storeServing, and made anew when
-	// it returns: what cancels a walk of the whole store (whileServing).
-	up chan struct{}
+	// reachable is closed when the store stops answering
+	// (storeUnreachable), and made anew when it answers again: what cancels
+	// a walk of the whole store (whileReachable).
+	reachable chan struct{}
 	// The latest failure of each check, nil once it passes again.
 	pingErr, identityErr, auditErr error
 	// hasIdentity and hasAudit say which checks the store has.
@@ -134,7 +135,7 @@ type guard struct {
 }
 
 func newGuard(st pinger, cfg guardConfig, hs *health.Server, flush func(), log *slog.Logger) *guard {
-	g := &guard{store: st, cfg: cfg, hs: hs, flush: flush, log: log, up: make(chan struct{}), recheck: make(chan struct{}, 1)}
+	g := &guard{store: st, cfg: cfg, hs: hs, flush: flush, log: log, reachable: make(chan struct{}), recheck: make(chan struct{}, 1)}
 	_, g.hasIdentity = st.(identityChecker)
 	_, g.hasAudit = st.(auditor)
 	return g
@@ -333,11 +334,11 @@ func (g *guard) move(next storeState, cause error) {
 		g.refusal.Store(nil)
 		g.log.Info("store answers again: SERVING", "was", prev.String())
 	}
-	if prev == storeServing {
-		close(g.up)
+	if next == storeUnreachable {
+		close(g.reachable)
 	}
-	if next == storeServing {
-		g.up = make(chan struct{})
+	if prev == storeUnreachable {
+		g.reachable = make(chan struct{})
 	}
 	g.state.Store(int32(next))
 	g.faults[next].Add(1)
@@ -360,17 +361,18 @@ func (g *guard) refused() error {
 	return nil
 }
 
-// whileServing runs fn, a call with no deadline of its own (a walk of the
+// whileReachable runs fn, a call with no deadline of its own (a walk of the
 // whole store takes as long as the store is large), with ctx cancelled as
-// soon as the guard finds the store not serving: such a call ends within the
-// guard's detection time of a hung store, not after every one of its round
-// trips has run out its socket timeout. It refuses at once when the store
-// is not serving now.
-func (g *guard) whileServing(ctx context.Context, fn func(context.Context) error) error {
+// soon as the guard finds the store not answering: such a call ends within
+// the guard's detection time of a hung store, not after every one of its
+// round trips has run out its socket timeout. It refuses at once when the
+// store does not answer now. A store that answers but is lost or drifted
+// may be walked: that walk is how an operator learns what it lost.
+func (g *guard) whileReachable(ctx context.Context, fn func(context.Context) error) error {
 	g.mu.Lock()
-	up, state := g.up, storeState(g.state.Load())
+	up, state := g.reachable, storeState(g.state.Load())
 	g.mu.Unlock()
-	if state != storeServing {
+	if state == storeUnreachable {
 		return &storeDown{state: state}
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -392,7 +394,7 @@ func (g *guard) whileServing(ctx context.Context, fn func(context.Context) error
 	return err
 }
 
-// storeDown is a call that needs a serving store and did not have one.
+// storeDown is a call that needs a store that answers and did not have one.
 type storeDown struct{ state storeState }
 
 func (e *storeDown) Error() string {
@@ -469,12 +471,12 @@ func (s gatedStore) Events(ctx context.Context, key consent.Key, after consent.T
 	return s.store.Events(ctx, key, after, limit)
 }
 
+// VerifyHistory is not gated: it only reads, and a store found lost or
+// drifted is exactly when the operator needs it to say what is missing or
+// altered. It needs a store that answers.
 func (s gatedStore) VerifyHistory(ctx context.Context) ([]consent.PartitionHistory, error) {
-	if err := s.g.refused(); err != nil {
-		return nil, err
-	}
 	var parts []consent.PartitionHistory
-	err := s.g.whileServing(ctx, func(ctx context.Context) (err error) {
+	err := s.g.whileReachable(ctx, func(ctx context.Context) (err error) {
 		parts, err = s.store.VerifyHistory(ctx)
 		return err
 	})

@@ -194,17 +194,17 @@ func TestStoreRefusal(t *testing.T) {
 	}
 }
 
-// TestWhileServing: a call without a deadline of its own (a walk of the
-// whole store) is refused while the store is not serving, and cancelled,
+// TestWhileReachable: a call without a deadline of its own (a walk of the
+// whole store) is refused while the store does not answer, and cancelled,
 // answering UNAVAILABLE, when the guard finds the store not answering
 // mid-call; once the store serves again, calls run.
-func TestWhileServing(t *testing.T) {
+func TestWhileReachable(t *testing.T) {
 	down := fmt.Errorf("%w: i/o timeout", consent.ErrUnavailable)
 	g := newGuard(nil, defaultGuard(), health.NewServer(), func() {}, slog.New(slog.DiscardHandler))
 	started := make(chan struct{})
 	result := make(chan error, 1)
 	go func() {
-		result <- g.whileServing(context.Background(), func(ctx context.Context) error {
+		result <- g.whileReachable(context.Background(), func(ctx context.Context) error {
 			close(started)
 			<-ctx.Done() // a walk that would outlast the store
 			return ctx.Err()
@@ -217,12 +217,19 @@ func TestWhileServing(t *testing.T) {
 		t.Errorf("walk when the store stopped answering: %v, want UNAVAILABLE, not serving (unreachable)", err)
 	}
 	ran := false
-	err = g.whileServing(context.Background(), func(context.Context) error { ran = true; return nil })
+	err = g.whileReachable(context.Background(), func(context.Context) error { ran = true; return nil })
 	if ran || !errors.Is(err, consent.ErrUnavailable) {
 		t.Errorf("walk while unreachable: ran %v, err %v; want refused with UNAVAILABLE", ran, err)
 	}
 	g.record(&g.pingErr, nil)
-	if err := g.whileServing(context.Background(), func(ctx context.Context) error { ran = true; return ctx.Err() }); err != nil || !ran {
+	if err := g.whileReachable(context.Background(), func(ctx context.Context) error { ran = true; return ctx.Err() }); err != nil || !ran {
 		t.Errorf("walk once serving again: ran %v, err %v; want it run", ran, err)
+	}
+	// A store that answers but is lost is walked: that is how the operator
+	// learns what it lost.
+	g.record(&g.identityErr, fmt.Errorf("%w: partition 0's marker is missing", store.ErrStoreLost))
+	ran = false
+	if err := g.whileReachable(context.Background(), func(ctx context.Context) error { ran = true; return ctx.Err() }); err != nil || !ran {
+		t.Errorf("walk of a lost store that answers: ran %v, err %v; want it run", ran, err)
 	}
 }
