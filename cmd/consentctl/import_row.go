@@ -86,9 +86,6 @@ type shared struct {
 	// reject, when set, names the column and what is wrong with it: every
 	// (contact, purpose) of the record is rejected.
 	reject string
-	// salt is consentd's request id salt for the contact and this caller
-	// (BatchCheck), set before the record is written.
-	salt []byte
 }
 
 // row is one (contact, purpose) of the input: the unit that gets exactly
@@ -98,6 +95,11 @@ type row struct {
 	purpose string
 	status  status
 	reject  string
+	// salt is consentd's request id salt for the contact and this caller
+	// (BatchCheck), set before the row is written. It is the row's own,
+	// not shared's: a record's rows can sit in batches that workers
+	// process at once.
+	salt []byte
 	*shared
 }
 
