@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 // warm returns a fixture whose cache holds granted records for n contacts.

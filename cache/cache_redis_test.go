@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/store"
 	"github.com/consentd/consentd/store/storetest"

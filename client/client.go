@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 

@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"strings"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"unsafe"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 // AudienceLimits bound the memory FilterAudience streams hold: what a

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"sync"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 

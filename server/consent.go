@@ -5,7 +5,7 @@ import (
 
 	"google.golang.org/grpc/status"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 

@@ -7,8 +7,8 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/contactkey"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/contactkey"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 

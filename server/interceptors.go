@@ -15,14 +15,14 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
-	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/internal/caller"
 	"github.com/consentd/consentd/internal/logthrottle"
 )
 
 // CallerFrom returns the name of the call's caller, when consentd runs with
 // caller identity (mTLS or bearer tokens) and the call carried one.
 func CallerFrom(ctx context.Context) (string, bool) {
-	return identity.FromContext(ctx)
+	return caller.FromContext(ctx)
 }
 
 // CallLog logs a server's calls: one per server, shared by DecodeOptions

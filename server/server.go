@@ -12,9 +12,9 @@ import (
 
 	"google.golang.org/grpc"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	pb "github.com/consentd/consentd/proto/consent/v1"
-	"github.com/consentd/consentd/unsubscribe"
+	"github.com/consentd/consentd/internal/unsubscribe"
 )
 
 // Keyer turns a contact into its pseudonymous key, refusing malformed ones.

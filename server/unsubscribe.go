@@ -16,10 +16,10 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/logthrottle"
 	pb "github.com/consentd/consentd/proto/consent/v1"
-	"github.com/consentd/consentd/unsubscribe"
+	"github.com/consentd/consentd/internal/unsubscribe"
 )
 
 // One-click unsubscribe (RFC 8058): senders mint a token per message over

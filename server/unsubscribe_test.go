@@ -16,12 +16,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/protobuf/testing/protocmp"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/testserver"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server"
-	"github.com/consentd/consentd/unsubscribe"
+	"github.com/consentd/consentd/internal/unsubscribe"
 )
 
 // clock is a settable time source for the server.

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"time"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 // The binary encodings of records and events are shared by every store, so a

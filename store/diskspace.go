@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 // A full disk on the embedded store. A commit that fails for want of space

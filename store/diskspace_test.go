@@ -7,7 +7,7 @@ import (
 	"syscall"
 	"testing"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 // TestDiskGuardFailed: a commit that failed for want of space, however bbolt

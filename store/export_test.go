@@ -3,7 +3,7 @@ package store
 import (
 	"context"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 // SetAuditAttempts makes Audit read a node at most n times to find its

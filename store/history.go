@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/chain"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/chain"
 )
 
 // Every store keeps each event as a chain entry (package chain): the link

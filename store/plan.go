@@ -3,8 +3,8 @@ package store
 import (
 	"errors"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/chain"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/chain"
 )
 
 // Both stores apply a batch of writes to a partition the same way: read

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"testing"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/store"
 )
 

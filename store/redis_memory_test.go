@@ -11,8 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/contactkey"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/contactkey"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/store"
 )

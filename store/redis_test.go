@@ -14,7 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/store"
 	"github.com/consentd/consentd/store/storetest"

@@ -9,8 +9,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/chain"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/chain"
 )
 
 // VerifyHistory walks every partition's chain, checks every record against

@@ -8,8 +8,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/chain"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/chain"
 )
 
 // writeScript applies one partition's share of a batch atomically. The

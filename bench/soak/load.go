@@ -10,7 +10,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/bench"
 	"github.com/consentd/consentd/client"
 	pb "github.com/consentd/consentd/proto/consent/v1"

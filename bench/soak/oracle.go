@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 // Kind is what a write does.

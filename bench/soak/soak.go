@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/bench"
 	"github.com/consentd/consentd/client"
 )

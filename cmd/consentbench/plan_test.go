@@ -14,10 +14,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/bench"
-	"github.com/consentd/consentd/identity"
-	"github.com/consentd/consentd/policy"
+	"github.com/consentd/consentd/internal/caller"
+	"github.com/consentd/consentd/internal/policy"
 )
 
 // result is a Result at rate whose every request took d.
@@ -138,7 +138,7 @@ func TestEntitlementFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := identity.LoadTokens(tokensFile)
+	tokens, err := caller.LoadTokens(tokensFile)
 	if err != nil {
 		t.Fatal(err)
 	}

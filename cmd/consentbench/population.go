@@ -12,9 +12,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/chain"
-	"github.com/consentd/consentd/contactkey"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/chain"
+	"github.com/consentd/consentd/internal/contactkey"
 	"github.com/consentd/consentd/store"
 )
 

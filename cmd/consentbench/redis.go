@@ -7,7 +7,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/consentd/consentd/bench"
-	"github.com/consentd/consentd/contactkey"
+	"github.com/consentd/consentd/internal/contactkey"
 	"github.com/consentd/consentd/store"
 )
 

@@ -7,8 +7,8 @@ import (
 	"os"
 	"strings"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/policy"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/policy"
 )
 
 func setupAccess(fs *flag.FlagSet) runner {

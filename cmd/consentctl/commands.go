@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )

@@ -20,7 +20,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/importfixture"

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 // mapping says which input column holds each field: --map flags over a

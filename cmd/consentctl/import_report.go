@@ -16,7 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 // reportWriter writes an import's outcomes into --out as they come, in

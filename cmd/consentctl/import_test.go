@@ -14,7 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/internal/daemontest"
 	pb "github.com/consentd/consentd/proto/consent/v1"

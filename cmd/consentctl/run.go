@@ -13,7 +13,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
 )
 

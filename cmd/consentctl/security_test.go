@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/internal/caller"
 )
 
 const accessPolicy = `{"callers": {
@@ -189,7 +189,7 @@ D/dpo-key.pem              its key (consentctl --key)
 		if _, err := c.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 			t.Errorf("client certificate %s: %v", name, err)
 		}
-		if got, _ := identity.CertName(c); got != "spiffe://consentd.local/"+name {
+		if got, _ := caller.CertName(c); got != "spiffe://consentd.local/"+name {
 			t.Errorf("consentd names the holder of %s.pem %q, want spiffe://consentd.local/%s", name, got, name)
 		}
 		if c.NotAfter.Before(time.Now().Add(364 * 24 * time.Hour)) {
@@ -259,7 +259,7 @@ func TestToken(t *testing.T) {
 	if r.code != 0 || len(token) != 43 || strings.ContainsAny(token, "\n=+/") {
 		t.Fatalf("token: exit %d, stdout %q; want a 43-character URL-safe token", r.code, r.stdout)
 	}
-	toks, err := identity.ParseTokens(strings.NewReader(r.stderr))
+	toks, err := caller.ParseTokens(strings.NewReader(r.stderr))
 	if err != nil {
 		t.Fatalf("tokens-file line %q: %v", r.stderr, err)
 	}
@@ -275,7 +275,7 @@ func TestToken(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &j); err != nil || r.code != 0 || r.stderr != "" {
 		t.Fatalf("token --json: exit %d, stdout %q, stderr %q: %v", r.code, r.stdout, r.stderr, err)
 	}
-	if toks, err := identity.ParseTokens(strings.NewReader(j.TokensLine)); err != nil {
+	if toks, err := caller.ParseTokens(strings.NewReader(j.TokensLine)); err != nil {
 		t.Errorf("tokensLine %q: %v", j.TokensLine, err)
 	} else if name, _ := toks.Lookup(j.Token); name != "crm" || j.Caller != "crm" {
 		t.Errorf("token --json: %+v does not name crm", j)

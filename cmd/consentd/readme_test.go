@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/consentd/consentd/contactkey"
+	"github.com/consentd/consentd/internal/contactkey"
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/redistest"
 )

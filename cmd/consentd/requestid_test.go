@@ -8,7 +8,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/redistest"

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
 )
 

@@ -24,12 +24,12 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/chain"
-	"github.com/consentd/consentd/contactkey"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/chain"
+	"github.com/consentd/consentd/internal/contactkey"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server"
-	"github.com/consentd/consentd/unsubscribe"
+	"github.com/consentd/consentd/internal/unsubscribe"
 )
 
 type config struct {

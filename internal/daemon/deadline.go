@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/server"
 )
 

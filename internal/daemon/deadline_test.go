@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/chain"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/chain"
 	"github.com/consentd/consentd/store"
 )
 

@@ -18,11 +18,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/cache"
-	"github.com/consentd/consentd/chain"
-	"github.com/consentd/consentd/contactkey"
-	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/internal/chain"
+	"github.com/consentd/consentd/internal/contactkey"
+	"github.com/consentd/consentd/internal/caller"
 	"github.com/consentd/consentd/internal/tokensfile"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server"
@@ -227,13 +227,13 @@ func BenchmarkEntitlementInterceptors(b *testing.B) {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	sec, callers := benchSecurity(b, b.TempDir(), purposes, log, true, true)
-	tokens := identity.New(identity.Config{Tokens: sec.tokens, Log: log}).UnaryInterceptor()
+	tokens := caller.New(caller.Config{Tokens: sec.tokens, Log: log}).UnaryInterceptor()
 	guard := sec.policy.UnaryInterceptor()
 	req := &pb.CheckRequest{Contact: benchContact, Purpose: "email_marketing"}
 	info := &grpc.UnaryServerInfo{FullMethod: pb.CheckService_Check_FullMethodName}
 	done := func(context.Context, any) (any, error) { return nil, nil }
 	incoming := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer "+callers["sender-042"]))
-	identified := identity.NewContext(context.Background(), "sender-042")
+	identified := caller.NewContext(context.Background(), "sender-042")
 	for _, bc := range []struct {
 		name string
 		ctx  context.Context

@@ -8,8 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/metrics"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/metrics"
 )
 
 // daemonMetrics is the registry of one consentd run (--metrics-listen) and

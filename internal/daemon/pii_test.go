@@ -23,7 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/consentd/consentd/client"
-	"github.com/consentd/consentd/contactkey"
+	"github.com/consentd/consentd/internal/contactkey"
 	"github.com/consentd/consentd/internal/promscrape"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/internal/tokensfile"

@@ -10,9 +10,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/identity"
-	"github.com/consentd/consentd/policy"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/caller"
+	"github.com/consentd/consentd/internal/policy"
 )
 
 // loadPolicy reads the -policy file, its purposes checked against the
@@ -33,7 +33,7 @@ func loadPolicy(path string, purposes *consent.Registry, log *slog.Logger) (*pol
 // configuration (nil: plaintext) and the tokens file (nil: no tokens).
 type security struct {
 	tls    *tls.Config
-	tokens *identity.Tokens
+	tokens *caller.Tokens
 	// policy, when set, limits each caller to the RPCs and purposes of
 	// -policy; nil: every identified caller may do everything.
 	policy *policy.Guard
@@ -58,7 +58,7 @@ func (c config) checkSecurity() error {
 func loadSecurity(c config) (security, error) {
 	var s security
 	if c.tokensFile != "" {
-		t, err := identity.LoadTokens(c.tokensFile)
+		t, err := caller.LoadTokens(c.tokensFile)
 		if err != nil {
 			return s, fmt.Errorf("-tokens: %w", err)
 		}
@@ -104,7 +104,7 @@ func (s security) serverOptions(log *slog.Logger, decode []grpc.ServerOption) []
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.tls)))
 	}
 	if s.identityOn() {
-		a := identity.New(identity.Config{Tokens: s.tokens, ClientCerts: s.tls != nil && s.tls.ClientCAs != nil, Log: log})
+		a := caller.New(caller.Config{Tokens: s.tokens, ClientCerts: s.tls != nil && s.tls.ClientCAs != nil, Log: log})
 		opts = append(opts, grpc.ChainUnaryInterceptor(a.UnaryInterceptor()), grpc.ChainStreamInterceptor(a.StreamInterceptor()))
 		opts = append(opts, decode...)
 		// Entitlements and rate limits after identity, before any

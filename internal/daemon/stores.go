@@ -10,9 +10,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/cache"
-	"github.com/consentd/consentd/chain"
+	"github.com/consentd/consentd/internal/chain"
 	"github.com/consentd/consentd/server"
 	"github.com/consentd/consentd/store"
 )

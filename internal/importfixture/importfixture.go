@@ -28,7 +28,7 @@ import (
 	"strings"
 	"time"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 // Outcome names, spelled as report.json and the segment files spell them.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 var testNow = time.Date(2026, 11, 28, 17, 0, 0, 0, time.UTC)

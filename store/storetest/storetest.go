@@ -14,8 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/chain"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/chain"
 )
 
 // Store is what the suite needs of a store.

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 func TestCheckContact(t *testing.T) {

@@ -12,8 +12,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/metrics"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/metrics"
 )
 
 // scrape serves reg through Handler and returns its samples by

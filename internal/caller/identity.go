@@ -4,7 +4,7 @@
 // interceptors refuse a call without a valid identity with UNAUTHENTICATED
 // (health checks stay open: probes carry no identity) and put the caller's
 // name in the call's context, where FromContext reads it.
-package identity
+package caller
 
 import (
 	"context"

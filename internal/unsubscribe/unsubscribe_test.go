@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/contactkey"
-	"github.com/consentd/consentd/unsubscribe"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/contactkey"
+	"github.com/consentd/consentd/internal/unsubscribe"
 )
 
 var (

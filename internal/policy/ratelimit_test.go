@@ -12,7 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/internal/caller"
 	"github.com/consentd/consentd/internal/logthrottle"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -138,7 +138,7 @@ func TestAdmitCosts(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g, _ := testGuard(t, `{"callers": {"mailer": {"rpcs": ["*"], "purposes": ["*"], "rate": `+slow+`}}}`)
-			ctx := identity.NewContext(context.Background(), "mailer")
+			ctx := caller.NewContext(context.Background(), "mailer")
 			var got []codes.Code
 			for _, req := range tc.calls {
 				got = append(got, status.Code(g.admit(ctx, "Check", req)))
@@ -156,7 +156,7 @@ func TestAdmitStatus(t *testing.T) {
 	g, logs := testGuard(t, `{"callers": {
 		"mailer": {"rpcs": ["Check"], "purposes": ["*"], "rate": {"per_second": 2, "burst": 1}},
 		"crm": {"rpcs": ["Check"], "purposes": ["*"]}}}`)
-	mailer := identity.NewContext(context.Background(), "mailer")
+	mailer := caller.NewContext(context.Background(), "mailer")
 	if err := g.admit(mailer, "Check", &pb.CheckRequest{}); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestAdmitStatus(t *testing.T) {
 		t.Errorf("logs lack %s:\n%s", want, logs)
 	}
 	// A caller without a rate is never limited.
-	crm := identity.NewContext(context.Background(), "crm")
+	crm := caller.NewContext(context.Background(), "crm")
 	for i := range 1000 {
 		if err := g.admit(crm, "Check", &pb.CheckRequest{}); err != nil {
 			t.Fatalf("unlimited caller, call %d: %v", i, err)
@@ -217,8 +217,8 @@ func TestEnforceKeepsBuckets(t *testing.T) {
 		"raised": {"rpcs": ["Check"], "rate": `+slow+`},
 		"unlimited": {"rpcs": ["Check"], "rate": `+slow+`},
 		"revoked": {"rpcs": ["Check"], "rate": `+slow+`}}}`)
-	calls := func(caller string, n int) (ok int) {
-		ctx := identity.NewContext(context.Background(), caller)
+	calls := func(name string, n int) (ok int) {
+		ctx := caller.NewContext(context.Background(), name)
 		for range n {
 			if g.admit(ctx, "Check", &pb.CheckRequest{}) == nil {
 				ok++
@@ -261,7 +261,7 @@ func TestEnforceKeepsBuckets(t *testing.T) {
 // cover ends it with RESOURCE_EXHAUSTED, a cancelled one with CANCELED.
 func TestPace(t *testing.T) {
 	g, _ := testGuard(t, `{"callers": {"ads": {"rpcs": ["*"], "purposes": ["*"], "rate": `+slow+`}}}`)
-	ctx := identity.NewContext(context.Background(), "ads")
+	ctx := caller.NewContext(context.Background(), "ads")
 	if err := g.pace(ctx, "FilterAudience", 3); err != nil {
 		t.Fatalf("3 contacts of a full bucket of 5: %v", err)
 	}
@@ -278,7 +278,7 @@ func TestPace(t *testing.T) {
 		{"more than the deadline allows", short, 3, codes.ResourceExhausted},
 		{"cancelled", cancelled, 3, codes.Canceled},
 		{"no contacts", short, 0, codes.OK},
-		{"unlimited caller", identity.NewContext(short, "crm"), 1 << 20, codes.OK},
+		{"unlimited caller", caller.NewContext(short, "crm"), 1 << 20, codes.OK},
 	} {
 		if got := status.Code(g.pace(tc.ctx, "FilterAudience", tc.n)); got != tc.want {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
@@ -310,7 +310,7 @@ func TestAllowsWriteBatch(t *testing.T) {
 		{"RPC not allowed", "nobody", []*pb.BatchWrite{grant("email_marketing")}, codes.PermissionDenied},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx := identity.NewContext(context.Background(), tc.caller)
+			ctx := caller.NewContext(context.Background(), tc.caller)
 			if got := status.Code(g.allows(ctx, "WriteBatch", &pb.WriteBatchRequest{Writes: tc.writes})); got != tc.want {
 				t.Errorf("allows = %v, want %v", got, tc.want)
 			}

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/internal/caller"
 	"github.com/consentd/consentd/internal/logthrottle"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -167,7 +167,7 @@ type (
 // only the RPC). It logs and returns PERMISSION_DENIED when denied; never a
 // contact, nor a purpose name the caller made up.
 func (g *Guard) allows(ctx context.Context, rpc string, msg any) error {
-	caller, _ := identity.FromContext(ctx)
+	caller, _ := caller.FromContext(ctx)
 	p := g.current.Load().policy
 	deny := func(purposes ...string) error {
 		logged, told := g.names(purposes)

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 func TestParseRegistry(t *testing.T) {

@@ -15,7 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/internal/caller"
 	"github.com/consentd/consentd/internal/logthrottle"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -94,7 +94,7 @@ func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 // reporting how many were suppressed.
 func TestDenialLog(t *testing.T) {
 	g, logs := testGuard(t, `{"callers": {"mailer": {"rpcs": ["Check", "Withdraw"], "purposes": ["email_marketing"]}}}`)
-	ctx := identity.NewContext(context.Background(), "mailer")
+	ctx := caller.NewContext(context.Background(), "mailer")
 	const leak = "Leaky.Person@Example.com"
 	for _, tc := range []struct {
 		name    string

@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 const namespace = "consentd"

@@ -9,7 +9,7 @@ package contactkey_test
 import (
 	"testing"
 
-	"github.com/consentd/consentd/contactkey"
+	"github.com/consentd/consentd/internal/contactkey"
 )
 
 func TestKeyAllocatesNothingForASCII(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/consentd/consentd/identity"
+	"github.com/consentd/consentd/internal/caller"
 )
 
 // Rate limits. A caller with a "rate" in the policy file has a token bucket
@@ -74,7 +74,7 @@ type manyContacts interface{ GetContacts() []string }
 // admit takes the tokens a call costs (req nil: a stream's opening) from
 // its caller's bucket, or refuses it with RESOURCE_EXHAUSTED.
 func (g *Guard) admit(ctx context.Context, rpc string, req any) error {
-	caller, _ := identity.FromContext(ctx)
+	caller, _ := caller.FromContext(ctx)
 	b, ok := g.current.Load().bucket(caller)
 	if !ok {
 		return nil
@@ -104,7 +104,7 @@ func (g *Guard) admit(ctx context.Context, rpc string, req any) error {
 // pace waits until caller's bucket has given n tokens, for the contacts of
 // one stream message, in pieces of at most the burst.
 func (g *Guard) pace(ctx context.Context, rpc string, n int) error {
-	caller, _ := identity.FromContext(ctx)
+	caller, _ := caller.FromContext(ctx)
 	for n > 0 {
 		// Looked up again for each piece: a reload applies mid-stream.
 		b, ok := g.current.Load().bucket(caller)

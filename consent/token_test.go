@@ -3,7 +3,7 @@ package consent_test
 import (
 	"testing"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 func TestTokenRoundTrip(t *testing.T) {

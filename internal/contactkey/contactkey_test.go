@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	consent "github.com/consentd/consentd"
-	"github.com/consentd/consentd/contactkey"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/contactkey"
 )
 
 var secret = []byte("0123456789abcdef0123456789abcdef")

@@ -24,7 +24,7 @@ import (
 	"fmt"
 	"time"
 
-	consent "github.com/consentd/consentd"
+	"github.com/consentd/consentd/consent"
 )
 
 // DefaultTTL is how long a token stays valid by default: a year. Links live
