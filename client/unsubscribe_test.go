@@ -11,8 +11,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/testserver"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )

@@ -13,8 +13,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/consentd/consentd/consent"
-	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/internal/unsubscribe"
+	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
 // Keyer turns a contact into its pseudonymous key, refusing malformed ones.

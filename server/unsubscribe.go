@@ -18,8 +18,8 @@ import (
 
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/logthrottle"
-	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/internal/unsubscribe"
+	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
 // One-click unsubscribe (RFC 8058): senders mint a token per message over

@@ -19,9 +19,9 @@ import (
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/testserver"
+	"github.com/consentd/consentd/internal/unsubscribe"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server"
-	"github.com/consentd/consentd/internal/unsubscribe"
 )
 
 // clock is a settable time source for the server.

@@ -10,9 +10,9 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/bench"
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/consent"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 

@@ -10,9 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/bench"
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/consent"
 )
 
 // Config is a soak run.

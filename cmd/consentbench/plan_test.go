@@ -14,8 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/bench"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/caller"
 	"github.com/consentd/consentd/internal/policy"
 )

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/consent"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 

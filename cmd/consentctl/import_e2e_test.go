@@ -20,8 +20,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/importfixture"
 	pb "github.com/consentd/consentd/proto/consent/v1"

@@ -13,8 +13,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/consent"
 )
 
 // Exit codes. Only check uses exitDenied.

@@ -8,8 +8,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/internal/tokensfile"

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/consent"
 )
 
 // connectTimeout bounds the health check before the audience is streamed:

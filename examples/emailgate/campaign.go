@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/consent"
 )
 
 // connectTimeout bounds the checks on consentd before the campaign.

@@ -27,9 +27,9 @@ import (
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/chain"
 	"github.com/consentd/consentd/internal/contactkey"
+	"github.com/consentd/consentd/internal/unsubscribe"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server"
-	"github.com/consentd/consentd/internal/unsubscribe"
 )
 
 type config struct {

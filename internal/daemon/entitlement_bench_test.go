@@ -18,11 +18,11 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/cache"
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/caller"
 	"github.com/consentd/consentd/internal/chain"
 	"github.com/consentd/consentd/internal/contactkey"
-	"github.com/consentd/consentd/internal/caller"
 	"github.com/consentd/consentd/internal/tokensfile"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server"

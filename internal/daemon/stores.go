@@ -10,8 +10,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/cache"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/chain"
 	"github.com/consentd/consentd/server"
 	"github.com/consentd/consentd/store"

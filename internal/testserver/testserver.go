@@ -20,13 +20,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/test/bufconn"
 
-	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/cache"
+	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/chain"
 	"github.com/consentd/consentd/internal/contactkey"
+	"github.com/consentd/consentd/internal/unsubscribe"
 	"github.com/consentd/consentd/server"
 	"github.com/consentd/consentd/store"
-	"github.com/consentd/consentd/internal/unsubscribe"
 )
 
 // Env is a running stack.
