@@ -23,7 +23,7 @@ type PartitionHistory struct {
 // its name says. Seq is 0 when it belongs to no event.
 type HistoryBreak struct {
 	Seq    uint64
-	Reason string
+	Problem string
 }
 
 // Intact reports whether no partition has a break.

@@ -750,7 +750,7 @@ type flushCounter struct {
 	flushes, fences, losts int
 }
 
-func (f *flushCounter) Invalidate(consent.Key, consent.Token) {}
+func (f *flushCounter) Invalidate(consent.Key, consent.ConsistencyToken) {}
 func (f *flushCounter) Fence(uint32, uint64, time.Time) {
 	f.mu.Lock()
 	f.fences++

@@ -88,10 +88,10 @@ return {'ok'}
 // result atomically, retrying when another sidecar wrote the contact or
 // its partition in between. A request id seen before returns the first
 // token, after the same replication wait as a first write.
-func (s *Redis) Apply(ctx context.Context, w consent.Write) (consent.Token, error) {
+func (s *Redis) Apply(ctx context.Context, w consent.Write) (consent.ConsistencyToken, error) {
 	toks, errs, err := s.ApplyBatch(ctx, []consent.Write{w})
 	if err != nil {
-		return consent.Token{}, err
+		return consent.ConsistencyToken{}, err
 	}
 	return toks[0], errs[0]
 }
@@ -102,7 +102,7 @@ func (s *Redis) Apply(ctx context.Context, w consent.Write) (consent.Token, erro
 // per write would be the whole cost. err is for a partition's share as a
 // whole: the shares of partitions before it may have been applied, and a
 // retry of the batch with the same request ids applies each write once.
-func (s *Redis) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []consent.Token, errs []error, err error) {
+func (s *Redis) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []consent.ConsistencyToken, errs []error, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -113,7 +113,7 @@ func (s *Redis) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []cons
 	if err != nil {
 		return nil, nil, err
 	}
-	toks, errs = make([]consent.Token, len(ws)), make([]error, len(ws))
+	toks, errs = make([]consent.ConsistencyToken, len(ws)), make([]error, len(ws))
 	var (
 		order  []uint32
 		shares = map[uint32][]int{}
@@ -138,7 +138,7 @@ var errConflict = errors.New("store: redis: written concurrently")
 
 // applyShare applies the writes ws[idx...] of partition p, retrying while
 // other sidecars write the partition in between.
-func (s *Redis) applyShare(ctx context.Context, p uint32, ws []consent.Write, idx []int, claims map[[32]byte]bound, toks []consent.Token, errs []error) error {
+func (s *Redis) applyShare(ctx context.Context, p uint32, ws []consent.Write, idx []int, claims map[[32]byte]bound, toks []consent.ConsistencyToken, errs []error) error {
 	share := make([]consent.Write, len(idx))
 	for j, i := range idx {
 		share[j] = ws[i]
@@ -226,13 +226,13 @@ func (f *prefetched) record(key consent.Key) (consent.Record, uint64, error) {
 	return decodeStoredRecord(f.p, v)
 }
 
-func (f *prefetched) replay(w *consent.Write) (consent.Token, bool, error) {
+func (f *prefetched) replay(w *consent.Write) (consent.ConsistencyToken, bool, error) {
 	v, err := f.requests[requestKey(f.p, w.Key, w.RequestName())].Bytes()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return consent.Token{}, false, nil
+		return consent.ConsistencyToken{}, false, nil
 	case err != nil:
-		return consent.Token{}, false, redisErr(err)
+		return consent.ConsistencyToken{}, false, redisErr(err)
 	}
 	tok, err := replayed(f.p, v, w.Fingerprint)
 	return tok, true, err
@@ -313,7 +313,7 @@ func (s *Redis) commit(ctx context.Context, p uint32, pl *batchPlan) error {
 		var value []byte
 		if pc.changed {
 			rec := pc.rec
-			rec.Token = consent.Token{}
+			rec.Token = consent.ConsistencyToken{}
 			value = EncodeRecord(append(strconv.AppendUint(nil, pc.rec.Token.Seq, 10), ':'), &rec)
 		}
 		var prefix []byte // no record
@@ -340,24 +340,24 @@ func (s *Redis) commit(ctx context.Context, p uint32, pl *batchPlan) error {
 		}
 		args = append(args, value)
 	}
-	_, err := s.replicated(ctx, seqKey(p), func(c redis.Cmdable) (consent.Token, error) {
+	_, err := s.replicated(ctx, seqKey(p), func(c redis.Cmdable) (consent.ConsistencyToken, error) {
 		res, err := writeScript.Run(ctx, c.(redis.Scripter), keys, args...).Slice()
 		if err != nil {
-			return consent.Token{}, err
+			return consent.ConsistencyToken{}, err
 		}
 		switch res[0] {
 		case "ok":
-			return consent.Token{}, nil
+			return consent.ConsistencyToken{}, nil
 		case "conflict":
-			return consent.Token{}, errConflict
+			return consent.ConsistencyToken{}, errConflict
 		case "lost":
 			what := "is missing"
 			if res[1] == "other" {
 				what = "holds another store's id"
 			}
-			return consent.Token{}, s.fail(lostf("partition %d's marker %s %s on %s; write refused, nothing written", p, markerKey(p), what, s.nodeName(ctx, markerKey(p))))
+			return consent.ConsistencyToken{}, s.fail(lostf("partition %d's marker %s %s on %s; write refused, nothing written", p, markerKey(p), what, s.nodeName(ctx, markerKey(p))))
 		}
-		return consent.Token{}, fmt.Errorf("store: redis: write refused: %v", res)
+		return consent.ConsistencyToken{}, fmt.Errorf("store: redis: write refused: %v", res)
 	})
 	if err == nil {
 		// Acknowledged (WAIT confirmed it, when asked for): the floor.
