@@ -22,7 +22,7 @@ var (
 
 // FieldError is an ErrInvalid that names the offending field and the reason.
 type FieldError struct {
-	Field  string
+	Field   string
 	Problem string
 }
 
