@@ -58,6 +58,16 @@ func TestCheckContact(t *testing.T) {
 	}
 }
 
+// TestCheckContactAllocatesNothing: CheckContact is on the path of every
+// Check, accepting or refusing.
+func TestCheckContactAllocatesNothing(t *testing.T) {
+	for _, contact := range []string{" Zoë.Tester@Example.com ", "+4915112345678", "ada example.com", "ada\x00@example.com"} {
+		if n := testing.AllocsPerRun(100, func() { consent.CheckContact(contact) }); n != 0 {
+			t.Errorf("CheckContact(%q) allocates %v times, want 0", contact, n)
+		}
+	}
+}
+
 func FuzzCheckContact(f *testing.F) {
 	for _, s := range []string{"ada@example.com", "", " ", "\xff", "a\x00b", strings.Repeat("é", 200),
 		"ada example.com", "+4915112345678", " +44 20 7946 0000", "jo@b.c.", "é@例え.jp", "a@b@c.d", "x@y\u2029.z"} {
