@@ -488,6 +488,9 @@ func TestBadInput(t *testing.T) {
 					`consentctl check: purpose: unknown purpose "email" (known: email_marketing, sales_outreach, market_research, ad_retargeting)`},
 				{"check of an empty contact", []string{"check", "", "email_marketing"},
 					`consentctl check: contact: must not be empty`},
+				// The rule import holds contacts to, and every command with them.
+				{"grant to no address", []string{"grant", "ada example.com", "email_marketing", "--method", "checkbox"},
+					`consentctl grant: contact: not an email address or E.164 phone number`},
 				{"check with a bad token", []string{"check", "bad@example.com", "email_marketing", "--consistency-token", "nope!"},
 					`consentctl check: --consistency-token: "nope!" is not a consistency token returned by consentd`},
 				{"grant without purpose", []string{"grant", "bad@example.com", "--method", "checkbox"},
