@@ -62,6 +62,8 @@ func (cfg *Config) check() error {
 		return fmt.Errorf("--batch must be between 1 and %d, got %d", consent.MaxBatch, cfg.Batch)
 	case cfg.InFlight < 1:
 		return fmt.Errorf("--in-flight must be at least 1, got %d", cfg.InFlight)
+	case cfg.File == "-" && cfg.Stdin == nil:
+		return errors.New("importing standard input, but there is none to read")
 	}
 	if err := consent.CheckLabel("--actor", cfg.Actor); err != nil {
 		return err
