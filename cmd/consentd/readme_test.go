@@ -16,7 +16,7 @@ import (
 // TestReadmeSession runs the README's grpcurl session against a fresh
 // consentd and compares every command's output with the README's text.
 func TestReadmeSession(t *testing.T) {
-	steps := daemontest.ReadmeSession(t, "grpcurl-session")
+	steps := daemontest.DocSession(t, "README.md", "grpcurl-session")
 	if len(steps) < 8 {
 		t.Fatalf("README session has %d commands, want the full grant/check/withdraw/erase story", len(steps))
 	}
@@ -24,11 +24,12 @@ func TestReadmeSession(t *testing.T) {
 	runSteps(t, steps, map[string]string{"127.0.0.1:50051": d.Addr})
 }
 
-// TestReadmeRedisSession runs the README's two-sidecar session against two
-// consentd processes sharing a test Redis. The secret is chosen so the
-// contact lands in the partition the README shows, making tokens match.
+// TestReadmeRedisSession runs the two-sidecar session of
+// docs/deploying-redis.md against two consentd processes sharing a test
+// Redis. The secret is chosen so the contact lands in the partition the
+// page shows, making consistency tokens match.
 func TestReadmeRedisSession(t *testing.T) {
-	steps := daemontest.ReadmeSession(t, "redis-session")
+	steps := daemontest.DocSession(t, "docs/deploying-redis.md", "redis-session")
 	srv := redistest.Start(t, redistest.Options{})
 	secret := filepath.Join(t.TempDir(), "consentd.secret")
 	for i := 0; ; i++ {
@@ -51,8 +52,8 @@ func TestReadmeRedisSession(t *testing.T) {
 	runSteps(t, steps, map[string]string{"127.0.0.1:50051": a.Addr, "127.0.0.1:50052": b.Addr})
 }
 
-// runSteps runs a README session with grpcurl and grpc-health-probe on the
-// PATH and the README's addresses replaced by the test daemons' (addrs).
+// runSteps runs a documented session with grpcurl and grpc-health-probe on
+// the PATH and the page's addresses replaced by the test daemons' (addrs).
 func runSteps(t *testing.T, steps []daemontest.Step, addrs map[string]string) {
 	t.Helper()
 	bin := tools(t)

@@ -41,6 +41,7 @@ var allowed = map[string][]string{
 	"bench/soak":           {"consent", "bench", "client", "proto/consent/v1", "internal/redisproc", "internal/faultproxy", "github.com/redis/go-redis", "google.golang.org/grpc", "google.golang.org/protobuf"}, // it runs the Redis and proxy it breaks; it measures consentd through the client only
 	"examples/audience":    {"consent", "client"},
 	"examples/emailgate":   {"consent", "client"},
+	"internal/doccheck":    {}, // tests of the README and docs/ only
 }
 
 // importers lists, for a package of this module (by directory), the only
