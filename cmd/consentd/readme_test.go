@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -64,7 +63,8 @@ func runSteps(t *testing.T, steps []daemontest.Step, addrs map[string]string) {
 }
 
 // tools returns the directory holding grpcurl and grpc-health-probe,
-// building them from the tools module when they are not there yet.
+// building them with scripts/tools (as the README has readers do) when they
+// are not there yet.
 func tools(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.Abs("../..")
@@ -72,20 +72,12 @@ func tools(t *testing.T) string {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(root, ".bin")
-	missing := false
 	for _, name := range []string{"grpcurl", "grpc-health-probe"} {
 		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
-			missing = true
-		}
-	}
-	if missing {
-		cmd := exec.Command("go", "build", "-o", bin+string(filepath.Separator),
-			"github.com/fullstorydev/grpcurl/cmd/grpcurl", "github.com/grpc-ecosystem/grpc-health-probe")
-		cmd.Dir = filepath.Join(root, "tools")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("building grpcurl and grpc-health-probe: %v\n%s", err, out.String())
+			if out, err := exec.Command(filepath.Join(root, "scripts", "tools")).CombinedOutput(); err != nil {
+				t.Fatalf("scripts/tools: %v\n%s", err, out)
+			}
+			break
 		}
 	}
 	return bin
