@@ -106,3 +106,17 @@ func TestLinkProblems(t *testing.T) {
 		}
 	}
 }
+
+// TestCitesArchitecture: the pages and the dependency test cite
+// docs/architecture.md for the design, never the design notes kept outside
+// the repository (../shared/DESIGN.md), which a clone does not have.
+func TestCitesArchitecture(t *testing.T) {
+	for _, doc := range append(docs(t), "internal/archtest/deps_test.go") {
+		if text := read(t, doc); strings.Contains(text, "DESIGN.md") || strings.Contains(text, "shared/") {
+			t.Errorf("%s cites the design notes outside the repository: cite docs/architecture.md", doc)
+		}
+	}
+	if !strings.Contains(read(t, "internal/archtest/deps_test.go"), "docs/architecture.md") {
+		t.Error("internal/archtest/deps_test.go does not cite docs/architecture.md, where its rules are written down")
+	}
+}
