@@ -286,7 +286,7 @@ func (c *Cache) read(ctx context.Context, key consent.Key) (*consent.Record, err
 
 // Invalidate drops the contact's cached record and notes that the write
 // with token tok has been seen. Call it for every applied write.
-func (c *Cache) Invalidate(key consent.Key, tok consent.Token) {
+func (c *Cache) Invalidate(key consent.Key, tok consent.ConsistencyToken) {
 	c.Drop(key)
 	if int(tok.Partition) < len(c.applied) {
 		maxUint64(&c.applied[tok.Partition], tok.Seq)
@@ -372,7 +372,7 @@ func (c *Cache) Flush() {
 
 // covers reports whether every write up to tok has been invalidated here, for
 // key: a token of another partition says nothing about key's records.
-func (c *Cache) covers(key consent.Key, tok consent.Token) bool {
+func (c *Cache) covers(key consent.Key, tok consent.ConsistencyToken) bool {
 	return tok.Partition == key.Partition(c.parts) && c.applied[tok.Partition].Load() >= tok.Seq
 }
 

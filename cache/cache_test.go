@@ -142,7 +142,7 @@ func withdraw(k consent.Key, at time.Time, purposes ...string) consent.Write {
 	return write(k, consent.EventWithdraw, at, purposes...)
 }
 
-func (f *fixture) apply(tb testing.TB, w consent.Write) consent.Token {
+func (f *fixture) apply(tb testing.TB, w consent.Write) consent.ConsistencyToken {
 	tb.Helper()
 	tok, err := f.st.Apply(context.Background(), w)
 	if err != nil {
@@ -537,11 +537,11 @@ func TestConsistency(t *testing.T) {
 		{"fully consistent again", consent.Consistency{Mode: consent.FullyConsistent}, 1},
 		{"fully consistent ignores a covered token", consent.Consistency{Mode: consent.FullyConsistent, Token: tok}, 1},
 		{"at least as fresh as the last write", consent.Consistency{Mode: consent.AtLeastAsFresh, Token: tok}, 0},
-		{"at least as fresh as an older write", consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.Token{Seq: tok.Seq - 1}}, 0},
+		{"at least as fresh as an older write", consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.ConsistencyToken{Seq: tok.Seq - 1}}, 0},
 		{"at least as fresh as the zero token", consent.Consistency{Mode: consent.AtLeastAsFresh}, 0},
-		{"at least as fresh as a write not seen here", consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.Token{Seq: tok.Seq + 1}}, 1},
-		{"token of an unknown partition", consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.Token{Partition: 1, Seq: 1}}, 1},
-		{"token of an unknown partition, seq 0", consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.Token{Partition: 7}}, 1},
+		{"at least as fresh as a write not seen here", consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.ConsistencyToken{Seq: tok.Seq + 1}}, 1},
+		{"token of an unknown partition", consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.ConsistencyToken{Partition: 1, Seq: 1}}, 1},
+		{"token of an unknown partition, seq 0", consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.ConsistencyToken{Partition: 7}}, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -601,7 +601,7 @@ func TestDisabled(t *testing.T) {
 				f.checkRecord(t, "granted", k, f.get(t, k, cons))
 			}
 			f.c.Flush()
-			f.c.Invalidate(k, consent.Token{Partition: 9, Seq: 1})
+			f.c.Invalidate(k, consent.ConsistencyToken{Partition: 9, Seq: 1})
 			f.apply(t, withdraw(k, t0.Add(time.Minute)))
 			rec := f.get(t, k, latest)
 			f.checkRecord(t, "withdrawn", k, rec)

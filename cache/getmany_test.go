@@ -15,7 +15,7 @@ import (
 
 // sentinel fills GetMany's output before the call: every slot must be
 // overwritten.
-var sentinel = &consent.Record{Token: consent.Token{Partition: 99, Seq: 99}}
+var sentinel = &consent.Record{Token: consent.ConsistencyToken{Partition: 99, Seq: 99}}
 
 func (f *fixture) getMany(tb testing.TB, keys []consent.Key, cons consent.Consistency) []*consent.Record {
 	tb.Helper()
@@ -101,7 +101,7 @@ func inPartitions(tb testing.TB, parts, p uint32, n int) (in, out []consent.Key)
 // people is a granted, a withdrawn, an erased and an unknown contact.
 type people struct {
 	granted, withdrawn, erased, unknown consent.Key
-	last                                consent.Token
+	last                                consent.ConsistencyToken
 }
 
 func (f *fixture) people(tb testing.TB) people {
@@ -124,23 +124,23 @@ func (f *fixture) people(tb testing.TB) people {
 func TestGetManyMatchesGet(t *testing.T) {
 	tests := []struct {
 		name   string
-		cons   func(last consent.Token) consent.Consistency
+		cons   func(last consent.ConsistencyToken) consent.Consistency
 		cached bool // whether the cache may answer
 	}{
-		{"minimize latency", func(consent.Token) consent.Consistency { return latest }, true},
-		{"at least as fresh as the last write", func(last consent.Token) consent.Consistency {
+		{"minimize latency", func(consent.ConsistencyToken) consent.Consistency { return latest }, true},
+		{"at least as fresh as the last write", func(last consent.ConsistencyToken) consent.Consistency {
 			return consent.Consistency{Mode: consent.AtLeastAsFresh, Token: last}
 		}, true},
-		{"at least as fresh as the zero token", func(consent.Token) consent.Consistency {
+		{"at least as fresh as the zero token", func(consent.ConsistencyToken) consent.Consistency {
 			return consent.Consistency{Mode: consent.AtLeastAsFresh}
 		}, true},
-		{"at least as fresh as a write not seen here", func(last consent.Token) consent.Consistency {
-			return consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.Token{Partition: last.Partition, Seq: last.Seq + 1}}
+		{"at least as fresh as a write not seen here", func(last consent.ConsistencyToken) consent.Consistency {
+			return consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.ConsistencyToken{Partition: last.Partition, Seq: last.Seq + 1}}
 		}, false},
-		{"at least as fresh, token of another partition", func(consent.Token) consent.Consistency {
-			return consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.Token{Partition: 1, Seq: 1}}
+		{"at least as fresh, token of another partition", func(consent.ConsistencyToken) consent.Consistency {
+			return consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.ConsistencyToken{Partition: 1, Seq: 1}}
 		}, false},
-		{"fully consistent", func(consent.Token) consent.Consistency {
+		{"fully consistent", func(consent.ConsistencyToken) consent.Consistency {
 			return consent.Consistency{Mode: consent.FullyConsistent}
 		}, false},
 	}
@@ -448,11 +448,11 @@ func TestGetManyTokenPerPartition(t *testing.T) {
 	f.c.Fence(1, 10, time.Now()) // every write of partition 1 up to 10 seen
 
 	before := f.counts()
-	f.checkRecords(t, "covered", keys, f.getMany(t, keys, consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.Token{Partition: 1, Seq: 10}}))
+	f.checkRecords(t, "covered", keys, f.getMany(t, keys, consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.ConsistencyToken{Partition: 1, Seq: 10}}))
 	f.checkDelta(t, "covered", before, counts{Batches: 1, BatchKeys: 3, Hits: 3})
 
 	before = f.counts()
-	f.checkRecords(t, "not yet seen", keys, f.getMany(t, keys, consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.Token{Partition: 1, Seq: 11}}))
+	f.checkRecords(t, "not yet seen", keys, f.getMany(t, keys, consent.Consistency{Mode: consent.AtLeastAsFresh, Token: consent.ConsistencyToken{Partition: 1, Seq: 11}}))
 	f.checkDelta(t, "not yet seen", before, counts{Batches: 1, BatchKeys: 6})
 }
 

@@ -1,6 +1,26 @@
 // Package client is the Go client senders embed. Its helpers fail closed:
 // MaySend is true only for an explicit ALLOW, never on an error. Errors come
 // back as consent's sentinel errors, so callers branch with errors.Is.
+//
+// A sender asks before every message:
+//
+//	c, err := client.New("127.0.0.1:50051")
+//	if err != nil {
+//		return err
+//	}
+//	defer c.Close()
+//	ok, d, err := c.MaySend(ctx, "ada@example.com", "email_marketing")
+//	if !ok {
+//		return nil // not sent: err, or d.Reason, says why
+//	}
+//
+// An audience is filtered in one stream with Filter; a write (Grant,
+// Withdraw, Erase) returns a consistency token, and AtLeastAsFresh makes a
+// later Check read data at least as new as that write. The package's
+// examples (ExampleClient_MaySend, ExampleClient_Filter,
+// ExampleAtLeastAsFresh, ExampleClient_UnsubscribeURL) run against a real
+// consentd: read them in client/example_test.go or with
+// `go test -run Example -v ./client`.
 package client
 
 import (
@@ -144,7 +164,7 @@ type CheckOption func(*pb.Consistency)
 
 // AtLeastAsFresh asks for data no older than the write that returned tok:
 // pass the token of your own Withdraw to never see it undone.
-func AtLeastAsFresh(tok consent.Token) CheckOption {
+func AtLeastAsFresh(tok consent.ConsistencyToken) CheckOption {
 	return func(c *pb.Consistency) {
 		c.Requirement = &pb.Consistency_AtLeastAsFresh{AtLeastAsFresh: tok.String()}
 	}
@@ -190,44 +210,44 @@ func (c *Client) MaySend(ctx context.Context, contact, purpose string) (bool, co
 // request without a request id is sent with a random one (on a copy: req is
 // not changed, so sending it again is a new write, not a replay), so gRPC's
 // retry after a lost answer applies it once.
-func (c *Client) Grant(ctx context.Context, req *pb.GrantRequest) (consent.Token, error) {
+func (c *Client) Grant(ctx context.Context, req *pb.GrantRequest) (consent.ConsistencyToken, error) {
 	if req.GetRequestId() == "" {
 		req = proto.CloneOf(req)
 		req.RequestId = NewRequestID()
 	}
 	resp, err := c.consent.Grant(ctx, req)
 	if err != nil {
-		return consent.Token{}, fromStatus(err)
+		return consent.ConsistencyToken{}, fromStatus(err)
 	}
-	return parseToken(resp.GetToken())
+	return parseToken(resp.GetConsistencyToken())
 }
 
 // Withdraw records a withdrawal (of every purpose when none is named), with
 // a request id like Grant.
-func (c *Client) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (consent.Token, error) {
+func (c *Client) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (consent.ConsistencyToken, error) {
 	if req.GetRequestId() == "" {
 		req = proto.CloneOf(req)
 		req.RequestId = NewRequestID()
 	}
 	resp, err := c.consent.Withdraw(ctx, req)
 	if err != nil {
-		return consent.Token{}, fromStatus(err)
+		return consent.ConsistencyToken{}, fromStatus(err)
 	}
-	return parseToken(resp.GetToken())
+	return parseToken(resp.GetConsistencyToken())
 }
 
 // Erase erases the contact everywhere, leaving a suppression marker, with a
 // request id like Grant.
-func (c *Client) Erase(ctx context.Context, req *pb.EraseRequest) (consent.Token, error) {
+func (c *Client) Erase(ctx context.Context, req *pb.EraseRequest) (consent.ConsistencyToken, error) {
 	if req.GetRequestId() == "" {
 		req = proto.CloneOf(req)
 		req.RequestId = NewRequestID()
 	}
 	resp, err := c.consent.Erase(ctx, req)
 	if err != nil {
-		return consent.Token{}, fromStatus(err)
+		return consent.ConsistencyToken{}, fromStatus(err)
 	}
-	return parseToken(resp.GetToken())
+	return parseToken(resp.GetConsistencyToken())
 }
 
 // WriteBatch applies up to consent.MaxBatch grants and withdrawals in one
@@ -331,8 +351,8 @@ func (c *Client) VerifyHistory(ctx context.Context) (*pb.VerifyHistoryResponse, 
 	return resp, nil
 }
 
-func parseToken(s string) (consent.Token, error) {
-	tok, err := consent.ParseToken(s)
+func parseToken(s string) (consent.ConsistencyToken, error) {
+	tok, err := consent.ParseConsistencyToken(s)
 	if err != nil {
 		return tok, fmt.Errorf("consentd returned a bad token: %w", err)
 	}

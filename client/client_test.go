@@ -411,7 +411,7 @@ func TestWriteBatch(t *testing.T) {
 	}
 	got := make([]outcome, len(results))
 	for i, r := range results {
-		got[i] = outcome{codes.Code(r.GetCode()), r.GetToken() != "", strings.SplitN(r.GetMessage(), ":", 2)[0]}
+		got[i] = outcome{codes.Code(r.GetCode()), r.GetConsistencyToken() != "", strings.SplitN(r.GetMessage(), ":", 2)[0]}
 	}
 	want := []outcome{
 		{codes.OK, true, ""},
@@ -424,8 +424,8 @@ func TestWriteBatch(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("outcomes (-want +got):\n%s", diff)
 	}
-	if results[4].GetToken() != results[0].GetToken() {
-		t.Errorf("the same row twice: tokens %s and %s, want one", results[0].GetToken(), results[4].GetToken())
+	if results[4].GetConsistencyToken() != results[0].GetConsistencyToken() {
+		t.Errorf("the same row twice: tokens %s and %s, want one", results[0].GetConsistencyToken(), results[4].GetConsistencyToken())
 	}
 	if writes[3].GetWithdraw().GetRequestId() != "" {
 		t.Error("WriteBatch changed the caller's write")

@@ -28,7 +28,7 @@ func (c *Client) UnsubscribeURL(ctx context.Context, base, contact, purpose stri
 	if err != nil {
 		return "", fromStatus(err)
 	}
-	return u.JoinPath("unsubscribe", resp.GetToken()).String(), nil
+	return u.JoinPath("unsubscribe", resp.GetUnsubscribeToken()).String(), nil
 }
 
 // ListUnsubscribeHeaders returns the headers that offer one-click

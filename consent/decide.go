@@ -19,6 +19,10 @@ const (
 	reasonEnd
 )
 
+// NumReasons is the number of Reason values, unspecified included: the
+// length of an array indexed by Reason.
+const NumReasons = int(reasonEnd)
+
 var reasonNames = [...]string{
 	ReasonUnspecified:           "unspecified",
 	ReasonGranted:               "granted",

@@ -22,16 +22,16 @@ var (
 
 // FieldError is an ErrInvalid that names the offending field and the reason.
 type FieldError struct {
-	Field  string
-	Reason string
+	Field   string
+	Problem string
 }
 
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
 
 // Is makes errors.Is(err, ErrInvalid) true for every FieldError.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
 
 // Invalid returns a FieldError for field with a formatted reason.
 func Invalid(field, format string, args ...any) error {
-	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)}
 }

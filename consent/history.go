@@ -22,8 +22,8 @@ type PartitionHistory struct {
 // does not follow from its history, or a key that cannot be read as what
 // its name says. Seq is 0 when it belongs to no event.
 type HistoryBreak struct {
-	Seq    uint64
-	Reason string
+	Seq     uint64
+	Problem string
 }
 
 // Intact reports whether no partition has a break.

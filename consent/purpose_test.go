@@ -45,7 +45,7 @@ func TestRegistryResolve(t *testing.T) {
 	}
 	_, err = r.Resolve("purposes[2]", "email")
 	var fe *consent.FieldError
-	if !errors.As(err, &fe) || fe.Field != "purposes[2]" || !strings.Contains(fe.Reason, "email_marketing, sales_outreach, market_research, ad_retargeting") {
+	if !errors.As(err, &fe) || fe.Field != "purposes[2]" || !strings.Contains(fe.Problem, "email_marketing, sales_outreach, market_research, ad_retargeting") {
 		t.Errorf("Resolve(email) = %v, want a FieldError on purposes[2] listing the known purposes", err)
 	}
 }

@@ -10,7 +10,7 @@ import (
 // returns a new one.
 type Record struct {
 	// Token is the version of the last event applied.
-	Token Token
+	Token ConsistencyToken
 	// ErasedAt is set when the contact was erased: the record is then only a
 	// suppression marker, until a fresh first-party grant.
 	ErasedAt time.Time

@@ -6,21 +6,21 @@ import (
 	"errors"
 )
 
-// Token names a point in a store's history: the sequence number a write got
+// ConsistencyToken names a point in a store's history: the sequence number a write got
 // in its partition. A Check that carries a write's token never sees data
 // older than that write.
-type Token struct {
+type ConsistencyToken struct {
 	Partition uint32
 	Seq       uint64
 }
 
 // IsZero reports whether t names no write.
-func (t Token) IsZero() bool { return t == Token{} }
+func (t ConsistencyToken) IsZero() bool { return t == ConsistencyToken{} }
 
 const tokenVersion = 1
 
 // String encodes t as an opaque, URL-safe string; the zero token is "".
-func (t Token) String() string {
+func (t ConsistencyToken) String() string {
 	if t.IsZero() {
 		return ""
 	}
@@ -36,31 +36,31 @@ func (t Token) String() string {
 
 var errToken = errors.New("is not a token issued by consentd")
 
-// ParseToken decodes a token made by Token.String.
-func ParseToken(s string) (Token, error) {
+// ParseConsistencyToken decodes a token made by Token.String.
+func ParseConsistencyToken(s string) (ConsistencyToken, error) {
 	if s == "" || len(s) > 64 {
-		return Token{}, errToken
+		return ConsistencyToken{}, errToken
 	}
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) < 3 || b[0] != tokenVersion {
-		return Token{}, errToken
+		return ConsistencyToken{}, errToken
 	}
 	b = b[1:]
 	p, n := binary.Uvarint(b)
 	if n <= 0 || p > 1<<32-1 {
-		return Token{}, errToken
+		return ConsistencyToken{}, errToken
 	}
 	b = b[n:]
 	seq, n := binary.Uvarint(b)
 	if n <= 0 || n != len(b) || seq == 0 {
-		return Token{}, errToken
+		return ConsistencyToken{}, errToken
 	}
-	tok := Token{Partition: uint32(p), Seq: seq}
+	tok := ConsistencyToken{Partition: uint32(p), Seq: seq}
 	// Only the canonical spelling is a token: base64 tolerates stray bits and
 	// varints tolerate padding, and two spellings of one token would be two
 	// page tokens or cache keys for the same thing.
 	if tok.String() != s {
-		return Token{}, errToken
+		return ConsistencyToken{}, errToken
 	}
 	return tok, nil
 }
@@ -68,7 +68,7 @@ func ParseToken(s string) (Token, error) {
 // Consistency says how fresh the record behind an answer must be.
 type Consistency struct {
 	Mode  ConsistencyMode
-	Token Token // for AtLeastAsFresh
+	Token ConsistencyToken // for AtLeastAsFresh
 }
 
 // ConsistencyMode is the kind of freshness asked for.

@@ -7,22 +7,22 @@ import (
 )
 
 func TestTokenRoundTrip(t *testing.T) {
-	for _, tok := range []consent.Token{
+	for _, tok := range []consent.ConsistencyToken{
 		{Seq: 1}, {Partition: 0, Seq: 1 << 40}, {Partition: 1<<32 - 1, Seq: 1<<64 - 1}, {Partition: 7, Seq: 42},
 	} {
-		got, err := consent.ParseToken(tok.String())
+		got, err := consent.ParseConsistencyToken(tok.String())
 		if err != nil || got != tok {
 			t.Errorf("ParseToken(%q) = %+v, %v; want %+v", tok.String(), got, err, tok)
 		}
 	}
-	if got := (consent.Token{}).String(); got != "" {
+	if got := (consent.ConsistencyToken{}).String(); got != "" {
 		t.Errorf("zero token = %q, want empty", got)
 	}
 }
 
 func TestParseTokenRefusesGarbage(t *testing.T) {
 	for _, s := range []string{"", "x", "AQAB=", "AAAB", "AQA", "AQAAAA", "AQABAA", "!!!!", "AQ-_", "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB"} {
-		if tok, err := consent.ParseToken(s); err == nil {
+		if tok, err := consent.ParseConsistencyToken(s); err == nil {
 			t.Errorf("ParseToken(%q) = %+v, want an error", s, tok)
 		}
 	}
@@ -30,10 +30,10 @@ func TestParseTokenRefusesGarbage(t *testing.T) {
 
 func FuzzParseToken(f *testing.F) {
 	f.Add("AQAB")
-	f.Add(consent.Token{Partition: 3, Seq: 99}.String())
+	f.Add(consent.ConsistencyToken{Partition: 3, Seq: 99}.String())
 	f.Add("garbage")
 	f.Fuzz(func(t *testing.T, s string) {
-		tok, err := consent.ParseToken(s)
+		tok, err := consent.ParseConsistencyToken(s)
 		if err != nil {
 			return
 		}
@@ -47,7 +47,7 @@ func FuzzParseToken(f *testing.F) {
 // Every Check answer carries a token: its text costs one allocation, the
 // string itself.
 func TestTokenStringAllocatesOnce(t *testing.T) {
-	tok := consent.Token{Partition: 15, Seq: 1 << 40}
+	tok := consent.ConsistencyToken{Partition: 15, Seq: 1 << 40}
 	if n := testing.AllocsPerRun(100, func() { _ = tok.String() }); n != 1 {
 		t.Errorf("Token.String allocates %v times, want 1", n)
 	}

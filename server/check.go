@@ -36,7 +36,7 @@ func (s *checkService) Check(ctx context.Context, req *pb.CheckRequest) (*pb.Che
 	}
 	d := consent.Decide(rec, p, s.cfg.Now())
 	s.cfg.Decisions.Decided(p.Name, d.Reason, 1)
-	return &pb.CheckResponse{Decision: decisionPB(d), Reason: pb.Reason(d.Reason), Token: rec.Token.String()}, nil
+	return &pb.CheckResponse{Decision: decisionPB(d), Reason: pb.Reason(d.Reason), ConsistencyToken: rec.Token.String()}, nil
 }
 
 func (s *checkService) BatchCheck(ctx context.Context, req *pb.BatchCheckRequest) (*pb.BatchCheckResponse, error) {
@@ -277,7 +277,7 @@ func (s *checkService) judge(ctx context.Context, contacts []string, p *consent.
 	if strict {
 		for i, v := range vs {
 			if v.invalid != nil {
-				return nil, &consent.FieldError{Field: contactField(i), Reason: v.invalid.Error()}
+				return nil, &consent.FieldError{Field: contactField(i), Problem: v.invalid.Error()}
 			}
 		}
 	}
@@ -297,11 +297,11 @@ func (s *checkService) judge(ctx context.Context, contacts []string, p *consent.
 		if err := s.cfg.Records.GetMany(ctx, ks, cons, recs); err != nil {
 			return err
 		}
-		var counts [16]uint64
+		var counts [consent.NumReasons]uint64
 		for j, r := range recs {
 			d := consent.Decide(r, p, now)
 			vs[valid[j]].d = d
-			counts[d.Reason%16]++
+			counts[d.Reason]++ // Decide returns only known reasons
 		}
 		for r, n := range counts {
 			if n > 0 {
@@ -373,7 +373,7 @@ func answer(contacts []string, vs []verdict) (*pb.FilterAudienceResponse, summar
 
 type summary struct {
 	total, invalid uint64
-	reasons        [16]uint64
+	reasons        [consent.NumReasons]uint64
 }
 
 func (s *summary) add(o *summary) {

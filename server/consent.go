@@ -21,7 +21,7 @@ func (s *consentService) Grant(ctx context.Context, req *pb.GrantRequest) (*pb.G
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.GrantResponse{Token: tok.String()}, nil
+	return &pb.GrantResponse{ConsistencyToken: tok.String()}, nil
 }
 
 func (s *consentService) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (*pb.WithdrawResponse, error) {
@@ -29,7 +29,7 @@ func (s *consentService) Withdraw(ctx context.Context, req *pb.WithdrawRequest) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.WithdrawResponse{Token: tok.String()}, nil
+	return &pb.WithdrawResponse{ConsistencyToken: tok.String()}, nil
 }
 
 func (s *consentService) Erase(ctx context.Context, req *pb.EraseRequest) (*pb.EraseResponse, error) {
@@ -37,7 +37,7 @@ func (s *consentService) Erase(ctx context.Context, req *pb.EraseRequest) (*pb.E
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.EraseResponse{Token: tok.String()}, nil
+	return &pb.EraseResponse{ConsistencyToken: tok.String()}, nil
 }
 
 // write is how one request changes consent, from gRPC and from unsubscribe
@@ -48,10 +48,10 @@ func (s *consentService) Erase(ctx context.Context, req *pb.EraseRequest) (*pb.E
 // the same functions and hands them to the store's ApplyBatch, of which
 // Apply is a batch of one. Errors come back unmapped, for the caller's
 // protocol. Request ids are the caller's (no caller: one shared space).
-func (s *Server) write(ctx context.Context, parse func() (consent.Write, error)) (consent.Token, error) {
+func (s *Server) write(ctx context.Context, parse func() (consent.Write, error)) (consent.ConsistencyToken, error) {
 	w, err := parse()
 	if err != nil {
-		return consent.Token{}, err
+		return consent.ConsistencyToken{}, err
 	}
 	w.Caller, _ = CallerFrom(ctx)
 	return s.cfg.Store.Apply(ctx, w)
@@ -67,7 +67,7 @@ func (s *consentService) GetContact(ctx context.Context, req *pb.GetContactReque
 		return nil, toStatus(err)
 	}
 	now := s.cfg.Now()
-	out := &pb.GetContactResponse{ErasedAt: timePB(rec.ErasedAt), Token: rec.Token.String()}
+	out := &pb.GetContactResponse{ErasedAt: timePB(rec.ErasedAt), ConsistencyToken: rec.Token.String()}
 	for i := range s.cfg.Purposes.All() {
 		p := &s.cfg.Purposes.All()[i]
 		d := consent.Decide(rec, p, now)
@@ -128,7 +128,7 @@ func (s *consentService) VerifyHistory(ctx context.Context, _ *pb.VerifyHistoryR
 		ph := &pb.PartitionHistory{Partition: p.Partition, HeadSeq: p.HeadSeq, HeadLink: p.HeadLink[:],
 			Events: uint64(p.Events), ErasedEvents: uint64(p.Erased), Contacts: uint64(p.Contacts)}
 		for _, b := range p.Breaks {
-			ph.Breaks = append(ph.Breaks, &pb.HistoryBreak{Seq: b.Seq, Reason: b.Reason})
+			ph.Breaks = append(ph.Breaks, &pb.HistoryBreak{Seq: b.Seq, Problem: b.Problem})
 		}
 		if len(ph.Breaks) > 0 {
 			ph.FirstBreak = ph.Breaks[0]
@@ -165,7 +165,7 @@ func (s *consentService) WriteBatch(ctx context.Context, req *pb.WriteBatchReque
 			ws, idx = append(ws, parsed[i]), append(idx, i)
 		}
 	}
-	toks := make([]consent.Token, len(writes))
+	toks := make([]consent.ConsistencyToken, len(writes))
 	if len(ws) > 0 {
 		applied, applyErrs, err := s.cfg.Store.ApplyBatch(ctx, ws)
 		if err != nil {
@@ -182,7 +182,7 @@ func (s *consentService) WriteBatch(ctx context.Context, req *pb.WriteBatchReque
 			st := status.Convert(toStatus(errs[i]))
 			r.Code, r.Message = uint32(st.Code()), st.Message()
 		} else {
-			r.Token = toks[i].String()
+			r.ConsistencyToken = toks[i].String()
 		}
 		out.Results[i] = r
 	}

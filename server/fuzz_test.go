@@ -41,7 +41,7 @@ func FuzzGrantRequest(f *testing.F) {
 		w, err := s.grantWrite(req)
 		if err != nil {
 			var fe *consent.FieldError
-			if !errors.As(err, &fe) || fe.Field == "" || fe.Reason == "" {
+			if !errors.As(err, &fe) || fe.Field == "" || fe.Problem == "" {
 				t.Fatalf("refusal %v is not a FieldError naming a field", err)
 			}
 			return

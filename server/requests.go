@@ -33,7 +33,7 @@ var (
 func (s *Server) key(field, contact string) (consent.Key, error) {
 	k, err := s.cfg.Keys.Key(contact)
 	if err != nil {
-		return k, &consent.FieldError{Field: field, Reason: err.Error()}
+		return k, &consent.FieldError{Field: field, Problem: err.Error()}
 	}
 	return k, nil
 }
@@ -41,7 +41,7 @@ func (s *Server) key(field, contact string) (consent.Key, error) {
 func parseConsistency(c *pb.Consistency) (consent.Consistency, error) {
 	switch r := c.GetRequirement().(type) {
 	case *pb.Consistency_AtLeastAsFresh:
-		tok, err := consent.ParseToken(r.AtLeastAsFresh)
+		tok, err := consent.ParseConsistencyToken(r.AtLeastAsFresh)
 		if err != nil {
 			return consent.Consistency{}, consent.Invalid("consistency.at_least_as_fresh", "%v", err)
 		}
@@ -284,11 +284,11 @@ func pageSize(n int32) (int, error) {
 	return int(n), nil
 }
 
-func pageToken(s string) (consent.Token, error) {
+func pageToken(s string) (consent.ConsistencyToken, error) {
 	if s == "" {
-		return consent.Token{}, nil
+		return consent.ConsistencyToken{}, nil
 	}
-	tok, err := consent.ParseToken(s)
+	tok, err := consent.ParseConsistencyToken(s)
 	if err != nil {
 		return tok, consent.Invalid("page_token", "%v", err)
 	}
@@ -325,6 +325,6 @@ func eventPB(e *consent.Event) *pb.Event {
 		Kind: pb.EventKind(e.Kind), Purposes: e.Purposes, Method: pb.Method(p.Method), Source: pb.Source(p.Source),
 		ThirdParty: p.ThirdParty, EvidenceRef: p.EvidenceRef, NoticeVersion: p.NoticeVersion,
 		CapturedAt: timePB(p.CapturedAt), ExpiresAt: timePB(p.ExpiresAt), Actor: p.Actor, Bundled: p.Bundled,
-		RequestId: e.RequestID, RecordedAt: timePB(p.RecordedAt), Token: e.Token.String(),
+		RequestId: e.RequestID, RecordedAt: timePB(p.RecordedAt), ConsistencyToken: e.Token.String(),
 	}
 }

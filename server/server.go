@@ -32,12 +32,12 @@ type Records interface {
 
 // Store applies writes, pages through history and verifies it.
 type Store interface {
-	Apply(ctx context.Context, w consent.Write) (consent.Token, error)
-	Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error)
+	Apply(ctx context.Context, w consent.Write) (consent.ConsistencyToken, error)
+	Events(ctx context.Context, key consent.Key, after consent.ConsistencyToken, limit int) ([]consent.Event, bool, error)
 	VerifyHistory(ctx context.Context) ([]consent.PartitionHistory, error)
 	// ApplyBatch applies writes in order, each with its own outcome; err is
 	// for the batch as a whole.
-	ApplyBatch(ctx context.Context, ws []consent.Write) ([]consent.Token, []error, error)
+	ApplyBatch(ctx context.Context, ws []consent.Write) ([]consent.ConsistencyToken, []error, error)
 }
 
 // Decisions counts the decisions Check, BatchCheck and FilterAudience

@@ -52,7 +52,7 @@ func (c *clients) grant(t *testing.T, req *pb.GrantRequest) string {
 	if err != nil {
 		t.Fatalf("Grant: %v", err)
 	}
-	return resp.GetToken()
+	return resp.GetConsistencyToken()
 }
 
 func (c *clients) checkOf(t *testing.T, contact, purpose string) (pb.Decision, pb.Reason) {
@@ -216,7 +216,7 @@ func TestAtLeastAsFresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, cons := range []*pb.Consistency{
-		{Requirement: &pb.Consistency_AtLeastAsFresh{AtLeastAsFresh: w.GetToken()}},
+		{Requirement: &pb.Consistency_AtLeastAsFresh{AtLeastAsFresh: w.GetConsistencyToken()}},
 		{Requirement: &pb.Consistency_FullyConsistent{FullyConsistent: true}},
 		{Requirement: &pb.Consistency_MinimizeLatency{MinimizeLatency: true}},
 		nil,
@@ -225,8 +225,8 @@ func TestAtLeastAsFresh(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if resp.GetDecision() != deny || resp.GetToken() != w.GetToken() {
-			t.Errorf("consistency %v: %v token %q, want DENY at %q", cons, resp.GetDecision(), resp.GetToken(), w.GetToken())
+		if resp.GetDecision() != deny || resp.GetConsistencyToken() != w.GetConsistencyToken() {
+			t.Errorf("consistency %v: %v token %q, want DENY at %q", cons, resp.GetDecision(), resp.GetConsistencyToken(), w.GetConsistencyToken())
 		}
 	}
 }
@@ -341,7 +341,7 @@ func TestGetContact(t *testing.T) {
 	}
 	proof := &pb.Proof{Method: pb.Method_METHOD_PAPER_FORM, Source: pb.Source_SOURCE_FIRST_PARTY, EvidenceRef: "scan:991",
 		NoticeVersion: "v3", CapturedAt: ts(captured), Actor: "crm-import"}
-	want := &pb.GetContactResponse{Token: "AQAC", Purposes: []*pb.PurposeState{
+	want := &pb.GetContactResponse{ConsistencyToken: "AQAC", Purposes: []*pb.PurposeState{
 		{Purpose: "email_marketing", Decision: allow, Reason: pb.Reason_REASON_GRANTED, Grant: proof},
 		{Purpose: "sales_outreach", Decision: deny, Reason: pb.Reason_REASON_NO_CONSENT},
 		{Purpose: "market_research", Decision: deny, Reason: pb.Reason_REASON_WITHDRAWN, Grant: proof, WithdrawnAt: ts(withdrawn)},
@@ -566,7 +566,7 @@ func snapshot(t *testing.T, c *clients) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("token=%s events=%d", resp.GetToken(), len(ev.GetEvents()))
+	return fmt.Sprintf("token=%s events=%d", resp.GetConsistencyToken(), len(ev.GetEvents()))
 }
 
 func violatedField(st *status.Status) string {

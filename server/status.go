@@ -28,7 +28,7 @@ func toStatus(err error) error {
 	case errors.As(err, &fe):
 		st := status.New(codes.InvalidArgument, fe.Error())
 		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
-			{Field: fe.Field, Description: fe.Reason},
+			{Field: fe.Field, Description: fe.Problem},
 		}}); derr == nil {
 			st = d
 		}

@@ -31,7 +31,7 @@ func (s *consentService) MintUnsubscribe(ctx context.Context, req *pb.MintUnsubs
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.MintUnsubscribeResponse{Token: tok, ExpiresAt: timestamppb.New(expires)}, nil
+	return &pb.MintUnsubscribeResponse{UnsubscribeToken: tok, ExpiresAt: timestamppb.New(expires)}, nil
 }
 
 func (s *Server) mintUnsubscribe(req *pb.MintUnsubscribeRequest) (string, time.Time, error) {

@@ -68,7 +68,7 @@ func (w *web) mint(t *testing.T, contact, purpose string) string {
 	if err != nil {
 		t.Fatalf("MintUnsubscribe: %v", err)
 	}
-	return resp.GetToken()
+	return resp.GetUnsubscribeToken()
 }
 
 // do sends method to /unsubscribe/token, the way a mail client does for a
@@ -96,7 +96,7 @@ func (w *web) state(t *testing.T, contact string) string {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	b.WriteString("token=" + gc.GetToken())
+	b.WriteString("token=" + gc.GetConsistencyToken())
 	for _, p := range gc.GetPurposes() {
 		b.WriteString(" " + p.GetPurpose() + "=" + p.GetReason().String())
 	}
@@ -117,7 +117,7 @@ func TestMintUnsubscribe(t *testing.T) {
 	if got := resp.GetExpiresAt().AsTime(); !got.Equal(want) {
 		t.Errorf("expires_at = %v, want a year from now, %v", got, want)
 	}
-	tok := resp.GetToken()
+	tok := resp.GetUnsubscribeToken()
 	if strings.Contains(strings.ToLower(tok), "ada") || len(tok) > 200 {
 		t.Errorf("token %q is not opaque and short", tok)
 	}
@@ -182,7 +182,7 @@ func TestUnsubscribeLink(t *testing.T) {
 	want := &pb.Event{Kind: pb.EventKind_EVENT_KIND_WITHDRAW, Purposes: []string{"email_marketing"},
 		Method: pb.Method_METHOD_ONE_CLICK_UNSUBSCRIBE, Actor: "one-click unsubscribe link"}
 	if diff := cmp.Diff(want, last, protocmp.Transform(),
-		protocmp.IgnoreFields(&pb.Event{}, "captured_at", "recorded_at", "request_id", "token")); diff != "" {
+		protocmp.IgnoreFields(&pb.Event{}, "captured_at", "recorded_at", "request_id", "consistency_token")); diff != "" {
 		t.Errorf("withdrawal event (-want +got):\n%s", diff)
 	}
 	if !strings.HasPrefix(last.GetRequestId(), "unsubscribe-") || strings.Contains(last.GetRequestId(), tok) {
@@ -394,6 +394,6 @@ func TestUnsubscribeFailures(t *testing.T) {
 // downStore is a store whose writes cannot reach it.
 type downStore struct{ server.Store }
 
-func (downStore) Apply(context.Context, consent.Write) (consent.Token, error) {
-	return consent.Token{}, errors.Join(consent.ErrUnavailable, errors.New("dial tcp: connection refused"))
+func (downStore) Apply(context.Context, consent.Write) (consent.ConsistencyToken, error) {
+	return consent.ConsistencyToken{}, errors.Join(consent.ErrUnavailable, errors.New("dial tcp: connection refused"))
 }

@@ -210,7 +210,7 @@ func appendRecorded(b []byte, p *consent.Proof) []byte {
 	return binary.AppendVarint(b, p.RecordedAt.UnixNano()-p.CapturedAt.UnixNano())
 }
 
-func appendToken(b []byte, t consent.Token) []byte {
+func appendToken(b []byte, t consent.ConsistencyToken) []byte {
 	b = binary.AppendUvarint(b, uint64(t.Partition))
 	return binary.AppendUvarint(b, t.Seq)
 }
@@ -314,13 +314,13 @@ func (d *decoder) time() time.Time {
 	return time.Unix(0, v).UTC()
 }
 
-func (d *decoder) token() consent.Token {
+func (d *decoder) token() consent.ConsistencyToken {
 	p := d.uvarint()
 	s := d.uvarint()
 	if p > 1<<32-1 {
 		d.fail()
 	}
-	return consent.Token{Partition: uint32(p), Seq: s}
+	return consent.ConsistencyToken{Partition: uint32(p), Seq: s}
 }
 
 func (d *decoder) proofHead(p *consent.Proof) {

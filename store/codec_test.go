@@ -53,11 +53,11 @@ var recordTests = []struct {
 	r    consent.Record
 }{
 	{"empty", consent.Record{}},
-	{"token only", consent.Record{Token: consent.Token{Seq: 1}}},
-	{"erased", consent.Record{Token: consent.Token{Seq: 9}, ErasedAt: t1}},
-	{"withdrawn all", consent.Record{Token: consent.Token{Seq: 3}, WithdrawnAllAt: t0}},
+	{"token only", consent.Record{Token: consent.ConsistencyToken{Seq: 1}}},
+	{"erased", consent.Record{Token: consent.ConsistencyToken{Seq: 9}, ErasedAt: t1}},
+	{"withdrawn all", consent.Record{Token: consent.ConsistencyToken{Seq: 3}, WithdrawnAllAt: t0}},
 	{"purposes with and without grants", consent.Record{
-		Token: consent.Token{Seq: 17},
+		Token: consent.ConsistencyToken{Seq: 17},
 		Purposes: map[string]consent.PurposeRecord{
 			"email":     {Grant: ptr(consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, CapturedAt: t0})},
 			"sms":       {WithdrawnAt: t1},
@@ -67,21 +67,21 @@ var recordTests = []struct {
 		},
 	}},
 	{"all proof fields, expiry, bundled", consent.Record{
-		Token:    consent.Token{Seq: 2},
+		Token:    consent.ConsistencyToken{Seq: 2},
 		Purposes: map[string]consent.PurposeRecord{"email": {Grant: ptr(fullProof())}},
 	}},
 	{"partition and large seq", consent.Record{
-		Token:          consent.Token{Partition: 1<<32 - 1, Seq: 1<<64 - 1},
+		Token:          consent.ConsistencyToken{Partition: 1<<32 - 1, Seq: 1<<64 - 1},
 		WithdrawnAllAt: t2,
 		Purposes:       map[string]consent.PurposeRecord{"email": {WithdrawnAt: t0}},
 	}},
 	{"erased then first-party grant", consent.Record{
-		Token:    consent.Token{Partition: 7, Seq: 100},
+		Token:    consent.ConsistencyToken{Partition: 7, Seq: 100},
 		ErasedAt: t0,
 		Purposes: map[string]consent.PurposeRecord{"email": {Grant: ptr(unicodeProof())}},
 	}},
 	{"unicode", consent.Record{
-		Token: consent.Token{Partition: 3, Seq: 5},
+		Token: consent.ConsistencyToken{Partition: 3, Seq: 5},
 		Purposes: map[string]consent.PurposeRecord{
 			"e-mail ✉":   {Grant: ptr(unicodeProof())},
 			"市场调研":       {WithdrawnAt: t2},
@@ -105,38 +105,38 @@ var eventTests = []struct {
 		Purposes:  []string{"email"},
 		Proof:     consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, CapturedAt: t0, RecordedAt: t1},
 		RequestID: "req-1",
-		Token:     consent.Token{Seq: 1},
+		Token:     consent.ConsistencyToken{Seq: 1},
 	}},
 	{"grant with all proof fields, several purposes", consent.Event{
 		Kind:      consent.EventGrant,
 		Purposes:  []string{"email", "sms", "ads"},
 		Proof:     fullProof(),
 		RequestID: "req-2",
-		Token:     consent.Token{Partition: 12, Seq: 1 << 40},
+		Token:     consent.ConsistencyToken{Partition: 12, Seq: 1 << 40},
 	}},
 	{"withdraw one", consent.Event{
 		Kind:     consent.EventWithdraw,
 		Purposes: []string{"email"},
 		Proof:    consent.Proof{CapturedAt: t1, Actor: "preference-centre"},
-		Token:    consent.Token{Partition: 1, Seq: 2},
+		Token:    consent.ConsistencyToken{Partition: 1, Seq: 2},
 	}},
 	{"withdraw all", consent.Event{
 		Kind:  consent.EventWithdraw,
 		Proof: consent.Proof{CapturedAt: t1},
-		Token: consent.Token{Seq: 3},
+		Token: consent.ConsistencyToken{Seq: 3},
 	}},
 	{"erase", consent.Event{
 		Kind:      consent.EventErase,
 		Proof:     consent.Proof{CapturedAt: t2, RecordedAt: t2, Actor: "dpo"},
 		RequestID: "erase-7",
-		Token:     consent.Token{Partition: 1<<32 - 1, Seq: 1<<64 - 1},
+		Token:     consent.ConsistencyToken{Partition: 1<<32 - 1, Seq: 1<<64 - 1},
 	}},
 	{"unicode", consent.Event{
 		Kind:      consent.EventGrant,
 		Purposes:  []string{"e-mail ✉", "市场调研", ""},
 		Proof:     unicodeProof(),
 		RequestID: "requête-①",
-		Token:     consent.Token{Partition: 2, Seq: 9},
+		Token:     consent.ConsistencyToken{Partition: 2, Seq: 9},
 	}},
 	{"unknown kind and method survive", consent.Event{
 		Kind:  consent.EventKind(200),
@@ -162,7 +162,7 @@ func TestRecordRoundTrip(t *testing.T) {
 
 func TestEncodeRecordAppends(t *testing.T) {
 	r := consent.Record{
-		Token:    consent.Token{Partition: 1, Seq: 2},
+		Token:    consent.ConsistencyToken{Partition: 1, Seq: 2},
 		Purposes: map[string]consent.PurposeRecord{"email": {Grant: ptr(fullProof())}, "sms": {WithdrawnAt: t1}},
 	}
 	prefix := []byte("prefix")
@@ -218,10 +218,10 @@ func TestGoldenEncoding(t *testing.T) {
 		Purposes:  []string{"email"},
 		Proof:     consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, Bundled: true, Actor: "a", CapturedAt: time.Unix(0, 1).UTC()},
 		RequestID: "r",
-		Token:     consent.Token{Partition: 2, Seq: 300},
+		Token:     consent.ConsistencyToken{Partition: 2, Seq: 300},
 	}
 	rec := consent.Record{
-		Token:    consent.Token{Partition: 2, Seq: 300},
+		Token:    consent.ConsistencyToken{Partition: 2, Seq: 300},
 		ErasedAt: time.Unix(0, -1).UTC(),
 		Purposes: map[string]consent.PurposeRecord{"email": {WithdrawnAt: time.Unix(0, 2).UTC()}},
 	}
@@ -253,7 +253,7 @@ var (
 		{"varint overflow", []byte{recordV2, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0}},
 		{"purpose count beyond input", []byte{recordV2, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}},
 		{"string length beyond input", []byte{recordV2, 0, 1, 0, 0, 1, 0xff, 0x01, 'a'}},
-		{"trailing byte", append(EncodeRecord(nil, &consent.Record{Token: consent.Token{Seq: 1}}), 0)},
+		{"trailing byte", append(EncodeRecord(nil, &consent.Record{Token: consent.ConsistencyToken{Seq: 1}}), 0)},
 	}
 	corruptEvents = []struct {
 		name string

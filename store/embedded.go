@@ -77,7 +77,7 @@ const EmbeddedFile = "consent.db"
 type Embedded struct {
 	db       *bolt.DB
 	chain    *chain.Key
-	onChange func(consent.Key, consent.Token)
+	onChange func(consent.Key, consent.ConsistencyToken)
 	// disk refuses writes while the disk is full (diskspace.go).
 	disk diskGuard
 
@@ -104,7 +104,7 @@ func OpenEmbedded(dir string, ch *chain.Key) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
-	s := &Embedded{db: db, chain: ch, onChange: func(consent.Key, consent.Token) {}, disk: diskGuard{dir: dir}}
+	s := &Embedded{db: db, chain: ch, onChange: func(consent.Key, consent.ConsistencyToken) {}, disk: diskGuard{dir: dir}}
 	s.next = sync.NewCond(&s.mu)
 	err = db.Update(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -140,7 +140,7 @@ func OpenEmbedded(dir string, ch *chain.Key) (*Embedded, error) {
 // OnChange sets the function told of every applied write, after it is durable
 // and before Apply returns, so a cache invalidated by it never serves the old
 // record to a caller that has seen the write acknowledged. Set it before use.
-func (s *Embedded) OnChange(fn func(consent.Key, consent.Token)) { s.onChange = fn }
+func (s *Embedded) OnChange(fn func(consent.Key, consent.ConsistencyToken)) { s.onChange = fn }
 
 // Close closes the file; pending writes have all been committed already.
 func (s *Embedded) Close() error { return s.db.Close() }
@@ -191,10 +191,10 @@ func (s *Embedded) GetMany(ctx context.Context, keys []consent.Key, out []consen
 // Apply folds w into the contact's record, appends it to the history and
 // returns its token, all in one fsynced transaction. A request id seen before
 // returns the first token and changes nothing.
-func (s *Embedded) Apply(ctx context.Context, w consent.Write) (consent.Token, error) {
+func (s *Embedded) Apply(ctx context.Context, w consent.Write) (consent.ConsistencyToken, error) {
 	toks, errs, err := s.ApplyBatch(ctx, []consent.Write{w})
 	if err != nil {
-		return consent.Token{}, err
+		return consent.ConsistencyToken{}, err
 	}
 	return toks[0], errs[0]
 }
@@ -204,7 +204,7 @@ func (s *Embedded) Apply(ctx context.Context, w consent.Write) (consent.Token, e
 // has its own outcome (a refused write changes nothing and the others go
 // on); err is for the batch as a whole, which then changed nothing: on a
 // full disk, one that wraps consent.ErrExhausted.
-func (s *Embedded) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []consent.Token, errs []error, err error) {
+func (s *Embedded) ApplyBatch(ctx context.Context, ws []consent.Write) (toks []consent.ConsistencyToken, errs []error, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, nil, err
 	}
@@ -247,10 +247,10 @@ func (r boltReader) record(key consent.Key) (consent.Record, uint64, error) {
 	return rec, rec.Token.Seq, err
 }
 
-func (r boltReader) replay(w *consent.Write) (consent.Token, bool, error) {
+func (r boltReader) replay(w *consent.Write) (consent.ConsistencyToken, bool, error) {
 	v := r.tx.Bucket(bucketContacts).Get(boltRequestKey(w.Key, w.RequestName()))
 	if v == nil {
-		return consent.Token{}, false, nil
+		return consent.ConsistencyToken{}, false, nil
 	}
 	tok, err := checkReplay(v, w.Fingerprint)
 	return tok, true, err
@@ -339,7 +339,7 @@ func (s *Embedded) store(tx *bolt.Tx, pl *batchPlan) error {
 }
 
 // notify reports a committed write once every earlier one has been reported.
-func (s *Embedded) notify(key consent.Key, tok consent.Token) {
+func (s *Embedded) notify(key consent.Key, tok consent.ConsistencyToken) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for s.notified+1 != tok.Seq {
@@ -352,7 +352,7 @@ func (s *Embedded) notify(key consent.Key, tok consent.Token) {
 
 // Events returns up to limit events of the contact after the one whose token
 // is after (all when after is zero), oldest first, and whether more follow.
-func (s *Embedded) Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error) {
+func (s *Embedded) Events(ctx context.Context, key consent.Key, after consent.ConsistencyToken, limit int) ([]consent.Event, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
@@ -372,7 +372,7 @@ func (s *Embedded) Events(ctx context.Context, key consent.Key, after consent.To
 			if err != nil {
 				return err
 			}
-			e.Token = consent.Token{Seq: binary.BigEndian.Uint64(k[len(prefix):])}
+			e.Token = consent.ConsistencyToken{Seq: binary.BigEndian.Uint64(k[len(prefix):])}
 			out = append(out, e)
 		}
 		return nil
@@ -391,18 +391,18 @@ func deletePrefix(b *bolt.Bucket, prefix []byte) error {
 	return nil
 }
 
-func requestValue(fp [32]byte, tok consent.Token) []byte {
+func requestValue(fp [32]byte, tok consent.ConsistencyToken) []byte {
 	return appendToken(fp[:len(fp):len(fp)], tok)
 }
 
 // checkReplay returns the first token of a request seen before, or a
 // FieldError when the same id came with a different request.
-func checkReplay(v []byte, fp [32]byte) (consent.Token, error) {
+func checkReplay(v []byte, fp [32]byte) (consent.ConsistencyToken, error) {
 	if len(v) < len(fp) {
-		return consent.Token{}, errCorrupt
+		return consent.ConsistencyToken{}, errCorrupt
 	}
 	if !bytes.Equal(v[:len(fp)], fp[:]) {
-		return consent.Token{}, consent.Invalid("request_id", "was already used for a different request")
+		return consent.ConsistencyToken{}, consent.Invalid("request_id", "was already used for a different request")
 	}
 	d := decoder{b: v[len(fp):]}
 	tok := d.token()

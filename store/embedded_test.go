@@ -70,7 +70,7 @@ func stateOf(t *testing.T, s *store.Embedded) state {
 		if err != nil {
 			t.Fatal(err)
 		}
-		evs, _, err := s.Events(ctx, k, consent.Token{}, 100)
+		evs, _, err := s.Events(ctx, k, consent.ConsistencyToken{}, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +86,7 @@ func TestEmbeddedReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var last consent.Token
+	var last consent.ConsistencyToken
 	ws := writes()
 	for _, w := range ws {
 		if last, err = s.Apply(ctx, w); err != nil {
@@ -107,13 +107,13 @@ func TestEmbeddedReopen(t *testing.T) {
 	}
 	// Request ids survive: a replay returns the first token.
 	tok, err := s.Apply(ctx, ws[0])
-	if err != nil || tok != (consent.Token{Seq: 1}) {
+	if err != nil || tok != (consent.ConsistencyToken{Seq: 1}) {
 		t.Errorf("replay after reopen = %+v, %v; want seq 1", tok, err)
 	}
 	// The sequence continues where it stopped.
 	w := ws[0]
 	w.Event.RequestID = "r5"
-	if tok, err := s.Apply(ctx, w); err != nil || tok != (consent.Token{Seq: last.Seq + 1}) {
+	if tok, err := s.Apply(ctx, w); err != nil || tok != (consent.ConsistencyToken{Seq: last.Seq + 1}) {
 		t.Errorf("first write after reopen = %+v, %v; want seq %d", tok, err, last.Seq+1)
 	}
 }
@@ -176,7 +176,7 @@ func TestEmbeddedReportsInSequenceOrder(t *testing.T) {
 		mu   sync.Mutex
 		seen []uint64
 	)
-	s.OnChange(func(_ consent.Key, tok consent.Token) {
+	s.OnChange(func(_ consent.Key, tok consent.ConsistencyToken) {
 		mu.Lock()
 		seen = append(seen, tok.Seq)
 		mu.Unlock()
@@ -209,7 +209,7 @@ func TestEmbeddedReportsInSequenceOrder(t *testing.T) {
 func TestEmbeddedApplyBatch(t *testing.T) {
 	s := openEmbedded(t, t.TempDir())
 	var seen []uint64
-	s.OnChange(func(_ consent.Key, tok consent.Token) { seen = append(seen, tok.Seq) })
+	s.OnChange(func(_ consent.Key, tok consent.ConsistencyToken) { seen = append(seen, tok.Seq) })
 	ctx := context.Background()
 	erased := consent.Key{9}
 	if _, err := s.Apply(ctx, consent.Write{Key: erased, Event: consent.Event{Kind: consent.EventErase, Proof: consent.Proof{CapturedAt: when}}}); err != nil {

@@ -45,7 +45,7 @@ func finish(ctx context.Context, rep *consent.PartitionHistory, w *chain.Walk) e
 	}
 	rep.BreakCount = w.Breaks()
 	for _, b := range w.Listed() {
-		rep.Breaks = append(rep.Breaks, consent.HistoryBreak{Seq: b.Seq, Reason: b.Reason})
+		rep.Breaks = append(rep.Breaks, consent.HistoryBreak{Seq: b.Seq, Problem: b.Reason})
 	}
 	return nil
 }

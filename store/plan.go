@@ -21,7 +21,7 @@ type planReader interface {
 	// replay returns the first outcome of a write whose request id was seen
 	// before with its contact (found false: not seen): its token, or the
 	// error of a request id reused for a different request.
-	replay(w *consent.Write) (tok consent.Token, found bool, err error)
+	replay(w *consent.Write) (tok consent.ConsistencyToken, found bool, err error)
 	// claim returns the request a caller's request id is bound to
 	// (consent.Write.Claim; found false: none yet).
 	claim(name [32]byte) (request [32]byte, found bool, err error)
@@ -44,7 +44,7 @@ type batchPlan struct {
 	claims []claim
 	// The outcome of each write planned, and whether it is a new event (a
 	// replay is not).
-	toks    []consent.Token
+	toks    []consent.ConsistencyToken
 	errs    []error
 	applied []bool
 }
@@ -73,7 +73,7 @@ type request struct {
 	contact int
 	id      string
 	fp      [32]byte
-	tok     consent.Token
+	tok     consent.ConsistencyToken
 	replay  bool
 }
 
@@ -92,7 +92,7 @@ func errReused() error {
 func planBatch(ch *chain.Key, p uint32, head uint64, link chain.Link, ws []consent.Write, r planReader) (*batchPlan, error) {
 	sealer := ch.Sealer()
 	pl := &batchPlan{head: head, link: link, byKey: map[consent.Key]int{},
-		toks: make([]consent.Token, len(ws)), errs: make([]error, len(ws)), applied: make([]bool, len(ws))}
+		toks: make([]consent.ConsistencyToken, len(ws)), errs: make([]error, len(ws)), applied: make([]bool, len(ws))}
 	// Request ids first seen in this batch, by claim: a repeat is a
 	// replay of it.
 	type first struct {
@@ -145,7 +145,7 @@ func planBatch(ch *chain.Key, p uint32, head uint64, link chain.Link, ws []conse
 			// stored with a change to its contact's record: a contact
 			// without one (most of a bulk load) has none to look up.
 			var (
-				tok   consent.Token
+				tok   consent.ConsistencyToken
 				found bool
 				err   error
 			)
@@ -175,10 +175,10 @@ func planBatch(ch *chain.Key, p uint32, head uint64, link chain.Link, ws []conse
 			return nil, err
 		}
 		seq := pl.head + uint64(len(pl.ops)) + 1
-		next.Token = consent.Token{Partition: p, Seq: seq}
+		next.Token = consent.ConsistencyToken{Partition: p, Seq: seq}
 		pc.rec, pc.changed = next, true
 		ev := w.Event
-		ev.Token = consent.Token{}
+		ev.Token = consent.ConsistencyToken{}
 		var tombs []chain.Tombstone
 		erase := ev.Kind == consent.EventErase
 		if erase {

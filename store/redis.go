@@ -103,7 +103,7 @@ func (c *RedisConfig) defaults() {
 type Redis struct {
 	rdb      redis.UniversalClient
 	cfg      RedisConfig
-	onChange func(consent.Key, consent.Token)
+	onChange func(consent.Key, consent.ConsistencyToken)
 	// writing serialises this process's writes to each partition: each
 	// extends the partition's chain, so concurrent ones would only make each
 	// other retry. Other sidecars' writes are caught by the script's check.
@@ -131,7 +131,7 @@ func OpenRedis(ctx context.Context, rdb redis.UniversalClient, cfg RedisConfig) 
 	if cfg.Chain == nil {
 		return nil, errors.New("store: redis: no chain key")
 	}
-	s := &Redis{rdb: rdb, cfg: cfg, onChange: func(consent.Key, consent.Token) {},
+	s := &Redis{rdb: rdb, cfg: cfg, onChange: func(consent.Key, consent.ConsistencyToken) {},
 		writing: make([]chan struct{}, cfg.Partitions), seen: make([]atomic.Uint64, cfg.Partitions)}
 	for p := range s.writing {
 		s.writing[p] = make(chan struct{}, 1)
@@ -153,7 +153,7 @@ func (s *Redis) Partitions() uint32 { return s.cfg.Partitions }
 // OnChange sets the function told of each write this process applies, after
 // Redis acknowledged it and before Apply returns. Other sidecars' writes
 // arrive through a Feed.
-func (s *Redis) OnChange(fn func(consent.Key, consent.Token)) { s.onChange = fn }
+func (s *Redis) OnChange(fn func(consent.Key, consent.ConsistencyToken)) { s.onChange = fn }
 
 // Ping reports whether Redis answers.
 func (s *Redis) Ping(ctx context.Context) error {
@@ -238,7 +238,7 @@ func decodeStoredRecord(p uint32, v []byte) (consent.Record, uint64, error) {
 		return consent.Record{}, 0, err
 	}
 	rec, err := DecodeRecord(rest)
-	rec.Token = consent.Token{Partition: p, Seq: seq}
+	rec.Token = consent.ConsistencyToken{Partition: p, Seq: seq}
 	return rec, seq, err
 }
 
@@ -260,43 +260,43 @@ func splitSeq(v []byte) (uint64, []byte, error) {
 
 // replicated runs write and, when replicas are asked for, WAITs on the same
 // connection: WAIT counts only the writes of its own connection.
-func (s *Redis) replicated(ctx context.Context, redisKey string, write func(redis.Cmdable) (consent.Token, error)) (consent.Token, error) {
+func (s *Redis) replicated(ctx context.Context, redisKey string, write func(redis.Cmdable) (consent.ConsistencyToken, error)) (consent.ConsistencyToken, error) {
 	if s.cfg.WaitReplicas <= 0 {
 		tok, err := write(s.rdb)
 		return tok, redisErr(err)
 	}
 	node, err := nodeFor(ctx, s.rdb, redisKey)
 	if err != nil {
-		return consent.Token{}, err
+		return consent.ConsistencyToken{}, err
 	}
 	conn := node.Conn()
 	defer conn.Close()
 	tok, err := write(conn)
 	if err != nil {
-		return consent.Token{}, redisErr(err)
+		return consent.ConsistencyToken{}, redisErr(err)
 	}
 	n, err := conn.Wait(ctx, s.cfg.WaitReplicas, s.cfg.WaitTimeout).Result()
 	if err != nil {
-		return consent.Token{}, redisErr(err)
+		return consent.ConsistencyToken{}, redisErr(err)
 	}
 	if n < int64(s.cfg.WaitReplicas) {
-		return consent.Token{}, fmt.Errorf("%w: write applied but acknowledged by %d of %d replicas", consent.ErrUnavailable, n, s.cfg.WaitReplicas)
+		return consent.ConsistencyToken{}, fmt.Errorf("%w: write applied but acknowledged by %d of %d replicas", consent.ErrUnavailable, n, s.cfg.WaitReplicas)
 	}
 	return tok, nil
 }
 
-func replayed(p uint32, v []byte, fp [32]byte) (consent.Token, error) {
+func replayed(p uint32, v []byte, fp [32]byte) (consent.ConsistencyToken, error) {
 	if len(v) <= len(fp) {
-		return consent.Token{}, errCorrupt
+		return consent.ConsistencyToken{}, errCorrupt
 	}
 	if string(v[:len(fp)]) != string(fp[:]) {
-		return consent.Token{}, consent.Invalid("request_id", "was already used for a different request")
+		return consent.ConsistencyToken{}, consent.Invalid("request_id", "was already used for a different request")
 	}
 	seq, err := strconv.ParseUint(string(v[len(fp):]), 10, 64)
 	if err != nil {
-		return consent.Token{}, errCorrupt
+		return consent.ConsistencyToken{}, errCorrupt
 	}
-	return consent.Token{Partition: p, Seq: seq}, nil
+	return consent.ConsistencyToken{Partition: p, Seq: seq}, nil
 }
 
 // nodeFor returns the client of the master that holds key: rdb itself, or
@@ -318,7 +318,7 @@ func nodeFor(ctx context.Context, rdb redis.UniversalClient, key string) (*redis
 
 // Events returns up to limit events of the contact after the one whose token
 // is after, oldest first, and whether more follow.
-func (s *Redis) Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error) {
+func (s *Redis) Events(ctx context.Context, key consent.Key, after consent.ConsistencyToken, limit int) ([]consent.Event, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, false, err
 	}
@@ -343,7 +343,7 @@ func (s *Redis) Events(ctx context.Context, key consent.Key, after consent.Token
 		if err != nil {
 			return nil, false, err
 		}
-		e.Token = consent.Token{Partition: p, Seq: seq}
+		e.Token = consent.ConsistencyToken{Partition: p, Seq: seq}
 		out = append(out, e)
 	}
 	return out, false, nil

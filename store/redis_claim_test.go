@@ -134,7 +134,7 @@ func TestRedisRequestIDAcrossSidecars(t *testing.T) {
 		}
 		_, err = a.Apply(ctx, as("crm", withdrawalOf(y, "crashed")))
 		wantReused(t, "another request with the crashed id", err)
-		evs, _, err := a.Events(ctx, x, consent.Token{}, 100)
+		evs, _, err := a.Events(ctx, x, consent.ConsistencyToken{}, 100)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -87,7 +87,7 @@ func TestRedisDurability(t *testing.T) {
 	rdb := srv.Client(t)
 	s := openRedis(t, rdb, store.RedisConfig{Partitions: 4, Init: true})
 	ctx := context.Background()
-	var toks []consent.Token
+	var toks []consent.ConsistencyToken
 	for i := range 200 {
 		tok, err := s.Apply(ctx, consent.Write{Key: consent.Key{0: byte(i), 8: byte(i)}, Event: consent.Event{
 			Kind: consent.EventGrant, Purposes: []string{"email_marketing"}, RequestID: fmt.Sprint("r", i),
@@ -160,7 +160,7 @@ func TestRedisWaitReplicas(t *testing.T) {
 	if _, err := one.Apply(ctx, w2); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	events, _, err := one.Events(ctx, w2.Key, consent.Token{}, 10)
+	events, _, err := one.Events(ctx, w2.Key, consent.ConsistencyToken{}, 10)
 	if err != nil || len(events) != 1 {
 		t.Errorf("after a failed WAIT and a retry: %d events, %v; want exactly 1", len(events), err)
 	}

@@ -166,7 +166,7 @@ func (l *load) write(ctx context.Context, i int) error {
 	// others of its contact, whenever and however often it lands.
 	at := timestamppb.New(w.Start)
 	var (
-		tok consent.Token
+		tok consent.ConsistencyToken
 		err error
 	)
 	switch w.Kind {

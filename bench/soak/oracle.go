@@ -40,7 +40,7 @@ type Write struct {
 	Start   time.Time // just before the request was sent; a grant's and a withdrawal's captured_at
 	End     time.Time // when the answer or the error came; zero while in flight
 	Acked   bool      // consentd answered OK (with a token): End is the ack time
-	Token   consent.Token
+	Token   consent.ConsistencyToken
 }
 
 // touches reports whether w changes purpose p.
@@ -129,7 +129,7 @@ func (r *Recorder) BeginWrite(w Write) int {
 }
 
 // EndWrite records how write i ended, with its token if it was acked.
-func (r *Recorder) EndWrite(i int, end time.Time, acked bool, tok consent.Token) {
+func (r *Recorder) EndWrite(i int, end time.Time, acked bool, tok consent.ConsistencyToken) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w := &r.log.Writes[i]
@@ -137,7 +137,7 @@ func (r *Recorder) EndWrite(i int, end time.Time, acked bool, tok consent.Token)
 }
 
 // token returns the token write i was acked with.
-func (r *Recorder) token(i int) consent.Token {
+func (r *Recorder) token(i int) consent.ConsistencyToken {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.log.Writes[i].Token

@@ -138,7 +138,7 @@ func TestEntitlementFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := caller.LoadTokens(tokensFile)
+	tokens, err := caller.LoadBearerTokens(tokensFile)
 	if err != nil {
 		t.Fatal(err)
 	}

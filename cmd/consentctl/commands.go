@@ -16,7 +16,7 @@ type runner = func(ctx context.Context, c *call, args []string) (int, error)
 func commands() []*command {
 	return []*command{
 		{
-			name: "check", args: "CONTACT PURPOSE", opts: "[--token TOKEN]", min: 2, max: 2, setup: setupCheck,
+			name: "check", args: "CONTACT PURPOSE", opts: "[--consistency-token TOKEN]", min: 2, max: 2, setup: setupCheck,
 			summary: "may CONTACT be used for PURPOSE now? exit 0 yes, 1 no, 2 error",
 			about: `Ask consentd whether CONTACT may be used for PURPOSE right now, as a sender
 would, and print the decision and its reason. Exits 0 when allowed, 1 when
@@ -119,12 +119,12 @@ file names). ECDSA P-256, valid for a year; keys are 0600. Existing files are
 never overwritten. For development and tests: use your own PKI in production.`,
 		},
 		{
-			name: "token", args: "NAME", min: 1, max: 1, setup: setupToken, local: true,
+			name: "bearer-token", args: "NAME", min: 1, max: 1, setup: setupBearerToken, local: true,
 			summary: "make a bearer token for caller NAME and its line for consentd's --tokens file",
 			about: `Print a fresh random bearer token (256 bits) on stdout, and the line for
 consentd's --tokens file, NAME and the token's SHA-256, on stderr:
 
-  TOKEN=$(consentctl token email-platform 2>>tokens.txt)
+  TOKEN=$(consentctl bearer-token email-platform 2>>tokens.txt)
 
 The token is shown once and stored nowhere: hand it to the caller, which sends
 it as authorization: Bearer TOKEN (consentctl: --bearer or $` + bearerEnv + `).`,
@@ -133,14 +133,14 @@ it as authorization: Bearer TOKEN (consentctl: --bearer or $` + bearerEnv + `).`
 }
 
 func setupCheck(fs *flag.FlagSet) runner {
-	token := fs.String("token", "", "answer from data at least as new as the write that returned `TOKEN`")
+	token := fs.String("consistency-token", "", "answer from data at least as new as the write that returned this consistency `TOKEN`")
 	return func(ctx context.Context, c *call, args []string) (int, error) {
 		contact, purpose := args[0], args[1]
 		var opts []client.CheckOption
 		if *token != "" {
-			tok, err := consent.ParseToken(*token)
+			tok, err := consent.ParseConsistencyToken(*token)
 			if err != nil {
-				return exitError, fmt.Errorf("--token: %q is not a token returned by consentd", *token)
+				return exitError, fmt.Errorf("--consistency-token: %q is not a consistency token returned by consentd", *token)
 			}
 			opts = append(opts, client.AtLeastAsFresh(tok))
 		}
@@ -173,8 +173,8 @@ type checkJSON struct {
 
 // writeJSON is the --json output of grant, withdraw and erase.
 type writeJSON struct {
-	Token     string `json:"token"`
-	RequestID string `json:"requestId"`
+	ConsistencyToken string `json:"consistencyToken"`
+	RequestID        string `json:"requestId"`
 }
 
 // writeFlags are the flags every write has.
@@ -248,7 +248,7 @@ func setupGrant(fs *flag.FlagSet) runner {
 			return exitError, err
 		}
 		if c.out.json {
-			return exitOK, c.out.jsonValue(writeJSON{Token: tok.String(), RequestID: req.GetRequestId()})
+			return exitOK, c.out.jsonValue(writeJSON{ConsistencyToken: tok.String(), RequestID: req.GetRequestId()})
 		}
 		if src == pb.Source_SOURCE_UNSPECIFIED && *thirdParty == "" {
 			src = pb.Source_SOURCE_FIRST_PARTY // what consentd recorded
@@ -285,7 +285,7 @@ func setupWithdraw(fs *flag.FlagSet) runner {
 			return exitError, err
 		}
 		if c.out.json {
-			return exitOK, c.out.jsonValue(writeJSON{Token: tok.String(), RequestID: req.GetRequestId()})
+			return exitOK, c.out.jsonValue(writeJSON{ConsistencyToken: tok.String(), RequestID: req.GetRequestId()})
 		}
 		what := "every purpose"
 		if len(req.Purposes) > 0 {
@@ -304,7 +304,7 @@ func setupErase(fs *flag.FlagSet) runner {
 			return exitError, err
 		}
 		if c.out.json {
-			return exitOK, c.out.jsonValue(writeJSON{Token: tok.String(), RequestID: req.GetRequestId()})
+			return exitOK, c.out.jsonValue(writeJSON{ConsistencyToken: tok.String(), RequestID: req.GetRequestId()})
 		}
 		return exitOK, c.out.linef("erased %s: its record and history are deleted; a suppression marker keeps it from being re-imported; token %s", req.Contact, tok)
 	}

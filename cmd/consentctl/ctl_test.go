@@ -145,7 +145,7 @@ ad_retargeting   deny      third_party_unconfirmed  verbal                   thi
 `,
 				},
 				{
-					args: []string{"check", "ada@example.com", "email_marketing", "--token", "AQAG"}, code: 1,
+					args: []string{"check", "ada@example.com", "email_marketing", "--consistency-token", "AQAG"}, code: 1,
 					want: "deny (withdrawn): the latest event for this purpose is a withdrawal\n",
 				},
 				{
@@ -249,15 +249,15 @@ func TestJSON(t *testing.T) {
 	var w writeJSON
 	decode(t, mustRun(t, addr, "--json", "grant", "cy@example.com", "email_marketing", "--method", "paper_form",
 		"--source", "first_party", "--evidence", "scan:991", "--notice", "v3", "--request-id", "paper-991"), &w)
-	if diff := cmp.Diff(writeJSON{Token: "AQAB", RequestID: "paper-991"}, w); diff != "" {
+	if diff := cmp.Diff(writeJSON{ConsistencyToken: "AQAB", RequestID: "paper-991"}, w); diff != "" {
 		t.Errorf("grant --json (-want +got):\n%s", diff)
 	}
 	// The same request id again applies nothing: the same token comes back.
 	w = writeJSON{}
 	decode(t, mustRun(t, addr, "grant", "cy@example.com", "email_marketing", "--method", "paper_form",
 		"--source", "first_party", "--evidence", "scan:991", "--notice", "v3", "--request-id", "paper-991", "--json"), &w)
-	if w.Token != "AQAB" {
-		t.Errorf("retried grant: token %q, want the first one, AQAB", w.Token)
+	if w.ConsistencyToken != "AQAB" {
+		t.Errorf("retried grant: consistency token %q, want the first one, AQAB", w.ConsistencyToken)
 	}
 
 	r := at(t, addr, "--json", "check", "cy@example.com", "email_marketing")
@@ -276,7 +276,7 @@ func TestJSON(t *testing.T) {
 	}
 
 	out := mustRun(t, addr, "--json", "show", "cy@example.com")
-	if diff := cmp.Diff([]string{"erasedAt", "purposes", "token"}, keys(t, out)); diff != "" {
+	if diff := cmp.Diff([]string{"consistencyToken", "erasedAt", "purposes"}, keys(t, out)); diff != "" {
 		t.Errorf("show --json keys (-want +got):\n%s", diff)
 	}
 	var contact pb.GetContactResponse
@@ -285,7 +285,7 @@ func TestJSON(t *testing.T) {
 	}
 	g := contact.GetPurposes()[0].GetGrant()
 	if contact.GetPurposes()[0].GetPurpose() != "email_marketing" || g.GetMethod() != pb.Method_METHOD_PAPER_FORM ||
-		g.GetEvidenceRef() != "scan:991" || g.GetNoticeVersion() != "v3" || g.GetActor() != "consentctl" || contact.GetToken() != "AQAB" {
+		g.GetEvidenceRef() != "scan:991" || g.GetNoticeVersion() != "v3" || g.GetActor() != "consentctl" || contact.GetConsistencyToken() != "AQAB" {
 		t.Errorf("show --json: %v", &contact)
 	}
 
@@ -309,7 +309,7 @@ func TestJSON(t *testing.T) {
 	}
 	var first map[string]json.RawMessage
 	decode(t, string(h.Events[0]), &first)
-	for _, k := range []string{"kind", "purposes", "method", "source", "evidenceRef", "noticeVersion", "capturedAt", "recordedAt", "actor", "requestId", "token"} {
+	for _, k := range []string{"kind", "purposes", "method", "source", "evidenceRef", "noticeVersion", "capturedAt", "recordedAt", "actor", "requestId", "consistencyToken"} {
 		if _, ok := first[k]; !ok {
 			t.Errorf("history --json event has no %q: %s", k, h.Events[0])
 		}
@@ -326,7 +326,7 @@ func TestJSON(t *testing.T) {
 
 	var e writeJSON
 	decode(t, mustRun(t, addr, "--json", "erase", "cy@example.com"), &e)
-	if e.Token != "AQAD" || !strings.HasPrefix(e.RequestID, "client-") {
+	if e.ConsistencyToken != "AQAD" || !strings.HasPrefix(e.RequestID, "client-") {
 		t.Errorf("erase --json: %+v", e)
 	}
 }
@@ -458,7 +458,7 @@ func TestBadInput(t *testing.T) {
 				if err := json.Unmarshal([]byte(mustRun(t, addr, "--json", "grant", "canary@example.com", "email_marketing", "--method", "checkbox")), &w); err != nil {
 					t.Fatal(err)
 				}
-				tok, err := consent.ParseToken(w.Token)
+				tok, err := consent.ParseConsistencyToken(w.ConsistencyToken)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -479,17 +479,17 @@ func TestBadInput(t *testing.T) {
 				{"unknown global flag", []string{"--verbose", "check", "bad@example.com", "email_marketing"},
 					`consentctl: flag provided but not defined: -verbose (run 'consentctl help' for usage)`},
 				{"check without purpose", []string{"check", "bad@example.com"},
-					`consentctl check: missing PURPOSE (usage: consentctl check CONTACT PURPOSE [--token TOKEN])`},
+					`consentctl check: missing PURPOSE (usage: consentctl check CONTACT PURPOSE [--consistency-token TOKEN])`},
 				{"check without arguments", []string{"check"},
-					`consentctl check: missing CONTACT PURPOSE (usage: consentctl check CONTACT PURPOSE [--token TOKEN])`},
+					`consentctl check: missing CONTACT PURPOSE (usage: consentctl check CONTACT PURPOSE [--consistency-token TOKEN])`},
 				{"check with an extra argument", []string{"check", "bad@example.com", "email_marketing", "sales_outreach"},
-					`consentctl check: unexpected argument "sales_outreach" (usage: consentctl check CONTACT PURPOSE [--token TOKEN])`},
+					`consentctl check: unexpected argument "sales_outreach" (usage: consentctl check CONTACT PURPOSE [--consistency-token TOKEN])`},
 				{"check of an unknown purpose", []string{"check", "bad@example.com", "email"},
 					`consentctl check: purpose: unknown purpose "email" (known: email_marketing, sales_outreach, market_research, ad_retargeting)`},
 				{"check of an empty contact", []string{"check", "", "email_marketing"},
 					`consentctl check: contact: must not be empty`},
-				{"check with a bad token", []string{"check", "bad@example.com", "email_marketing", "--token", "nope!"},
-					`consentctl check: --token: "nope!" is not a token returned by consentd`},
+				{"check with a bad token", []string{"check", "bad@example.com", "email_marketing", "--consistency-token", "nope!"},
+					`consentctl check: --consistency-token: "nope!" is not a consistency token returned by consentd`},
 				{"grant without purpose", []string{"grant", "bad@example.com", "--method", "checkbox"},
 					`consentctl grant: missing PURPOSE (usage: consentctl grant CONTACT PURPOSE... --method METHOD [flags])`},
 				{"grant without method", []string{"grant", "bad@example.com", "sales_outreach"},

@@ -65,7 +65,7 @@ func exportJSON(contact string, now time.Time, state *pb.GetContactResponse, eve
 		erased = v
 	}
 	field("erased_at", erased)
-	field("token", str(state.GetToken()))
+	field("consistency_token", str(state.GetConsistencyToken()))
 	purposes, err := protoList(state.GetPurposes())
 	if err != nil {
 		return nil, err

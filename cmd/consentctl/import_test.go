@@ -485,19 +485,19 @@ func TestExport(t *testing.T) {
 				"--evidence", "form:1", "--captured-at", "2026-01-10", "--request-id", "g1")
 			mustRun(t, addr, "withdraw", "ada@example.com", "email_marketing", "--request-id", "w1")
 			var got struct {
-				Contact    string            `json:"contact"`
-				ExportedAt time.Time         `json:"exported_at"`
-				ErasedAt   *string           `json:"erased_at"`
-				Token      string            `json:"token"`
-				Purposes   []json.RawMessage `json:"purposes"`
-				History    []json.RawMessage `json:"history"`
+				Contact          string            `json:"contact"`
+				ExportedAt       time.Time         `json:"exported_at"`
+				ErasedAt         *string           `json:"erased_at"`
+				ConsistencyToken string            `json:"consistency_token"`
+				Purposes         []json.RawMessage `json:"purposes"`
+				History          []json.RawMessage `json:"history"`
 			}
 			out := mustRun(t, addr, "export", " Ada@Example.com")
 			if err := json.Unmarshal([]byte(out), &got); err != nil {
 				t.Fatalf("export output: %v\n%s", err, out)
 			}
 			if got.Contact != " Ada@Example.com" || time.Since(got.ExportedAt) > time.Minute || got.ErasedAt != nil ||
-				got.Token == "" || len(got.Purposes) != len(consent.DefaultPurposes()) || len(got.History) != 2 {
+				got.ConsistencyToken == "" || len(got.Purposes) != len(consent.DefaultPurposes()) || len(got.History) != 2 {
 				t.Errorf("export:\n%s", out)
 			}
 			for _, want := range []string{`"purpose": "email_marketing"`, `"reason": "REASON_WITHDRAWN"`, `"evidenceRef": "form:1"`,

@@ -254,36 +254,36 @@ func TestDevCertsBadInput(t *testing.T) {
 // TestToken: the token goes to stdout and its tokens-file line to stderr;
 // consentd's own parser reads the line and finds the caller by the token.
 func TestToken(t *testing.T) {
-	r := ctl(t, nil, "token", "email-platform")
+	r := ctl(t, nil, "bearer-token", "email-platform")
 	token := strings.TrimSuffix(r.stdout, "\n")
 	if r.code != 0 || len(token) != 43 || strings.ContainsAny(token, "\n=+/") {
 		t.Fatalf("token: exit %d, stdout %q; want a 43-character URL-safe token", r.code, r.stdout)
 	}
-	toks, err := caller.ParseTokens(strings.NewReader(r.stderr))
+	toks, err := caller.ParseBearerTokens(strings.NewReader(r.stderr))
 	if err != nil {
 		t.Fatalf("tokens-file line %q: %v", r.stderr, err)
 	}
 	if name, ok := toks.Lookup(token); !ok || name != "email-platform" {
 		t.Errorf("Lookup(token) = %q, %v; want email-platform", name, ok)
 	}
-	if again := ctl(t, nil, "token", "email-platform"); again.stdout == r.stdout {
+	if again := ctl(t, nil, "bearer-token", "email-platform"); again.stdout == r.stdout {
 		t.Error("two tokens are the same")
 	}
 
-	r = ctl(t, nil, "--json", "token", "crm")
-	var j tokenJSON
+	r = ctl(t, nil, "--json", "bearer-token", "crm")
+	var j bearerTokenJSON
 	if err := json.Unmarshal([]byte(r.stdout), &j); err != nil || r.code != 0 || r.stderr != "" {
 		t.Fatalf("token --json: exit %d, stdout %q, stderr %q: %v", r.code, r.stdout, r.stderr, err)
 	}
-	if toks, err := caller.ParseTokens(strings.NewReader(j.TokensLine)); err != nil {
+	if toks, err := caller.ParseBearerTokens(strings.NewReader(j.TokensLine)); err != nil {
 		t.Errorf("tokensLine %q: %v", j.TokensLine, err)
-	} else if name, _ := toks.Lookup(j.Token); name != "crm" || j.Caller != "crm" {
+	} else if name, _ := toks.Lookup(j.BearerToken); name != "crm" || j.Caller != "crm" {
 		t.Errorf("token --json: %+v does not name crm", j)
 	}
 
 	for _, name := range []string{"two words", "#comment", "tab\there"} {
-		r := ctl(t, nil, "token", name)
-		if r.code != 2 || !strings.Contains(r.stderr, "consentctl token: NAME: ") || r.stdout != "" {
+		r := ctl(t, nil, "bearer-token", name)
+		if r.code != 2 || !strings.Contains(r.stderr, "consentctl bearer-token: NAME: ") || r.stdout != "" {
 			t.Errorf("token %q: exit %d, stdout %q, stderr %q; want 2 naming NAME", name, r.code, r.stdout, r.stderr)
 		}
 	}

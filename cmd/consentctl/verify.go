@@ -47,7 +47,7 @@ func setupVerify(fs *flag.FlagSet) runner {
 				if b.GetSeq() == 0 {
 					where = fmt.Sprintf("partition %d", p.GetPartition())
 				}
-				if err := c.out.linef("TAMPERED %s: %s", where, b.GetReason()); err != nil {
+				if err := c.out.linef("TAMPERED %s: %s", where, b.GetProblem()); err != nil {
 					return exitError, err
 				}
 			}

@@ -202,7 +202,7 @@ func (r *redisData) unwithdraw(t *testing.T, contact, purpose string) {
 		t.Fatal(err)
 	}
 	rec = unwithdrawn(t, rec, purpose)
-	rec.Token = consent.Token{}
+	rec.Token = consent.ConsistencyToken{}
 	if err := r.rdb.Set(ctx, key, append(append(seq, ':'), store.EncodeRecord(nil, &rec)...), 0).Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -86,8 +86,8 @@ func TestSIGKILLLosesNoAcknowledgedWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.GetToken() != "AQAE" { // the fourth write of the first run
-		t.Errorf("retried grant token = %q, want the original AQAE", resp.GetToken())
+	if resp.GetConsistencyToken() != "AQAE" { // the fourth write of the first run
+		t.Errorf("retried grant token = %q, want the original AQAE", resp.GetConsistencyToken())
 	}
 }
 

@@ -67,7 +67,7 @@ func (s *sidecar) grant(t *testing.T, contact string) string {
 	if err != nil {
 		t.Fatalf("Grant(%s): %v", contact, err)
 	}
-	return resp.GetToken()
+	return resp.GetConsistencyToken()
 }
 
 func (s *sidecar) withdraw(t *testing.T, contact string) string {
@@ -76,7 +76,7 @@ func (s *sidecar) withdraw(t *testing.T, contact string) string {
 	if err != nil {
 		t.Fatalf("Withdraw(%s): %v", contact, err)
 	}
-	return resp.GetToken()
+	return resp.GetConsistencyToken()
 }
 
 // ask checks contact on s with a short deadline; token, when set, is passed

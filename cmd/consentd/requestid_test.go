@@ -65,7 +65,7 @@ func requestIDStory(t *testing.T, addrA, addrB string) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b.WriteString(who + "=" + gc.GetToken() + " ")
+			b.WriteString(who + "=" + gc.GetConsistencyToken() + " ")
 		}
 		return b.String()
 	}

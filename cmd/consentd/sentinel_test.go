@@ -103,7 +103,7 @@ func TestSentinelFailover(t *testing.T) {
 	for {
 		resp, err := a.cons.Withdraw(testCtx(t), &pb.WithdrawRequest{Contact: "sentinel@example.com", RequestId: "after-failover"})
 		if err == nil {
-			tok = resp.GetToken()
+			tok = resp.GetConsistencyToken()
 			break
 		}
 		if time.Now().After(deadline) {

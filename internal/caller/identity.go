@@ -44,7 +44,7 @@ const openPrefix = "/grpc.health.v1.Health/"
 type Config struct {
 	// Tokens, when set, accepts `authorization: Bearer <token>` metadata
 	// whose token it lists.
-	Tokens *Tokens
+	Tokens *BearerTokens
 	// ClientCerts accepts a verified TLS client certificate (the listener
 	// must require and verify them: --client-ca).
 	ClientCerts bool

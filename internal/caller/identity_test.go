@@ -24,10 +24,10 @@ func hash(token string) string {
 func TestParseTokens(t *testing.T) {
 	file := "# callers\n\nmailer " + hash("tok-a") + "\n  mailer " + hash("tok-a2") + "  # rotated\n"
 	// A trailing comment is a third field: refused, see below.
-	if _, err := ParseTokens(strings.NewReader(file)); err == nil || !strings.HasPrefix(err.Error(), "4: ") {
+	if _, err := ParseBearerTokens(strings.NewReader(file)); err == nil || !strings.HasPrefix(err.Error(), "4: ") {
 		t.Errorf("trailing comment: err = %v, want a line-4 error", err)
 	}
-	tokens, err := ParseTokens(strings.NewReader("# callers\n\nmailer " + hash("tok-a") + "\nmailer " + hash("tok-a2") + "\ncrm " + hash("tok-b") + "\n"))
+	tokens, err := ParseBearerTokens(strings.NewReader("# callers\n\nmailer " + hash("tok-a") + "\nmailer " + hash("tok-a2") + "\ncrm " + hash("tok-b") + "\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestParseTokens(t *testing.T) {
 		{"duplicate hash", "a " + hash("t") + "\nb " + hash("t") + "\n", `2: caller "b": the same token hash as line 1`},
 		{"empty", "# nothing\n", "1: no tokens"},
 	} {
-		if _, err := ParseTokens(strings.NewReader(tc.file)); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+		if _, err := ParseBearerTokens(strings.NewReader(tc.file)); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want %q", tc.name, err, tc.want)
 		}
 	}
@@ -76,7 +76,7 @@ func TestCertName(t *testing.T) {
 }
 
 func TestAuthenticateTokens(t *testing.T) {
-	tokens, err := ParseTokens(strings.NewReader("mailer " + hash("tok") + "\n"))
+	tokens, err := ParseBearerTokens(strings.NewReader("mailer " + hash("tok") + "\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,7 +112,7 @@ func TestAuthenticateTokens(t *testing.T) {
 // TestRefusalLogThrottled: a flood of refused calls is one line a while per
 // method and reason, not one a call; another reason is a line of its own.
 func TestRefusalLogThrottled(t *testing.T) {
-	tokens, err := ParseTokens(strings.NewReader("mailer " + hash("tok") + "\n"))
+	tokens, err := ParseBearerTokens(strings.NewReader("mailer " + hash("tok") + "\n"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -68,21 +68,21 @@ func (d deadlines) GetMany(ctx context.Context, keys []consent.Key, out []consen
 	return d.missed(ctx, sctx, d.store.GetMany(sctx, keys, out), "store-read-timeout", d.read)
 }
 
-func (d deadlines) Apply(ctx context.Context, w consent.Write) (consent.Token, error) {
+func (d deadlines) Apply(ctx context.Context, w consent.Write) (consent.ConsistencyToken, error) {
 	sctx, cancel := context.WithTimeout(ctx, d.write)
 	defer cancel()
 	tok, err := d.store.Apply(sctx, w)
 	return tok, d.missedWrite(ctx, sctx, err)
 }
 
-func (d deadlines) ApplyBatch(ctx context.Context, ws []consent.Write) ([]consent.Token, []error, error) {
+func (d deadlines) ApplyBatch(ctx context.Context, ws []consent.Write) ([]consent.ConsistencyToken, []error, error) {
 	sctx, cancel := context.WithTimeout(ctx, d.write)
 	defer cancel()
 	toks, errs, err := d.store.ApplyBatch(sctx, ws)
 	return toks, errs, d.missedWrite(ctx, sctx, err)
 }
 
-func (d deadlines) Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error) {
+func (d deadlines) Events(ctx context.Context, key consent.Key, after consent.ConsistencyToken, limit int) ([]consent.Event, bool, error) {
 	sctx, cancel := context.WithTimeout(ctx, d.write)
 	defer cancel()
 	evs, more, err := d.store.Events(sctx, key, after, limit)

@@ -72,7 +72,7 @@ func TestDeadlines(t *testing.T) {
 			wantIs: consent.ErrUnavailable, says: "-store-write-timeout"},
 		{name: "history page misses its deadline", read: time.Minute, write: -1, ctx: context.Background(),
 			call: func(ctx context.Context, d deadlines) error {
-				_, _, err := d.Events(ctx, consent.Key{1}, consent.Token{}, 10)
+				_, _, err := d.Events(ctx, consent.Key{1}, consent.ConsistencyToken{}, 10)
 				return err
 			},
 			wantIs: consent.ErrUnavailable, says: "-store-write-timeout"},

@@ -450,21 +450,21 @@ type gatedStore struct {
 	store server.Store
 }
 
-func (s gatedStore) Apply(ctx context.Context, w consent.Write) (consent.Token, error) {
+func (s gatedStore) Apply(ctx context.Context, w consent.Write) (consent.ConsistencyToken, error) {
 	if err := s.g.refused(); err != nil {
-		return consent.Token{}, err
+		return consent.ConsistencyToken{}, err
 	}
 	return s.store.Apply(ctx, w)
 }
 
-func (s gatedStore) ApplyBatch(ctx context.Context, ws []consent.Write) ([]consent.Token, []error, error) {
+func (s gatedStore) ApplyBatch(ctx context.Context, ws []consent.Write) ([]consent.ConsistencyToken, []error, error) {
 	if err := s.g.refused(); err != nil {
 		return nil, nil, err
 	}
 	return s.store.ApplyBatch(ctx, ws)
 }
 
-func (s gatedStore) Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error) {
+func (s gatedStore) Events(ctx context.Context, key consent.Key, after consent.ConsistencyToken, limit int) ([]consent.Event, bool, error) {
 	if err := s.g.refused(); err != nil {
 		return nil, false, err
 	}

@@ -199,7 +199,7 @@ func TestNoRequestValueInLogs(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, method := range []string{http.MethodGet, http.MethodPost} {
-			code, _ := daemontest.Click(t, hc, method, "http://"+d.HTTP+"/unsubscribe/"+resp.GetToken())
+			code, _ := daemontest.Click(t, hc, method, "http://"+d.HTTP+"/unsubscribe/"+resp.GetUnsubscribeToken())
 			httpStatuses[code]++
 		}
 	}

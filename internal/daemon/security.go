@@ -33,7 +33,7 @@ func loadPolicy(path string, purposes *consent.Registry, log *slog.Logger) (*pol
 // configuration (nil: plaintext) and the tokens file (nil: no tokens).
 type security struct {
 	tls    *tls.Config
-	tokens *caller.Tokens
+	tokens *caller.BearerTokens
 	// policy, when set, limits each caller to the RPCs and purposes of
 	// -policy; nil: every identified caller may do everything.
 	policy *policy.Guard
@@ -58,7 +58,7 @@ func (c config) checkSecurity() error {
 func loadSecurity(c config) (security, error) {
 	var s security
 	if c.tokensFile != "" {
-		t, err := caller.LoadTokens(c.tokensFile)
+		t, err := caller.LoadBearerTokens(c.tokensFile)
 		if err != nil {
 			return s, fmt.Errorf("-tokens: %w", err)
 		}

@@ -23,7 +23,7 @@ type backend interface {
 	Get(ctx context.Context, key consent.Key) (consent.Record, error)
 	GetMany(ctx context.Context, keys []consent.Key, out []consent.Record) error
 	Ping(ctx context.Context) error
-	OnChange(func(consent.Key, consent.Token))
+	OnChange(func(consent.Key, consent.ConsistencyToken))
 	Close() error
 }
 
@@ -101,7 +101,7 @@ func openStore(ctx context.Context, c config, secretCheck string, ch *chain.Key,
 	s.closers = append(s.closers, func() error { records.Close(); return nil })
 	// Our own writes drop our cached copy at once; the feed reports them
 	// (and everyone else's) in order.
-	st.OnChange(func(k consent.Key, _ consent.Token) { records.Drop(k) })
+	st.OnChange(func(k consent.Key, _ consent.ConsistencyToken) { records.Drop(k) })
 	// The feed keeps one connection per partition blocked in XREAD, so it
 	// gets a client, and a pool, of its own.
 	feedClient, err := redisClient(c, password, int(c.partitions)+4)

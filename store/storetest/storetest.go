@@ -24,12 +24,12 @@ type Store interface {
 	// GetMany reads the records of keys into out (same length); out[i] must
 	// be what Get(keys[i]) returns.
 	GetMany(ctx context.Context, keys []consent.Key, out []consent.Record) error
-	Apply(ctx context.Context, w consent.Write) (consent.Token, error)
+	Apply(ctx context.Context, w consent.Write) (consent.ConsistencyToken, error)
 	// ApplyBatch applies writes in order, each with its own outcome, as
 	// Apply would one by one.
-	ApplyBatch(ctx context.Context, ws []consent.Write) ([]consent.Token, []error, error)
-	Events(ctx context.Context, key consent.Key, after consent.Token, limit int) ([]consent.Event, bool, error)
-	OnChange(fn func(consent.Key, consent.Token))
+	ApplyBatch(ctx context.Context, ws []consent.Write) ([]consent.ConsistencyToken, []error, error)
+	Events(ctx context.Context, key consent.Key, after consent.ConsistencyToken, limit int) ([]consent.Event, bool, error)
+	OnChange(fn func(consent.Key, consent.ConsistencyToken))
 	// VerifyHistory checks the history's chains and every record against
 	// its history.
 	VerifyHistory(ctx context.Context) ([]consent.PartitionHistory, error)
@@ -151,7 +151,7 @@ func fingerprint(reqID string, kind byte) [32]byte {
 }
 
 // applied is the event a store should report for w written at tok.
-func applied(w consent.Write, tok consent.Token) consent.Event {
+func applied(w consent.Write, tok consent.ConsistencyToken) consent.Event {
 	e := w.Event
 	e.Token = tok
 	return e
@@ -165,10 +165,10 @@ type changes struct {
 
 type change struct {
 	Key   consent.Key
-	Token consent.Token
+	Token consent.ConsistencyToken
 }
 
-func (c *changes) record(k consent.Key, tok consent.Token) {
+func (c *changes) record(k consent.Key, tok consent.ConsistencyToken) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls = append(c.calls, change{k, tok})
@@ -198,7 +198,7 @@ func newFixture(t *testing.T, open func(t *testing.T) Store) *fixture {
 }
 
 // apply writes w, which must succeed.
-func (f *fixture) apply(w consent.Write) consent.Token {
+func (f *fixture) apply(w consent.Write) consent.ConsistencyToken {
 	f.t.Helper()
 	tok, err := f.s.Apply(context.Background(), w)
 	if err != nil {
@@ -222,7 +222,7 @@ func (f *fixture) get(k consent.Key) consent.Record {
 // events returns every event of k.
 func (f *fixture) events(k consent.Key) []consent.Event {
 	f.t.Helper()
-	evs, more, err := f.s.Events(context.Background(), k, consent.Token{}, 1000)
+	evs, more, err := f.s.Events(context.Background(), k, consent.ConsistencyToken{}, 1000)
 	if err != nil {
 		f.t.Fatalf("Events(%v): %v", k, err)
 	}
@@ -278,7 +278,7 @@ func testUnknownContact(t *testing.T, open func(t *testing.T) Store) {
 	f := newFixture(t, open)
 	f.apply(grant(bob, "b1", t0, "email")) // a neighbour must not leak in
 	diffRecord(t, consent.Record{}, f.get(alice))
-	evs, more, err := f.s.Events(context.Background(), alice, consent.Token{}, 10)
+	evs, more, err := f.s.Events(context.Background(), alice, consent.ConsistencyToken{}, 10)
 	if err != nil || len(evs) != 0 || more {
 		t.Errorf("Events(unknown) = %v, %v, %v; want none, false, nil", evs, more, err)
 	}
@@ -310,7 +310,7 @@ func testTokensIncrease(t *testing.T, open func(t *testing.T) Store) {
 		withdraw(alice, "t5", t3),
 		erase(alice, "t6", t3),
 	}
-	var prev consent.Token
+	var prev consent.ConsistencyToken
 	for i, w := range writes {
 		tok := f.apply(w)
 		if i > 0 && (tok.Partition != prev.Partition || tok.Seq <= prev.Seq) {
@@ -489,7 +489,7 @@ func testRequestIDScopeInBatch(t *testing.T, open func(t *testing.T) Store) {
 func testEmptyRequestID(t *testing.T, open func(t *testing.T) Store) {
 	f := newFixture(t, open)
 	w := grant(alice, "", t0, "email")
-	var toks []consent.Token
+	var toks []consent.ConsistencyToken
 	for range 3 {
 		toks = append(toks, f.apply(w))
 	}
@@ -632,7 +632,7 @@ func testEventsPaging(t *testing.T, open func(t *testing.T) Store) {
 
 			var (
 				got   []consent.Event
-				after consent.Token
+				after consent.ConsistencyToken
 			)
 			for page := 0; ; page++ {
 				if page > tt.writes {
@@ -733,7 +733,7 @@ func testCancelledContext(t *testing.T, open func(t *testing.T) Store) {
 	if r, err := f.s.Get(ctx, alice); !errors.Is(err, context.Canceled) {
 		t.Errorf("Get(cancelled) = %+v, %v; want context.Canceled", r, err)
 	}
-	if evs, _, err := f.s.Events(ctx, alice, consent.Token{}, 10); !errors.Is(err, context.Canceled) {
+	if evs, _, err := f.s.Events(ctx, alice, consent.ConsistencyToken{}, 10); !errors.Is(err, context.Canceled) {
 		t.Errorf("Events(cancelled) = %v, %v; want context.Canceled", evs, err)
 	}
 	f.unchanged(before, alice)
@@ -795,7 +795,7 @@ func testGetMany(t *testing.T, open func(t *testing.T) Store) {
 		t.Run(tt.name, func(t *testing.T) {
 			// Filled with a record no key has: every slot must be written,
 			// a key with no record included.
-			junk := consent.Record{Token: consent.Token{Partition: 99, Seq: 99}, ErasedAt: t3,
+			junk := consent.Record{Token: consent.ConsistencyToken{Partition: 99, Seq: 99}, ErasedAt: t3,
 				Purposes: map[string]consent.PurposeRecord{"junk": {WithdrawnAt: t3}}}
 			out := make([]consent.Record, len(tt.keys))
 			for i := range out {
@@ -875,7 +875,7 @@ func testVerifyHistory(t *testing.T, open func(t *testing.T) Store) {
 	if r := report(); !consent.Intact(r) {
 		t.Fatalf("an empty store does not verify: %+v", r)
 	}
-	var last consent.Token
+	var last consent.ConsistencyToken
 	for _, w := range []consent.Write{
 		grant(alice, "v1", t0, "email", "sms"),
 		grant(bob, "v2", t0, "email"),

@@ -418,7 +418,7 @@ type Consistency_MinimizeLatency struct {
 }
 
 type Consistency_AtLeastAsFresh struct {
-	// Answer from data at least as new as the write that returned this token.
+	// Answer from data at least as new as the write that returned this consistency token.
 	AtLeastAsFresh string `protobuf:"bytes,2,opt,name=at_least_as_fresh,json=atLeastAsFresh,oneof"`
 }
 
@@ -500,9 +500,9 @@ type CheckResponse struct {
 	Decision Decision               `protobuf:"varint,1,opt,name=decision,enum=consent.v1.Decision" json:"decision,omitempty"`
 	Reason   Reason                 `protobuf:"varint,2,opt,name=reason,enum=consent.v1.Reason" json:"reason,omitempty"`
 	// The version of the record the answer was based on.
-	Token         string `protobuf:"bytes,3,opt,name=token" json:"token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ConsistencyToken string `protobuf:"bytes,3,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CheckResponse) Reset() {
@@ -549,9 +549,9 @@ func (x *CheckResponse) GetReason() Reason {
 	return Reason_REASON_UNSPECIFIED
 }
 
-func (x *CheckResponse) GetToken() string {
+func (x *CheckResponse) GetConsistencyToken() string {
 	if x != nil {
-		return x.Token
+		return x.ConsistencyToken
 	}
 	return ""
 }
@@ -1121,10 +1121,10 @@ func (x *GrantRequest) GetBundled() bool {
 }
 
 type GrantResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token" json:"token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	ConsistencyToken string                 `protobuf:"bytes,1,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GrantResponse) Reset() {
@@ -1157,9 +1157,9 @@ func (*GrantResponse) Descriptor() ([]byte, []int) {
 	return file_consent_v1_consent_proto_rawDescGZIP(), []int{11}
 }
 
-func (x *GrantResponse) GetToken() string {
+func (x *GrantResponse) GetConsistencyToken() string {
 	if x != nil {
-		return x.Token
+		return x.ConsistencyToken
 	}
 	return ""
 }
@@ -1250,10 +1250,10 @@ func (x *WithdrawRequest) GetRequestId() string {
 }
 
 type WithdrawResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token" json:"token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	ConsistencyToken string                 `protobuf:"bytes,1,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *WithdrawResponse) Reset() {
@@ -1286,9 +1286,9 @@ func (*WithdrawResponse) Descriptor() ([]byte, []int) {
 	return file_consent_v1_consent_proto_rawDescGZIP(), []int{13}
 }
 
-func (x *WithdrawResponse) GetToken() string {
+func (x *WithdrawResponse) GetConsistencyToken() string {
 	if x != nil {
-		return x.Token
+		return x.ConsistencyToken
 	}
 	return ""
 }
@@ -1354,10 +1354,10 @@ func (x *EraseRequest) GetRequestId() string {
 }
 
 type EraseResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token" json:"token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	ConsistencyToken string                 `protobuf:"bytes,1,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *EraseResponse) Reset() {
@@ -1390,9 +1390,9 @@ func (*EraseResponse) Descriptor() ([]byte, []int) {
 	return file_consent_v1_consent_proto_rawDescGZIP(), []int{15}
 }
 
-func (x *EraseResponse) GetToken() string {
+func (x *EraseResponse) GetConsistencyToken() string {
 	if x != nil {
-		return x.Token
+		return x.ConsistencyToken
 	}
 	return ""
 }
@@ -1642,10 +1642,10 @@ type GetContactResponse struct {
 	// Every registered purpose, in registry order.
 	Purposes []*PurposeState `protobuf:"bytes,1,rep,name=purposes" json:"purposes,omitempty"`
 	// Set when the contact was erased.
-	ErasedAt      *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=erased_at,json=erasedAt" json:"erased_at,omitempty"`
-	Token         string                 `protobuf:"bytes,3,opt,name=token" json:"token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ErasedAt         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=erased_at,json=erasedAt" json:"erased_at,omitempty"`
+	ConsistencyToken string                 `protobuf:"bytes,3,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *GetContactResponse) Reset() {
@@ -1692,9 +1692,9 @@ func (x *GetContactResponse) GetErasedAt() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *GetContactResponse) GetToken() string {
+func (x *GetContactResponse) GetConsistencyToken() string {
 	if x != nil {
-		return x.Token
+		return x.ConsistencyToken
 	}
 	return ""
 }
@@ -1766,21 +1766,21 @@ type Event struct {
 	Kind  EventKind              `protobuf:"varint,1,opt,name=kind,enum=consent.v1.EventKind" json:"kind,omitempty"`
 	// The purposes it applies to; empty on a withdrawal of every purpose and on
 	// an erasure.
-	Purposes      []string               `protobuf:"bytes,2,rep,name=purposes" json:"purposes,omitempty"`
-	Method        Method                 `protobuf:"varint,3,opt,name=method,enum=consent.v1.Method" json:"method,omitempty"`
-	Source        Source                 `protobuf:"varint,4,opt,name=source,enum=consent.v1.Source" json:"source,omitempty"`
-	ThirdParty    string                 `protobuf:"bytes,5,opt,name=third_party,json=thirdParty" json:"third_party,omitempty"`
-	EvidenceRef   string                 `protobuf:"bytes,6,opt,name=evidence_ref,json=evidenceRef" json:"evidence_ref,omitempty"`
-	NoticeVersion string                 `protobuf:"bytes,7,opt,name=notice_version,json=noticeVersion" json:"notice_version,omitempty"`
-	CapturedAt    *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=captured_at,json=capturedAt" json:"captured_at,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt" json:"expires_at,omitempty"`
-	Actor         string                 `protobuf:"bytes,10,opt,name=actor" json:"actor,omitempty"`
-	Bundled       bool                   `protobuf:"varint,11,opt,name=bundled" json:"bundled,omitempty"`
-	RequestId     string                 `protobuf:"bytes,12,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
-	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=recorded_at,json=recordedAt" json:"recorded_at,omitempty"`
-	Token         string                 `protobuf:"bytes,14,opt,name=token" json:"token,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Purposes         []string               `protobuf:"bytes,2,rep,name=purposes" json:"purposes,omitempty"`
+	Method           Method                 `protobuf:"varint,3,opt,name=method,enum=consent.v1.Method" json:"method,omitempty"`
+	Source           Source                 `protobuf:"varint,4,opt,name=source,enum=consent.v1.Source" json:"source,omitempty"`
+	ThirdParty       string                 `protobuf:"bytes,5,opt,name=third_party,json=thirdParty" json:"third_party,omitempty"`
+	EvidenceRef      string                 `protobuf:"bytes,6,opt,name=evidence_ref,json=evidenceRef" json:"evidence_ref,omitempty"`
+	NoticeVersion    string                 `protobuf:"bytes,7,opt,name=notice_version,json=noticeVersion" json:"notice_version,omitempty"`
+	CapturedAt       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=captured_at,json=capturedAt" json:"captured_at,omitempty"`
+	ExpiresAt        *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=expires_at,json=expiresAt" json:"expires_at,omitempty"`
+	Actor            string                 `protobuf:"bytes,10,opt,name=actor" json:"actor,omitempty"`
+	Bundled          bool                   `protobuf:"varint,11,opt,name=bundled" json:"bundled,omitempty"`
+	RequestId        string                 `protobuf:"bytes,12,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	RecordedAt       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=recorded_at,json=recordedAt" json:"recorded_at,omitempty"`
+	ConsistencyToken string                 `protobuf:"bytes,14,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
@@ -1904,9 +1904,9 @@ func (x *Event) GetRecordedAt() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *Event) GetToken() string {
+func (x *Event) GetConsistencyToken() string {
 	if x != nil {
-		return x.Token
+		return x.ConsistencyToken
 	}
 	return ""
 }
@@ -2179,7 +2179,7 @@ func (x *MintUnsubscribeRequest) GetPurpose() string {
 type MintUnsubscribeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Opaque and URL-safe: the last segment of /unsubscribe/{token}.
-	Token string `protobuf:"bytes,1,opt,name=token" json:"token,omitempty"`
+	UnsubscribeToken string `protobuf:"bytes,1,opt,name=unsubscribe_token,json=unsubscribeToken" json:"unsubscribe_token,omitempty"`
 	// After this the link answers 410 Gone and changes nothing (consentd's
 	// --unsubscribe-ttl after minting, a year by default).
 	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=expires_at,json=expiresAt" json:"expires_at,omitempty"`
@@ -2217,9 +2217,9 @@ func (*MintUnsubscribeResponse) Descriptor() ([]byte, []int) {
 	return file_consent_v1_consent_proto_rawDescGZIP(), []int{27}
 }
 
-func (x *MintUnsubscribeResponse) GetToken() string {
+func (x *MintUnsubscribeResponse) GetUnsubscribeToken() string {
 	if x != nil {
-		return x.Token
+		return x.UnsubscribeToken
 	}
 	return ""
 }
@@ -2403,17 +2403,17 @@ func (x *WriteBatchResponse) GetResults() []*WriteResult {
 	return nil
 }
 
-// WriteResult is one write's outcome: its token when it was applied (or
-// replayed), else the status it would have failed with if sent alone
+// WriteResult is one write's outcome: its consistency token when it was
+// applied (or replayed), else the status it would have failed with if sent alone
 // (a google.rpc.Code and its message, such as INVALID_ARGUMENT naming the
 // field, or FAILED_PRECONDITION for a contact erased before).
 type WriteResult struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Token         string                 `protobuf:"bytes,1,opt,name=token" json:"token,omitempty"`
-	Code          uint32                 `protobuf:"varint,2,opt,name=code" json:"code,omitempty"`
-	Message       string                 `protobuf:"bytes,3,opt,name=message" json:"message,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	ConsistencyToken string                 `protobuf:"bytes,1,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
+	Code             uint32                 `protobuf:"varint,2,opt,name=code" json:"code,omitempty"`
+	Message          string                 `protobuf:"bytes,3,opt,name=message" json:"message,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *WriteResult) Reset() {
@@ -2446,9 +2446,9 @@ func (*WriteResult) Descriptor() ([]byte, []int) {
 	return file_consent_v1_consent_proto_rawDescGZIP(), []int{31}
 }
 
-func (x *WriteResult) GetToken() string {
+func (x *WriteResult) GetConsistencyToken() string {
 	if x != nil {
-		return x.Token
+		return x.ConsistencyToken
 	}
 	return ""
 }
@@ -2679,8 +2679,9 @@ type HistoryBreak struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The event where the chain breaks; 0 when the break belongs to no event
 	// (a key of the wrong type, a corrupt counter).
-	Seq           uint64 `protobuf:"varint,1,opt,name=seq" json:"seq,omitempty"`
-	Reason        string `protobuf:"bytes,2,opt,name=reason" json:"reason,omitempty"`
+	Seq uint64 `protobuf:"varint,1,opt,name=seq" json:"seq,omitempty"`
+	// What does not hold there, in words.
+	Problem       string `protobuf:"bytes,2,opt,name=problem" json:"problem,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2722,9 +2723,9 @@ func (x *HistoryBreak) GetSeq() uint64 {
 	return 0
 }
 
-func (x *HistoryBreak) GetReason() string {
+func (x *HistoryBreak) GetProblem() string {
 	if x != nil {
-		return x.Reason
+		return x.Problem
 	}
 	return ""
 }
@@ -2743,11 +2744,11 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\fCheckRequest\x12\x18\n" +
 	"\acontact\x18\x01 \x01(\tR\acontact\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x129\n" +
-	"\vconsistency\x18\x03 \x01(\v2\x17.consent.v1.ConsistencyR\vconsistency\"\x83\x01\n" +
+	"\vconsistency\x18\x03 \x01(\v2\x17.consent.v1.ConsistencyR\vconsistency\"\x9a\x01\n" +
 	"\rCheckResponse\x120\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x14.consent.v1.DecisionR\bdecision\x12*\n" +
-	"\x06reason\x18\x02 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\tR\x05token\"\xae\x01\n" +
+	"\x06reason\x18\x02 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\x12+\n" +
+	"\x11consistency_token\x18\x03 \x01(\tR\x10consistencyToken\"\xae\x01\n" +
 	"\x11BatchCheckRequest\x12\x1a\n" +
 	"\bcontacts\x18\x01 \x03(\tR\bcontacts\x12\x18\n" +
 	"\apurpose\x18\x02 \x01(\tR\apurpose\x129\n" +
@@ -2791,9 +2792,9 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	" \x01(\tR\x05actor\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\v \x01(\tR\trequestId\x12\x18\n" +
-	"\abundled\x18\f \x01(\bR\abundled\"%\n" +
-	"\rGrantResponse\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\xe5\x01\n" +
+	"\abundled\x18\f \x01(\bR\abundled\"<\n" +
+	"\rGrantResponse\x12+\n" +
+	"\x11consistency_token\x18\x01 \x01(\tR\x10consistencyToken\"\xe5\x01\n" +
 	"\x0fWithdrawRequest\x12\x18\n" +
 	"\acontact\x18\x01 \x01(\tR\acontact\x12\x1a\n" +
 	"\bpurposes\x18\x02 \x03(\tR\bpurposes\x12*\n" +
@@ -2802,16 +2803,16 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"capturedAt\x12\x14\n" +
 	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\"(\n" +
-	"\x10WithdrawResponse\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"]\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\"?\n" +
+	"\x10WithdrawResponse\x12+\n" +
+	"\x11consistency_token\x18\x01 \x01(\tR\x10consistencyToken\"]\n" +
 	"\fEraseRequest\x12\x18\n" +
 	"\acontact\x18\x01 \x01(\tR\acontact\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"%\n" +
-	"\rEraseResponse\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"-\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"<\n" +
+	"\rEraseResponse\x12+\n" +
+	"\x11consistency_token\x18\x01 \x01(\tR\x10consistencyToken\"-\n" +
 	"\x11GetContactRequest\x12\x18\n" +
 	"\acontact\x18\x01 \x01(\tR\acontact\"\xaf\x03\n" +
 	"\x05Proof\x12*\n" +
@@ -2835,16 +2836,16 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\bdecision\x18\x02 \x01(\x0e2\x14.consent.v1.DecisionR\bdecision\x12*\n" +
 	"\x06reason\x18\x03 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\x12'\n" +
 	"\x05grant\x18\x04 \x01(\v2\x11.consent.v1.ProofR\x05grant\x12=\n" +
-	"\fwithdrawn_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vwithdrawnAt\"\x99\x01\n" +
+	"\fwithdrawn_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vwithdrawnAt\"\xb0\x01\n" +
 	"\x12GetContactResponse\x124\n" +
 	"\bpurposes\x18\x01 \x03(\v2\x18.consent.v1.PurposeStateR\bpurposes\x127\n" +
-	"\terased_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\berasedAt\x12\x14\n" +
-	"\x05token\x18\x03 \x01(\tR\x05token\"i\n" +
+	"\terased_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\berasedAt\x12+\n" +
+	"\x11consistency_token\x18\x03 \x01(\tR\x10consistencyToken\"i\n" +
 	"\x11ListEventsRequest\x12\x18\n" +
 	"\acontact\x18\x01 \x01(\tR\acontact\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\xab\x04\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\xc2\x04\n" +
 	"\x05Event\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.consent.v1.EventKindR\x04kind\x12\x1a\n" +
 	"\bpurposes\x18\x02 \x03(\tR\bpurposes\x12*\n" +
@@ -2864,8 +2865,8 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\f \x01(\tR\trequestId\x12;\n" +
 	"\vrecorded_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"recordedAt\x12\x14\n" +
-	"\x05token\x18\x0e \x01(\tR\x05token\"g\n" +
+	"recordedAt\x12+\n" +
+	"\x11consistency_token\x18\x0e \x01(\tR\x10consistencyToken\"g\n" +
 	"\x12ListEventsResponse\x12)\n" +
 	"\x06events\x18\x01 \x03(\v2\x11.consent.v1.EventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x15\n" +
@@ -2880,9 +2881,9 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\bpurposes\x18\x01 \x03(\v2\x13.consent.v1.PurposeR\bpurposes\"L\n" +
 	"\x16MintUnsubscribeRequest\x12\x18\n" +
 	"\acontact\x18\x01 \x01(\tR\acontact\x12\x18\n" +
-	"\apurpose\x18\x02 \x01(\tR\apurpose\"j\n" +
-	"\x17MintUnsubscribeResponse\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\x129\n" +
+	"\apurpose\x18\x02 \x01(\tR\apurpose\"\x81\x01\n" +
+	"\x17MintUnsubscribeResponse\x12+\n" +
+	"\x11unsubscribe_token\x18\x01 \x01(\tR\x10unsubscribeToken\x129\n" +
 	"\n" +
 	"expires_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"C\n" +
 	"\x11WriteBatchRequest\x12.\n" +
@@ -2893,9 +2894,9 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\bwithdraw\x18\x02 \x01(\v2\x1b.consent.v1.WithdrawRequestH\x00R\bwithdrawB\a\n" +
 	"\x05write\"G\n" +
 	"\x12WriteBatchResponse\x121\n" +
-	"\aresults\x18\x01 \x03(\v2\x17.consent.v1.WriteResultR\aresults\"Q\n" +
-	"\vWriteResult\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.consent.v1.WriteResultR\aresults\"h\n" +
+	"\vWriteResult\x12+\n" +
+	"\x11consistency_token\x18\x01 \x01(\tR\x10consistencyToken\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\rR\x04code\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\"\x16\n" +
 	"\x14VerifyHistoryRequest\"m\n" +
@@ -2915,10 +2916,10 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"firstBreak\x120\n" +
 	"\x06breaks\x18\b \x03(\v2\x18.consent.v1.HistoryBreakR\x06breaks\x12\x1f\n" +
 	"\vbreak_count\x18\t \x01(\x04R\n" +
-	"breakCount\"8\n" +
+	"breakCount\":\n" +
 	"\fHistoryBreak\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason*K\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
+	"\aproblem\x18\x02 \x01(\tR\aproblem*K\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x11\n" +

@@ -248,7 +248,8 @@ type ConsentServiceClient interface {
 	// contact and one purpose: an opaque, signed, expiring reference that names
 	// the contact only by its keyed hash. consentd's HTTP listener (--http)
 	// withdraws the purpose on POST /unsubscribe/{token}. Only consentd holds
-	// the signing secret, so senders mint a token for each message here.
+	// the signing secret, so senders mint an unsubscribe token for each
+	// message here.
 	MintUnsubscribe(ctx context.Context, in *MintUnsubscribeRequest, opts ...grpc.CallOption) (*MintUnsubscribeResponse, error)
 	// VerifyHistory walks the tamper-evident history: every partition's hash
 	// chain (each event carries the keyed hash of the event before it), every
@@ -386,7 +387,8 @@ type ConsentServiceServer interface {
 	// contact and one purpose: an opaque, signed, expiring reference that names
 	// the contact only by its keyed hash. consentd's HTTP listener (--http)
 	// withdraws the purpose on POST /unsubscribe/{token}. Only consentd holds
-	// the signing secret, so senders mint a token for each message here.
+	// the signing secret, so senders mint an unsubscribe token for each
+	// message here.
 	MintUnsubscribe(context.Context, *MintUnsubscribeRequest) (*MintUnsubscribeResponse, error)
 	// VerifyHistory walks the tamper-evident history: every partition's hash
 	// chain (each event carries the keyed hash of the event before it), every

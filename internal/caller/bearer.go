@@ -11,33 +11,33 @@ import (
 	"strings"
 )
 
-// Tokens maps the SHA-256 of bearer tokens to caller names. Its file has one
+// BearerTokens maps the SHA-256 of bearer tokens to caller names. Its file has one
 // caller per line, `NAME SHA256HEX` (the hex SHA-256 of the token, 64
 // digits; make one with `printf %s "$TOKEN" | sha256sum`); blank lines and
 // lines starting with # are ignored. A name may have several tokens (for
 // rotation); a hash may appear once. The file holds no token, so it may be
 // read by whoever deploys consentd.
-type Tokens struct {
+type BearerTokens struct {
 	byHash map[[sha256.Size]byte]string
 }
 
-// LoadTokens reads a tokens file; errors name the file and line.
-func LoadTokens(path string) (*Tokens, error) {
+// LoadBearerTokens reads a tokens file; errors name the file and line.
+func LoadBearerTokens(path string) (*BearerTokens, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	t, err := ParseTokens(bytes.NewReader(b))
+	t, err := ParseBearerTokens(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%s:%w", path, err)
 	}
 	return t, nil
 }
 
-// ParseTokens reads the tokens file format (see Tokens); errors start with
+// ParseBearerTokens reads the tokens file format (see Tokens); errors start with
 // the line number ("3: ...").
-func ParseTokens(r io.Reader) (*Tokens, error) {
-	t := &Tokens{byHash: map[[sha256.Size]byte]string{}}
+func ParseBearerTokens(r io.Reader) (*BearerTokens, error) {
+	t := &BearerTokens{byHash: map[[sha256.Size]byte]string{}}
 	seen := map[[sha256.Size]byte]int{}
 	sc := bufio.NewScanner(r)
 	for n := 1; sc.Scan(); n++ {
@@ -71,14 +71,14 @@ func ParseTokens(r io.Reader) (*Tokens, error) {
 }
 
 // Len is the number of tokens.
-func (t *Tokens) Len() int { return len(t.byHash) }
+func (t *BearerTokens) Len() int { return len(t.byHash) }
 
 // Lookup returns the caller whose token is token, by the token's SHA-256:
 // constant time in the number of callers (a call's cost must not grow with
 // the tokens file). The map's timing can only tell how the digest of what
 // was sent compares with stored digests, and nobody can choose a token by
 // its digest, so it tells nothing about any stored token.
-func (t *Tokens) Lookup(token string) (string, bool) {
+func (t *BearerTokens) Lookup(token string) (string, bool) {
 	name, ok := t.byHash[sha256.Sum256([]byte(token))]
 	return name, ok
 }

@@ -18,7 +18,7 @@ import (
 // Invalidator is what a Feed keeps fresh: the cache.
 type Invalidator interface {
 	// Invalidate drops the contact's record: the write tok changed it.
-	Invalidate(key consent.Key, tok consent.Token)
+	Invalidate(key consent.Key, tok consent.ConsistencyToken)
 	// Flush drops everything: writes may have been missed.
 	Flush()
 	// Fence says every write in partition p up to seq, and every one
@@ -238,7 +238,7 @@ func (f *Feed) apply(p uint32, pos *position, m redis.XMessage) {
 	}
 	var key consent.Key
 	copy(key[:], k)
-	f.inv.Invalidate(key, consent.Token{Partition: p, Seq: seq})
+	f.inv.Invalidate(key, consent.ConsistencyToken{Partition: p, Seq: seq})
 	f.stats.Entries.Add(1)
 	pos.id, pos.seq = m.ID, seq
 }

@@ -14,7 +14,7 @@ import (
 // tokenBytes is the randomness of a bearer token: 256 bits.
 const tokenBytes = 32
 
-func setupToken(*flag.FlagSet) runner {
+func setupBearerToken(*flag.FlagSet) runner {
 	return func(_ context.Context, c *call, args []string) (int, error) {
 		name := args[0]
 		// The tokens file splits lines on blanks and skips "#" comments.
@@ -29,7 +29,7 @@ func setupToken(*flag.FlagSet) runner {
 		sum := sha256.Sum256([]byte(token))
 		line := name + " " + hex.EncodeToString(sum[:])
 		if c.out.json {
-			return exitOK, c.out.jsonValue(tokenJSON{Caller: name, Token: token, TokensLine: line})
+			return exitOK, c.out.jsonValue(bearerTokenJSON{Caller: name, BearerToken: token, TokensLine: line})
 		}
 		// The token alone on stdout, for a variable or a secret store; the
 		// line for consentd's --tokens file on stderr, for >>.
@@ -45,9 +45,9 @@ func setupToken(*flag.FlagSet) runner {
 
 func isSpace(r rune) bool { return strings.TrimSpace(string(r)) == "" }
 
-// tokenJSON is token's --json output.
-type tokenJSON struct {
-	Caller     string `json:"caller"`
-	Token      string `json:"token"`
-	TokensLine string `json:"tokensLine"`
+// bearerTokenJSON is bearer-token's --json output.
+type bearerTokenJSON struct {
+	Caller      string `json:"caller"`
+	BearerToken string `json:"bearerToken"`
+	TokensLine  string `json:"tokensLine"`
 }

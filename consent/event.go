@@ -2,24 +2,9 @@ package consent
 
 import (
 	"crypto/sha256"
-	"encoding/binary"
 	"encoding/hex"
 	"time"
 )
-
-// Key identifies a contact without naming it: the keyed hash (HMAC-SHA256) of
-// the normalised contact. Only keys are stored, cached or logged.
-type Key [32]byte
-
-// String returns the key in hex, the only form of a contact that may be logged.
-func (k Key) String() string { return hex.EncodeToString(k[:]) }
-
-// Uint64 returns the first eight bytes of the key, a well-mixed hash for
-// in-memory indexes. Callers must still compare the full key.
-func (k Key) Uint64() uint64 { return binary.BigEndian.Uint64(k[:8]) }
-
-// Partition maps the key onto one of n partitions (n > 0).
-func (k Key) Partition(n uint32) uint32 { return binary.BigEndian.Uint32(k[8:12]) % n }
 
 // Method is how an affirmative yes was obtained, or, for the withdrawal-only
 // MethodOneClickUnsubscribe, how a no was given. Values match consent.v1.Method.
@@ -102,7 +87,7 @@ type Event struct {
 	Purposes  []string // empty on a withdrawal of every purpose and on erasure
 	Proof     Proof
 	RequestID string
-	Token     Token // set by the store when the event is applied
+	Token     ConsistencyToken // set by the store when the event is applied
 }
 
 // Write is one event for one contact, as handed to a store.
