@@ -11,8 +11,8 @@ import (
 func TestGitignoreCoversDefaults(t *testing.T) {
 	for _, p := range []string{
 		"consentd-data/consent.db", "consentd-data/secret", // consentd's default --data-dir
-		"consentd.secret",                                // the Redis walkthrough's secret
-		".bin/consentd",                                  // scripts/run
+		"consentd.secret",             // the Redis walkthrough's secret
+		".bin/consentd", "consentctl", // scripts/run; go build ./cmd/consentctl in the root
 		"certs/ca-key.pem", "tokens.txt", "consentd.log", // docs/security.md
 		"outbox.mbox", "recipients.csv", "allowed.csv", // docs/senders.md
 		"crm.csv", "crm.csv.report/rejects.csv", "erase.txt", // docs/migrating.md
