@@ -73,7 +73,7 @@ func TestLifecycle(t *testing.T) {
 				{
 					args: []string{"grant", "ada@example.com", "email_marketing", "sales_outreach", "--method", "checkbox",
 						"--notice", "2026-05", "--evidence", "form:signup-7", "--captured-at", d.arg(-1)},
-					want: "granted email_marketing, sales_outreach for ada@example.com (checkbox, first party); token AQAB\n",
+					want: "granted email_marketing, sales_outreach for ada@example.com (checkbox, first party); consistency token AQAB\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "email_marketing"},
@@ -87,7 +87,7 @@ func TestLifecycle(t *testing.T) {
 					// Flags before, between and after the positional arguments.
 					args: []string{"grant", "--method", "verbal", "ada@example.com", "--third-party", "Acme Lists",
 						"ad_retargeting", "--evidence=call:42"},
-					want: "granted ad_retargeting for ada@example.com (verbal, third party (Acme Lists)); token AQAC\n",
+					want: "granted ad_retargeting for ada@example.com (verbal, third party (Acme Lists)); consistency token AQAC\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "ad_retargeting"}, code: 1,
@@ -97,7 +97,7 @@ func TestLifecycle(t *testing.T) {
 					args: []string{"grant", "ada@example.com", "market_research", "--method", "double-opt-in", "--bundled",
 						"--expires-at", d.arg(11)},
 					env:  map[string]string{actorEnv: "dpo@example.com"},
-					want: "granted market_research for ada@example.com (double_opt_in, first party, bundled); token AQAD\n",
+					want: "granted market_research for ada@example.com (double_opt_in, first party, bundled); consistency token AQAD\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "market_research"}, code: 1,
@@ -105,7 +105,7 @@ func TestLifecycle(t *testing.T) {
 				},
 				{
 					args: []string{"grant", "bo@example.com", "ad_retargeting", "--method", "checkbox", "--captured-at", d.arg(-14)},
-					want: "granted ad_retargeting for bo@example.com (checkbox, first party); token AQAE\n",
+					want: "granted ad_retargeting for bo@example.com (checkbox, first party); consistency token AQAE\n",
 				},
 				{
 					args: []string{"check", "bo@example.com", "ad_retargeting"}, code: 1,
@@ -114,7 +114,7 @@ func TestLifecycle(t *testing.T) {
 				{
 					args: []string{"grant", "bo@example.com", "email_marketing", "--method", "button",
 						"--captured-at", d.arg(-3), "--expires-at", d.arg(-1), "--actor", "import-7"},
-					want: "granted email_marketing for bo@example.com (button, first party); token AQAF\n",
+					want: "granted email_marketing for bo@example.com (button, first party); consistency token AQAF\n",
 				},
 				{
 					args: []string{"check", "bo@example.com", "email_marketing"}, code: 1,
@@ -132,7 +132,7 @@ ad_retargeting   deny      third_party_unconfirmed  verbal                   thi
 				},
 				{
 					args: []string{"withdraw", "ada@example.com", "email_marketing", "--method", "email_reply"},
-					want: "withdrew email_marketing for ada@example.com; token AQAG\n",
+					want: "withdrew email_marketing for ada@example.com; consistency token AQAG\n",
 				},
 				{
 					args: []string{"show", "ada@example.com"},
@@ -164,7 +164,7 @@ NOW-----------------  withdraw  email_marketing                 email_reply     
 				},
 				{
 					args: []string{"withdraw", "ada@example.com"},
-					want: "withdrew every purpose for ada@example.com; token AQAH\n",
+					want: "withdrew every purpose for ada@example.com; consistency token AQAH\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "sales_outreach"}, code: 1,
@@ -172,7 +172,7 @@ NOW-----------------  withdraw  email_marketing                 email_reply     
 				},
 				{
 					args: []string{"erase", "ada@example.com"},
-					want: "erased ada@example.com: its record and history are deleted; a suppression marker keeps it from being re-imported; token AQAI\n",
+					want: "erased ada@example.com: its record and history are deleted; a suppression marker keeps it from being re-imported; consistency token AQAI\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "email_marketing"}, code: 1,
