@@ -235,7 +235,7 @@ func TestUnsubscribeFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := daemontest.Command(tt.args...)
+			cmd := daemontest.Command(t, tt.args...)
 			out, err := cmd.CombinedOutput()
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) || exit.ExitCode() != tt.code || !strings.Contains(string(out), tt.says) {
