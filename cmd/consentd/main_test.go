@@ -152,7 +152,7 @@ func TestRefusesBadConfiguration(t *testing.T) {
 		code int
 		says string
 	}{
-		{"help", []string{"--help"}, 0, "-data-dir"},
+		{"help", []string{"--help"}, 0, "--data-dir"},
 		{"unknown flag", []string{"--nope"}, 2, "flag provided but not defined"},
 		{"stray argument", []string{"serve"}, 2, "unexpected arguments"},
 		{"bad purposes file", []string{"--purposes", badPurposes, "--data-dir", t.TempDir()}, 1, "purposes[0].name"},
