@@ -54,10 +54,11 @@ func Main(m *testing.M) {
 	}))
 }
 
-// binary returns the path of the consentd binary, building it the first
-// time. Tests running in parallel may both build it; each links its own
-// file and renames it into place, so none runs a half-written one.
-func binary(t testing.TB) string {
+// Binary returns the path of the consentd binary, building it the first
+// time (the binary's TestMain must call Main). Tests running in parallel
+// may both build it; each links its own file and renames it into place, so
+// none runs a half-written one.
+func Binary(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv(binDirEnv)
 	if dir == "" {
@@ -99,7 +100,7 @@ func goBuild(args ...string) error {
 // itself. The binary's TestMain must call Main.
 func Command(t testing.TB, args ...string) *exec.Cmd {
 	t.Helper()
-	cmd := exec.Command(binary(t), args...)
+	cmd := exec.Command(Binary(t), args...)
 	cmd.SysProcAttr = sysProcAttr()
 	return cmd
 }
