@@ -188,8 +188,8 @@ func serve(ctx context.Context, c Config, sec security, purposes *consent.Regist
 		wg.Go(func() { sec.policy.Run(bg, time.Second, hup) })
 	}
 
-	// Every listener has stopped, on every path out of here, before the
-	// background work and the store.
+	// Every listener has stopped before serve returns: before the
+	// background work and the store (deferred above) stop.
 	ls, err := startListeners(listeners(c, parts{grpc: srv, api: api, metrics: m, health: hs, log: log}))
 	if err != nil {
 		return err
