@@ -146,12 +146,13 @@ func (c Config) Check() error {
 	if c.UnsubscribeTTL <= 0 || c.UnsubscribeTTL > 100*365*24*time.Hour {
 		return fmt.Errorf("--unsubscribe-ttl: must be positive and at most 100 years, got %v", c.UnsubscribeTTL)
 	}
-	for _, l := range []struct{ name, addr string }{{"http", c.HTTP}, {"metrics-listen", c.MetricsListen}, {"health-listen", c.HealthListen}} {
-		if l.addr == "" {
+	// The listeners' addresses; the parts they serve are not needed here.
+	for _, l := range listeners(c, parts{}) {
+		if l.addr == "" || !l.hostPort {
 			continue
 		}
 		if _, _, err := net.SplitHostPort(l.addr); err != nil {
-			return fmt.Errorf("--%s: want host:port (127.0.0.1:8080, :8080), got %q", l.name, l.addr)
+			return fmt.Errorf("--%s: want host:port (127.0.0.1:8080, :8080), got %q", l.flag, l.addr)
 		}
 	}
 	if err := c.checkTracing(); err != nil {

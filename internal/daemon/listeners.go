@@ -42,13 +42,13 @@ func listeners(c Config, p parts) []listener {
 			}
 			return grpcServer{srv: p.grpc, lis: lis, log: p.log}, lis.Addr(), nil
 		}},
-		{flag: "http", attr: "http", addr: c.HTTP, start: func(addr string) (serving, net.Addr, error) {
+		{flag: "http", attr: "http", addr: c.HTTP, hostPort: true, start: func(addr string) (serving, net.Addr, error) {
 			return startWeb(addr, p.api.HTTPHandler(p.log), p.log)
 		}},
-		{flag: "metrics-listen", attr: "metrics", addr: c.MetricsListen, start: func(addr string) (serving, net.Addr, error) {
+		{flag: "metrics-listen", attr: "metrics", addr: c.MetricsListen, hostPort: true, start: func(addr string) (serving, net.Addr, error) {
 			return startWeb(addr, p.metrics.handler(p.log), p.log)
 		}},
-		{flag: "health-listen", attr: "health", addr: c.HealthListen, last: true, start: func(addr string) (serving, net.Addr, error) {
+		{flag: "health-listen", attr: "health", addr: c.HealthListen, hostPort: true, last: true, start: func(addr string) (serving, net.Addr, error) {
 			return startHealth(addr, p.health)
 		}},
 	}
@@ -59,6 +59,9 @@ type listener struct {
 	flag string // the flag that gives its address: errors name it
 	attr string // its address's key in the "consentd serving" line
 	addr string // "" is off
+	// hostPort: Config.Check refuses an address that is not host:port.
+	// (The main listener also takes unix:PATH; listening checks it.)
+	hostPort bool
 	// start listens on addr; serving begins with serve.
 	start func(addr string) (serving, net.Addr, error)
 	// last listeners are closed once all the others have drained.
