@@ -182,7 +182,7 @@ func TestUnsubscribeLink(t *testing.T) {
 	want := &pb.Event{Kind: pb.EventKind_EVENT_KIND_WITHDRAW, Purposes: []string{"email_marketing"},
 		Method: pb.Method_METHOD_ONE_CLICK_UNSUBSCRIBE, Actor: "one-click unsubscribe link"}
 	if diff := cmp.Diff(want, last, protocmp.Transform(),
-		protocmp.IgnoreFields(&pb.Event{}, "captured_at", "recorded_at", "request_id", "token")); diff != "" {
+		protocmp.IgnoreFields(&pb.Event{}, "captured_at", "recorded_at", "request_id", "consistency_token")); diff != "" {
 		t.Errorf("withdrawal event (-want +got):\n%s", diff)
 	}
 	if !strings.HasPrefix(last.GetRequestId(), "unsubscribe-") || strings.Contains(last.GetRequestId(), tok) {

@@ -309,7 +309,7 @@ func TestJSON(t *testing.T) {
 	}
 	var first map[string]json.RawMessage
 	decode(t, string(h.Events[0]), &first)
-	for _, k := range []string{"kind", "purposes", "method", "source", "evidenceRef", "noticeVersion", "capturedAt", "recordedAt", "actor", "requestId", "token"} {
+	for _, k := range []string{"kind", "purposes", "method", "source", "evidenceRef", "noticeVersion", "capturedAt", "recordedAt", "actor", "requestId", "consistencyToken"} {
 		if _, ok := first[k]; !ok {
 			t.Errorf("history --json event has no %q: %s", k, h.Events[0])
 		}
