@@ -27,7 +27,9 @@ func sidecar() (addr string, stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		consentd.Run(ctx, []string{"--listen", "127.0.0.1:0", "--data-dir", dir, "--log-format", "json"}, w)
+		c := consentd.DefaultConfig()
+		c.Listen, c.DataDir, c.LogFormat = "127.0.0.1:0", dir, "json"
+		consentd.Run(ctx, c, w)
 		w.Close()
 	}()
 	ready := make(chan string, 1)

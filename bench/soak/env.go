@@ -22,8 +22,8 @@ import (
 	"github.com/consentd/consentd/internal/redisproc"
 )
 
-// Launcher starts consentd processes (cmd/consentbench runs its own binary
-// as consentd).
+// Launcher starts consentd processes (cmd/consentbench runs the consentd
+// binary it built).
 type Launcher interface {
 	// Start runs consentd with args and returns once it serves; an error if
 	// it exits first.

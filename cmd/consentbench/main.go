@@ -2,9 +2,9 @@
 // at fixed rates through the real client over TCP loopback and a Unix socket,
 // full latency distributions measured from each request's intended send
 // time, each scenario next to its floor (the health check on the same
-// server, transport and core count) in the same run. It starts the consentd
-// processes it needs from its own binary, a redis-server when one is
-// installed, and loads a synthetic population first. See docs/benchmarks.md.
+// server, transport and core count) in the same run. It builds consentd and
+// starts the consentd processes it needs from that binary, a redis-server
+// when one is installed, and loads a synthetic population first. See docs/benchmarks.md.
 //
 // `consentbench soak` runs the fault-injection soak instead (package
 // bench/soak; docs/reliability.md).
@@ -31,10 +31,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	code, ok := runAsConsentd(ctx)
-	if !ok {
-		code = run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	}
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
@@ -226,7 +223,11 @@ func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
 	}
 	c.contacts = bench.NewContacts(c.names, pick, 1)
 
-	r := &runner{config: c, dir: dir, stderr: stderr}
+	consentd, err := buildConsentd(ctx, dir)
+	if err != nil {
+		return err
+	}
+	r := &runner{config: c, dir: dir, consentd: consentd, stderr: stderr}
 	var notes []string
 	if c.runs("entitlement") && !slices.Contains(c.stores, "embedded") {
 		note := "entitlement scenarios skipped: they run on the embedded store, which -stores leaves out"

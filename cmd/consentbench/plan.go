@@ -28,9 +28,10 @@ var errNoRedis = errors.New("no Redis")
 // passes, the heaviest, run last.
 type runner struct {
 	config
-	dir    string
-	stderr io.Writer
-	rows   []bench.Row
+	dir      string
+	consentd string // the binary the sidecars run
+	stderr   io.Writer
+	rows     []bench.Row
 }
 
 // storeEnv is a loaded store consentd can be started on.
@@ -228,7 +229,7 @@ func (r *runner) block(ctx context.Context, st *storeEnv, su setup, fn func(*ses
 	if su.transport == "unix" {
 		listen = "unix:" + filepath.Join(r.dir, "consentd.sock")
 	}
-	sc, err := startSidecar(ctx, r.stderr, env, slices.Concat(st.args, []string{"--listen", listen, "--cache-bytes", cache}, su.args)...)
+	sc, err := startSidecar(ctx, r.consentd, r.stderr, env, slices.Concat(st.args, []string{"--listen", listen, "--cache-bytes", cache}, su.args)...)
 	if err != nil {
 		return err
 	}
@@ -372,7 +373,7 @@ func (r *runner) audience(s *session) error {
 func (r *runner) propagation(ctx context.Context, st *storeEnv) error {
 	var cls []*client.Client
 	for range 2 {
-		sc, err := startSidecar(ctx, r.stderr, nil, append(st.args, "--listen", "127.0.0.1:0")...)
+		sc, err := startSidecar(ctx, r.consentd, r.stderr, nil, append(st.args, "--listen", "127.0.0.1:0")...)
 		if err != nil {
 			return err
 		}

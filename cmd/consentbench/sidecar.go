@@ -11,55 +11,28 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/pprof"
 	"syscall"
 	"time"
-
-	consentd "github.com/consentd/consentd/internal/daemon"
 )
 
-// asConsentd makes this binary run as consentd: the harness starts its
-// sidecars from its own executable, so one `go run` builds everything.
-const asConsentd = "CONSENTBENCH_AS_CONSENTD"
-
-// The profiles a sidecar writes, when these name files.
+// The profiles a sidecar writes, when these name files: cmd/consentd's
+// profile.go, built in by buildConsentd, reads them.
 const (
 	cpuProfileEnv = "CONSENTBENCH_CPUPROFILE"
 	memProfileEnv = "CONSENTBENCH_MEMPROFILE"
 )
 
-// runAsConsentd runs consentd and reports whether this process was asked to.
-func runAsConsentd(ctx context.Context) (int, bool) {
-	if os.Getenv(asConsentd) != "1" {
-		return 0, false
+// buildConsentd builds consentd into dir and returns its path. The sidecars
+// are the real consentd, with the profile hooks of --cpuprofile and
+// --memprofile (inert unless asked for); consentbench runs from the
+// module's tree (go run ./cmd/consentbench), which has consentd's source.
+func buildConsentd(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "consentd")
+	out, err := exec.CommandContext(ctx, "go", "build", "-tags", "profile", "-o", bin, "github.com/consentd/consentd/cmd/consentd").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("building consentd: %v\n%s", err, out)
 	}
-	if path := os.Getenv(cpuProfileEnv); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "consentbench:", err)
-			return 1, true
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintln(os.Stderr, "consentbench:", err)
-			return 1, true
-		}
-		defer pprof.StopCPUProfile()
-	}
-	code := consentd.Run(ctx, os.Args[1:], os.Stderr)
-	if path := os.Getenv(memProfileEnv); path != "" {
-		runtime.GC() // the heap as the last collection left it, up to date
-		f, err := os.Create(path)
-		if err == nil {
-			err = errors.Join(pprof.WriteHeapProfile(f), f.Close())
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "consentbench:", err)
-			return 1, true
-		}
-	}
-	return code, true
+	return bin, nil
 }
 
 // uniquePath is dir/name+ext, or dir/name-2+ext and so on when that exists:
@@ -89,16 +62,12 @@ type cacheStats struct {
 	hits, misses uint64
 }
 
-// startSidecar runs consentd with args (plus JSON logs) and waits until it
-// serves, with extra environment env (e.g. GOMAXPROCS). Its warnings and
-// errors are copied to logs.
-func startSidecar(ctx context.Context, logs io.Writer, env []string, args ...string) (*sidecar, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(self, append([]string{"--log-format", "json"}, args...)...)
-	cmd.Env = append(append(os.Environ(), asConsentd+"=1"), env...)
+// startSidecar runs the consentd binary with args (plus JSON logs) and
+// waits until it serves, with extra environment env (e.g. GOMAXPROCS). Its
+// warnings and errors are copied to logs.
+func startSidecar(ctx context.Context, consentd string, logs io.Writer, env []string, args ...string) (*sidecar, error) {
+	cmd := exec.Command(consentd, append([]string{"--log-format", "json"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return nil, err

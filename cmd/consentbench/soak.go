@@ -93,8 +93,8 @@ func runSoak(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// soakRun runs the soak with this binary as consentd and writes the report
-// into out; args are the command line, for the report.
+// soakRun builds consentd, runs the soak with it and writes the report into
+// out; args are the command line, for the report.
 func soakRun(ctx context.Context, cfg soak.Config, out string, args []string, stderr io.Writer) (*soak.Report, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return nil, err
@@ -108,7 +108,16 @@ func soakRun(ctx context.Context, cfg soak.Config, out string, args []string, st
 		logs.close()
 		f.Close()
 	}()
-	report, err := soak.Run(ctx, cfg, launcher{logs: logs}, stderr)
+	dir, cleanup, err := tempDir()
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	consentd, err := buildConsentd(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	report, err := soak.Run(ctx, cfg, launcher{consentd: consentd, logs: logs}, stderr)
 	if err != nil {
 		return nil, err
 	}
@@ -121,11 +130,14 @@ func soakRun(ctx context.Context, cfg soak.Config, out string, args []string, st
 	return report, nil
 }
 
-// launcher starts the soak's sidecars from this binary.
-type launcher struct{ logs io.Writer }
+// launcher starts the soak's sidecars from the consentd binary.
+type launcher struct {
+	consentd string
+	logs     io.Writer
+}
 
 func (l launcher) Start(ctx context.Context, args ...string) (soak.Process, error) {
-	s, err := startSidecar(ctx, l.logs, nil, args...)
+	s, err := startSidecar(ctx, l.consentd, l.logs, nil, args...)
 	if err != nil {
 		return nil, err // not a nil *sidecar in a non-nil Process
 	}

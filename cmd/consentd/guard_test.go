@@ -125,7 +125,7 @@ func TestStoreWiped(t *testing.T) {
 
 			// The operator restarts it as before: the store is refused,
 			// before consentd listens, with what to do.
-			cmd := daemontest.Command("--listen", "127.0.0.1:0", store, "--secret-file", secret, "--partitions", "8")
+			cmd := daemontest.Command(t, "--listen", "127.0.0.1:0", store, "--secret-file", secret, "--partitions", "8")
 			out, _ := cmd.CombinedOutput()
 			if code := cmd.ProcessState.ExitCode(); code != 1 {
 				t.Errorf("restart on the wiped Redis without --redis-init: exit %d, want 1:\n%s", code, out)
@@ -196,7 +196,7 @@ func TestStoreSettingsDrift(t *testing.T) {
 	}
 
 	// Nor does a consentd start on it.
-	cmd := daemontest.Command("--listen", "127.0.0.1:0", redisURL(srv.Addr()), "--secret-file", secret, "--partitions", "8")
+	cmd := daemontest.Command(t, "--listen", "127.0.0.1:0", redisURL(srv.Addr()), "--secret-file", secret, "--partitions", "8")
 	if out, _ := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 1 || !strings.Contains(string(out), "maxmemory-policy") ||
 		strings.Contains(string(out), "consentd serving") {
 		t.Errorf("start during drift: exit %d, want 1 naming maxmemory-policy before serving:\n%s", cmd.ProcessState.ExitCode(), out)

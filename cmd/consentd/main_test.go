@@ -152,7 +152,7 @@ func TestRefusesBadConfiguration(t *testing.T) {
 		code int
 		says string
 	}{
-		{"help", []string{"--help"}, 0, "-data-dir"},
+		{"help", []string{"--help"}, 0, "--data-dir"},
 		{"unknown flag", []string{"--nope"}, 2, "flag provided but not defined"},
 		{"stray argument", []string{"serve"}, 2, "unexpected arguments"},
 		{"bad purposes file", []string{"--purposes", badPurposes, "--data-dir", t.TempDir()}, 1, "purposes[0].name"},
@@ -160,7 +160,7 @@ func TestRefusesBadConfiguration(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := daemontest.Command(tt.args...)
+			cmd := daemontest.Command(t, tt.args...)
 			out, _ := cmd.CombinedOutput()
 			if got := cmd.ProcessState.ExitCode(); got != tt.code || !strings.Contains(string(out), tt.says) {
 				t.Errorf("exit %d, output %q; want exit %d mentioning %q", got, out, tt.code, tt.says)

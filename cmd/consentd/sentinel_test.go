@@ -143,7 +143,7 @@ func TestRedisPassword(t *testing.T) {
 	s.eventually(t, "pw@example.com", pb.Decision_DECISION_ALLOW)
 
 	t.Setenv("CONSENTD_REDIS_PASSWORD", "wrong")
-	cmd := daemontest.Command("--listen", "127.0.0.1:0", redisURL(srv.Addr()), "--secret-file", secret)
+	cmd := daemontest.Command(t, "--listen", "127.0.0.1:0", redisURL(srv.Addr()), "--secret-file", secret)
 	out, _ := cmd.CombinedOutput()
 	if cmd.ProcessState.ExitCode() != 1 || !containsAny(string(out), "WRONGPASS", "invalid password") {
 		t.Errorf("wrong password: exit %d, %s", cmd.ProcessState.ExitCode(), out)

@@ -226,16 +226,16 @@ func TestUnsubscribeFlags(t *testing.T) {
 		code int
 		says string
 	}{
-		{"zero TTL", []string{"--unsubscribe-ttl", "0s"}, 2, "-unsubscribe-ttl: must be positive"},
-		{"negative TTL", []string{"--unsubscribe-ttl", "-1h"}, 2, "-unsubscribe-ttl: must be positive"},
-		{"TTL past the year 9999", []string{"--unsubscribe-ttl", "1000000h"}, 2, "-unsubscribe-ttl: must be positive and at most 100 years"},
-		{"TTL without a unit", []string{"--unsubscribe-ttl", "365"}, 2, `invalid value "365" for flag -unsubscribe-ttl`},
-		{"address without a port", []string{"--http", "localhost"}, 2, "-http: want host:port"},
+		{"zero TTL", []string{"--unsubscribe-ttl", "0s"}, 2, "--unsubscribe-ttl: must be positive"},
+		{"negative TTL", []string{"--unsubscribe-ttl", "-1h"}, 2, "--unsubscribe-ttl: must be positive"},
+		{"TTL past the year 9999", []string{"--unsubscribe-ttl", "1000000h"}, 2, "--unsubscribe-ttl: must be positive and at most 100 years"},
+		{"TTL without a unit", []string{"--unsubscribe-ttl", "365"}, 2, `invalid value "365" for flag --unsubscribe-ttl`},
+		{"address without a port", []string{"--http", "localhost"}, 2, "--http: want host:port"},
 		{"address taken", []string{"--listen", "127.0.0.1:0", "--http", busy.Addr().String(), "--data-dir", t.TempDir()}, 1, "address already in use"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := daemontest.Command(tt.args...)
+			cmd := daemontest.Command(t, tt.args...)
 			out, err := cmd.CombinedOutput()
 			var exit *exec.ExitError
 			if !errors.As(err, &exit) || exit.ExitCode() != tt.code || !strings.Contains(string(out), tt.says) {

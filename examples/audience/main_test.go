@@ -6,6 +6,6 @@ import (
 	"github.com/consentd/consentd/internal/daemontest"
 )
 
-// The test binary doubles as consentd (see daemontest): the audience travels
+// The tests start the consentd binary (see daemontest): the audience travels
 // over real TCP to a real daemon.
 func TestMain(m *testing.M) { daemontest.Main(m) }

@@ -80,7 +80,7 @@ func startEntitlementStack(b *testing.B, tokens, withPolicy bool) *entitlementSt
 	}
 	// The store and cache as serve opens them, so the benchmark follows
 	// any change to how they are wired.
-	st, err := openStore(context.Background(), config{dataDir: filepath.Join(dir, "data"), cacheBytes: 16 << 20}, keys.Check(), history, log)
+	st, err := openStore(context.Background(), Config{DataDir: filepath.Join(dir, "data"), CacheBytes: 16 << 20}, keys.Check(), history, log)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func benchSecurity(b *testing.B, dir string, purposes *consent.Registry, log *sl
 		return sec, callers
 	}
 	var err error
-	if sec, err = loadSecurity(config{tokensFile: tokensfile.Write(b, callers)}); err != nil {
+	if sec, err = loadSecurity(Config{TokensFile: tokensfile.Write(b, callers)}); err != nil {
 		b.Fatal(err)
 	}
 	if !withPolicy {

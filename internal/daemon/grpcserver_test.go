@@ -22,88 +22,7 @@ import (
 
 	"github.com/consentd/consentd/internal/tokensfile"
 	pb "github.com/consentd/consentd/proto/consent/v1"
-	"github.com/consentd/consentd/server"
 )
-
-func TestServerLimitFlags(t *testing.T) {
-	defaults := serverLimits{
-		audience:             server.AudienceLimits{Window: 256 << 10, MaxStreams: 256, MaxBytes: 64 << 20, CallerShare: 0.5},
-		maxRecvBytes:         4 << 20,
-		maxConcurrentStreams: 1000,
-		streamWindow:         64 << 10,
-		keepaliveMinTime:     15 * time.Second,
-		keepaliveTime:        time.Minute,
-		keepaliveTimeout:     20 * time.Second,
-		maxConnIdle:          15 * time.Minute,
-		maxConnAge:           time.Hour,
-	}
-	with := func(f func(*serverLimits)) serverLimits {
-		l := defaults
-		f(&l)
-		return l
-	}
-	for _, tc := range []struct {
-		name    string
-		args    []string
-		env     map[string]string
-		want    serverLimits
-		wantErr string
-	}{
-		{name: "defaults", want: defaults},
-		{name: "flags", args: []string{"--audience-window-bytes", "1048576", "--audience-max-streams", "10", "--audience-max-bytes", "10485760",
-			"--audience-caller-share", "1", "--grpc-max-recv-bytes", "1048576", "--grpc-max-concurrent-streams", "7", "--grpc-stream-window-bytes", "131072",
-			"--grpc-keepalive-min-time", "1s", "--grpc-keepalive-time", "2s", "--grpc-keepalive-timeout", "3s",
-			"--grpc-max-connection-idle", "0", "--grpc-max-connection-age", "0", "--grpc-max-connection-age-grace", "5m"},
-			want: serverLimits{
-				audience:     server.AudienceLimits{Window: 1 << 20, MaxStreams: 10, MaxBytes: 10 << 20, CallerShare: 1},
-				maxRecvBytes: 1 << 20, maxConcurrentStreams: 7, streamWindow: 128 << 10,
-				keepaliveMinTime: time.Second, keepaliveTime: 2 * time.Second, keepaliveTimeout: 3 * time.Second,
-				maxConnAgeGrace: 5 * time.Minute,
-			}},
-		{name: "environment", env: map[string]string{"CONSENTD_AUDIENCE_MAX_STREAMS": "12", "CONSENTD_GRPC_MAX_CONNECTION_AGE": "0"},
-			want: with(func(l *serverLimits) { l.audience.MaxStreams, l.maxConnAge = 12, 0 })},
-		{name: "window too small", args: []string{"--audience-window-bytes", "100"},
-			wantErr: "-audience-window-bytes: want at least 1024 bytes, got 100"},
-		{name: "no stream", args: []string{"--audience-max-streams", "0"},
-			wantErr: "-audience-max-streams: want at least 1, got 0"},
-		{name: "budget smaller than a window", args: []string{"--audience-max-bytes", "1024"},
-			wantErr: "-audience-max-bytes: want at least -audience-window-bytes (262144), got 1024"},
-		{name: "no share", env: map[string]string{"CONSENTD_AUDIENCE_CALLER_SHARE": "0"},
-			wantErr: "-audience-caller-share: want more than 0 and at most 1, got 0 (set by $CONSENTD_AUDIENCE_CALLER_SHARE)"},
-		{name: "share over 1", args: []string{"--audience-caller-share", "1.5"},
-			wantErr: "-audience-caller-share: want more than 0 and at most 1, got 1.5"},
-		{name: "message size over gRPC's", args: []string{"--grpc-max-recv-bytes", "4294967296"},
-			wantErr: "-grpc-max-recv-bytes: want 1024 to 2147483647, got 4294967296"},
-		{name: "no stream per connection", args: []string{"--grpc-max-concurrent-streams", "0"},
-			wantErr: "-grpc-max-concurrent-streams: want 1 to 4294967295, got 0"},
-		{name: "window below HTTP/2's", args: []string{"--grpc-stream-window-bytes", "1024"},
-			wantErr: "-grpc-stream-window-bytes: want 65535 to 2147483647, got 1024"},
-		{name: "no ping interval", args: []string{"--grpc-keepalive-min-time", "0"},
-			wantErr: "-grpc-keepalive-min-time: must be positive (gRPC reads 0 as 5m)"},
-		{name: "pings too often", args: []string{"--grpc-keepalive-time", "10ms"},
-			wantErr: "-grpc-keepalive-time: want at least 1s, got 10ms"},
-		{name: "no ping timeout", args: []string{"--grpc-keepalive-timeout", "0"},
-			wantErr: "-grpc-keepalive-timeout: want at least 1s, got 0s"},
-		{name: "negative age", args: []string{"--grpc-max-connection-age", "-1s"},
-			wantErr: "-grpc-max-connection-age: must not be negative (0 is never)"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := parseFlags(tc.args, envOf(tc.env), io.Discard)
-			if tc.wantErr != "" {
-				if err == nil || err.Error() != tc.wantErr {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if diff := cmp.Diff(tc.want, c.limits, cmp.AllowUnexported(serverLimits{})); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
-	}
-}
 
 func dialDaemon(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
@@ -130,7 +49,7 @@ func batchOf(n, size int) *pb.BatchCheckRequest {
 // refused with RESOURCE_EXHAUSTED and consentd goes on serving; the limit
 // is the flag's.
 func TestMaxRecvBytes(t *testing.T) {
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json"})
+	d := startDaemon(t, testConfig(t))
 	conn := dialDaemon(t, d.addr)
 	check := pb.NewCheckServiceClient(conn)
 	ctx := t.Context()
@@ -157,7 +76,9 @@ func TestMaxRecvBytes(t *testing.T) {
 		t.Errorf("a Check after the refusal: %v", err)
 	}
 
-	d2 := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json", "--grpc-max-recv-bytes", "1048576"})
+	cfg := testConfig(t)
+	cfg.Limits.MaxRecvBytes = 1 << 20
+	d2 := startDaemon(t, cfg)
 	check2 := pb.NewCheckServiceClient(dialDaemon(t, d2.addr))
 	if _, err := check2.BatchCheck(ctx, batchOf(4000, 320)); status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("a 1.3 MB BatchCheck with --grpc-max-recv-bytes=1048576: %v, want RESOURCE_EXHAUSTED", err)
@@ -173,8 +94,9 @@ func TestMaxRecvBytes(t *testing.T) {
 // the server's cap.
 func TestAudienceCallerShare(t *testing.T) {
 	tokens := map[string]string{"ads": "ads-token", "crm": "crm-token", "dpo": "dpo-token"}
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json",
-		"--tokens", tokensfile.Write(t, tokens), "--audience-max-streams", "4"})
+	cfg := testConfig(t)
+	cfg.TokensFile, cfg.Limits.Audience.MaxStreams = tokensfile.Write(t, tokens), 4
+	d := startDaemon(t, cfg)
 	check := pb.NewCheckServiceClient(dialDaemon(t, d.addr))
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -234,7 +156,9 @@ func TestAudienceCallerShare(t *testing.T) {
 // goes on to its end (the grace is unlimited), and the client's next call
 // takes a new connection.
 func TestLongStreamOutlivesConnectionAge(t *testing.T) {
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json", "--grpc-max-connection-age", "500ms"})
+	cfg := testConfig(t)
+	cfg.Limits.MaxConnAge = 500 * time.Millisecond
+	d := startDaemon(t, cfg)
 	check := pb.NewCheckServiceClient(dialDaemon(t, d.addr))
 	ctx := t.Context()
 	s, err := check.FilterAudience(ctx)
@@ -305,8 +229,9 @@ func (c *h2conn) next(t *testing.T, d time.Duration, want func(http2.Frame) bool
 // pings a quiet connection, closes an idle one, and closes one whose
 // client pings too often.
 func TestTransportLimits(t *testing.T) {
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json",
-		"--grpc-max-concurrent-streams", "7", "--grpc-keepalive-time", "1s", "--grpc-max-connection-idle", "3s"})
+	cfg := testConfig(t)
+	cfg.Limits.MaxConcurrentStreams, cfg.Limits.KeepaliveTime, cfg.Limits.MaxConnIdle = 7, time.Second, 3*time.Second
+	d := startDaemon(t, cfg)
 	c := dialH2(t, d.addr)
 	got := map[http2.SettingID]uint32{}
 	c.next(t, 5*time.Second, func(f http2.Frame) bool {

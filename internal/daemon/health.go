@@ -1,7 +1,7 @@
 package daemon
 
 import (
-	"fmt"
+	"context"
 	"net"
 
 	"google.golang.org/grpc"
@@ -16,39 +16,27 @@ import (
 // listeners it is started and stopped with consentd; it has no interceptors,
 // so probes every few seconds neither log nor count as calls.
 type healthListener struct {
-	srv    *grpc.Server
-	addr   string
-	served chan error
-	done   chan struct{} // closed when Serve has returned
+	srv *grpc.Server
+	lis net.Listener
 }
 
-// startHealth listens on addr (host:port) and serves hs.
-func startHealth(addr string, hs *health.Server) (*healthListener, error) {
+// startHealth listens on addr (host:port), to serve hs.
+func startHealth(addr string, hs *health.Server) (*healthListener, net.Addr, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("-health-listen: %w", err)
+		return nil, nil, err
 	}
-	h := &healthListener{srv: grpc.NewServer(), addr: lis.Addr().String(), served: make(chan error, 1), done: make(chan struct{})}
+	h := &healthListener{srv: grpc.NewServer(), lis: lis}
 	healthpb.RegisterHealthServer(h.srv, hs)
-	go func() { h.served <- h.srv.Serve(lis); close(h.done) }()
-	return h, nil
+	return h, lis.Addr(), nil
 }
 
-// failed delivers the error that ended serving early; nil never does.
-func (h *healthListener) failed() <-chan error {
-	if h == nil {
-		return nil
-	}
-	return h.served
-}
+func (h *healthListener) serve() error { return h.srv.Serve(h.lis) }
 
-// close stops at once and waits for Serve to return. Health calls are
-// answered from memory, so nothing is worth waiting for, and a graceful stop
-// would wait for every open Watch stream.
-func (h *healthListener) close() {
-	if h == nil {
-		return
-	}
-	h.srv.Stop()
-	<-h.done
-}
+// shutdown is close: see there.
+func (h *healthListener) shutdown(context.Context) { h.close() }
+
+// close stops at once. Health calls are answered from memory, so nothing is
+// worth waiting for, and a graceful stop would wait for every open Watch
+// stream.
+func (h *healthListener) close() { h.srv.Stop() }

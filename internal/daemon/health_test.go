@@ -47,8 +47,9 @@ func checkHealth(t *testing.T, hc healthpb.HealthClient, service string) healthp
 // over plaintext TCP; it reports what the main listener reports, also
 // NOT_SERVING while shutting down, and stops with consentd.
 func TestHealthListener(t *testing.T) {
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0", "--log-format", "json", "--data-dir", t.TempDir(),
-		"--shutdown-timeout", "1s"})
+	cfg := testConfig(t)
+	cfg.HealthListen, cfg.ShutdownTimeout = "127.0.0.1:0", time.Second
+	d := startDaemon(t, cfg)
 	if d.health == "" || d.health == d.addr {
 		t.Fatalf("consentd serving logged health address %q (main %q):\n%s", d.health, d.addr, d.logs)
 	}
@@ -104,8 +105,10 @@ func TestHealthListenerStoreDown(t *testing.T) {
 	if err := os.WriteFile(secret, bytes.Repeat([]byte("k"), 32), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0", "--log-format", "json",
-		"--redis", "redis://" + r.Addr(), "--redis-init", "--secret-file", secret, "--partitions", "2"})
+	cfg := testConfig(t)
+	cfg.HealthListen = "127.0.0.1:0"
+	cfg.RedisURL, cfg.RedisInit, cfg.SecretFile, cfg.Partitions = "redis://"+r.Addr(), true, secret, 2
+	d := startDaemon(t, cfg)
 	_, probe := healthClient(t, d.health)
 	_, mainHC := healthClient(t, d.addr)
 	waitFor := func(want healthpb.HealthCheckResponse_ServingStatus) {
@@ -132,8 +135,10 @@ func TestHealthListenerStoreDown(t *testing.T) {
 // that cannot be listened on, stops consentd with an error naming the flag.
 func TestHealthListenerBadAddress(t *testing.T) {
 	var out bytes.Buffer
-	code := run(context.Background(), []string{"--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--health-listen", "8086"}, envOf(nil), &out)
-	if want := `-health-listen: want host:port (127.0.0.1:8080, :8080), got "8086"`; code != 2 || !strings.Contains(out.String(), want) {
+	cfg := testConfig(t)
+	cfg.HealthListen = "8086"
+	code := Run(context.Background(), cfg, &out)
+	if want := `--health-listen: want host:port (127.0.0.1:8080, :8080), got "8086"`; code != 2 || !strings.Contains(out.String(), want) {
 		t.Errorf("exit %d, output %q; want 2 and %q", code, out.String(), want)
 	}
 
@@ -143,8 +148,9 @@ func TestHealthListenerBadAddress(t *testing.T) {
 	}
 	defer taken.Close()
 	out.Reset()
-	code = run(context.Background(), []string{"--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--health-listen", taken.Addr().String()}, envOf(nil), &out)
-	if want := "-health-listen: listen tcp " + taken.Addr().String() + ": bind: address already in use"; code != 1 || !strings.Contains(out.String(), want) {
+	cfg.HealthListen = taken.Addr().String()
+	code = Run(context.Background(), cfg, &out)
+	if want := "--health-listen: listen tcp " + taken.Addr().String() + ": bind: address already in use"; code != 1 || !strings.Contains(out.String(), want) {
 		t.Errorf("exit %d, output %q; want 1 and %q", code, out.String(), want)
 	}
 }

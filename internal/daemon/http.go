@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -27,22 +26,21 @@ const (
 // closes.
 type webServer struct {
 	srv    *http.Server
-	addr   string
-	served chan error
+	lis    net.Listener
 	cancel context.CancelFunc // cancels in-flight requests on a forced stop
 
 	mu      sync.RWMutex // held for reading by every running handler
 	stopped bool
 }
 
-// startWeb listens on addr, given by flag name, and serves h.
-func startWeb(name, addr string, h http.Handler, log *slog.Logger) (*webServer, error) {
+// startWeb listens on addr, to serve h.
+func startWeb(addr string, h http.Handler, log *slog.Logger) (*webServer, net.Addr, error) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("-%s: %w", name, err)
+		return nil, nil, err
 	}
 	base, cancel := context.WithCancel(context.Background())
-	w := &webServer{addr: lis.Addr().String(), served: make(chan error, 1), cancel: cancel}
+	w := &webServer{lis: lis, cancel: cancel}
 	w.srv = &http.Server{
 		Handler:           w.gate(h),
 		ReadHeaderTimeout: httpReadHeaderTimeout,
@@ -54,9 +52,10 @@ func startWeb(name, addr string, h http.Handler, log *slog.Logger) (*webServer, 
 		// net/http's own complaints (bad TLS, panics) name peers, never URLs.
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	go func() { w.served <- w.srv.Serve(lis) }()
-	return w, nil
+	return w, lis.Addr(), nil
 }
+
+func (w *webServer) serve() error { return w.srv.Serve(w.lis) }
 
 // gate runs h with a deadline, and keeps count of running handlers so stop
 // can wait for them; after stop, requests get 503 without reaching h.
@@ -74,20 +73,9 @@ func (w *webServer) gate(h http.Handler) http.Handler {
 	})
 }
 
-// failed delivers the error that ended serving early; nil never does.
-func (w *webServer) failed() <-chan error {
-	if w == nil {
-		return nil
-	}
-	return w.served
-}
-
 // shutdown stops accepting and lets in-flight requests finish until ctx is
 // done, then cancels them. It returns once every handler has returned.
 func (w *webServer) shutdown(ctx context.Context) {
-	if w == nil {
-		return
-	}
 	if err := w.srv.Shutdown(ctx); err != nil {
 		w.cancel()
 		w.srv.Close()
@@ -97,9 +85,6 @@ func (w *webServer) shutdown(ctx context.Context) {
 
 // close stops at once, for the paths that end consentd on an error.
 func (w *webServer) close() {
-	if w == nil {
-		return
-	}
 	w.cancel()
 	w.srv.Close()
 	w.stop()

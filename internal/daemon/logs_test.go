@@ -1,4 +1,4 @@
-package daemon_test
+package daemon
 
 import (
 	"bufio"
@@ -26,7 +26,6 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
 
-	"github.com/consentd/consentd/internal/daemon"
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/logthrottle"
 	"github.com/consentd/consentd/internal/tokensfile"
@@ -60,7 +59,7 @@ func TestNoRequestValueInLogs(t *testing.T) {
 	needles := []struct{ name, value string }{{"address", leakEmail}, {"phone", leakPhone}, {"64 KiB", leakHuge()}}
 	pool := newCallerPool()
 	policy := filepath.Join(t.TempDir(), "policy.json")
-	daemon.WritePolicy(t, policy, pool.policy())
+	writePolicy(t, policy, pool.policy())
 	d := daemontest.Start(t, "--http", "127.0.0.1:0", "--log-level", "debug", "--data-dir", t.TempDir(),
 		"--tokens", tokensfile.Write(t, pool.tokens), "--policy", policy)
 	conn, err := grpc.NewClient(d.Addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -149,9 +148,9 @@ func TestNoRequestValueInLogs(t *testing.T) {
 				// that has no field 1 or does not check UTF-8 itself, may
 				// be refused for what it holds, naming it to its caller.)
 				if msg := status.Convert(err).Message(); code == codes.InvalidArgument && strings.HasPrefix(msg, "request body is not") {
-					s := daemon.NewPIIScanner([]string{leakEmail, leakPhone})
-					s.Scan("status message", []byte(msg))
-					for _, f := range s.Found() {
+					s := newPIIScanner([]string{leakEmail, leakPhone})
+					s.scan("status message", []byte(msg))
+					for _, f := range s.found {
 						t.Errorf("%s, %s with the %s: the refusal quotes the body: %s", md.FullName(), b.name, n.name, f)
 					}
 				}
@@ -224,7 +223,7 @@ func TestNoRequestValueInLogs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := daemon.NewPIIScanner([]string{leakEmail, leakPhone})
+	s := newPIIScanner([]string{leakEmail, leakPhone})
 	counted := make([]struct{ lines, suppressed int }, len(floods))
 	lines, longest := 0, 0
 	msgs := map[string]int{}
@@ -233,10 +232,10 @@ func TestNoRequestValueInLogs(t *testing.T) {
 	for sc.Scan() {
 		lines++
 		line := sc.Bytes()
-		s.Scan(fmt.Sprintf("log line %d", lines), line)
+		s.scan(fmt.Sprintf("log line %d", lines), line)
 		longest = max(longest, len(line)+1)
-		if len(line)+1 > daemon.MaxLogLine {
-			t.Errorf("log line %d is %d bytes, more than %d: %.200s…", lines, len(line)+1, daemon.MaxLogLine, line)
+		if len(line)+1 > maxLogLine {
+			t.Errorf("log line %d is %d bytes, more than %d: %.200s…", lines, len(line)+1, maxLogLine, line)
 		}
 		var rec struct {
 			Msg, Caller, Reason, Code string
@@ -257,7 +256,7 @@ func TestNoRequestValueInLogs(t *testing.T) {
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range s.Found() {
+	for _, f := range s.found {
 		t.Errorf("request value found in %s", f)
 	}
 	for _, want := range []string{"rpc", "http", "permission denied", "unauthenticated call"} {

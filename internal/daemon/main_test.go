@@ -1,4 +1,4 @@
-package daemon_test
+package daemon
 
 import (
 	"testing"
@@ -6,7 +6,7 @@ import (
 	"github.com/consentd/consentd/internal/daemontest"
 )
 
-// TestMain lets this package's test binary run as consentd (daemontest.Main)
-// for the tests that need a consentd process of their own; the others run
-// consentd in the test's process. Either way goroutine leaks fail the tests.
+// TestMain: most tests run consentd in the test's process, where goroutine
+// leaks fail them; those that need a consentd process of their own run the
+// binary daemontest builds.
 func TestMain(m *testing.M) { daemontest.Main(m) }

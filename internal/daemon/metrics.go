@@ -21,7 +21,7 @@ type daemonMetrics struct {
 }
 
 // newMetrics registers everything consentd measures on a registry of its own.
-func newMetrics(c config, st *stack, purposes *consent.Registry) (*daemonMetrics, error) {
+func newMetrics(c Config, st *stack, purposes *consent.Registry) (*daemonMetrics, error) {
 	m := &daemonMetrics{reg: metrics.NewRegistry()}
 	var err error
 	if m.grpc, err = metrics.NewGRPC(m.reg); err != nil {
@@ -42,7 +42,7 @@ func newMetrics(c config, st *stack, purposes *consent.Registry) (*daemonMetrics
 			Entries: &fs.Entries, Gaps: &fs.Gaps, Resets: &fs.Resets, Errors: &fs.Errors}); err != nil {
 			return nil, err
 		}
-		if err := metrics.RegisterLease(m.reg, st.records, uint32(c.partitions), c.lease); err != nil {
+		if err := metrics.RegisterLease(m.reg, st.records, uint32(c.Partitions), c.Lease); err != nil {
 			return nil, err
 		}
 	}

@@ -39,16 +39,17 @@ func TestMetrics(t *testing.T) {
 		{name: "redis", redis: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			args := []string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json", "--data-dir", t.TempDir()}
+			cfg := testConfig(t)
+			cfg.MetricsListen = "127.0.0.1:0"
 			if tc.redis {
 				r := redistest.Start(t, redistest.Options{})
 				secret := filepath.Join(t.TempDir(), "secret")
 				if err := os.WriteFile(secret, bytes.Repeat([]byte("k"), 32), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				args = append(args, "--redis", "redis://"+r.Addr(), "--redis-init", "--secret-file", secret, "--partitions", "4")
+				cfg.RedisURL, cfg.RedisInit, cfg.SecretFile, cfg.Partitions = "redis://"+r.Addr(), true, secret, 4
 			}
-			d := startDaemon(t, args)
+			d := startDaemon(t, cfg)
 			if d.metrics == "" {
 				t.Fatalf("consentd serving logged no metrics address:\n%s", d.logs)
 			}
@@ -196,13 +197,21 @@ type daemon struct {
 	done                  chan int
 }
 
-// startDaemon runs consentd with args (which must include --log-format
-// json) until the test ends, and waits for it to serve.
-func startDaemon(t *testing.T, args []string) *daemon {
+// testConfig is what the in-process tests start from: consentd's defaults
+// with a free loopback port, a fresh data directory and JSON logs.
+func testConfig(t *testing.T) Config {
+	c := DefaultConfig()
+	c.Listen, c.DataDir, c.LogFormat = "127.0.0.1:0", t.TempDir(), "json"
+	return c
+}
+
+// startDaemon runs consentd with c (which must log JSON) until the test
+// ends, and waits for it to serve.
+func startDaemon(t *testing.T, c Config) *daemon {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemon{logs: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
-	go func() { d.done <- run(ctx, args, func(string) string { return "" }, d.logs) }()
+	go func() { d.done <- Run(ctx, c, d.logs) }()
 	t.Cleanup(func() { d.stop(t) })
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
@@ -264,8 +273,9 @@ func (s *syncBuffer) String() string {
 // consentd_cache_evictions_total counts the records dropped for room, and is
 // the cache's own count (what consentd logs when it stops).
 func TestCacheEvictions(t *testing.T) {
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--log-format", "json",
-		"--data-dir", t.TempDir(), "--cache-bytes", "4096"})
+	cfg := testConfig(t)
+	cfg.MetricsListen, cfg.CacheBytes = "127.0.0.1:0", 4096
+	d := startDaemon(t, cfg)
 	c, err := client.New(d.addr)
 	if err != nil {
 		t.Fatal(err)

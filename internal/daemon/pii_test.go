@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -230,9 +231,9 @@ func TestNoRawContactAtRest(t *testing.T) {
 				"dpo-tool": {"rpcs": ["*"], "purposes": ["*"]},
 				"mailer": {"rpcs": ["Check"], "purposes": ["email_marketing"]}
 			}}`)
-			args := []string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
-				"--log-format", "json", "--log-level", "debug", "--data-dir", dataDir,
-				"--tokens", tokensfile.Write(t, tokens), "--policy", policy}
+			cfg := testConfig(t)
+			cfg.MetricsListen, cfg.HTTP, cfg.LogLevel, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", slog.LevelDebug, dataDir
+			cfg.TokensFile, cfg.PolicyFile = tokensfile.Write(t, tokens), policy
 			var r *redistest.Server
 			if tc.redis {
 				r = redistest.Start(t, redistest.Options{})
@@ -240,9 +241,9 @@ func TestNoRawContactAtRest(t *testing.T) {
 				if err := os.WriteFile(secret, bytes.Repeat([]byte("k"), 32), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				args = append(args, "--redis", "redis://"+r.Addr(), "--redis-init", "--secret-file", secret, "--partitions", "4")
+				cfg.RedisURL, cfg.RedisInit, cfg.SecretFile, cfg.Partitions = "redis://"+r.Addr(), true, secret, 4
 			}
-			d := startDaemon(t, args)
+			d := startDaemon(t, cfg)
 			s := newPIIScanner(piiContacts)
 			scrape, responses := drivePII(t, d, tokens)
 			s.scan("metrics scrape", []byte(scrape))

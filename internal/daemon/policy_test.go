@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -55,8 +56,9 @@ func policyDaemon(t *testing.T) (d *daemon, policyFile string, callers map[strin
 	tokens := map[string]string{"ads-agency": "ads-token", "mailer": "mail-token", "crm": "crm-token", "dpo-tool": "dpo-token", "stranger": "stranger-token"}
 	policyFile = filepath.Join(t.TempDir(), "policy.json")
 	writePolicy(t, policyFile, testPolicy)
-	d = startDaemon(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json", "--log-level", "debug",
-		"--tokens", tokensfile.Write(t, tokens), "--policy", policyFile})
+	cfg := testConfig(t)
+	cfg.LogLevel, cfg.TokensFile, cfg.PolicyFile = slog.LevelDebug, tokensfile.Write(t, tokens), policyFile
+	d = startDaemon(t, cfg)
 	callers = map[string]*client.Client{}
 	for name, token := range tokens {
 		c, err := client.New(d.addr, client.WithBearerToken(token), client.WithTimeout(5*time.Second))
@@ -193,19 +195,21 @@ func TestPolicyRefusedAtStart(t *testing.T) {
 		return p
 	}
 	for _, tc := range []struct {
-		name string
-		args []string
-		want string
+		name   string
+		tokens string
+		policy string
+		want   string
 	}{
-		{"without identity", []string{"--policy", file("ok.json", `{"callers": {}}`)}, "-policy: needs caller identity (-tokens or -client-ca)"},
-		{"unknown RPC", []string{"--tokens", tokens, "--policy", file("rpc.json", `{"callers": {"a": {"rpcs": ["Delete"]}}}`)}, `callers.a.rpcs: unknown RPC "Delete"`},
-		{"unknown purpose", []string{"--tokens", tokens, "--policy", file("p.json", `{"callers": {"a": {"purposes": ["spam"]}}}`)}, `callers.a.purposes: unknown purpose "spam"`},
-		{"unknown field", []string{"--tokens", tokens, "--policy", file("f.json", `{"callers": {"a": {"rpcs": []}}, "version": 2}`)}, `unknown field "version"`},
-		{"missing file", []string{"--tokens", tokens, "--policy", filepath.Join(dir, "nope.json")}, "-policy: stat " + filepath.Join(dir, "nope.json")},
+		{"without identity", "", file("ok.json", `{"callers": {}}`), "--policy: needs caller identity (--tokens or --client-ca)"},
+		{"unknown RPC", tokens, file("rpc.json", `{"callers": {"a": {"rpcs": ["Delete"]}}}`), `callers.a.rpcs: unknown RPC "Delete"`},
+		{"unknown purpose", tokens, file("p.json", `{"callers": {"a": {"purposes": ["spam"]}}}`), `callers.a.purposes: unknown purpose "spam"`},
+		{"unknown field", tokens, file("f.json", `{"callers": {"a": {"rpcs": []}}, "version": 2}`), `unknown field "version"`},
+		{"missing file", tokens, filepath.Join(dir, "nope.json"), "--policy: stat " + filepath.Join(dir, "nope.json")},
 	} {
 		var out bytes.Buffer
-		args := append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, tc.args...)
-		if code := run(context.Background(), args, envOf(nil), &out); code != 2 || !strings.Contains(out.String(), tc.want) {
+		cfg := testConfig(t)
+		cfg.TokensFile, cfg.PolicyFile = tc.tokens, tc.policy
+		if code := Run(context.Background(), cfg, &out); code != 2 || !strings.Contains(out.String(), tc.want) {
 			t.Errorf("%s: exit %d, output %q; want 2 and %q", tc.name, code, out.String(), tc.want)
 		}
 	}

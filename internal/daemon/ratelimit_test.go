@@ -39,8 +39,9 @@ func TestRateLimit(t *testing.T) {
 	tokens := map[string]string{"mailer": "mail-token", "crm": "crm-token", "ads-agency": "ads-token"}
 	file := filepath.Join(t.TempDir(), "policy.json")
 	writePolicy(t, file, rateLimitPolicy(5, `"sales_outreach"`))
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir", t.TempDir(),
-		"--log-format", "json", "--tokens", tokensfile.Write(t, tokens), "--policy", file})
+	cfg := testConfig(t)
+	cfg.MetricsListen, cfg.TokensFile, cfg.PolicyFile = "127.0.0.1:0", tokensfile.Write(t, tokens), file
+	d := startDaemon(t, cfg)
 	c := map[string]*client.Client{}
 	for name, token := range tokens {
 		cl, err := client.New(d.addr, client.WithBearerToken(token), client.WithTimeout(5*time.Second))

@@ -15,7 +15,7 @@ import (
 	"github.com/consentd/consentd/internal/policy"
 )
 
-// loadPolicy reads the -policy file, its purposes checked against the
+// loadPolicy reads the --policy file, its purposes checked against the
 // registry.
 func loadPolicy(path string, purposes *consent.Registry, log *slog.Logger) (*policy.Guard, error) {
 	names := make([]string, 0, len(purposes.All()))
@@ -24,7 +24,7 @@ func loadPolicy(path string, purposes *consent.Registry, log *slog.Logger) (*pol
 	}
 	g, err := policy.Load(path, names, log)
 	if err != nil {
-		return nil, fmt.Errorf("-policy: %w", err)
+		return nil, fmt.Errorf("--policy: %w", err)
 	}
 	return g, nil
 }
@@ -35,52 +35,52 @@ type security struct {
 	tls    *tls.Config
 	tokens *caller.BearerTokens
 	// policy, when set, limits each caller to the RPCs and purposes of
-	// -policy; nil: every identified caller may do everything.
+	// --policy; nil: every identified caller may do everything.
 	policy *policy.Guard
 }
 
 // checkSecurity refuses flag combinations that make no sense.
-func (c config) checkSecurity() error {
+func (c Config) checkSecurity() error {
 	switch {
-	case c.tlsCert != "" && c.tlsKey == "":
-		return fmt.Errorf("-tls-cert: needs -tls-key (the certificate's private key)")
-	case c.tlsKey != "" && c.tlsCert == "":
-		return fmt.Errorf("-tls-key: needs -tls-cert (the server certificate)")
-	case c.clientCA != "" && c.tlsCert == "":
-		return fmt.Errorf("-client-ca: needs -tls-cert and -tls-key: client certificates are verified only over TLS")
-	case c.policyFile != "" && c.tokensFile == "" && c.clientCA == "":
-		return fmt.Errorf("-policy: needs caller identity (-tokens or -client-ca): entitlements are per caller")
+	case c.TLSCert != "" && c.TLSKey == "":
+		return fmt.Errorf("--tls-cert: needs --tls-key (the certificate's private key)")
+	case c.TLSKey != "" && c.TLSCert == "":
+		return fmt.Errorf("--tls-key: needs --tls-cert (the server certificate)")
+	case c.ClientCA != "" && c.TLSCert == "":
+		return fmt.Errorf("--client-ca: needs --tls-cert and --tls-key: client certificates are verified only over TLS")
+	case c.PolicyFile != "" && c.TokensFile == "" && c.ClientCA == "":
+		return fmt.Errorf("--policy: needs caller identity (--tokens or --client-ca): entitlements are per caller")
 	}
 	return nil
 }
 
 // loadSecurity reads the certificates and the tokens file the flags name.
-func loadSecurity(c config) (security, error) {
+func loadSecurity(c Config) (security, error) {
 	var s security
-	if c.tokensFile != "" {
-		t, err := caller.LoadBearerTokens(c.tokensFile)
+	if c.TokensFile != "" {
+		t, err := caller.LoadBearerTokens(c.TokensFile)
 		if err != nil {
-			return s, fmt.Errorf("-tokens: %w", err)
+			return s, fmt.Errorf("--tokens: %w", err)
 		}
 		s.tokens = t
 	}
-	if c.tlsCert == "" {
+	if c.TLSCert == "" {
 		return s, nil
 	}
-	cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+	cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
 	if err != nil {
-		return s, fmt.Errorf("-tls-cert, -tls-key: %w", err)
+		return s, fmt.Errorf("--tls-cert, --tls-key: %w", err)
 	}
 	// TLS 1.3 is negotiated whenever the client offers it; 1.2 is the floor.
 	s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if c.clientCA != "" {
-		pem, err := os.ReadFile(c.clientCA)
+	if c.ClientCA != "" {
+		pem, err := os.ReadFile(c.ClientCA)
 		if err != nil {
-			return s, fmt.Errorf("-client-ca: %w", err)
+			return s, fmt.Errorf("--client-ca: %w", err)
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return s, fmt.Errorf("-client-ca: %s holds no PEM certificate", c.clientCA)
+			return s, fmt.Errorf("--client-ca: %s holds no PEM certificate", c.ClientCA)
 		}
 		s.tls.ClientCAs = pool
 		s.tls.ClientAuth = tls.RequireAndVerifyClientCert

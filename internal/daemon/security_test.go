@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/url"
@@ -159,9 +160,10 @@ func TestMutualTLS(t *testing.T) {
 	_, _, cnOnly := ca.issue(t, "crm-dialer", "", false)
 	_, _, stranger := other.issue(t, "crm-dialer", "spiffe://example.org/ns/evil", false)
 
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--health-listen", "127.0.0.1:0", "--data-dir", t.TempDir(),
-		"--log-format", "json", "--log-level", "debug",
-		"--tls-cert", serverCert, "--tls-key", serverKey, "--client-ca", ca.file})
+	cfg := testConfig(t)
+	cfg.HealthListen, cfg.LogLevel = "127.0.0.1:0", slog.LevelDebug
+	cfg.TLSCert, cfg.TLSKey, cfg.ClientCA = serverCert, serverKey, ca.file
+	d := startDaemon(t, cfg)
 	withCert := func(certs ...tls.Certificate) client.Option {
 		return client.WithTLS(&tls.Config{RootCAs: ca.pool, Certificates: certs, MinVersion: tls.VersionTLS13})
 	}
@@ -216,8 +218,9 @@ func TestMutualTLS(t *testing.T) {
 // name, never with a token; health checks on the main listener stay open.
 func TestBearerTokens(t *testing.T) {
 	const good, wrong = "s3cret-mailer-token-8f2c", "s3cret-guessed-token-0000"
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json", "--log-level", "debug",
-		"--tokens", tokensfile.Write(t, map[string]string{"mailer": good, "crm": "another-token"})})
+	cfg := testConfig(t)
+	cfg.LogLevel, cfg.TokensFile = slog.LevelDebug, tokensfile.Write(t, map[string]string{"mailer": good, "crm": "another-token"})
+	d := startDaemon(t, cfg)
 
 	for _, tc := range []struct {
 		name string
@@ -273,8 +276,10 @@ func TestBearerTokens(t *testing.T) {
 func TestBearerTokenOverTLS(t *testing.T) {
 	ca := newTestCA(t, "consentd-test")
 	serverCert, serverKey, _ := ca.issue(t, "consentd", "", true)
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir(), "--log-format", "json", "--log-level", "debug",
-		"--tls-cert", serverCert, "--tls-key", serverKey, "--tokens", tokensfile.Write(t, map[string]string{"ads-agency": "agency-token"})})
+	cfg := testConfig(t)
+	cfg.LogLevel, cfg.TLSCert, cfg.TLSKey = slog.LevelDebug, serverCert, serverKey
+	cfg.TokensFile = tokensfile.Write(t, map[string]string{"ads-agency": "agency-token"})
+	d := startDaemon(t, cfg)
 	tlsOpt := client.WithTLS(&tls.Config{RootCAs: ca.pool, ServerName: "localhost"})
 	if code, err := check(t, d.addr, tlsOpt); code != codes.Unauthenticated {
 		t.Errorf("TLS without a token: code %v (%v), want Unauthenticated", code, err)
@@ -299,24 +304,24 @@ func TestSecurityFlagsRefused(t *testing.T) {
 	if err := os.WriteFile(malformed, []byte("# callers\nmailer "+hex.EncodeToString(h[:])+"\ncrm not-hex\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	otherKey := writeKey(t, dir)
 	for _, tc := range []struct {
 		name string
-		args []string
-		env  map[string]string
+		set  func(*Config)
 		want string
 	}{
-		{"cert without key", []string{"--tls-cert", cert}, nil, "-tls-cert: needs -tls-key"},
-		{"key without cert", []string{"--tls-key", key}, nil, "-tls-key: needs -tls-cert"},
-		{"client CA without cert", []string{"--client-ca", ca.file}, nil, "-client-ca: needs -tls-cert and -tls-key"},
-		{"from the environment", nil, map[string]string{"CONSENTD_TLS_CERT": cert}, "-tls-cert: needs -tls-key (the certificate's private key) (set by $CONSENTD_TLS_CERT)"},
-		{"key of another certificate", []string{"--tls-cert", cert, "--tls-key", writeKey(t, dir)}, nil, "-tls-cert, -tls-key: tls: private key does not match public key"},
-		{"client CA not PEM", []string{"--tls-cert", cert, "--tls-key", key, "--client-ca", malformed}, nil, "-client-ca: " + malformed + " holds no PEM certificate"},
-		{"malformed tokens file", []string{"--tokens", malformed}, nil, "-tokens: " + malformed + `:3: caller "crm": want the token's SHA-256 as 64 hex digits`},
-		{"missing tokens file", []string{"--tokens", filepath.Join(dir, "nope")}, nil, "-tokens: open " + filepath.Join(dir, "nope")},
+		{"cert without key", func(c *Config) { c.TLSCert = cert }, "--tls-cert: needs --tls-key"},
+		{"key without cert", func(c *Config) { c.TLSKey = key }, "--tls-key: needs --tls-cert"},
+		{"client CA without cert", func(c *Config) { c.ClientCA = ca.file }, "--client-ca: needs --tls-cert and --tls-key"},
+		{"key of another certificate", func(c *Config) { c.TLSCert, c.TLSKey = cert, otherKey }, "--tls-cert, --tls-key: tls: private key does not match public key"},
+		{"client CA not PEM", func(c *Config) { c.TLSCert, c.TLSKey, c.ClientCA = cert, key, malformed }, "--client-ca: " + malformed + " holds no PEM certificate"},
+		{"malformed tokens file", func(c *Config) { c.TokensFile = malformed }, "--tokens: " + malformed + `:3: caller "crm": want the token's SHA-256 as 64 hex digits`},
+		{"missing tokens file", func(c *Config) { c.TokensFile = filepath.Join(dir, "nope") }, "--tokens: open " + filepath.Join(dir, "nope")},
 	} {
 		var out bytes.Buffer
-		args := append([]string{"--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, tc.args...)
-		if code := run(context.Background(), args, envOf(tc.env), &out); code != 2 || !strings.Contains(out.String(), tc.want) {
+		cfg := testConfig(t)
+		tc.set(&cfg)
+		if code := Run(context.Background(), cfg, &out); code != 2 || !strings.Contains(out.String(), tc.want) {
 			t.Errorf("%s: exit %d, output %q; want 2 and %q", tc.name, code, out.String(), tc.want)
 		}
 	}

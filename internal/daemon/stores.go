@@ -53,15 +53,15 @@ func (s *stack) Close() error {
 
 // openStore opens the embedded store, or Redis when one is configured, and
 // puts the cache in front of it.
-func openStore(ctx context.Context, c config, secretCheck string, ch *chain.Key, log *slog.Logger) (*stack, error) {
+func openStore(ctx context.Context, c Config, secretCheck string, ch *chain.Key, log *slog.Logger) (*stack, error) {
 	if !c.usesRedis() {
-		st, err := store.OpenEmbedded(c.dataDir, ch)
+		st, err := store.OpenEmbedded(c.DataDir, ch)
 		if err != nil {
 			return nil, err
 		}
 		s := &stack{kind: "embedded", backend: st, calls: c.deadlines(st), closers: []func() error{st.Close}}
 		// Writes are local and reported in order: no lease is needed.
-		records, err := cache.New(s.calls, cache.Config{MaxBytes: c.cacheBytes, Partitions: 1})
+		records, err := cache.New(s.calls, cache.Config{MaxBytes: c.CacheBytes, Partitions: 1})
 		if err != nil {
 			s.Close()
 			return nil, err
@@ -85,14 +85,14 @@ func openStore(ctx context.Context, c config, secretCheck string, ch *chain.Key,
 	// been wiped), a Redis of another deployment, and unsafe settings: each
 	// stops consentd before it listens, with the store's message.
 	st, err := store.OpenRedis(ctx, rdb, store.RedisConfig{
-		Partitions: uint32(c.partitions), SecretCheck: secretCheck, WaitReplicas: c.redisWaitReplicas,
-		WaitTimeout: c.waitTimeout(), Chain: ch, Init: c.redisInit, OperatorChecksSettings: c.redisOperatorChecksSettings})
+		Partitions: uint32(c.Partitions), SecretCheck: secretCheck, WaitReplicas: c.RedisWaitReplicas,
+		WaitTimeout: c.waitTimeout(), Chain: ch, Init: c.RedisInit, OperatorChecksSettings: c.RedisOperatorChecksSettings})
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
 	s.backend, s.calls, s.audit = st, c.deadlines(st), st.AuditStats()
-	records, err := cache.New(s.calls, cache.Config{MaxBytes: c.cacheBytes, Partitions: st.Partitions(), Lease: c.lease})
+	records, err := cache.New(s.calls, cache.Config{MaxBytes: c.CacheBytes, Partitions: st.Partitions(), Lease: c.Lease})
 	if err != nil {
 		s.Close()
 		return nil, err
@@ -104,36 +104,36 @@ func openStore(ctx context.Context, c config, secretCheck string, ch *chain.Key,
 	st.OnChange(func(k consent.Key, _ consent.ConsistencyToken) { records.Drop(k) })
 	// The feed keeps one connection per partition blocked in XREAD, so it
 	// gets a client, and a pool, of its own.
-	feedClient, err := redisClient(c, password, int(c.partitions)+4)
+	feedClient, err := redisClient(c, password, int(c.Partitions)+4)
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
 	s.closers = append(s.closers, feedClient.Close)
-	s.feed = store.NewFeed(feedClient, st.Partitions(), records, store.FeedConfig{Block: c.lease / 8, Logger: log})
+	s.feed = store.NewFeed(feedClient, st.Partitions(), records, store.FeedConfig{Block: c.Lease / 8, Logger: log})
 	return s, nil
 }
 
-func redisPassword(c config) (string, error) {
-	if c.redisPasswordFile != "" {
-		b, err := os.ReadFile(c.redisPasswordFile)
+func redisPassword(c Config) (string, error) {
+	if c.RedisPasswordFile != "" {
+		b, err := os.ReadFile(c.RedisPasswordFile)
 		if err != nil {
 			return "", fmt.Errorf("redis password: %w", err)
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
-	return c.redisPassword, nil
+	return c.RedisPassword, nil
 }
 
 // redisClient builds the client for whichever Redis flag is set. pool, when
 // > 0, sets the connection pool size.
-func redisClient(c config, password string, pool int) (redis.UniversalClient, error) {
+func redisClient(c Config, password string, pool int) (redis.UniversalClient, error) {
 	t := c.redisTimeouts()
 	switch {
-	case c.redisURL != "":
-		o, err := redis.ParseURL(c.redisURL)
+	case c.RedisURL != "":
+		o, err := redis.ParseURL(c.RedisURL)
 		if err != nil {
-			return nil, fmt.Errorf("-redis: %w", err)
+			return nil, fmt.Errorf("--redis: %w", err)
 		}
 		if password != "" {
 			o.Password = password
@@ -144,16 +144,16 @@ func redisClient(c config, password string, pool int) (redis.UniversalClient, er
 		o.ContextTimeoutEnabled, o.MaxRetries = true, t.retries
 		o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = t.socket, t.socket, t.socket, t.socket
 		return redis.NewClient(o), nil
-	case c.redisSentinel != "":
-		master, addrs, ok := strings.Cut(c.redisSentinel, "@")
+	case c.RedisSentinel != "":
+		master, addrs, ok := strings.Cut(c.RedisSentinel, "@")
 		if !ok || master == "" || addrs == "" {
-			return nil, fmt.Errorf("-redis-sentinel: want MASTER@host:port,..., got %q", c.redisSentinel)
+			return nil, fmt.Errorf("--redis-sentinel: want MASTER@host:port,..., got %q", c.RedisSentinel)
 		}
 		return redis.NewFailoverClient(&redis.FailoverOptions{MasterName: master, SentinelAddrs: strings.Split(addrs, ","),
 			Password: password, PoolSize: pool, ContextTimeoutEnabled: true, MaxRetries: t.retries,
 			DialTimeout: t.socket, ReadTimeout: t.socket, WriteTimeout: t.socket, PoolTimeout: t.socket}), nil
 	default:
-		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(c.redisCluster, ","), Password: password, PoolSize: pool,
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(c.RedisCluster, ","), Password: password, PoolSize: pool,
 			ContextTimeoutEnabled: true, MaxRetries: t.retries,
 			DialTimeout: t.socket, ReadTimeout: t.socket, WriteTimeout: t.socket, PoolTimeout: t.socket}), nil
 	}
@@ -175,18 +175,18 @@ type redisTimeouts struct {
 	retries int
 }
 
-func (c config) redisTimeouts() redisTimeouts {
-	return redisTimeouts{socket: max(c.storeReadTimeout, c.storeWriteTimeout), retries: 2}
+func (c Config) redisTimeouts() redisTimeouts {
+	return redisTimeouts{socket: max(c.StoreReadTimeout, c.StoreWriteTimeout), retries: 2}
 }
 
 // waitTimeout is how long WAIT (--redis-wait-replicas) waits for replicas:
 // half the write's deadline at most, so a write that waited in vain still
 // answers, refused, before the deadline cuts it off.
-func (c config) waitTimeout() time.Duration {
-	return min(time.Second, c.storeWriteTimeout/2)
+func (c Config) waitTimeout() time.Duration {
+	return min(time.Second, c.StoreWriteTimeout/2)
 }
 
 // deadlines is the store st with this configuration's store timeouts.
-func (c config) deadlines(st timedBackend) deadlines {
-	return deadlines{store: st, read: c.storeReadTimeout, write: c.storeWriteTimeout}
+func (c Config) deadlines(st timedBackend) deadlines {
+	return deadlines{store: st, read: c.StoreReadTimeout, write: c.StoreWriteTimeout}
 }

@@ -21,15 +21,15 @@ import (
 )
 
 // checkTracing refuses tracing flags no flag parser catches.
-func (c config) checkTracing() error {
+func (c Config) checkTracing() error {
 	// NaN fails both comparisons.
-	if !(c.traceSampleRatio >= 0 && c.traceSampleRatio <= 1) {
-		return fmt.Errorf("-trace-sample-ratio: want 0 to 1, got %v", c.traceSampleRatio)
+	if !(c.TraceSampleRatio >= 0 && c.TraceSampleRatio <= 1) {
+		return fmt.Errorf("--trace-sample-ratio: want 0 to 1, got %v", c.TraceSampleRatio)
 	}
-	if c.otlpEndpoint == "" {
+	if c.OTLPEndpoint == "" {
 		return nil
 	}
-	_, _, err := otlpTarget(c.otlpEndpoint)
+	_, _, err := otlpTarget(c.OTLPEndpoint)
 	return err
 }
 
@@ -43,7 +43,7 @@ func otlpTarget(endpoint string) (hostport string, insecure bool, err error) {
 		hostport, insecure = strings.TrimSuffix(rest, "/"), scheme == "http"
 	}
 	if host, port, err := net.SplitHostPort(hostport); err != nil || host == "" || port == "" || strings.ContainsAny(hostport, "/?#@") {
-		return "", false, fmt.Errorf("-otlp-endpoint: want host:port, https://host:port or http://host:port (plaintext), got %q", endpoint)
+		return "", false, fmt.Errorf("--otlp-endpoint: want host:port, https://host:port or http://host:port (plaintext), got %q", endpoint)
 	}
 	return hostport, insecure, nil
 }
@@ -62,21 +62,21 @@ func flushTraces(shutdown func(context.Context) error, log *slog.Logger) {
 }
 
 // startTracing returns the server options that trace gRPC calls to the
-// OTLP/gRPC collector at -otlp-endpoint, and a shutdown that flushes the
+// OTLP/gRPC collector at --otlp-endpoint, and a shutdown that flushes the
 // spans still buffered and stops the exporter: call it once the server has
 // stopped. Spans not sent when shutdown's ctx ends are dropped, and by the
 // time it returns every goroutine of the SDK and the exporter has ended.
-// Without -otlp-endpoint nothing is created: no options, and a shutdown that
+// Without --otlp-endpoint nothing is created: no options, and a shutdown that
 // does nothing.
 //
 // Nothing global is set (no otel.SetTracerProvider, no global propagator):
 // the provider and the propagator are handed to the stats handler, the only
 // user.
-func startTracing(ctx context.Context, c config, log *slog.Logger) ([]grpc.ServerOption, func(context.Context) error, error) {
-	if c.otlpEndpoint == "" {
+func startTracing(ctx context.Context, c Config, log *slog.Logger) ([]grpc.ServerOption, func(context.Context) error, error) {
+	if c.OTLPEndpoint == "" {
 		return nil, func(context.Context) error { return nil }, nil
 	}
-	target, insecure, err := otlpTarget(c.otlpEndpoint)
+	target, insecure, err := otlpTarget(c.OTLPEndpoint)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -89,7 +89,7 @@ func startTracing(ctx context.Context, c config, log *slog.Logger) ([]grpc.Serve
 	// loggedExporter).
 	raw, err := otlptracegrpc.New(ctx, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("-otlp-endpoint: %w", err)
+		return nil, nil, fmt.Errorf("--otlp-endpoint: %w", err)
 	}
 	abort := make(chan struct{})
 	closeAbort := sync.OnceFunc(func() { close(abort) })
@@ -99,15 +99,15 @@ func startTracing(ctx context.Context, c config, log *slog.Logger) ([]grpc.Serve
 		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "consentd"))),
 		// A caller's sampling decision (the traceparent flag) is kept, so a
 		// trace is whole; calls that start a trace here are sampled at
-		// -trace-sample-ratio.
-		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.traceSampleRatio))),
+		// --trace-sample-ratio.
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(c.TraceSampleRatio))),
 	)
 	h := otelgrpc.NewServerHandler(
 		otelgrpc.WithTracerProvider(tp),
 		// W3C trace context only: baggage is whatever a caller chose to
 		// send (it could be a contact) and nothing here needs it.
 		otelgrpc.WithPropagators(propagation.TraceContext{}),
-		// Call metrics are Prometheus's (-metrics-listen); a no-op meter
+		// Call metrics are Prometheus's (--metrics-listen); a no-op meter
 		// keeps the handler off otel's global meter provider.
 		otelgrpc.WithMeterProvider(noop.NewMeterProvider()),
 		// Requests carry raw contacts, so spans must never hold a message.

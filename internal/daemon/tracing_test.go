@@ -3,7 +3,7 @@ package daemon
 import (
 	"context"
 	"encoding/hex"
-	"io"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -81,8 +81,9 @@ var contactTracedParts = []string{"tracy", "spans@", "example.com"}
 // what reached the receiver once consentd stopped (stopping flushes).
 func TestTracing(t *testing.T) {
 	rcv := startReceiver(t)
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir", t.TempDir(),
-		"--otlp-endpoint", "http://" + rcv.addr})
+	cfg := testConfig(t)
+	cfg.OTLPEndpoint = "http://" + rcv.addr
+	d := startDaemon(t, cfg)
 
 	const (
 		traceID  = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -169,11 +170,7 @@ func TestTracingOff(t *testing.T) {
 	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://"+rcv.addr)
 	t.Setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://"+rcv.addr)
 
-	c, err := parseFlags(nil, envOf(nil), io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts, shutdown, err := startTracing(context.Background(), c, slog.New(slog.DiscardHandler))
+	opts, shutdown, err := startTracing(context.Background(), DefaultConfig(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +181,7 @@ func TestTracingOff(t *testing.T) {
 		t.Errorf("shutdown: %v", err)
 	}
 
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir", t.TempDir()})
+	d := startDaemon(t, testConfig(t))
 	cl, err := client.New(d.addr)
 	if err != nil {
 		t.Fatal(err)
@@ -202,71 +199,37 @@ func TestTracingOff(t *testing.T) {
 	}
 }
 
-// TestTracingFlags: tracing flags from the command line and the
-// environment, and the values refused.
-func TestTracingFlags(t *testing.T) {
-	type tracing struct {
-		Endpoint string
-		Ratio    float64
-		Target   string // what the exporter dials
-		Insecure bool
-	}
-	const wantEndpoint = `-otlp-endpoint: want host:port, https://host:port or http://host:port (plaintext), got `
+// TestOTLPTarget: what the exporter dials for --otlp-endpoint, and the
+// endpoints refused.
+func TestOTLPTarget(t *testing.T) {
+	const wantErr = `--otlp-endpoint: want host:port, https://host:port or http://host:port (plaintext), got `
 	for _, tc := range []struct {
-		name    string
-		args    []string
-		env     map[string]string
-		want    tracing
-		wantErr string
+		endpoint    string
+		target      string
+		insecure    bool
+		wantRefused bool
 	}{
-		{name: "off by default", want: tracing{Ratio: 1}},
-		{name: "flags", args: []string{"--otlp-endpoint", "otel-collector:4317", "--trace-sample-ratio", "0.25"},
-			want: tracing{"otel-collector:4317", 0.25, "otel-collector:4317", false}},
-		{name: "https", args: []string{"--otlp-endpoint", "https://otel-collector:4317"},
-			want: tracing{"https://otel-collector:4317", 1, "otel-collector:4317", false}},
-		{name: "http is plaintext", args: []string{"--otlp-endpoint", "http://127.0.0.1:4317/"},
-			want: tracing{"http://127.0.0.1:4317/", 1, "127.0.0.1:4317", true}},
-		{name: "environment", env: map[string]string{"CONSENTD_OTLP_ENDPOINT": "http://[::1]:4317", "CONSENTD_TRACE_SAMPLE_RATIO": "0"},
-			want: tracing{"http://[::1]:4317", 0, "[::1]:4317", true}},
-		{name: "no port", args: []string{"--otlp-endpoint", "otel-collector"}, wantErr: wantEndpoint + `"otel-collector"`},
-		{name: "no host", args: []string{"--otlp-endpoint", ":4317"}, wantErr: wantEndpoint + `":4317"`},
-		{name: "URL without port", args: []string{"--otlp-endpoint", "https://otel-collector"}, wantErr: wantEndpoint + `"https://otel-collector"`},
-		{name: "other scheme", args: []string{"--otlp-endpoint", "grpc://otel-collector:4317"}, wantErr: wantEndpoint + `"grpc://otel-collector:4317"`},
-		{name: "path", args: []string{"--otlp-endpoint", "http://otel-collector:4318/v1/traces"}, wantErr: wantEndpoint + `"http://otel-collector:4318/v1/traces"`},
-		{name: "bad endpoint from env", env: map[string]string{"CONSENTD_OTLP_ENDPOINT": "4317"},
-			wantErr: wantEndpoint + `"4317" (set by $CONSENTD_OTLP_ENDPOINT)`},
-		{name: "ratio above 1", args: []string{"--otlp-endpoint", "c:4317", "--trace-sample-ratio", "1.5"},
-			wantErr: `-trace-sample-ratio: want 0 to 1, got 1.5`},
-		{name: "negative ratio", args: []string{"--trace-sample-ratio=-0.1"},
-			wantErr: `-trace-sample-ratio: want 0 to 1, got -0.1`},
-		{name: "NaN ratio", args: []string{"--trace-sample-ratio", "NaN"},
-			wantErr: `-trace-sample-ratio: want 0 to 1, got NaN`},
-		{name: "bad ratio from env", env: map[string]string{"CONSENTD_TRACE_SAMPLE_RATIO": "2"},
-			wantErr: `-trace-sample-ratio: want 0 to 1, got 2 (set by $CONSENTD_TRACE_SAMPLE_RATIO)`},
-		{name: "not a number", env: map[string]string{"CONSENTD_TRACE_SAMPLE_RATIO": "half"},
-			wantErr: `$CONSENTD_TRACE_SAMPLE_RATIO: invalid value "half" for -trace-sample-ratio: parse error`},
+		{endpoint: "otel-collector:4317", target: "otel-collector:4317"},
+		{endpoint: "https://otel-collector:4317", target: "otel-collector:4317"},
+		{endpoint: "http://127.0.0.1:4317/", target: "127.0.0.1:4317", insecure: true},
+		{endpoint: "http://[::1]:4317", target: "[::1]:4317", insecure: true},
+		{endpoint: "otel-collector", wantRefused: true},
+		{endpoint: ":4317", wantRefused: true},
+		{endpoint: "https://otel-collector", wantRefused: true},
+		{endpoint: "grpc://otel-collector:4317", wantRefused: true},
+		{endpoint: "http://otel-collector:4318/v1/traces", wantRefused: true},
+		{endpoint: "4317", wantRefused: true},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := parseFlags(tc.args, envOf(tc.env), io.Discard)
-			if tc.wantErr != "" {
-				if err == nil || err.Error() != tc.wantErr {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
-				return
+		target, insecure, err := otlpTarget(tc.endpoint)
+		if tc.wantRefused {
+			if want := wantErr + fmt.Sprintf("%q", tc.endpoint); err == nil || err.Error() != want {
+				t.Errorf("otlpTarget(%q): %v, want %q", tc.endpoint, err, want)
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := tracing{Endpoint: c.otlpEndpoint, Ratio: c.traceSampleRatio}
-			if c.otlpEndpoint != "" {
-				if got.Target, got.Insecure, err = otlpTarget(c.otlpEndpoint); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("(-want +got):\n%s", diff)
-			}
-		})
+			continue
+		}
+		if err != nil || target != tc.target || insecure != tc.insecure {
+			t.Errorf("otlpTarget(%q) = %q, %v, %v; want %q, %v", tc.endpoint, target, insecure, err, tc.target, tc.insecure)
+		}
 	}
 }
 
@@ -280,8 +243,9 @@ func TestTracingCollectorDown(t *testing.T) {
 	}
 	down := lis.Addr().String()
 	lis.Close()
-	d := startDaemon(t, []string{"--listen", "127.0.0.1:0", "--log-format", "json", "--data-dir", t.TempDir(),
-		"--otlp-endpoint", "http://" + down})
+	cfg := testConfig(t)
+	cfg.OTLPEndpoint = "http://" + down
+	d := startDaemon(t, cfg)
 	c, err := client.New(d.addr)
 	if err != nil {
 		t.Fatal(err)

@@ -2,21 +2,21 @@
 // own (Start), and through the shell sessions the README and docs/ print
 // (DocSession, Shell).
 //
-// The test binary doubles as consentd: a package's TestMain calls Main, and
-// Start runs the test binary again as consentd, so `go test` needs nothing
-// built and signals hit a real daemon. Every process is killed by PID and
-// reaped when its test ends, whether or not the test failed.
+// Start and Command run the real consentd binary, built from cmd/consentd
+// (with the race detector when the tests have it) once per test binary, the
+// first time a test needs it: a package's TestMain calls Main. Every
+// process is killed by PID and reaped when its test ends, whether or not
+// the test failed.
 package daemontest
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,12 +25,10 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
-
-	"github.com/consentd/consentd/internal/daemon"
 )
 
-// asConsentd, set to 1, makes a test binary run as consentd (see Main).
-const asConsentd = "CONSENTD_DAEMONTEST_AS_CONSENTD"
+// binDirEnv names the directory Main made for the consentd binary.
+const binDirEnv = "CONSENTD_DAEMONTEST_BIN_DIR"
 
 const (
 	// startTimeout bounds how long consentd may take to serve.
@@ -42,26 +40,68 @@ const (
 	maxLog = 256 << 10
 )
 
-// Main is a test binary's TestMain. Started by Start or Command it runs as
-// consentd (daemon.Run, as cmd/consentd's main does: SIGINT and SIGTERM shut
-// it down gracefully) and exits with its status; otherwise it runs the tests
-// and fails them if they leak goroutines.
+// Main is a test binary's TestMain: it runs the tests, fails them if they
+// leak goroutines, and removes the consentd binary Start and Command built.
 func Main(m *testing.M) {
-	if os.Getenv(asConsentd) == "1" {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-		code := daemon.Run(ctx, os.Args[1:], os.Stderr)
-		stop()
-		os.Exit(code)
+	dir, err := os.MkdirTemp("", "consentd-daemontest-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "daemontest:", err)
+		os.Exit(1)
 	}
-	goleak.VerifyTestMain(m)
+	os.Setenv(binDirEnv, dir)
+	goleak.VerifyTestMain(m, goleak.Cleanup(func(code int) {
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}))
 }
 
-// Command returns a command that runs the test binary as consentd with args,
-// exactly as given (text logs, the default listen address): for tests of the
-// command line itself. The binary's TestMain must call Main.
-func Command(args ...string) *exec.Cmd {
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(os.Environ(), asConsentd+"=1")
+// Binary returns the path of the consentd binary, building it the first
+// time (the binary's TestMain must call Main). Tests running in parallel
+// may both build it; each links its own file and renames it into place, so
+// none runs a half-written one.
+func Binary(t testing.TB) string {
+	t.Helper()
+	dir := os.Getenv(binDirEnv)
+	if dir == "" {
+		t.Fatal("daemontest: the package's TestMain must call daemontest.Main")
+	}
+	bin := filepath.Join(dir, "consentd")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	tmp, err := os.CreateTemp(dir, "consentd-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp.Close()
+	args := []string{"-o", tmp.Name()}
+	if raceDetector {
+		args = append(args, "-race")
+	}
+	if err := goBuild(append(args, "github.com/consentd/consentd/cmd/consentd")...); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp.Name(), bin); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// goBuild runs go build with args.
+func goBuild(args ...string) error {
+	out, err := exec.Command("go", append([]string{"build"}, args...)...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// Command returns a command that runs consentd with args, exactly as given
+// (text logs, the default listen address): for tests of the command line
+// itself. The binary's TestMain must call Main.
+func Command(t testing.TB, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(Binary(t), args...)
 	cmd.SysProcAttr = sysProcAttr()
 	return cmd
 }
@@ -90,7 +130,7 @@ type Daemon struct {
 func Start(t testing.TB, args ...string) *Daemon {
 	t.Helper()
 	args = append([]string{"--log-format", "json", "--listen", "127.0.0.1:0"}, args...)
-	cmd := Command(args...)
+	cmd := Command(t, args...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -70,7 +70,7 @@ func TestKill(t *testing.T) {
 }
 
 func TestCommand(t *testing.T) {
-	out, err := Command("--nope").CombinedOutput()
+	out, err := Command(t, "--nope").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "flag provided but not defined") {
 		t.Errorf("consentd --nope: %v, %q; want exit 2 and a usage error", err, out)
 	}

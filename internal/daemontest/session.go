@@ -215,9 +215,8 @@ func replacers(replace map[string]string) (forth, back *strings.Replacer) {
 func Build(t testing.TB, pkgs ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	cmd := exec.Command("go", append([]string{"build", "-o", dir + string(filepath.Separator)}, pkgs...)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", strings.Join(pkgs, " "), err, out)
+	if err := goBuild(append([]string{"-o", dir + string(filepath.Separator)}, pkgs...)...); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
