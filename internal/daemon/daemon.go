@@ -26,6 +26,7 @@ import (
 
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/chain"
+	"github.com/consentd/consentd/internal/consistencytoken"
 	"github.com/consentd/consentd/internal/contactkey"
 	"github.com/consentd/consentd/internal/unsubscribe"
 	pb "github.com/consentd/consentd/proto/consent/v1"
@@ -335,6 +336,10 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 		return err
 	}
 	defer st.Close()
+	tokens, err := consistencytoken.NewIssuer(secret, st.backend.StoreID())
+	if err != nil {
+		return err
+	}
 
 	var m *daemonMetrics
 	if c.metricsListen != "" {
@@ -375,7 +380,7 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 		return err
 	}
 	cfg := server.Config{Keys: keys, Records: gatedRecords{g, st.records}, Store: gatedStore{g, st.calls}, Purposes: purposes,
-		Unsubscribe: unsub, UnsubscribeTTL: c.unsubscribeTTL, Audience: c.limits.audience}
+		ConsistencyTokens: tokens, Unsubscribe: unsub, UnsubscribeTTL: c.unsubscribeTTL, Audience: c.limits.audience}
 	if m != nil {
 		cfg.Decisions = m.decisions
 	}
