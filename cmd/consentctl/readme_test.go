@@ -15,8 +15,8 @@ import (
 // TestReadmeSession runs the README's consentctl session (the console block
 // after <!-- consentctl-session -->) against a fresh consentd, command by
 // command through run, and compares each output (stdout, then stderr) with
-// the README's. Times differ from run to run, so every time reads as NOW on
-// both sides. A command line may end in "; echo $?" to show the exit code.
+// the README's. Times and consistency tokens differ from run to run, so
+// every time reads as NOW and every token as TOKEN on both sides. A command line may end in "; echo $?" to show the exit code.
 func TestReadmeSession(t *testing.T) {
 	steps := daemontest.ReadmeSession(t, "consentctl-session")
 	var cmds [][]string
@@ -38,8 +38,8 @@ func TestReadmeSession(t *testing.T) {
 		if strings.HasSuffix(steps[i].Cmd, "; echo $?") {
 			fmt.Fprintln(&out, code)
 		}
-		got := timestamps.ReplaceAllString(strings.TrimRight(out.String(), "\n"), nowPlaceholder)
-		want := timestamps.ReplaceAllString(strings.TrimRight(steps[i].Want, "\n"), nowPlaceholder)
+		got := daemontest.NormaliseConsistencyTokens(timestamps.ReplaceAllString(strings.TrimRight(out.String(), "\n"), nowPlaceholder))
+		want := daemontest.NormaliseConsistencyTokens(timestamps.ReplaceAllString(strings.TrimRight(steps[i].Want, "\n"), nowPlaceholder))
 		if got != want {
 			t.Errorf("$ consentctl %s\n(-README +got):\n%s", strings.Join(args, " "), cmp.Diff(want, got))
 		}

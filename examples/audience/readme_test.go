@@ -25,6 +25,8 @@ func TestReadmeSession(t *testing.T) {
 			"go run ./cmd/consentctl":    filepath.Join(bin, "consentctl"),
 			"go run ./examples/audience": filepath.Join(bin, "audience"),
 		},
-		Normalise: func(s string) string { return timing.ReplaceAllString(s, "$1 in TIME (RATE/s)") },
+		Normalise: func(s string) string {
+			return daemontest.NormaliseConsistencyTokens(timing.ReplaceAllString(s, "$1 in TIME (RATE/s)"))
+		},
 	}.Run(t, steps)
 }
