@@ -11,6 +11,11 @@
 // tokens are refused. Tokens tell callers nothing secret and grant nothing:
 // the tag keeps a request from naming a point in history it was never
 // shown.
+//
+// The MAC is HMAC-SHA256, as for the other keys derived from the secret.
+// Keyed BLAKE3 tags in about half the time, but either is under 1% of a
+// Check served from the cache (BenchmarkCheckWarm could not tell them
+// apart): not worth a dependency.
 package consistencytoken
 
 import (
