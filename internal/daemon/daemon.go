@@ -336,7 +336,7 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 		return err
 	}
 	defer st.Close()
-	tokens, err := consistencytoken.NewIssuer(secret, st.backend.StoreID())
+	issuer, err := consistencytoken.NewIssuer(secret, st.backend.StoreID())
 	if err != nil {
 		return err
 	}
@@ -380,7 +380,7 @@ func serve(ctx context.Context, c config, sec security, purposes *consent.Regist
 		return err
 	}
 	cfg := server.Config{Keys: keys, Records: gatedRecords{g, st.records}, Store: gatedStore{g, st.calls}, Purposes: purposes,
-		ConsistencyTokens: tokens, Unsubscribe: unsub, UnsubscribeTTL: c.unsubscribeTTL, Audience: c.limits.audience}
+		ConsistencyTokens: issuer, Unsubscribe: unsub, UnsubscribeTTL: c.unsubscribeTTL, Audience: c.limits.audience}
 	if m != nil {
 		cfg.Decisions = m.decisions
 	}

@@ -110,11 +110,11 @@ func Start(t testing.TB, o Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := consistencytoken.NewIssuer(secret, st.StoreID())
+	issuer, err := consistencytoken.NewIssuer(secret, st.StoreID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := server.New(server.Config{Keys: keys, Records: c, Store: st, Purposes: purposes, ConsistencyTokens: tokens,
+	api := server.New(server.Config{Keys: keys, Records: c, Store: st, Purposes: purposes, ConsistencyTokens: issuer,
 		Unsubscribe: unsub, Now: o.Now, Audience: o.Audience})
 	api.Register(srv)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
