@@ -1,8 +1,6 @@
 package server_test
 
 import (
-	"encoding/base64"
-	"encoding/binary"
 	"path/filepath"
 	"testing"
 
@@ -14,13 +12,6 @@ import (
 	"github.com/consentd/consentd/internal/contactkey"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
-
-// versionOne is tok's text as consentd spelled it before tokens carried a
-// tag.
-func versionOne(tok consent.ConsistencyToken) string {
-	b := binary.AppendUvarint([]byte{1}, uint64(tok.Partition))
-	return base64.RawURLEncoding.EncodeToString(binary.AppendUvarint(b, tok.Seq))
-}
 
 // TestConsistencyTokensNotIssuedAreRefused: a consistency token this store
 // did not issue, in at_least_as_fresh or as a page token, is refused with
@@ -87,7 +78,6 @@ func TestConsistencyTokensNotIssuedAreRefused(t *testing.T) {
 		{"a tag bit flipped", flipped(func(t *consent.ConsistencyToken) { t.Tag ^= 1 << 17 })},
 		{"a sequence bit flipped", flipped(func(t *consent.ConsistencyToken) { t.Seq ^= 2 })},
 		{"a partition bit flipped", flipped(func(t *consent.ConsistencyToken) { t.Partition ^= 1 })},
-		{"the issued one in version 1", versionOne(issued)},
 		{"another secret", issue([]byte("another deployment's secret, 0123456789"), c.env.Store.StoreID())},
 		{"another store with this secret", issue(secret, "another store")},
 		{"another consentd", start(t).grant(t, &pb.GrantRequest{Contact: who, Purposes: []string{"email_marketing"}})},
