@@ -1,6 +1,26 @@
 // Package client is the Go client senders embed. Its helpers fail closed:
 // MaySend is true only for an explicit ALLOW, never on an error. Errors come
 // back as consent's sentinel errors, so callers branch with errors.Is.
+//
+// A sender asks before every message:
+//
+//	c, err := client.New("127.0.0.1:50051")
+//	if err != nil {
+//		return err
+//	}
+//	defer c.Close()
+//	ok, d, err := c.MaySend(ctx, "ada@example.com", "email_marketing")
+//	if !ok {
+//		return nil // not sent: err, or d.Reason, says why
+//	}
+//
+// An audience is filtered in one stream with Filter; a write (Grant,
+// Withdraw, Erase) returns a consistency token, and AtLeastAsFresh makes a
+// later Check read data at least as new as that write. The package's
+// examples (ExampleClient_MaySend, ExampleClient_Filter,
+// ExampleAtLeastAsFresh, ExampleClient_UnsubscribeURL) run against a real
+// consentd: read them in client/example_test.go or with
+// `go test -run Example -v ./client`.
 package client
 
 import (

@@ -93,7 +93,7 @@ func Decide(r *Record, p *Purpose, now time.Time) Decision {
 		return deny(ReasonExpired)
 	case g.Bundled:
 		return deny(ReasonNotSpecific)
-	case g.Source != SourceFirstParty && !p.ThirdPartyAllowed:
+	case g.FromThirdParty() && !p.ThirdPartyAllowed:
 		return deny(ReasonThirdPartyUnconfirmed)
 	case p.ReconfirmMonths > 0 && !now.Before(g.EffectiveAt().AddDate(0, p.ReconfirmMonths, 0)):
 		return deny(ReasonStale)

@@ -149,6 +149,11 @@ func TestApplyRefusesReimportAfterErasure(t *testing.T) {
 			p.Source = consent.SourceThirdParty
 			p.ThirdParty = "listco"
 		})},
+		// Only a yes known to be first-party lifts an erasure: one whose
+		// source was never recorded is third-party here as in Decide.
+		{"grant of unrecorded source after erasure", with(grant(t0.Add(2*time.Hour), "email_marketing"), func(p *consent.Proof) {
+			p.Source = consent.SourceUnspecified
+		})},
 		{"first-party grant captured before erasure", grant(t0.Add(30*time.Minute), "email_marketing")},
 		{"first-party grant captured at the erasure", grant(t0.Add(time.Hour), "email_marketing")},
 		{"grant dated after the erasure but recorded before it", with(grant(t0.Add(2*time.Hour), "email_marketing"), func(p *consent.Proof) {

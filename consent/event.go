@@ -81,6 +81,12 @@ func (p *Proof) EffectiveAt() time.Time {
 	return p.CapturedAt
 }
 
+// FromThirdParty reports whether the yes is not known to be the person's own,
+// given to the sender: a third-party source, and a source never recorded,
+// which cannot be shown to be first-party. Decide, Apply and Classify ask
+// it, so a proof is third-party to all of them or to none.
+func (p *Proof) FromThirdParty() bool { return p.Source != SourceFirstParty }
+
 // Event is one entry of a contact's history.
 type Event struct {
 	Kind      EventKind

@@ -31,12 +31,13 @@ type PurposeRecord struct {
 // erasure's or withdrawal's CapturedAt), not by arrival: a later-dated event
 // wins and a withdrawal beats a grant with the same time.
 // It refuses, with ErrSuppressed, a grant that would re-import an erased
-// contact: one from a third party, or one captured before the erasure.
+// contact: one not known to be first-party (Proof.FromThirdParty), or one
+// captured before the erasure.
 func Apply(r Record, e Event) (Record, error) {
 	switch e.Kind {
 	case EventGrant:
 		if !r.ErasedAt.IsZero() {
-			if e.Proof.Source == SourceThirdParty {
+			if e.Proof.FromThirdParty() {
 				return r, fmt.Errorf("%w: it was erased, and a third-party grant may not re-import it", ErrSuppressed)
 			}
 			if !e.Proof.EffectiveAt().After(r.ErasedAt) {

@@ -475,17 +475,17 @@ func TestBadInput(t *testing.T) {
 			return err
 		}, "contacts"},
 		{"batch: bad contact", func() error {
-			_, err := c.check.BatchCheck(ctx(t), &pb.BatchCheckRequest{Purpose: "email_marketing", Contacts: []string{"a@x", "b@x", "c@x", "\xff"}})
+			_, err := c.check.BatchCheck(ctx(t), &pb.BatchCheckRequest{Purpose: "email_marketing", Contacts: []string{"a@x.co", "b@x.co", "c@x.co", "\xff"}})
 			return err
 		}, "contacts[3]"},
 		{"batch: unknown purpose", func() error {
-			_, err := c.check.BatchCheck(ctx(t), &pb.BatchCheckRequest{Purpose: "nope", Contacts: []string{"a@x"}})
+			_, err := c.check.BatchCheck(ctx(t), &pb.BatchCheckRequest{Purpose: "nope", Contacts: []string{"a@x.co"}})
 			return err
 		}, "purpose"},
-		{"filter: unknown purpose", filter(&pb.FilterAudienceRequest{Purpose: "nope", Contacts: []string{"a@x"}}), "purpose"},
-		{"filter: no purpose", filter(&pb.FilterAudienceRequest{Contacts: []string{"a@x"}}), "purpose"},
-		{"filter: purpose changed", filter(&pb.FilterAudienceRequest{Purpose: "email_marketing", Contacts: []string{"a@x"}},
-			&pb.FilterAudienceRequest{Purpose: "ad_retargeting", Contacts: []string{"b@x"}}), "purpose"},
+		{"filter: unknown purpose", filter(&pb.FilterAudienceRequest{Purpose: "nope", Contacts: []string{"a@x.co"}}), "purpose"},
+		{"filter: no purpose", filter(&pb.FilterAudienceRequest{Contacts: []string{"a@x.co"}}), "purpose"},
+		{"filter: purpose changed", filter(&pb.FilterAudienceRequest{Purpose: "email_marketing", Contacts: []string{"a@x.co"}},
+			&pb.FilterAudienceRequest{Purpose: "ad_retargeting", Contacts: []string{"b@x.co"}}), "purpose"},
 		{"filter: message over the limit", filter(&pb.FilterAudienceRequest{Purpose: "email_marketing", Contacts: many}), "contacts"},
 		{"grant: empty contact", grant(func(r *pb.GrantRequest) { r.Contact = "" }), "contact"},
 		{"grant: invalid UTF-8", grant(func(r *pb.GrantRequest) { r.Contact = "victim\xc3@example.com" }), "contact"},
@@ -606,7 +606,7 @@ func violatedField(st *status.Status) string {
 // the raw contacts in the server's logs and in the store's file.
 func TestNoRawContactsAtRest(t *testing.T) {
 	c := start(t)
-	contacts := []string{"Secret.Person@Example.com", "+44 7700 900123", "zoë@example.jp"}
+	contacts := []string{"Secret.Person@Example.com", "+447700900123", "zoë@example.jp"}
 	for i, who := range contacts {
 		c.grant(t, &pb.GrantRequest{Contact: who, Purposes: []string{"email_marketing"}, RequestId: fmt.Sprint("id-", i)})
 		c.checkOf(t, who, "email_marketing")

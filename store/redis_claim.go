@@ -47,25 +47,10 @@ import (
 //     any id past its TTL.
 //   - A failover that loses C but not W (asynchronous replication,
 //     WaitReplicas waits for W only): a retry binds C again and replays.
-var claimScript = redis.NewScript(`
--- KEYS: [1] the claim's partition marker, [2] the claim
--- ARGV: [1] store id, [2] the request, [3] ttl ms
-local id = redis.pcall('HGET', KEYS[1], 'id')
-if id ~= ARGV[1] then return {'lost', type(id) == 'string' and 'other' or 'missing'} end
-local got = redis.call('GET', KEYS[2])
-if not got then
-  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-  return {'new'}
-end
-if got == ARGV[2] then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
-return {'bound', got}
-`)
+var claimScript = newScript("claim.lua")
 
 // unbindScript deletes a claim if it still binds the request.
-var unbindScript = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-`)
+var unbindScript = newScript("unbind.lua")
 
 func claimKey(q uint32, name [32]byte) string { return tag(q) + ":k:" + string(name[:]) }
 

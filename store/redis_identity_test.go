@@ -891,6 +891,11 @@ func TestRedisWaitFloor(t *testing.T) {
 	// Below the acknowledged write is a loss.
 	key := tagOf(k) + ":s"
 	rc.Set(ctx, key, 0, 0)
+	// s reads the old master, now rc's replica: wait until it has the loss,
+	// which replication brings it asynchronously.
+	if n, err := rc.Wait(ctx, 1, 10*time.Second).Result(); err != nil || n != 1 {
+		t.Fatalf("WAIT for the old master to replicate the loss = %d, %v; want 1", n, err)
+	}
 	wantFault(t, "CheckIdentity after an acknowledged write was lost", s.CheckIdentity(ctx), store.ErrStoreLost, "went back from 1 to 0")
 }
 

@@ -12,77 +12,13 @@ import (
 	"github.com/consentd/consentd/internal/chain"
 )
 
-// writeScript applies one partition's share of a batch atomically. The
-// writer read the partition's head, the records and the request ids, folded
-// the events with consent.Apply and chained them in Go (the chain's key
-// never reaches Redis); the script first checks that the partition's
-// marker holds this store's id (else 'lost': the store was wiped or
-// replaced, and nothing is written), then that nothing it read has changed
-// since (else 'conflict', and the writer reads again; a request id is
-// only ever set together with its contact's record, so the records' check
-// covers the request ids read too), then adds the
-// change-feed entries before any other mutation (a script that fails midway
-// is not rolled back, and XADD is the command that can refuse), sets the
-// sequence, appends the history (an erasure first deletes it), writes the
-// records, the chain head and the request ids. It counts in the marker the
-// persistent keys it creates (records, histories; an erasure's deleted
-// history counts back), so Audit can tell a key that vanished without a
-// write. A replayed request id is refreshed, a write, so that a WAIT after it
-// covers the original write too.
-var writeScript = redis.NewScript(`
--- KEYS: seq, chain head, feed, marker, then per contact: record, history; then request ids
--- ARGV: [1] store id, [2] expected seq, [3] head link, [4] feed maxlen, [5] request ttl ms,
---       [6] contacts, [7] ops, [8] request ids, [9] new seq, then
---       per contact: expected record prefix ('<seq>:', '' for none), new record ('' unchanged), contact key;
---       per op: contact index (0-based), stream id, history item ('<seq>:' .. entry), erase ('1'/'0');
---       per request id: value ('' for a replay to refresh)
--- Strings are built by the writer: the script only compares and stores.
-local id = redis.pcall('HGET', KEYS[4], 'id')
-if id ~= ARGV[1] then return {'lost', type(id) == 'string' and 'other' or 'missing'} end
-local nc, no, nr = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-if (redis.call('GET', KEYS[1]) or '0') ~= ARGV[2] then return {'conflict'} end
-local ca, oa = 10, 10 + 3 * nc
-local ra = oa + 4 * no
-for c = 0, nc - 1 do
-  local want = ARGV[ca + 3 * c]
-  local got = ''
-  if want ~= '' then got = redis.call('GETRANGE', KEYS[5 + 2 * c], 0, #want - 1)
-  elseif redis.call('EXISTS', KEYS[5 + 2 * c]) == 1 then got = 'exists' end
-  if got ~= want then return {'conflict'} end
-end
-for o = 0, no - 1 do
-  local c = tonumber(ARGV[oa + 4 * o])
-  local added = redis.pcall('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], ARGV[oa + 4 * o + 1], 'k', ARGV[ca + 3 * c + 2])
-  if type(added) == 'table' and added.err then return {'error', added.err} end
-end
-if no > 0 then
-  redis.call('SET', KEYS[1], ARGV[9])
-  redis.call('SET', KEYS[2], ARGV[3])
-end
-local created = 0
-for o = 0, no - 1 do
-  local h = KEYS[6 + 2 * tonumber(ARGV[oa + 4 * o])]
-  if ARGV[oa + 4 * o + 3] == '1' then created = created - redis.call('DEL', h) end
-  if redis.call('RPUSH', h, ARGV[oa + 4 * o + 2]) == 1 then created = created + 1 end
-end
-for c = 0, nc - 1 do
-  if ARGV[ca + 3 * c + 1] ~= '' then
-    redis.call('SET', KEYS[5 + 2 * c], ARGV[ca + 3 * c + 1])
-    -- The check above made sure a contact read without a record had none.
-    if ARGV[ca + 3 * c] == '' then created = created + 1 end
-  end
-end
-if created ~= 0 then redis.call('HINCRBY', KEYS[4], 'keys', created) end
-local rk = 5 + 2 * nc
-for r = 0, nr - 1 do
-  if ARGV[ra + r] == '' then
-    redis.call('PEXPIRE', KEYS[rk + r], ARGV[5])
-  else
-    redis.call('SET', KEYS[rk + r], ARGV[ra + r], 'PX', ARGV[5])
-  end
-end
-return {'ok'}
-`)
+// writeScript applies one partition's share of a batch atomically: it
+// checks that the partition's marker holds this store's id and that nothing
+// the writer read has changed, then adds the change-feed entries, moves the
+// head, appends the histories and writes the records and request ids.
+// lua/write.lua says why at each step, and lists its keys, arguments and
+// replies; commit builds them.
+var writeScript = newScript("write.lua")
 
 // Apply folds w into the contact's record with consent.Apply and writes the
 // result atomically, retrying when another sidecar wrote the contact or

@@ -257,7 +257,7 @@ func setupGrant(fs *flag.FlagSet) runner {
 		if *bundled {
 			how = append(how, "bundled")
 		}
-		return exitOK, c.out.linef("granted %s for %s (%s); token %s",
+		return exitOK, c.out.linef("granted %s for %s (%s); consistency token %s",
 			strings.Join(req.Purposes, ", "), req.Contact, strings.Join(how, ", "), tok)
 	}
 }
@@ -291,7 +291,7 @@ func setupWithdraw(fs *flag.FlagSet) runner {
 		if len(req.Purposes) > 0 {
 			what = strings.Join(req.Purposes, ", ")
 		}
-		return exitOK, c.out.linef("withdrew %s for %s; token %s", what, req.Contact, tok)
+		return exitOK, c.out.linef("withdrew %s for %s; consistency token %s", what, req.Contact, tok)
 	}
 }
 
@@ -306,7 +306,7 @@ func setupErase(fs *flag.FlagSet) runner {
 		if c.out.json {
 			return exitOK, c.out.jsonValue(writeJSON{ConsistencyToken: tok.String(), RequestID: req.GetRequestId()})
 		}
-		return exitOK, c.out.linef("erased %s: its record and history are deleted; a suppression marker keeps it from being re-imported; token %s", req.Contact, tok)
+		return exitOK, c.out.linef("erased %s: its record and history are deleted; a suppression marker keeps it from being re-imported; consistency token %s", req.Contact, tok)
 	}
 }
 

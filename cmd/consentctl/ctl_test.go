@@ -76,7 +76,7 @@ func TestLifecycle(t *testing.T) {
 				{
 					args: []string{"grant", "ada@example.com", "email_marketing", "sales_outreach", "--method", "checkbox",
 						"--notice", "2026-05", "--evidence", "form:signup-7", "--captured-at", d.arg(-1)},
-					want: "granted email_marketing, sales_outreach for ada@example.com (checkbox, first party); token 0/1\n",
+					want: "granted email_marketing, sales_outreach for ada@example.com (checkbox, first party); consistency token 0/1\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "email_marketing"},
@@ -90,7 +90,7 @@ func TestLifecycle(t *testing.T) {
 					// Flags before, between and after the positional arguments.
 					args: []string{"grant", "--method", "verbal", "ada@example.com", "--third-party", "Acme Lists",
 						"ad_retargeting", "--evidence=call:42"},
-					want: "granted ad_retargeting for ada@example.com (verbal, third party (Acme Lists)); token 0/2\n",
+					want: "granted ad_retargeting for ada@example.com (verbal, third party (Acme Lists)); consistency token 0/2\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "ad_retargeting"}, code: 1,
@@ -100,7 +100,7 @@ func TestLifecycle(t *testing.T) {
 					args: []string{"grant", "ada@example.com", "market_research", "--method", "double-opt-in", "--bundled",
 						"--expires-at", d.arg(11)},
 					env:  map[string]string{actorEnv: "dpo@example.com"},
-					want: "granted market_research for ada@example.com (double_opt_in, first party, bundled); token 0/3\n",
+					want: "granted market_research for ada@example.com (double_opt_in, first party, bundled); consistency token 0/3\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "market_research"}, code: 1,
@@ -108,7 +108,7 @@ func TestLifecycle(t *testing.T) {
 				},
 				{
 					args: []string{"grant", "bo@example.com", "ad_retargeting", "--method", "checkbox", "--captured-at", d.arg(-14)},
-					want: "granted ad_retargeting for bo@example.com (checkbox, first party); token 0/4\n",
+					want: "granted ad_retargeting for bo@example.com (checkbox, first party); consistency token 0/4\n",
 				},
 				{
 					args: []string{"check", "bo@example.com", "ad_retargeting"}, code: 1,
@@ -117,7 +117,7 @@ func TestLifecycle(t *testing.T) {
 				{
 					args: []string{"grant", "bo@example.com", "email_marketing", "--method", "button",
 						"--captured-at", d.arg(-3), "--expires-at", d.arg(-1), "--actor", "import-7"},
-					want: "granted email_marketing for bo@example.com (button, first party); token 0/5\n",
+					want: "granted email_marketing for bo@example.com (button, first party); consistency token 0/5\n",
 				},
 				{
 					args: []string{"check", "bo@example.com", "email_marketing"}, code: 1,
@@ -135,7 +135,7 @@ ad_retargeting   deny      third_party_unconfirmed  verbal                   thi
 				},
 				{
 					args: []string{"withdraw", "ada@example.com", "email_marketing", "--method", "email_reply"},
-					want: "withdrew email_marketing for ada@example.com; token 0/6\n",
+					want: "withdrew email_marketing for ada@example.com; consistency token 0/6\n",
 				},
 				{
 					args: []string{"show", "ada@example.com"},
@@ -177,7 +177,7 @@ NOW-----------------  withdraw  email_marketing                 email_reply     
 				},
 				{
 					args: []string{"withdraw", "ada@example.com"},
-					want: "withdrew every purpose for ada@example.com; token 0/7\n",
+					want: "withdrew every purpose for ada@example.com; consistency token 0/7\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "sales_outreach"}, code: 1,
@@ -185,7 +185,7 @@ NOW-----------------  withdraw  email_marketing                 email_reply     
 				},
 				{
 					args: []string{"erase", "ada@example.com"},
-					want: "erased ada@example.com: its record and history are deleted; a suppression marker keeps it from being re-imported; token 0/8\n",
+					want: "erased ada@example.com: its record and history are deleted; a suppression marker keeps it from being re-imported; consistency token 0/8\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "email_marketing"}, code: 1,
@@ -248,7 +248,7 @@ ad_retargeting   13 months  re-confirm   25 months  Matching to advertising audi
 const lastToken = "LAST-TOKEN"
 
 // writtenToken is the consistency token a write prints.
-var writtenToken = regexp.MustCompile(`; token ([A-Za-z0-9_-]+)\n`)
+var writtenToken = regexp.MustCompile(`; consistency token ([A-Za-z0-9_-]+)\n`)
 
 // normaliseTokens spells each consistency token a write printed as the
 // point in history it names, PARTITION/SEQ: its tag depends on the store's
@@ -262,7 +262,7 @@ func normaliseTokens(t *testing.T, s string) string {
 			t.Errorf("a write printed %q, not a consistency token", text)
 			return m
 		}
-		return fmt.Sprintf("; token %d/%d\n", tok.Partition, tok.Seq)
+		return fmt.Sprintf("; consistency token %d/%d\n", tok.Partition, tok.Seq)
 	})
 }
 
@@ -536,6 +536,9 @@ func TestBadInput(t *testing.T) {
 					`consentctl check: purpose: unknown purpose "email" (known: email_marketing, sales_outreach, market_research, ad_retargeting)`},
 				{"check of an empty contact", []string{"check", "", "email_marketing"},
 					`consentctl check: contact: must not be empty`},
+				// The rule import holds contacts to, and every command with them.
+				{"grant to no address", []string{"grant", "ada example.com", "email_marketing", "--method", "checkbox"},
+					`consentctl grant: contact: not an email address or E.164 phone number`},
 				{"check with a bad token", []string{"check", "bad@example.com", "email_marketing", "--consistency-token", "nope!"},
 					`consentctl check: --consistency-token: "nope!" is not a consistency token returned by consentd`},
 				{"grant without purpose", []string{"grant", "bad@example.com", "--method", "checkbox"},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -364,52 +363,6 @@ func TestImportPurposeColumns(t *testing.T) {
 	}
 }
 
-// NDJSON from stdin, with progress on a "terminal" and as plain lines.
-func TestImportNDJSONStdinProgress(t *testing.T) {
-	recent := time.Now().AddDate(0, -1, 0).Format(time.DateOnly)
-	addr := daemontest.Start(t, "--data-dir", t.TempDir()).Addr
-	c := daemontest.Client(t, addr)
-	var in strings.Builder
-	in.WriteString("\n")
-	for i := range 300 {
-		fmt.Fprintf(&in, `{"contact": "p%d@example.com", "purpose": "email_marketing", "status": "granted", "method": "checkbox", "captured_at": %q, "bundled": false}`+"\n", i, recent)
-	}
-	in.WriteString(`{"contact": "x@example.com", "purpose": ` + "\n")
-	in.WriteString(`{"contact": "y@example.com", "purpose": "email_marketing", "status": ["granted"]}` + "\n")
-	for _, terminal := range []bool{false, true} {
-		t.Run(fmt.Sprint("terminal=", terminal), func(t *testing.T) {
-			m, _ := newMapping("", nil)
-			var stderr bytes.Buffer
-			dir := t.TempDir()
-			cfg := &importConfig{file: "-", format: "ndjson", out: dir, mapping: m, batch: 7, inFlight: 2,
-				actor: "test", stdin: strings.NewReader(in.String()), stderr: &stderr, terminal: terminal,
-				now: time.Now, every: time.Millisecond}
-			rep, err := runImport(testCtx(t), c, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !bytes.Contains(rep.text, []byte("imported: 300 grants, 0 withdrawals")) {
-				t.Errorf("report:\n%s", rep.text)
-			}
-			rejects, _ := os.ReadFile(filepath.Join(dir, "rejects.csv"))
-			if want := "line,reason\n302,row: not a JSON object: unexpected EOF\n303,\"status: want a string, got []interface {}\"\n"; string(rejects) != want {
-				t.Errorf("rejects.csv:\n%s\nwant:\n%s", rejects, want)
-			}
-			s := stderr.String()
-			final := regexp.MustCompile(`import: done: 302 rows in \S+ \(\d+ rows/s\)\n$`)
-			if !final.MatchString(s) {
-				t.Errorf("stderr does not end with the final line: %q", s)
-			}
-			if terminal && !strings.HasPrefix(s, "\r") {
-				t.Errorf("on a terminal, progress is redrawn with \\r: %q", s)
-			}
-			if !terminal && !regexp.MustCompile(`^(import: \d+ rows, \d+ rows/s\n)*import: done`).MatchString(s) {
-				t.Errorf("plain progress lines: %q", s)
-			}
-		})
-	}
-}
-
 // Bad flags and mappings are exit 2 with a message naming the flag; so is
 // a file that cannot be read and a consentd that is not there.
 func TestImportErrors(t *testing.T) {
@@ -595,6 +548,69 @@ func TestImportAlikeRows(t *testing.T) {
 				if n := countEvents(t, c); n != 3 {
 					t.Errorf("run %d: %d events, want 3 (one grant per person)", run, n)
 				}
+			}
+		})
+	}
+}
+
+// TestImportExplainsNoRecord: a file whose rows are NO_RECORD because it
+// has no status column (a plain contact,purpose list, the common first
+// try) gets a summary that says why, which columns would have imported its
+// rows and which flag maps them; a file with a status column, whose empty
+// cells are a real "no record", does not.
+func TestImportExplainsNoRecord(t *testing.T) {
+	recent := time.Now().AddDate(0, -2, 0).Format(time.DateOnly)
+	addr := daemontest.Start(t, "--data-dir", t.TempDir()).Addr
+	why := func(lacking string) string {
+		return `why NO_RECORD: the file has no status column, so no row says whether the
+person agreed, and nothing was imported. Consent is imported from the columns
+that record it: status (granted or withdrawn), method (how the person agreed,
+e.g. checkbox), captured_at (when), source (first_party or third_party) and
+notice_version (the privacy notice they saw).
+This file lacks: ` + lacking + `.
+If it has them under other names, map them: --map captured_at="Opt-in date"
+(one --map FIELD=COLUMN per column), or --mapping FILE.
+`
+	}
+	for _, tt := range []struct {
+		name, file, input string
+		args              []string
+		noRecord          string // the total's NO_RECORD cell
+		want              string // the explanation, "" for none
+	}{
+		{"a plain list", "list.csv", "contact,purpose\nada@example.com,email_marketing\nbo@example.com,sales_outreach\n",
+			nil, "2", why("status, method, captured_at, source, notice_version")},
+		{"a plain list, NDJSON", "list.ndjson", `{"contact": "ada@example.com", "purpose": "email_marketing"}` + "\n",
+			nil, "1", why("status, method, captured_at, source, notice_version")},
+		{"proof without a status", "proof.csv", "contact,purpose,method,captured_at\nada@example.com,email_marketing,checkbox," + recent + "\n",
+			nil, "1", why("status, source, notice_version")},
+		{"a status column, empty", "empty.csv", "contact,purpose,status\nada@example.com,email_marketing,\n",
+			nil, "1", ""},
+		{"columns named otherwise, mapped", "crm.csv", "Email,Purpose,Consent,How,Opt-in date\nada@example.com,email_marketing,granted,checkbox," + recent + "\n",
+			[]string{"--map", "contact=Email", "--map", "status=Consent", "--map", "method=How", "--map", "captured_at=Opt-in date"}, "0", ""},
+		{"every row rejected", "bad.csv", "contact,purpose\nnot an address,email_marketing\n",
+			nil, "0", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			file := filepath.Join(dir, tt.file)
+			if err := os.WriteFile(file, []byte(tt.input), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			r := at(t, addr, append([]string{"import", file, "--dry-run"}, tt.args...)...)
+			if r.code != 0 {
+				t.Fatalf("import: exit %d, stderr %q", r.code, r.stderr)
+			}
+			total := regexp.MustCompile(`(?m)^total +\d+ +\d+ +\d+ +(\d+) `).FindStringSubmatch(r.stdout)
+			if total == nil || total[1] != tt.noRecord {
+				t.Errorf("total NO_RECORD %v, want %s:\n%s", total, tt.noRecord, r.stdout)
+			}
+			_, got, _ := strings.Cut(r.stdout, "/repermission/\n")
+			if got != tt.want {
+				t.Errorf("after the counts:\n%s\nwant:\n%s", got, tt.want)
+			}
+			if txt, err := os.ReadFile(filepath.Join(file+".report", "report.txt")); err != nil || string(txt) != r.stdout {
+				t.Errorf("report.txt is not what import printed (%v):\n%s", err, txt)
 			}
 		})
 	}

@@ -12,18 +12,19 @@ import (
 	"github.com/consentd/consentd/internal/daemontest"
 )
 
-// TestReadmeSession runs the README's consentctl session (the console block
-// after <!-- consentctl-session -->) against a fresh consentd, command by
-// command through run, and compares each output (stdout, then stderr) with
-// the README's. Times and consistency tokens differ from run to run, so
-// every time reads as NOW and every token as TOKEN on both sides. A command line may end in "; echo $?" to show the exit code.
+// TestReadmeSession runs the session of docs/consentctl.md (the console
+// block after <!-- consentctl-session -->) against a fresh consentd, command
+// by command through run, and compares each output (stdout, then stderr)
+// with the page's. Times and consistency tokens differ from run to run, so
+// every time reads as NOW and every token as TOKEN on both sides. A command
+// line may end in "; echo $?" to show the exit code.
 func TestReadmeSession(t *testing.T) {
-	steps := daemontest.ReadmeSession(t, "consentctl-session")
+	steps := daemontest.DocSession(t, "docs/consentctl.md", "consentctl-session")
 	var cmds [][]string
 	for _, s := range steps {
 		words, err := shellWords(strings.TrimSuffix(s.Cmd, "; echo $?"))
 		if err != nil || len(words) == 0 || words[0] != "consentctl" {
-			t.Fatalf("README session line %q: want a consentctl command (%v)", s.Cmd, err)
+			t.Fatalf("docs/consentctl.md session line %q: want a consentctl command (%v)", s.Cmd, err)
 		}
 		cmds = append(cmds, words[1:])
 	}
@@ -41,7 +42,7 @@ func TestReadmeSession(t *testing.T) {
 		got := daemontest.NormaliseConsistencyTokens(timestamps.ReplaceAllString(strings.TrimRight(out.String(), "\n"), nowPlaceholder))
 		want := daemontest.NormaliseConsistencyTokens(timestamps.ReplaceAllString(strings.TrimRight(steps[i].Want, "\n"), nowPlaceholder))
 		if got != want {
-			t.Errorf("$ consentctl %s\n(-README +got):\n%s", strings.Join(args, " "), cmp.Diff(want, got))
+			t.Errorf("$ consentctl %s\n(-document +got):\n%s", strings.Join(args, " "), cmp.Diff(want, got))
 		}
 	}
 }

@@ -12,18 +12,18 @@ import (
 	"github.com/consentd/consentd/internal/daemontest"
 )
 
-// TestSecurityReadmeSession runs the README's "Security" sessions (the
+// TestSecurityReadmeSession runs the sessions of docs/security.md (the
 // console blocks after <!-- security-session --> and
 // <!-- security-token-session -->, in that order) in one shell as printed:
 // certificates, a policy, consentd started in the background with mTLS,
 // calls allowed and refused, then consentd again with bearer tokens and a
 // rate limit. consentd and consentctl on the shell's PATH are built for the
 // test; consentd listens on a Unix socket of the test's (CONSENTD_LISTEN,
-// with consentctl's CONSENTD_ADDR), not on the README's port, and records
+// with consentctl's CONSENTD_ADDR), not on the page's port, and records
 // its PID so the test kills it whatever becomes of the session. Retry times
 // vary from run to run: they read as a placeholder on both sides.
 func TestSecurityReadmeSession(t *testing.T) {
-	steps := daemontest.ReadmeSession(t, "security-session", "security-token-session")
+	steps := daemontest.DocSession(t, "docs/security.md", "security-session", "security-token-session")
 	bin := daemontest.Build(t, ".", "../consentd")
 	dir := shortTempDir(t) // a socket's path must be short
 	sock := "unix:" + filepath.Join(dir, "consentd.sock")
@@ -50,7 +50,7 @@ func TestSecurityReadmeSession(t *testing.T) {
 		Env: []string{
 			"PATH=" + path + string(os.PathListSeparator) + os.Getenv("PATH"),
 			"CONSENTD_LISTEN=" + sock, "CONSENTD_ADDR=" + sock,
-			// The README's shell has none of consentctl's credentials.
+			// The reader's shell has none of consentctl's credentials.
 			caEnv + "=", certEnv + "=", keyEnv + "=", bearerEnv + "=",
 		},
 		Replace: map[string]string{"127.0.0.1:50051": sock},

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -16,7 +15,7 @@ import (
 // TestReadmeSession runs the README's grpcurl session against a fresh
 // consentd and compares every command's output with the README's text.
 func TestReadmeSession(t *testing.T) {
-	steps := daemontest.ReadmeSession(t, "grpcurl-session")
+	steps := daemontest.DocSession(t, "README.md", "grpcurl-session")
 	if len(steps) < 8 {
 		t.Fatalf("README session has %d commands, want the full grant/check/withdraw/erase story", len(steps))
 	}
@@ -24,11 +23,12 @@ func TestReadmeSession(t *testing.T) {
 	runSteps(t, steps, map[string]string{"127.0.0.1:50051": d.Addr})
 }
 
-// TestReadmeRedisSession runs the README's two-sidecar session against two
-// consentd processes sharing a test Redis. The secret is chosen so the
-// contact lands in the partition the README shows, making tokens match.
+// TestReadmeRedisSession runs the two-sidecar session of
+// docs/deploying-redis.md against two consentd processes sharing a test
+// Redis. The secret is chosen so the contact lands in the partition the
+// page shows, making consistency tokens match.
 func TestReadmeRedisSession(t *testing.T) {
-	steps := daemontest.ReadmeSession(t, "redis-session")
+	steps := daemontest.DocSession(t, "docs/deploying-redis.md", "redis-session")
 	srv := redistest.Start(t, redistest.Options{})
 	secret := filepath.Join(t.TempDir(), "consentd.secret")
 	for i := 0; ; i++ {
@@ -51,8 +51,8 @@ func TestReadmeRedisSession(t *testing.T) {
 	runSteps(t, steps, map[string]string{"127.0.0.1:50051": a.Addr, "127.0.0.1:50052": b.Addr})
 }
 
-// runSteps runs a README session with grpcurl and grpc-health-probe on the
-// PATH and the README's addresses replaced by the test daemons' (addrs).
+// runSteps runs a documented session with grpcurl and grpc-health-probe on
+// the PATH and the page's addresses replaced by the test daemons' (addrs).
 func runSteps(t *testing.T, steps []daemontest.Step, addrs map[string]string) {
 	t.Helper()
 	bin := tools(t)
@@ -64,7 +64,8 @@ func runSteps(t *testing.T, steps []daemontest.Step, addrs map[string]string) {
 }
 
 // tools returns the directory holding grpcurl and grpc-health-probe,
-// building them from the tools module when they are not there yet.
+// building them with scripts/tools (as the README has readers do) when they
+// are not there yet.
 func tools(t *testing.T) string {
 	t.Helper()
 	root, err := filepath.Abs("../..")
@@ -72,20 +73,12 @@ func tools(t *testing.T) string {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(root, ".bin")
-	missing := false
 	for _, name := range []string{"grpcurl", "grpc-health-probe"} {
 		if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
-			missing = true
-		}
-	}
-	if missing {
-		cmd := exec.Command("go", "build", "-o", bin+string(filepath.Separator),
-			"github.com/fullstorydev/grpcurl/cmd/grpcurl", "github.com/grpc-ecosystem/grpc-health-probe")
-		cmd.Dir = filepath.Join(root, "tools")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			t.Fatalf("building grpcurl and grpc-health-probe: %v\n%s", err, out.String())
+			if out, err := exec.Command(filepath.Join(root, "scripts", "tools")).CombinedOutput(); err != nil {
+				t.Fatalf("scripts/tools: %v\n%s", err, out)
+			}
+			break
 		}
 	}
 	return bin

@@ -245,10 +245,11 @@ func TestUnsubscribeFlags(t *testing.T) {
 	}
 }
 
-// TestReadmeUnsubscribeSession runs the README's one-click unsubscribe
-// session (grpcurl, curl and jq) against a fresh consentd with --http.
+// TestReadmeUnsubscribeSession runs the one-click unsubscribe session of
+// docs/senders.md (grpcurl, curl and jq) against a fresh consentd with
+// --http.
 func TestReadmeUnsubscribeSession(t *testing.T) {
-	steps := daemontest.ReadmeSession(t, "unsubscribe-session")
+	steps := daemontest.DocSession(t, "docs/senders.md", "unsubscribe-session")
 	d := startDaemon(t, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
 	runSteps(t, steps, map[string]string{"127.0.0.1:50051": d.Addr, "127.0.0.1:8080": d.HTTP})
 }

@@ -190,7 +190,7 @@ func TestSmallAudiences(t *testing.T) {
 		{"header forced", []string{"--header", "yes"}, "contact1\nada@example.com\n", "contact1\nada@example.com\n",
 			map[string]uint64{"granted": 1}},
 		{"header refused", []string{"--header", "no"}, "email\nada@example.com\n", "ada@example.com\n",
-			map[string]uint64{"granted": 1, "no_consent": 1}},
+			map[string]uint64{"granted": 1, "invalid": 1}}, // "email" is no contact
 		{"byte order mark and CRLF", nil, "\ufeffEmail\r\nada@example.com\r\n", "Email\nada@example.com\n",
 			map[string]uint64{"granted": 1}},
 		{"written as given", nil, "ADA@Example.com\n ada@example.com\n", "ADA@Example.com\n\" ada@example.com\"\n",

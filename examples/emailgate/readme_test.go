@@ -1,24 +1,24 @@
 package main
 
 import (
-	"path/filepath"
+	"os"
 	"regexp"
 	"testing"
 
 	"github.com/consentd/consentd/internal/daemontest"
 )
 
-// TestReadmeSession runs the README's "Gating an email campaign" session
-// (the console blocks after <!-- emailgate-session --> and
+// TestReadmeSession runs the "Gating an email campaign" session of
+// docs/senders.md (the console blocks after <!-- emailgate-session --> and
 // <!-- emailgate-unsubscribe-session -->, in that order), in one shell as
-// printed, against a fresh consentd with --http. `go run ./cmd/consentctl`
-// and `go run ./examples/emailgate` run those commands built once for the
-// test; they find consentd through CONSENTD_ADDR, and the README's link base
-// stands for the daemon's HTTP address. Dates, Message-IDs and link tokens
+// printed, against a fresh consentd with --http. consentctl and emailgate
+// on the shell's PATH are built once for the test; they find consentd
+// through CONSENTD_ADDR, and the page's link base stands for the daemon's
+// HTTP address. Dates, Message-IDs and link tokens
 // (which the README cuts short with "…") differ from run to run: they read
 // as placeholders on both sides.
 func TestReadmeSession(t *testing.T) {
-	steps := daemontest.ReadmeSession(t, "emailgate-session", "emailgate-unsubscribe-session")
+	steps := daemontest.DocSession(t, "docs/senders.md", "emailgate-session", "emailgate-unsubscribe-session")
 	bin := daemontest.Build(t, "../../cmd/consentctl", ".")
 	d := daemontest.Start(t, "--http", "127.0.0.1:0", "--data-dir", t.TempDir())
 	varying := []struct {
@@ -31,12 +31,11 @@ func TestReadmeSession(t *testing.T) {
 		{regexp.MustCompile(`/unsubscribe/[A-Za-z0-9_-]+…?`), "/unsubscribe/TOKEN"},
 	}
 	daemontest.Shell{
-		Env: []string{"CONSENTD_ADDR=" + d.Addr},
-		Replace: map[string]string{
-			"go run ./cmd/consentctl":     filepath.Join(bin, "consentctl"),
-			"go run ./examples/emailgate": filepath.Join(bin, "emailgate"),
-			"127.0.0.1:8080":              d.HTTP,
+		Env: []string{
+			"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"),
+			"CONSENTD_ADDR=" + d.Addr,
 		},
+		Replace: map[string]string{"127.0.0.1:8080": d.HTTP},
 		Normalise: func(s string) string {
 			for _, v := range varying {
 				s = v.re.ReplaceAllString(s, v.placeholder)

@@ -42,6 +42,8 @@ var allowed = map[string][]string{
 	"bench/soak":                {"consent", "bench", "client", "proto/consent/v1", "internal/redisproc", "internal/faultproxy", "github.com/redis/go-redis", "google.golang.org/grpc", "google.golang.org/protobuf"}, // it runs the Redis and proxy it breaks; it measures consentd through the client only
 	"examples/audience":         {"consent", "client"},
 	"examples/emailgate":        {"consent", "client"},
+	"internal/importer":         {"consent", "client", "proto/consent/v1", "golang.org/x/sync", "google.golang.org/grpc", "google.golang.org/protobuf"},
+	"internal/doccheck":         {}, // tests of the README and docs/ only
 }
 
 // importers lists, for a package of this module (by directory), the only
@@ -212,6 +214,12 @@ func TestDependencyRulesBite(t *testing.T) {
 		{module + "/consent", allowed["internal/caller"], false},
 		{module + "/proto/consent/v1", allowed["internal/caller"], false},
 		{module + "/internal/daemon", allowed["server"], false},
+		// consentctl import's engine reaches consentd through the client,
+		// as any sender does, never through its store or server.
+		{module + "/client", allowed["internal/importer"], true},
+		{module + "/store", allowed["internal/importer"], false},
+		{module + "/server", allowed["internal/importer"], false},
+		{module + "/cache", allowed["internal/importer"], false},
 	}
 	for _, tt := range tests {
 		if got := permitted(tt.imp, tt.rules); got != tt.want {

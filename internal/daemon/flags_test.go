@@ -159,25 +159,28 @@ func TestRunBadEnvironment(t *testing.T) {
 	}
 }
 
-// TestReadmeNamesEveryFlag keeps the README true: every flag consentd has
-// is a row of one of its flag tables (Configuration, Deploying with Redis).
-func TestReadmeNamesEveryFlag(t *testing.T) {
-	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+// TestDocsNameEveryFlag keeps the docs true: every flag consentd has is a
+// row of one of their flag tables (docs/configuration.md,
+// docs/deploying-redis.md).
+func TestDocsNameEveryFlag(t *testing.T) {
 	rows := map[string]bool{}
-	for _, line := range strings.Split(string(readme), "\n") {
-		if cell, ok := strings.CutPrefix(line, "| "); ok {
-			cell, _, _ = strings.Cut(cell, " |")
-			for _, f := range strings.Split(cell, ", ") {
-				rows[strings.Trim(f, "`")] = true
+	for _, doc := range []string{"configuration.md", "deploying-redis.md"} {
+		text, err := os.ReadFile(filepath.Join("..", "..", "docs", doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(text), "\n") {
+			if cell, ok := strings.CutPrefix(line, "| "); ok {
+				cell, _, _ = strings.Cut(cell, " |")
+				for _, f := range strings.Split(cell, ", ") {
+					rows[strings.Trim(f, "`")] = true
+				}
 			}
 		}
 	}
 	for _, name := range flagNames(t) {
 		if !rows["--"+name] {
-			t.Errorf("README.md has no table row for --%s", name)
+			t.Errorf("docs/configuration.md and docs/deploying-redis.md have no table row for --%s", name)
 		}
 	}
 }

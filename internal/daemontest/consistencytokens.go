@@ -3,8 +3,9 @@ package daemontest
 import "regexp"
 
 // consistencyTokens finds the consistency tokens a session prints:
-// consentctl's "; token TEXT" and the JSON field "consistencyToken".
-var consistencyTokens = regexp.MustCompile(`(; token |"consistencyToken": ")[A-Za-z0-9_-]+`)
+// consentctl's "; consistency token TEXT" and the JSON field
+// "consistencyToken".
+var consistencyTokens = regexp.MustCompile(`(; consistency token |"consistencyToken": ")[A-Za-z0-9_-]+`)
 
 // NormaliseConsistencyTokens replaces the text of every consistency token in
 // s with TOKEN, for a Shell's Normalise: a token carries a tag made with the

@@ -1,5 +1,6 @@
 // Package daemontest runs consentd for real in tests: as a process of its
-// own (Start), and through the shell sessions the README prints (Session).
+// own (Start), and through the shell sessions the README and docs/ print
+// (DocSession, Shell).
 //
 // The test binary doubles as consentd: a package's TestMain calls Main, and
 // Start runs the test binary again as consentd, so `go test` needs nothing

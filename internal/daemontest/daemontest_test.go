@@ -1,6 +1,7 @@
 package daemontest
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"regexp"
@@ -93,6 +94,7 @@ func TestAsksForHTTP(t *testing.T) {
 }
 
 const readme = "Intro.\n\n<!-- demo -->\n```console\n" +
+	"$ cd \"$(mktemp -d)\"\n" +
 	"$ x=1; echo \"$x\" \\\n>   two\n1 two\n" +
 	"$ cat > f <<'EOF'\n> a\n>\n> b\n> EOF\n" +
 	"$ cat f\na\n\nb\n```\n\nBetween.\n\n<!-- demo-2 -->\n```console\n" +
@@ -101,13 +103,14 @@ const readme = "Intro.\n\n<!-- demo -->\n```console\n" +
 
 func TestParseSession(t *testing.T) {
 	want := []Step{
+		{Cmd: `cd "$(mktemp -d)"`},
 		{Cmd: "x=1; echo \"$x\" \\\n  two", Want: "1 two"},
 		{Cmd: "cat > f <<'EOF'\na\n\nb\nEOF"},
 		{Cmd: "cat f", Want: "a\n\nb"},
 		{Cmd: "echo \"$x\" at 127.0.0.1:50051; echo oops >&2", Want: "1 at 127.0.0.1:50051\noops"},
 		{Cmd: "date -u +%FT%TZ", Want: "2026-11-28T17:28:22Z"},
 	}
-	got := append(parseSession(t, readme, "demo"), parseSession(t, readme, "demo-2")...)
+	got := append(parseSession(t, "demo.md", readme, "demo"), parseSession(t, "demo.md", readme, "demo-2")...)
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
@@ -120,7 +123,42 @@ func TestShellRun(t *testing.T) {
 	Shell{
 		Replace:   map[string]string{"127.0.0.1:50051": "127.0.0.1:4"},
 		Normalise: func(s string) string { return now.ReplaceAllString(s, "NOW") },
-	}.Run(t, append(parseSession(t, readme, "demo"), parseSession(t, readme, "demo-2")...))
+	}.Run(t, append(parseSession(t, "demo.md", readme, "demo"), parseSession(t, "demo.md", readme, "demo-2")...))
+}
+
+// TestShellLeavesNoFile: a session that writes a file where it started (the
+// reader's clone) fails, and mktemp makes its directories in the test's
+// own temporary directory.
+func TestShellLeavesNoFile(t *testing.T) {
+	for _, tt := range []struct {
+		name, cmd string
+		fails     bool
+	}{
+		{"scratch directory", `cd "$(mktemp -d)" && touch f`, false},
+		{"file in the clone", `touch f`, true},
+		{"directory in the clone", `mkdir consentd-data`, true},
+	} {
+		rt := &errorT{T: t}
+		Shell{}.Run(rt, []Step{{Cmd: tt.cmd}})
+		if rt.failed != tt.fails {
+			t.Errorf("%s: failed = %v, want %v %q", tt.name, rt.failed, tt.fails, rt.errors)
+		}
+	}
+	testTmp := regexp.MustCompile(`^` + regexp.QuoteMeta(os.TempDir()) + `/` + t.Name() + `\d+/\d+/tmp\.\w+$`)
+	Shell{Normalise: func(s string) string { return testTmp.ReplaceAllString(s, "TEST-TMP") }}.
+		Run(t, []Step{{Cmd: "mktemp -d", Want: "TEST-TMP"}})
+}
+
+// errorT records an Errorf instead of failing the test.
+type errorT struct {
+	*testing.T
+	failed bool
+	errors []string
+}
+
+func (e *errorT) Errorf(format string, args ...any) {
+	e.failed = true
+	e.errors = append(e.errors, fmt.Sprintf(format, args...))
 }
 
 func TestReplacers(t *testing.T) {
@@ -145,7 +183,7 @@ func TestBadSession(t *testing.T) {
 		ft := &fatalT{T: t}
 		func() {
 			defer func() { recover() }()
-			parseSession(ft, tt.readme, "absent")
+			parseSession(ft, "demo.md", tt.readme, "absent")
 		}()
 		if !ft.failed {
 			t.Errorf("%s: parseSession did not fail the test", tt.name)
@@ -161,8 +199,11 @@ type fatalT struct {
 
 func (f *fatalT) Fatalf(string, ...any) { f.failed = true; panic("fatal") }
 
-func TestReadmeSession(t *testing.T) {
-	if steps := ReadmeSession(t, "grpcurl-session"); len(steps) == 0 || !strings.HasPrefix(steps[0].Cmd, "grpcurl ") {
+func TestDocSession(t *testing.T) {
+	if steps := DocSession(t, "README.md", "grpcurl-session"); len(steps) == 0 || !strings.HasPrefix(steps[0].Cmd, "grpcurl ") {
 		t.Errorf("the README's grpcurl session: %q", steps)
+	}
+	if steps := DocSession(t, "docs/security.md", "security-session"); len(steps) == 0 || !strings.HasPrefix(steps[0].Cmd, "cd ") {
+		t.Errorf("docs/security.md's session: %q", steps)
 	}
 }

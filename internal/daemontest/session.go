@@ -23,21 +23,37 @@ const (
 	stepEnd = "\n@@ daemontest: end of step %d @@\n"
 )
 
-// A Step is one command of a README session and the output the README shows
-// for it (stdout and stderr together).
+// A Step is one command of a documented session and the output the
+// document shows for it (stdout and stderr together).
 type Step struct {
 	Cmd  string // continuation lines joined with "\n"
 	Want string
 }
 
-// ReadmeSession returns the sessions named in the module's README.md, one
-// after another: each is marked by the comment <!-- name --> on the line
-// right before its ```console block. A line "$ CMD" is a command, and lines
-// "> MORE" right after it (">" alone for an empty one) continue it, as a
-// shell prompts for them: a line that goes on after "\" or a here-document.
-// Any other line is output of the command before it. A missing (or
-// repeated) marker or block fails the test.
-func ReadmeSession(t testing.TB, names ...string) []Step {
+// DocSession returns the sessions named in doc, a Markdown file of the
+// module given by its path from the module root ("README.md",
+// "docs/security.md"), one after another: each is marked by the comment
+// <!-- name --> on the line right before its ```console block. A line
+// "$ CMD" is a command, and lines "> MORE" right after it (">" alone for an
+// empty one) continue it, as a shell prompts for them: a line that goes on
+// after "\" or a here-document. Any other line is output of the command
+// before it. A missing (or repeated) marker or block fails the test.
+func DocSession(t testing.TB, doc string, names ...string) []Step {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join(ModuleRoot(t), filepath.FromSlash(doc)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []Step
+	for _, name := range names {
+		steps = append(steps, parseSession(t, doc, string(text), name)...)
+	}
+	return steps
+}
+
+// ModuleRoot returns the module's root directory: the first directory
+// holding a go.mod at or above the test's working directory.
+func ModuleRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {
@@ -45,7 +61,7 @@ func ReadmeSession(t testing.TB, names ...string) []Step {
 	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
+			return dir
 		}
 		up := filepath.Dir(dir)
 		if up == dir {
@@ -53,31 +69,22 @@ func ReadmeSession(t testing.TB, names ...string) []Step {
 		}
 		dir = up
 	}
-	readme, err := os.ReadFile(filepath.Join(dir, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var steps []Step
-	for _, name := range names {
-		steps = append(steps, parseSession(t, string(readme), name)...)
-	}
-	return steps
 }
 
-// parseSession returns the session named name in the README text readme.
-func parseSession(t testing.TB, readme, name string) []Step {
+// parseSession returns the session named name in text, the document doc.
+func parseSession(t testing.TB, doc, text, name string) []Step {
 	t.Helper()
 	marker := "<!-- " + name + " -->"
-	_, rest, ok := strings.Cut(readme, marker+"\n")
+	_, rest, ok := strings.Cut(text, marker+"\n")
 	switch {
 	case !ok:
-		t.Fatalf("README has no %s block: the README must show a session this test runs", name)
+		t.Fatalf("%s has no %s block: it must show the session this test runs", doc, marker)
 	case strings.Contains(rest, marker):
-		t.Fatalf("README marks more than one block %s", marker)
+		t.Fatalf("%s marks more than one block %s", doc, marker)
 	}
 	block, ok := strings.CutPrefix(rest, "```console\n")
 	if !ok {
-		t.Fatalf("README: %s is not followed by a ```console block", marker)
+		t.Fatalf("%s: %s is not followed by a ```console block", doc, marker)
 	}
 	block, _, _ = strings.Cut(block, "\n```")
 	var steps []Step
@@ -89,7 +96,7 @@ func parseSession(t testing.TB, readme, name string) []Step {
 			continue
 		}
 		if len(steps) == 0 {
-			t.Fatalf("README's %s block starts with output: %q", name, line)
+			t.Fatalf("%s: the %s block starts with output: %q", doc, name, line)
 		}
 		s := &steps[len(steps)-1]
 		if more, ok := strings.CutPrefix(line, ">"); ok && !output && (more == "" || more[0] == ' ') {
@@ -105,25 +112,31 @@ func parseSession(t testing.TB, readme, name string) []Step {
 	return steps
 }
 
-// A Shell runs a session's commands, in order, in one sh in a fresh
-// directory (so files, variables and the directory carry from one command to
-// the next, as in a terminal), and compares each command's output with the
-// README's.
+// A Shell runs a session's commands, in order, in one sh (so files,
+// variables and the directory carry from one command to the next, as in a
+// terminal), and compares each command's output with the document's.
+//
+// The shell starts in an empty directory that stands for the reader's clone
+// of the repository, and a session must leave it empty: one that writes
+// files moves to a scratch directory first (cd "$(mktemp -d)"), so that a
+// reader who follows it leaves no file behind for git to see. TMPDIR points
+// into the test's own temporary directory, so mktemp's directories go when
+// the test ends.
 type Shell struct {
 	Env []string // added to the test's environment, e.g. CONSENTD_ADDR
-	// Replace maps text in the README's commands to what runs instead: the
-	// README's addresses to a test daemon's, "go run ./cmd/x" to the path of
-	// a built x. Outputs are mapped back before they are compared, so what
+	// Replace maps text in the document's commands to what runs instead:
+	// its addresses to a test daemon's, "go run ./cmd/x" to the path of a
+	// built x. Outputs are mapped back before they are compared, so what
 	// replaces must be distinctive: an address, a path.
 	Replace map[string]string
-	// Normalise, when set, is applied to the README's output and to the
+	// Normalise, when set, is applied to the document's output and to the
 	// actual output before they are compared: placeholders for what varies
 	// from run to run (times, tokens, ids).
 	Normalise func(string) string
 }
 
 // Run runs steps and reports every command whose output differs from the
-// README's.
+// document's, and any file the session left in the directory it started in.
 func (sh Shell) Run(t testing.TB, steps []Step) {
 	t.Helper()
 	toRun, back := replacers(sh.Replace)
@@ -139,8 +152,9 @@ func (sh Shell) Run(t testing.TB, steps []Step) {
 	ctx, cancel := context.WithTimeout(context.Background(), sessionTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", path)
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), sh.Env...)
+	clone := t.TempDir()
+	cmd.Dir = clone
+	cmd.Env = append(append(os.Environ(), "TMPDIR="+t.TempDir()), sh.Env...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out // one pipe: the output in the order it was written
 	if err := cmd.Run(); err != nil {
@@ -161,8 +175,15 @@ func (sh Shell) Run(t testing.TB, steps []Step) {
 		got = normalise(back.Replace(strings.TrimRight(got, "\n")))
 		want := normalise(strings.TrimRight(s.Want, "\n"))
 		if got != want {
-			t.Errorf("$ %s\n(-README +got):\n%s", s.Cmd, cmp.Diff(want, got))
+			t.Errorf("$ %s\n(-document +got):\n%s", s.Cmd, cmp.Diff(want, got))
 		}
+	}
+	left, err := os.ReadDir(clone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		t.Errorf("the session left %s in the directory it started in: a session that writes files starts with cd \"$(mktemp -d)\"", e.Name())
 	}
 }
 

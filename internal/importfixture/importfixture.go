@@ -81,7 +81,8 @@ type Row struct {
 	// Check is what Check answers for (Contact, Purpose) after the import:
 	// granted for valid, withdrawn, erased for suppressed, no_consent for the
 	// re-permission reasons and rejects. ReasonUnspecified for a row that
-	// cannot be checked (its purpose is unknown).
+	// cannot be checked (its purpose is unknown, or consentd refuses its
+	// contact).
 	Check consent.Reason
 	// Field is, for a rejected row, the column its reason names ("contact",
 	// "purpose", "method", "captured_at", "last_engaged_at"); "" for a row
@@ -615,7 +616,8 @@ func (g *gen) erasedPerson(ps []consent.Purpose) {
 const badEmailVariants = 5
 
 // badEmailRow appends a valid-looking grant whose contact is no email
-// address (nor a phone number): rejected, and never consent.
+// address (nor a phone number): rejected, and never consent. There is
+// nothing to check afterwards: consentd refuses it as a contact.
 func (g *gen) badEmailRow(variant int) {
 	g.next++
 	n := g.next
@@ -630,7 +632,7 @@ func (g *gen) badEmailRow(variant int) {
 	f := fields{contact: contact, purpose: p.Name}
 	g.proof(&f, p)
 	g.rows = append(g.rows, record{fields: f.list(), want: Row{
-		Contact: contact, Purpose: p.Name, Outcome: Rejected, Check: consent.ReasonNoConsent, Field: "contact"}})
+		Contact: contact, Purpose: p.Name, Outcome: Rejected, Field: "contact"}})
 }
 
 // unknownPurposeRow appends a valid-looking grant for a purpose the

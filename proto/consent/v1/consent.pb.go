@@ -435,8 +435,10 @@ func (*Consistency_FullyConsistent) isConsistency_Requirement() {}
 
 type CheckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The contact as the sender knows it (an email address, a phone number, a
-	// CRM id). Trimmed, NFC-normalised and lower-cased, then keyed; never stored.
+	// The contact as the sender knows it: an email address or an E.164 phone
+	// number (+ and 8 to 15 digits), the one rule of every RPC that takes a
+	// contact; anything else is INVALID_ARGUMENT. Trimmed, NFC-normalised and
+	// lower-cased, then keyed; never stored.
 	Contact       string       `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
 	Purpose       string       `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
 	Consistency   *Consistency `protobuf:"bytes,3,opt,name=consistency" json:"consistency,omitempty"`
@@ -856,8 +858,9 @@ type FilterAudienceSummary struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Total   uint64                 `protobuf:"varint,1,opt,name=total" json:"total,omitempty"`
 	Allowed uint64                 `protobuf:"varint,2,opt,name=allowed" json:"allowed,omitempty"`
-	// Malformed contacts (empty, too long, invalid UTF-8, control characters):
-	// never allowed, never fatal to the stream.
+	// Malformed contacts (neither an email address nor an E.164 phone number,
+	// empty, too long, invalid UTF-8, control characters): never allowed,
+	// never fatal to the stream.
 	Invalid       uint64         `protobuf:"varint,3,opt,name=invalid" json:"invalid,omitempty"`
 	Reasons       []*ReasonCount `protobuf:"bytes,4,rep,name=reasons" json:"reasons,omitempty"`
 	unknownFields protoimpl.UnknownFields

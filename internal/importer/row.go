@@ -1,4 +1,4 @@
-package main
+package importer
 
 import (
 	"crypto/sha256"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -58,15 +57,6 @@ const maxFutureSkew = 5 * time.Minute
 // earliestDate is the oldest captured_at consentd accepts.
 var earliestDate = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
 
-// status is what the old system says about one (contact, purpose).
-type status uint8
-
-const (
-	statusUnknown status = iota // an empty cell: no record for this purpose
-	statusGranted
-	statusWithdrawn
-)
-
 // shared is what one input record says, parsed, apart from purpose and
 // status: with purpose columns, every (contact, purpose) of a record shares
 // it.
@@ -93,7 +83,7 @@ type shared struct {
 type row struct {
 	line    int
 	purpose string
-	status  status
+	status  consent.ClaimStatus
 	reject  string
 	// salt is consentd's request id salt for the contact and this caller
 	// (BatchCheck), set before the row is written. It is the row's own,
@@ -112,13 +102,15 @@ func parseShared(raw *[numFields]string, now time.Time) *shared {
 }
 
 func (s *shared) parse(raw *[numFields]string, now time.Time) string {
-	if !isEmail(s.key) && !isPhone(s.key) {
-		return "contact: not an email address or E.164 phone number"
+	// The one rule for a contact, consentd's own: a row that passes is
+	// one consentd takes.
+	if err := consent.CheckContact(s.key); err != nil {
+		return fieldNames[fContact] + ": " + err.Error()
 	}
 	if m := lowerTrim(raw[fMethod]); m != "" {
 		v, ok := pb.Method_value["METHOD_"+strings.ToUpper(m)]
 		if !ok || !consent.Method(v).Valid() || strings.ContainsAny(m, " -") {
-			return fmt.Sprintf("method: unknown method %q (known: %s)", raw[fMethod], strings.Join(methodNames(false), ", "))
+			return fmt.Sprintf("method: unknown method %q (known: %s)", raw[fMethod], strings.Join(methodNames(), ", "))
 		}
 		s.method = consent.Method(v)
 	}
@@ -171,15 +163,16 @@ func (s *shared) parse(raw *[numFields]string, now time.Time) string {
 	return ""
 }
 
-// parseStatus reads a status cell.
-func parseStatus(f field, cell string) (status, string) {
+// parseStatus reads a status cell; an empty one says nothing about the
+// purpose.
+func parseStatus(f field, cell string) (consent.ClaimStatus, string) {
 	switch lowerTrim(cell) {
 	case "":
-		return statusUnknown, ""
+		return consent.ClaimNone, ""
 	case "granted":
-		return statusGranted, ""
+		return consent.ClaimGranted, ""
 	case "withdrawn":
-		return statusWithdrawn, ""
+		return consent.ClaimWithdrawn, ""
 	}
 	return 0, fmt.Sprintf("%s: unknown status %q (want granted, withdrawn or empty)", fieldNames[f], cell)
 }
@@ -204,104 +197,52 @@ func parseDate(f field, cell string, now time.Time) (time.Time, string) {
 	return t.UTC(), ""
 }
 
-// isEmail is a deliberately plain test: one @, a local part of 1 to 64
-// bytes, a domain with a dot, no spaces or control characters, and nothing
-// consentd would refuse as a contact.
-func isEmail(s string) bool {
-	at := strings.IndexByte(s, '@')
-	if at <= 0 || at > 64 || strings.IndexByte(s[at+1:], '@') >= 0 || len(s) > consent.MaxContactBytes || !utf8.ValidString(s) {
-		return false
-	}
-	domain := s[at+1:]
-	dot := strings.IndexByte(domain, '.')
-	if dot <= 0 || dot == len(domain)-1 {
-		return false
-	}
-	for _, r := range s {
-		if r <= ' ' || r == 0x7f || (r >= 0x80 && r <= 0x9f) || r == '\u00a0' || r == '\u2028' || r == '\u2029' {
-			return false
-		}
-	}
-	return consent.CheckContact(s) == nil
-}
-
-// isPhone reports whether s is an E.164 number: + and 8 to 15 digits.
-func isPhone(s string) bool {
-	if len(s) < 9 || len(s) > 16 || s[0] != '+' {
-		return false
-	}
-	for i := 1; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// outcome is what the import does with one (contact, purpose).
+// outcome is what the import does with one (contact, purpose): one of two
+// of its own, decided before the claim is looked at, or one of consent's
+// classes.
 type outcome uint8
 
 const (
+	// outRejected: the row is malformed, and never consent. It is the zero
+	// outcome, so a row never decided is never written.
 	outRejected outcome = iota
+	// outSuppressed: consentd says the contact was erased here before.
 	outSuppressed
-	outWithdrawn
-	outValid
-	// The re-permission reasons, in the order they are checked.
-	outNoRecord
-	outMethodUnrecorded
-	outThirdParty
-	outNotSpecific
-	outStale
-	numOutcomes
+	numOwn
+
+	outValid            = numOwn + outcome(consent.ClassValid)
+	outWithdrawn        = numOwn + outcome(consent.ClassWithdrawn)
+	outNoRecord         = numOwn + outcome(consent.ClassNoRecord)
+	outMethodUnrecorded = numOwn + outcome(consent.ClassMethodUnrecorded)
+	outThirdParty       = numOwn + outcome(consent.ClassThirdPartyUnconfirmed)
+	outNotSpecific      = numOwn + outcome(consent.ClassNotSpecific)
+	outStale            = numOwn + outcome(consent.ClassStale)
+	numOutcomes         = outStale + 1
 )
 
-// repermission lists the re-permission outcomes with their names in the
-// report and in segment file names.
-var repermission = []struct {
-	o    outcome
-	name string
-}{
-	{outNoRecord, "no_record"}, {outMethodUnrecorded, "method_unrecorded"},
-	{outThirdParty, "third_party"}, {outNotSpecific, "not_specific"}, {outStale, "stale"},
+// repermission lists the re-permission outcomes, in the report's order.
+var repermission = []outcome{outNoRecord, outMethodUnrecorded, outThirdParty, outNotSpecific, outStale}
+
+// asks reports whether o puts the row on a re-permission list: the person
+// must be asked again.
+func (o outcome) asks() bool { return o >= outNoRecord && o <= outStale }
+
+// String is o's name in the report and in segment file names.
+func (o outcome) String() string {
+	switch o {
+	case outSuppressed:
+		return "suppressed"
+	case outRejected:
+		return "rejected"
+	}
+	return consent.Class(o - numOwn).String()
 }
 
 // classify decides a parsed, not rejected row by the old system's word
-// alone: withdrawn, valid or a re-permission reason. Whether the contact was
-// erased here before (suppressed) is consentd's to say.
-func classify(r *row, p *consent.Purpose, now time.Time) outcome {
-	switch {
-	case r.status == statusWithdrawn:
-		return outWithdrawn
-	case r.status == statusUnknown:
-		return outNoRecord
-	case r.method == consent.MethodUnspecified:
-		return outMethodUnrecorded
-	case r.source == consent.SourceThirdParty && !p.ThirdPartyAllowed:
-		return outThirdParty
-	case r.bundled:
-		return outNotSpecific
-	case r.captured.IsZero():
-		return outStale
-	case p.ReconfirmMonths > 0 && !r.lastEngaged.IsZero() && !now.Before(r.lastEngaged.AddDate(0, p.ReconfirmMonths, 0)):
-		return outStale
-	}
-	// The rest is Check's own rule, applied to the record this grant would
-	// make on its own.
-	rec, err := consent.Apply(consent.Record{}, consent.Event{Kind: consent.EventGrant, Purposes: []string{p.Name}, Proof: r.proof()})
-	if err != nil {
-		return outStale // unreachable: an empty record takes any grant
-	}
-	switch d := consent.Decide(&rec, p, now); d.Reason {
-	case consent.ReasonGranted:
-		return outValid
-	case consent.ReasonThirdPartyUnconfirmed:
-		return outThirdParty
-	case consent.ReasonNotSpecific:
-		return outNotSpecific
-	case consent.ReasonNoConsent:
-		return outMethodUnrecorded
-	}
-	return outStale
+// alone (consent.Classify). Whether the contact was erased here before
+// (suppressed) is consentd's to say.
+func (r *row) classify(p *consent.Purpose, now time.Time) outcome {
+	return numOwn + outcome(consent.Classify(&consent.Claim{Status: r.status, Proof: r.proof(), LastEngagedAt: r.lastEngaged}, p, now))
 }
 
 func (r *row) proof() consent.Proof {
@@ -363,4 +304,20 @@ func (r *row) write(o outcome, actor string) *pb.BatchWrite {
 		Source: pb.Source(r.source), ThirdParty: r.thirdParty, EvidenceRef: r.evidence,
 		NoticeVersion: r.notice, CapturedAt: captured, Actor: actor, RequestId: r.requestID("grant"),
 	}}}
+}
+
+// methodNames lists the methods a file may name: the wire's names without
+// their prefix, in lower case.
+func methodNames() []string {
+	var names []string
+	for m := consent.MethodUnspecified + 1; m.Valid(); m++ {
+		names = append(names, enumName(pb.Method(m).String(), "METHOD_"))
+	}
+	return names
+}
+
+// enumName is a wire enum name without its prefix, in lower case
+// ("double_opt_in", "first_party"): the names a file uses.
+func enumName(full, prefix string) string {
+	return strings.ToLower(strings.TrimPrefix(full, prefix))
 }

@@ -1,4 +1,4 @@
-package main
+package importer
 
 import (
 	"bytes"
@@ -10,7 +10,9 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/tabwriter"
@@ -59,8 +61,8 @@ func newReportWriter(dir string, reg *consent.Registry) (*reportWriter, error) {
 		return nil, fmt.Errorf("--out: %w", err)
 	}
 	for _, p := range rw.purposes {
-		for _, rp := range repermission {
-			if err := os.Remove(rw.segmentPath(p.Name, rp.name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		for _, o := range repermission {
+			if err := os.Remove(rw.segmentPath(p.Name, o.String())); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return nil, fmt.Errorf("--out: %w", err)
 			}
 		}
@@ -79,7 +81,7 @@ func (rw *reportWriter) segmentPath(purpose, reason string) string {
 }
 
 // add records the outcomes of a processed batch.
-func (rw *reportWriter) add(b *importBatch) error {
+func (rw *reportWriter) add(b *batch) error {
 	rw.grants += b.grants
 	rw.withdraw += b.withdrawals
 	for i := range b.rows {
@@ -95,7 +97,7 @@ func (rw *reportWriter) add(b *importBatch) error {
 			continue
 		}
 		rw.counts[r.purpose][o]++
-		if o < outNoRecord {
+		if !o.asks() {
 			continue
 		}
 		seg, err := rw.segment(r.purpose, o)
@@ -116,32 +118,13 @@ func (rw *reportWriter) segment(purpose string, o outcome) (*segmentFile, error)
 	if s, ok := rw.segments[k]; ok {
 		return s, nil
 	}
-	f, err := createPrivate(rw.segmentPath(purpose, outcomeName(o)))
+	f, err := createPrivate(rw.segmentPath(purpose, o.String()))
 	if err != nil {
 		return nil, err
 	}
 	s := &segmentFile{f: f, w: csv.NewWriter(f)}
 	rw.segments[k] = s
 	return s, s.w.Write([]string{"contact", "line"})
-}
-
-func outcomeName(o outcome) string {
-	switch o {
-	case outValid:
-		return "valid"
-	case outWithdrawn:
-		return "withdrawn"
-	case outSuppressed:
-		return "suppressed"
-	case outRejected:
-		return "rejected"
-	}
-	for _, rp := range repermission {
-		if rp.o == o {
-			return rp.name
-		}
-	}
-	return "unknown"
 }
 
 // flush writes out and closes every file but the counts.
@@ -163,9 +146,10 @@ func (rw *reportWriter) flush() error {
 // close releases the files of a report cut short by an error.
 func (rw *reportWriter) close() { rw.flush() }
 
-// importReport is the finished report: report.json and report.txt.
-type importReport struct {
-	json, text []byte
+// Report is a finished import's report: report.json and report.txt, as
+// written into Config.Out.
+type Report struct {
+	JSON, Text []byte
 }
 
 // reportJSON is report.json; the field order is the file's.
@@ -235,11 +219,12 @@ func (pc purposeCounts) MarshalJSON() ([]byte, error) {
 }
 
 // finish closes the report's files and writes report.json and report.txt.
-func (rw *reportWriter) finish(cfg *importConfig, elapsed time.Duration) (*importReport, error) {
+// lacking lists the proof fields the input has no column for.
+func (rw *reportWriter) finish(cfg *Config, elapsed time.Duration, lacking []string) (*Report, error) {
 	if err := rw.flush(); err != nil {
 		return nil, fmt.Errorf("--out: %w", err)
 	}
-	rep := reportJSON{File: cfg.file, DryRun: cfg.dryRun, Rows: rw.rows, Rejected: rw.rejected,
+	rep := reportJSON{File: cfg.File, DryRun: cfg.DryRun, Rows: rw.rows, Rejected: rw.rejected,
 		Imported: importedJSON{Grants: rw.grants, Withdrawals: rw.withdraw}}
 	rep.ElapsedSeconds = math.Round(elapsed.Seconds()*1000) / 1000
 	if s := elapsed.Seconds(); s > 0 {
@@ -254,18 +239,19 @@ func (rw *reportWriter) finish(cfg *importConfig, elapsed time.Duration) (*impor
 		return nil, err
 	}
 	js = append(js, '\n')
-	text := rw.text(&rep)
+	text := rw.text(&rep, lacking)
 	for name, data := range map[string][]byte{"report.json": js, "report.txt": text} {
 		if err := os.WriteFile(filepath.Join(rw.dir, name), data, 0o600); err != nil {
 			return nil, fmt.Errorf("--out: %w", err)
 		}
 	}
-	return &importReport{json: js, text: text}, nil
+	return &Report{JSON: js, Text: text}, nil
 }
 
-// text is report.txt, what import prints: the counts per purpose and where
-// the lists are.
-func (rw *reportWriter) text(rep *reportJSON) []byte {
+// text is report.txt, what import prints: the counts per purpose, where
+// the lists are and, when rows are NO_RECORD for want of a status column,
+// why.
+func (rw *reportWriter) text(rep *reportJSON, lacking []string) []byte {
 	var b bytes.Buffer
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PURPOSE\tVALID\tWITHDRAWN\tSUPPRESSED\tNO_RECORD\tMETHOD_UNRECORDED\tTHIRD_PARTY\tNOT_SPECIFIC\tSTALE")
@@ -293,11 +279,33 @@ func (rw *reportWriter) text(rep *reportJSON) []byte {
 		fmt.Fprintf(&b, "imported: %d grants, %d withdrawals\n", rep.Imported.Grants, rep.Imported.Withdrawals)
 	}
 	fmt.Fprintf(&b, "re-permission segments: %s%c\n", filepath.Join(rw.dir, "repermission"), filepath.Separator)
+	noRecord := 0
+	for _, c := range rep.Purposes.counts {
+		noRecord += c.NoRecord
+	}
+	if noRecord > 0 && slices.Contains(lacking, fieldNames[fStatus]) {
+		b.WriteString(whyNoRecord(lacking))
+	}
 	return b.Bytes()
 }
 
-// progress reports an import's progress on stderr: a bar redrawn in place
-// on a terminal, a plain line every cfg.every otherwise.
+// whyNoRecord tells whoever ran the import, in a marketer's words, why rows
+// of a file without a status column are NO_RECORD, which columns would
+// have imported them, and how to name columns called otherwise.
+func whyNoRecord(lacking []string) string {
+	return `why NO_RECORD: the file has no status column, so no row says whether the
+person agreed, and nothing was imported. Consent is imported from the columns
+that record it: status (granted or withdrawn), method (how the person agreed,
+e.g. checkbox), captured_at (when), source (first_party or third_party) and
+notice_version (the privacy notice they saw).
+This file lacks: ` + strings.Join(lacking, ", ") + `.
+If it has them under other names, map them: --map captured_at="Opt-in date"
+(one --map FIELD=COLUMN per column), or --mapping FILE.
+`
+}
+
+// progress reports an import's progress: a bar redrawn in place on a
+// terminal, a plain line every cfg.Every otherwise.
 type progress struct {
 	w        io.Writer
 	terminal bool
@@ -313,9 +321,9 @@ type progress struct {
 }
 
 // startProgress starts reporting; stop ends it.
-func startProgress(cfg *importConfig, size int64, read, rows *atomic.Int64) *progress {
-	p := &progress{w: cfg.stderr, terminal: cfg.terminal, every: cfg.every, now: cfg.now, size: size,
-		read: read, rows: rows, start: cfg.now(), quit: make(chan struct{})}
+func startProgress(cfg *Config, size int64, read, rows *atomic.Int64) *progress {
+	p := &progress{w: cfg.Progress, terminal: cfg.Terminal, every: cfg.Every, now: cfg.Now, size: size,
+		read: read, rows: rows, start: cfg.Now(), quit: make(chan struct{})}
 	if p.w == nil {
 		p.w = io.Discard
 	}

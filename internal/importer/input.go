@@ -1,4 +1,4 @@
-package main
+package importer
 
 import (
 	"bufio"
@@ -16,9 +16,9 @@ import (
 	"github.com/consentd/consentd/consent"
 )
 
-// mapping says which input column holds each field: --map flags over a
+// Mapping says which input column holds each field: --map flags over a
 // --mapping file over the default names.
-type mapping struct {
+type Mapping struct {
 	fields [numFields]mapped
 	// purposeColumns, when set, turns each listed column into one (contact,
 	// purpose) per record whose cell is the status.
@@ -32,18 +32,24 @@ type mapped struct {
 	by     string // "--map contact=Email" or "--mapping FILE: fields.contact"
 }
 
-// mapFlags collects repeated --map FIELD=COLUMN flags.
-type mapFlags []string
+// FieldNames lists the fields a mapping may name, in the order of the
+// default header.
+func FieldNames() []string { return append([]string(nil), fieldNames[:]...) }
 
-func (m *mapFlags) String() string     { return strings.Join(*m, ",") }
-func (m *mapFlags) Set(s string) error { *m = append(*m, s); return nil }
-
-// newMapping reads the --mapping file (if any) and the --map flags.
-func newMapping(file string, flags []string) (*mapping, error) {
-	m := &mapping{file: file}
+// defaultMapping takes every field from the column of its own name.
+func defaultMapping() *Mapping {
+	m := &Mapping{}
 	for f := range numFields {
 		m.fields[f] = mapped{column: fieldNames[f]}
 	}
+	return m
+}
+
+// NewMapping reads the --mapping file (if any; "" for none) and the --map
+// FIELD=COLUMN flags, which override it.
+func NewMapping(file string, flags []string) (*Mapping, error) {
+	m := defaultMapping()
+	m.file = file
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -114,7 +120,7 @@ type layout struct {
 // resolve places m on the input's columns; col finds a column (false: the
 // input has none of that name). The purpose columns must name registered
 // purposes.
-func (m *mapping) resolve(reg *consent.Registry, col func(name string) (int, bool)) (*layout, error) {
+func (m *Mapping) resolve(reg *consent.Registry, col func(name string) (int, bool)) (*layout, error) {
 	l := &layout{}
 	for f := range numFields {
 		mp := m.fields[f]
@@ -175,6 +181,9 @@ type record struct {
 type recordReader interface {
 	// read returns the next record, or io.EOF. Other errors end the import.
 	read() (record, error)
+	// present reports whether the input has column col: whether the header
+	// names it, or (without a header) whether a record read so far had it.
+	present(col int) bool
 }
 
 // skipBOM drops a UTF-8 byte order mark, which spreadsheet exports put
@@ -217,6 +226,9 @@ func (c *csvInput) column(name string) (int, bool) {
 	return 0, false
 }
 
+// present: a CSV file has the columns of its header, in every record.
+func (c *csvInput) present(col int) bool { return col >= 0 && col < len(c.header) }
+
 func (c *csvInput) read() (record, error) {
 	before := c.r.InputOffset()
 	cells, err := c.r.Read()
@@ -244,6 +256,7 @@ type ndjsonInput struct {
 	line  int
 	index map[string]int // columnKey → cell
 	n     int
+	seen  []bool // by cell: whether a line has had its key
 }
 
 func newNDJSONInput(r io.Reader) *ndjsonInput {
@@ -261,8 +274,13 @@ func (n *ndjsonInput) column(name string) (int, bool) {
 	}
 	n.index[k] = n.n
 	n.n++
+	n.seen = append(n.seen, false)
 	return n.n - 1, true
 }
+
+// present: a line without a key has an empty cell, so a column is there
+// once a line has had its key.
+func (n *ndjsonInput) present(col int) bool { return col >= 0 && col < len(n.seen) && n.seen[col] }
 
 func (n *ndjsonInput) read() (record, error) {
 	for {
@@ -322,6 +340,7 @@ func (n *ndjsonInput) parseSlow(b []byte) record {
 		if !ok {
 			continue // a column nobody asked for
 		}
+		n.seen[i] = true
 		switch v := v.(type) {
 		case nil:
 		case string:
@@ -393,6 +412,7 @@ func (n *ndjsonInput) parseFlat(b []byte, cells []string) bool {
 		}
 		if ok {
 			cells[c] = string(val)
+			n.seen[c] = true
 		}
 		i = skipSpace(b, i)
 		switch {

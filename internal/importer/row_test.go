@@ -1,4 +1,4 @@
-package main
+package importer
 
 import (
 	"regexp"
@@ -53,7 +53,7 @@ func parsedOf(s *shared) parsed {
 		Method: s.method, Source: s.source, Captured: s.captured, LastEngaged: s.lastEngaged, Bundled: s.bundled, Reject: s.reject}
 }
 
-func TestImportParseRow(t *testing.T) {
+func TestParseRow(t *testing.T) {
 	day := func(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0, 0, 0, time.UTC) }
 	rejected := func(reason string) parsed { return parsed{Reject: reason} }
 	tests := []struct {
@@ -71,13 +71,14 @@ func TestImportParseRow(t *testing.T) {
 			parsed{Contact: "+4915112345678", Key: "+4915112345678", Source: consent.SourceThirdParty, ThirdParty: "Acme Lists", Bundled: true}},
 		{"third-party source without a name", rawRow("contact", "a@b.co", "source", "third_party", "method", "double_opt_in"),
 			parsed{Contact: "a@b.co", Key: "a@b.co", Source: consent.SourceThirdParty, Method: consent.MethodDoubleOptIn}},
-		{"empty contact", rawRow("contact", "  "), rejected("contact: not an email address or E.164 phone number")},
+		{"empty contact", rawRow("contact", "  "), rejected("contact: must not be empty")},
 		{"no @", rawRow("contact", "jo.example.com"), rejected("contact: not an email address or E.164 phone number")},
 		{"two @", rawRow("contact", "jo@@example.com"), rejected("contact: not an email address or E.164 phone number")},
 		{"no dot in the domain", rawRow("contact", "jo@localhost"), rejected("contact: not an email address or E.164 phone number")},
 		{"domain ends with a dot", rawRow("contact", "jo@example."), rejected("contact: not an email address or E.164 phone number")},
 		{"space inside", rawRow("contact", "jo smith@example.com"), rejected("contact: not an email address or E.164 phone number")},
-		{"control character", rawRow("contact", "jo\x01@example.com"), rejected("contact: not an email address or E.164 phone number")},
+		{"control character", rawRow("contact", "jo\x01@example.com"), rejected("contact: must not contain control characters")},
+		{"what Grant once took", rawRow("contact", "ada example.com"), rejected("contact: not an email address or E.164 phone number")},
 		{"local part over 64", rawRow("contact", strings.Repeat("x", 65)+"@example.com"), rejected("contact: not an email address or E.164 phone number")},
 		{"local part of 64", rawRow("contact", strings.Repeat("x", 64)+"@example.com"),
 			parsed{Contact: strings.Repeat("x", 64) + "@example.com", Key: strings.Repeat("x", 64) + "@example.com", Source: consent.SourceFirstParty}},
@@ -85,7 +86,7 @@ func TestImportParseRow(t *testing.T) {
 		{"phone too long", rawRow("contact", "+1234567890123456"), rejected("contact: not an email address or E.164 phone number")},
 		{"phone without +", rawRow("contact", "4915112345678"), rejected("contact: not an email address or E.164 phone number")},
 		{"unknown method", rawRow("contact", "a@b.co", "method", "tick"),
-			rejected(`method: unknown method "tick" (known: ` + strings.Join(methodNames(false), ", ") + ")")},
+			rejected(`method: unknown method "tick" (known: ` + strings.Join(methodNames(), ", ") + ")")},
 		{"unknown source", rawRow("contact", "a@b.co", "source", "bought"),
 			rejected(`source: unknown source "bought" (known: first_party, third_party)`)},
 		{"first party naming a third party", rawRow("contact", "a@b.co", "source", "first_party", "third_party", "Acme"),
@@ -119,13 +120,13 @@ func TestImportParseRow(t *testing.T) {
 	}
 }
 
-func TestImportParseStatus(t *testing.T) {
+func TestParseStatus(t *testing.T) {
 	for _, tt := range []struct {
 		cell   string
-		want   status
+		want   consent.ClaimStatus
 		reject string
 	}{
-		{"", statusUnknown, ""}, {" granted ", statusGranted, ""}, {"Withdrawn", statusWithdrawn, ""},
+		{"", consent.ClaimNone, ""}, {" granted ", consent.ClaimGranted, ""}, {"Withdrawn", consent.ClaimWithdrawn, ""},
 		{"yes", 0, `status: unknown status "yes" (want granted, withdrawn or empty)`},
 	} {
 		got, reject := parseStatus(fStatus, tt.cell)
@@ -135,11 +136,13 @@ func TestImportParseStatus(t *testing.T) {
 	}
 }
 
-func TestImportClassify(t *testing.T) {
+// TestRowClassify: every column a row reads reaches consent.Classify (whose
+// own tests hold the rules), and the outcome is the class's.
+func TestRowClassify(t *testing.T) {
 	reg := defaultRegistry(t)
 	recent := importNow.AddDate(0, -3, 0)
 	grant := func(mod func(r *row)) row {
-		r := row{purpose: "email_marketing", status: statusGranted, shared: &shared{key: "a@b.co",
+		r := row{purpose: "email_marketing", status: consent.ClaimGranted, shared: &shared{key: "a@b.co",
 			method: consent.MethodCheckbox, source: consent.SourceFirstParty, captured: recent}}
 		if mod != nil {
 			mod(&r)
@@ -152,27 +155,16 @@ func TestImportClassify(t *testing.T) {
 		want outcome
 	}{
 		{"valid", grant(nil), outValid},
-		{"valid, engaged recently", grant(func(r *row) { r.lastEngaged = importNow.AddDate(0, -1, 0) }), outValid},
-		{"withdrawn beats everything", grant(func(r *row) {
-			r.status, r.method, r.bundled, r.captured = statusWithdrawn, 0, true, time.Time{}
-		}), outWithdrawn},
-		{"no record", grant(func(r *row) { r.status = statusUnknown }), outNoRecord},
-		{"method unrecorded before third party", grant(func(r *row) { r.method, r.source = 0, consent.SourceThirdParty }), outMethodUnrecorded},
-		{"a withdrawal-only method is no yes", grant(func(r *row) { r.method = consent.MethodOneClickUnsubscribe }), outMethodUnrecorded},
-		{"third party before bundled", grant(func(r *row) { r.source, r.bundled = consent.SourceThirdParty, true }), outThirdParty},
-		{"third party where the purpose accepts it", grant(func(r *row) {
+		{"status: withdrawn", grant(func(r *row) { r.status = consent.ClaimWithdrawn }), outWithdrawn},
+		{"status: none", grant(func(r *row) { r.status = consent.ClaimNone }), outNoRecord},
+		{"method", grant(func(r *row) { r.method = consent.MethodUnspecified }), outMethodUnrecorded},
+		{"source", grant(func(r *row) { r.source = consent.SourceThirdParty }), outThirdParty},
+		{"third party, where the purpose accepts it", grant(func(r *row) {
 			r.purpose, r.source, r.thirdParty = "partner_offers", consent.SourceThirdParty, "Acme"
 		}), outValid},
-		{"bundled before stale", grant(func(r *row) { r.bundled, r.captured = true, time.Time{} }), outNotSpecific},
-		{"never dated", grant(func(r *row) { r.captured = time.Time{} }), outStale},
-		{"never dated, no window", grant(func(r *row) { r.purpose, r.captured = "partner_offers", time.Time{} }), outStale},
-		{"captured outside the window", grant(func(r *row) { r.captured = importNow.AddDate(-2, 0, 0) }), outStale},
-		{"captured just inside the window", grant(func(r *row) { r.captured = importNow.AddDate(-2, 0, 1) }), outValid},
-		{"ads' shorter window", grant(func(r *row) { r.purpose, r.captured = "ad_retargeting", importNow.AddDate(0, -14, 0) }), outStale},
-		{"last engaged outside the window", grant(func(r *row) { r.lastEngaged = importNow.AddDate(-3, 0, 0) }), outStale},
-		{"no window: never stale", grant(func(r *row) {
-			r.purpose, r.captured, r.lastEngaged = "partner_offers", importNow.AddDate(-20, 0, 0), importNow.AddDate(-20, 0, 0)
-		}), outValid},
+		{"bundled", grant(func(r *row) { r.bundled = true }), outNotSpecific},
+		{"captured_at", grant(func(r *row) { r.captured = importNow.AddDate(-2, 0, 0) }), outStale},
+		{"last_engaged_at", grant(func(r *row) { r.lastEngaged = importNow.AddDate(-3, 0, 0) }), outStale},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -180,10 +172,23 @@ func TestImportClassify(t *testing.T) {
 			if !ok {
 				t.Fatalf("no purpose %q", tt.r.purpose)
 			}
-			if got := classify(&tt.r, p, importNow); got != tt.want {
-				t.Errorf("classify = %s, want %s", outcomeName(got), outcomeName(tt.want))
+			if got := tt.r.classify(p, importNow); got != tt.want {
+				t.Errorf("classify = %s, want %s", got, tt.want)
 			}
 		})
+	}
+}
+
+// The outcomes' names are the report's: its counts' keys and its segment
+// files' names.
+func TestOutcomeNames(t *testing.T) {
+	var got []string
+	for o := range numOutcomes {
+		got = append(got, o.String())
+	}
+	want := []string{"rejected", "suppressed", "valid", "withdrawn", "no_record", "method_unrecorded", "third_party", "not_specific", "stale"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("outcome names (-want +got):\n%s", diff)
 	}
 }
 
@@ -192,9 +197,9 @@ var requestIDPattern = regexp.MustCompile(`^import-[0-9a-f]{32}$`)
 // A request id depends on what the write carries but its contact, on the
 // contact's salt from consentd, and on nothing else: the same row is the
 // same request, a different row another.
-func TestImportRequestID(t *testing.T) {
+func TestRequestID(t *testing.T) {
 	base := func() row {
-		return row{purpose: "email_marketing", status: statusGranted, shared: &shared{contact: " a@b.co", key: "a@b.co",
+		return row{purpose: "email_marketing", status: consent.ClaimGranted, shared: &shared{contact: " a@b.co", key: "a@b.co",
 			method: consent.MethodCheckbox, source: consent.SourceFirstParty, captured: importNow.AddDate(0, -1, 0),
 			notice: "v1", evidence: "form:1"}}
 	}
@@ -247,8 +252,8 @@ func TestImportRequestID(t *testing.T) {
 
 // A write carries nothing of the clock: the same row makes the same
 // request on every run.
-func TestImportWriteIsStable(t *testing.T) {
-	r := row{purpose: "email_marketing", status: statusWithdrawn, shared: &shared{key: "a@b.co"}}
+func TestWriteIsStable(t *testing.T) {
+	r := row{purpose: "email_marketing", status: consent.ClaimWithdrawn, shared: &shared{key: "a@b.co"}}
 	w := r.write(outWithdrawn, "consentctl import").GetWithdraw()
 	if w.GetCapturedAt() != nil {
 		t.Errorf("an undated withdrawal carries captured_at %v, want none (consentd dates it)", w.GetCapturedAt())
@@ -258,7 +263,7 @@ func TestImportWriteIsStable(t *testing.T) {
 	}
 }
 
-func TestImportMapping(t *testing.T) {
+func TestMapping(t *testing.T) {
 	reg := defaultRegistry(t)
 	header := func(names ...string) func(string) (int, bool) {
 		return func(name string) (int, bool) {
@@ -270,7 +275,7 @@ func TestImportMapping(t *testing.T) {
 			return 0, false
 		}
 	}
-	m, err := newMapping("", []string{"contact=E-Mail", "captured_at=Opt-in date"})
+	m, err := NewMapping("", []string{"contact=E-Mail", "captured_at=Opt-in date"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +300,7 @@ func TestImportMapping(t *testing.T) {
 		{"no contact column", nil, []string{"email", "purpose"}, `no contact column: the header has no "contact" column`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			m, err := newMapping("", tt.flags)
+			m, err := NewMapping("", tt.flags)
 			if err == nil {
 				_, err = m.resolve(reg, header(tt.header...))
 			}
@@ -306,10 +311,10 @@ func TestImportMapping(t *testing.T) {
 	}
 }
 
-// FuzzImportRow feeds arbitrary records, after the default header, through
+// FuzzRow feeds arbitrary records, after the default header, through
 // the reader and the row parser: whatever a row says, it becomes exactly
 // one outcome, and a row that is not rejected is one consentd would take.
-func FuzzImportRow(f *testing.F) {
+func FuzzRow(f *testing.F) {
 	for _, s := range []string{
 		"ada@example.com,email_marketing,granted,checkbox,,,2026-01-10,,v1,form:1,\n",
 		" Bo@Example.com ,sales_outreach,withdrawn,,,,,,,,\n",
@@ -328,12 +333,11 @@ func FuzzImportRow(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m, _ := newMapping("", nil)
-		l, err := m.resolve(reg, in.column)
+		l, err := defaultMapping().resolve(reg, in.column)
 		if err != nil {
 			t.Fatal(err)
 		}
-		imp := &importer{cfg: &importConfig{file: "fuzz.csv"}, reg: reg, now: importNow, layout: l, input: in}
+		imp := &job{cfg: &Config{File: "fuzz.csv"}, reg: reg, now: importNow, layout: l, input: in}
 		var raw [numFields]string
 		for range 1000 {
 			rec, err := in.read()
@@ -372,9 +376,9 @@ func FuzzImportRow(f *testing.F) {
 					t.Errorf("date %v accepted, more than %v ahead", d, maxFutureSkew)
 				}
 			}
-			o := classify(r, p, importNow)
+			o := r.classify(p, importNow)
 			if o == outRejected || o == outSuppressed || o >= numOutcomes {
-				t.Errorf("classify = %s", outcomeName(o))
+				t.Errorf("classify = %s", o)
 			}
 			if o == outValid || o == outWithdrawn {
 				w := r.write(o, "fuzz")
@@ -389,7 +393,7 @@ func FuzzImportRow(f *testing.F) {
 
 // The NDJSON fast path reads what encoding/json reads, and leaves the rest
 // to it.
-func TestImportNDJSONFastPath(t *testing.T) {
+func TestNDJSONFastPath(t *testing.T) {
 	in := newNDJSONInput(strings.NewReader(""))
 	for _, name := range fieldNames {
 		in.column(name)
@@ -424,9 +428,9 @@ func TestImportNDJSONFastPath(t *testing.T) {
 	}
 }
 
-// FuzzImportNDJSONLine checks the NDJSON fast path against encoding/json on
+// FuzzNDJSONLine checks the NDJSON fast path against encoding/json on
 // any line: whatever it takes, it reads as encoding/json does.
-func FuzzImportNDJSONLine(f *testing.F) {
+func FuzzNDJSONLine(f *testing.F) {
 	for _, s := range []string{
 		`{"contact": "ada@example.com", "purpose": "email_marketing", "status": "granted", "bundled": false}`,
 		`{"Contact":"a@b.co","x":1e5,"status":null}`,

@@ -1,0 +1,100 @@
+package doccheck
+
+import (
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+var marker = regexp.MustCompile(`^<!-- ([a-z0-9-]+) -->$`)
+
+// TestEveryConsoleSessionIsRun: every console block of the README and docs/
+// is a session a test runs: the line before it names it (<!-- name -->),
+// and a test of the module asks for that name in that page
+// (daemontest.DocSession(t, "docs/x.md", "name")). Output to read but not
+// run goes in a text block.
+func TestEveryConsoleSessionIsRun(t *testing.T) {
+	tests := testSources(t)
+	n := 0
+	for _, doc := range docs(t) {
+		_, blocks := split(read(t, doc))
+		for _, b := range blocks {
+			if b.info != "console" {
+				continue
+			}
+			m := marker.FindStringSubmatch(b.before)
+			if m == nil {
+				t.Errorf("%s: a console block without a <!-- name --> line before it, so no test runs it:\n%s", doc, firstLine(b.text))
+				continue
+			}
+			n++
+			if !runs(tests, doc, m[1]) {
+				t.Errorf("%s: no test runs the session %s (daemontest.DocSession(t, %q, %q))", doc, m[1], doc, m[1])
+			}
+		}
+	}
+	if n < 8 {
+		t.Errorf("found only %d sessions", n)
+	}
+}
+
+// runs reports whether one of the test files in tests names both doc and
+// the session name as string literals.
+func runs(tests []string, doc, name string) bool {
+	for _, src := range tests {
+		if strings.Contains(src, strconv.Quote(doc)) && strings.Contains(src, strconv.Quote(name)) {
+			return true
+		}
+	}
+	return false
+}
+
+// testSources returns the text of every _test.go file of the module.
+func testSources(t *testing.T) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && p != root && (strings.HasPrefix(d.Name(), ".") || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(p, "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		out = append(out, string(b))
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func TestRuns(t *testing.T) {
+	tests := []string{`steps := daemontest.DocSession(t, "docs/security.md", "security-session", "security-token-session")`}
+	for _, tt := range []struct {
+		doc, name string
+		want      bool
+	}{
+		{"docs/security.md", "security-session", true},
+		{"docs/security.md", "security-token-session", true},
+		{"docs/security.md", "security", false},
+		{"README.md", "security-session", false},
+	} {
+		if got := runs(tests, tt.doc, tt.name); got != tt.want {
+			t.Errorf("runs(%s, %s) = %v, want %v", tt.doc, tt.name, got, tt.want)
+		}
+	}
+}
