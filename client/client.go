@@ -163,7 +163,10 @@ func (c *Client) Close() error { return c.conn.Close() }
 type CheckOption func(*pb.Consistency)
 
 // AtLeastAsFresh asks for data no older than the write that returned tok:
-// pass the token of your own Withdraw to never see it undone.
+// pass the token of your own Withdraw to never see it undone. tok must come
+// from an answer of the same store (any of its sidecars): consentd refuses
+// any other (made up, altered, another store's, or issued before tokens
+// carried a tag) with consent.ErrInvalid naming consistency.at_least_as_fresh.
 func AtLeastAsFresh(tok consent.ConsistencyToken) CheckOption {
 	return func(c *pb.Consistency) {
 		c.Requirement = &pb.Consistency_AtLeastAsFresh{AtLeastAsFresh: tok.String()}

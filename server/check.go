@@ -35,7 +35,7 @@ func (s *checkService) Check(ctx context.Context, req *pb.CheckRequest) (*pb.Che
 	}
 	d := consent.Decide(rec, p, s.cfg.Now())
 	s.cfg.Decisions.Decided(p.Name, d.Reason, 1)
-	return &pb.CheckResponse{Decision: decisionPB(d), Reason: pb.Reason(d.Reason), ConsistencyToken: rec.Token.String()}, nil
+	return &pb.CheckResponse{Decision: decisionPB(d), Reason: pb.Reason(d.Reason), ConsistencyToken: s.issue(rec.Token)}, nil
 }
 
 func (s *checkService) BatchCheck(ctx context.Context, req *pb.BatchCheckRequest) (*pb.BatchCheckResponse, error) {
@@ -230,7 +230,7 @@ func (s *checkService) question(purpose string, c *pb.Consistency) (*consent.Pur
 	if err != nil {
 		return nil, consent.Consistency{}, err
 	}
-	cons, err := parseConsistency(c)
+	cons, err := s.parseConsistency(c)
 	return p, cons, err
 }
 

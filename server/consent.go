@@ -21,7 +21,7 @@ func (s *consentService) Grant(ctx context.Context, req *pb.GrantRequest) (*pb.G
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.GrantResponse{ConsistencyToken: tok.String()}, nil
+	return &pb.GrantResponse{ConsistencyToken: s.issue(tok)}, nil
 }
 
 func (s *consentService) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (*pb.WithdrawResponse, error) {
@@ -29,7 +29,7 @@ func (s *consentService) Withdraw(ctx context.Context, req *pb.WithdrawRequest) 
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.WithdrawResponse{ConsistencyToken: tok.String()}, nil
+	return &pb.WithdrawResponse{ConsistencyToken: s.issue(tok)}, nil
 }
 
 func (s *consentService) Erase(ctx context.Context, req *pb.EraseRequest) (*pb.EraseResponse, error) {
@@ -37,7 +37,7 @@ func (s *consentService) Erase(ctx context.Context, req *pb.EraseRequest) (*pb.E
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.EraseResponse{ConsistencyToken: tok.String()}, nil
+	return &pb.EraseResponse{ConsistencyToken: s.issue(tok)}, nil
 }
 
 // write is how one request changes consent, from gRPC and from unsubscribe
@@ -67,7 +67,7 @@ func (s *consentService) GetContact(ctx context.Context, req *pb.GetContactReque
 		return nil, toStatus(err)
 	}
 	now := s.cfg.Now()
-	out := &pb.GetContactResponse{ErasedAt: timePB(rec.ErasedAt), ConsistencyToken: rec.Token.String()}
+	out := &pb.GetContactResponse{ErasedAt: timePB(rec.ErasedAt), ConsistencyToken: s.issue(rec.Token)}
 	for i := range s.cfg.Purposes.All() {
 		p := &s.cfg.Purposes.All()[i]
 		d := consent.Decide(rec, p, now)
@@ -89,7 +89,7 @@ func (s *consentService) ListEvents(ctx context.Context, req *pb.ListEventsReque
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	after, err := pageToken(req.GetPageToken())
+	after, err := s.pageToken(req.GetPageToken())
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -99,10 +99,10 @@ func (s *consentService) ListEvents(ctx context.Context, req *pb.ListEventsReque
 	}
 	out := &pb.ListEventsResponse{Events: make([]*pb.Event, len(events))}
 	for i := range events {
-		out.Events[i] = eventPB(&events[i])
+		out.Events[i] = s.eventPB(&events[i])
 	}
 	if more {
-		out.NextPageToken = events[len(events)-1].Token.String()
+		out.NextPageToken = s.issue(events[len(events)-1].Token)
 	}
 	return out, nil
 }
@@ -182,7 +182,7 @@ func (s *consentService) WriteBatch(ctx context.Context, req *pb.WriteBatchReque
 			st := status.Convert(toStatus(errs[i]))
 			r.Code, r.Message = uint32(st.Code()), st.Message()
 		} else {
-			r.ConsistencyToken = toks[i].String()
+			r.ConsistencyToken = s.issue(toks[i])
 		}
 		out.Results[i] = r
 	}

@@ -38,12 +38,12 @@ func (s *Server) key(field, contact string) (consent.Key, error) {
 	return k, nil
 }
 
-func parseConsistency(c *pb.Consistency) (consent.Consistency, error) {
+func (s *Server) parseConsistency(c *pb.Consistency) (consent.Consistency, error) {
 	switch r := c.GetRequirement().(type) {
 	case *pb.Consistency_AtLeastAsFresh:
-		tok, err := consent.ParseConsistencyToken(r.AtLeastAsFresh)
+		tok, err := s.consistencyToken("consistency.at_least_as_fresh", r.AtLeastAsFresh)
 		if err != nil {
-			return consent.Consistency{}, consent.Invalid("consistency.at_least_as_fresh", "%v", err)
+			return consent.Consistency{}, err
 		}
 		return consent.Consistency{Mode: consent.AtLeastAsFresh, Token: tok}, nil
 	case *pb.Consistency_FullyConsistent:
@@ -284,15 +284,30 @@ func pageSize(n int32) (int, error) {
 	return int(n), nil
 }
 
-func pageToken(s string) (consent.ConsistencyToken, error) {
-	if s == "" {
+// pageToken parses ListEvents' page token: the consistency token of the
+// last event of the page before, or "" for the first page.
+func (s *Server) pageToken(text string) (consent.ConsistencyToken, error) {
+	if text == "" {
 		return consent.ConsistencyToken{}, nil
 	}
-	tok, err := consent.ParseConsistencyToken(s)
-	if err != nil {
-		return tok, consent.Invalid("page_token", "%v", err)
+	return s.consistencyToken("page_token", text)
+}
+
+// consistencyToken parses the consistency token a request brought in field.
+// One this store did not issue (made up, altered, of an older version or of
+// another store) is refused alike: it names no point in this store's
+// history.
+func (s *Server) consistencyToken(field, text string) (consent.ConsistencyToken, error) {
+	tok, err := consent.ParseConsistencyToken(text)
+	if err != nil || !s.cfg.ConsistencyTokens.Issued(tok) {
+		return consent.ConsistencyToken{}, consent.Invalid(field, "not a consistency token this consentd store issued")
 	}
 	return tok, nil
+}
+
+// issue is the text of tok as answers carry it: tagged by this store.
+func (s *Server) issue(tok consent.ConsistencyToken) string {
+	return s.cfg.ConsistencyTokens.Issue(tok).String()
 }
 
 // Conversions to the wire.
@@ -319,12 +334,12 @@ func proofPB(p *consent.Proof) *pb.Proof {
 	}
 }
 
-func eventPB(e *consent.Event) *pb.Event {
+func (s *Server) eventPB(e *consent.Event) *pb.Event {
 	p := &e.Proof
 	return &pb.Event{
 		Kind: pb.EventKind(e.Kind), Purposes: e.Purposes, Method: pb.Method(p.Method), Source: pb.Source(p.Source),
 		ThirdParty: p.ThirdParty, EvidenceRef: p.EvidenceRef, NoticeVersion: p.NoticeVersion,
 		CapturedAt: timePB(p.CapturedAt), ExpiresAt: timePB(p.ExpiresAt), Actor: p.Actor, Bundled: p.Bundled,
-		RequestId: e.RequestID, RecordedAt: timePB(p.RecordedAt), ConsistencyToken: e.Token.String(),
+		RequestId: e.RequestID, RecordedAt: timePB(p.RecordedAt), ConsistencyToken: s.issue(e.Token),
 	}
 }

@@ -40,6 +40,18 @@ type Store interface {
 	ApplyBatch(ctx context.Context, ws []consent.Write) ([]consent.ConsistencyToken, []error, error)
 }
 
+// ConsistencyTokens issues the consistency tokens answers carry and
+// recognises the ones requests bring back (internal/consistencytoken), so
+// that only tokens this store issued are read as points in its history.
+// Issue runs on Check's hot path: it must not allocate.
+type ConsistencyTokens interface {
+	// Issue returns t as an answer carries it (tagged); zero stays zero.
+	Issue(t consent.ConsistencyToken) consent.ConsistencyToken
+	// Issued reports whether t, as a request brought it, is one Issue
+	// returned.
+	Issued(t consent.ConsistencyToken) bool
+}
+
 // Decisions counts the decisions Check, BatchCheck and FilterAudience
 // answer (metrics). Decided runs on Check's hot path: it must cost next to
 // nothing (no allocation, no lookup of labels) and be safe for concurrent
@@ -60,6 +72,9 @@ type Config struct {
 	Records  Records
 	Store    Store
 	Purposes *consent.Registry
+	// ConsistencyTokens tags the tokens answers carry and refuses those
+	// this store did not issue.
+	ConsistencyTokens ConsistencyTokens
 	// Unsubscribe signs and checks one-click unsubscribe tokens.
 	Unsubscribe *unsubscribe.Signer
 	// UnsubscribeTTL is how long a minted token stays valid; defaults to

@@ -332,7 +332,8 @@ func TestGetContact(t *testing.T) {
 	c.grant(t, &pb.GrantRequest{Contact: "sar@example.com", Purposes: []string{"email_marketing", "market_research"},
 		Method: pb.Method_METHOD_PAPER_FORM, EvidenceRef: "scan:991", NoticeVersion: "v3", CapturedAt: ts(captured), Actor: "crm-import"})
 	withdrawn := time.Date(2026, 4, 1, 9, 0, 0, 0, time.UTC)
-	if _, err := c.cons.Withdraw(ctx(t), &pb.WithdrawRequest{Contact: "sar@example.com", Purposes: []string{"market_research"}, CapturedAt: ts(withdrawn)}); err != nil {
+	w, err := c.cons.Withdraw(ctx(t), &pb.WithdrawRequest{Contact: "sar@example.com", Purposes: []string{"market_research"}, CapturedAt: ts(withdrawn)})
+	if err != nil {
 		t.Fatal(err)
 	}
 	resp, err := c.cons.GetContact(ctx(t), &pb.GetContactRequest{Contact: "sar@example.com"})
@@ -341,7 +342,8 @@ func TestGetContact(t *testing.T) {
 	}
 	proof := &pb.Proof{Method: pb.Method_METHOD_PAPER_FORM, Source: pb.Source_SOURCE_FIRST_PARTY, EvidenceRef: "scan:991",
 		NoticeVersion: "v3", CapturedAt: ts(captured), Actor: "crm-import"}
-	want := &pb.GetContactResponse{ConsistencyToken: "AQAC", Purposes: []*pb.PurposeState{
+	// The record is as fresh as the newest write: its token is that write's.
+	want := &pb.GetContactResponse{ConsistencyToken: w.GetConsistencyToken(), Purposes: []*pb.PurposeState{
 		{Purpose: "email_marketing", Decision: allow, Reason: pb.Reason_REASON_GRANTED, Grant: proof},
 		{Purpose: "sales_outreach", Decision: deny, Reason: pb.Reason_REASON_NO_CONSENT},
 		{Purpose: "market_research", Decision: deny, Reason: pb.Reason_REASON_WITHDRAWN, Grant: proof, WithdrawnAt: ts(withdrawn)},
@@ -418,6 +420,13 @@ func TestBadInput(t *testing.T) {
 	mint := func(r *pb.MintUnsubscribeRequest) func() error {
 		return func() error { _, err := c.cons.MintUnsubscribe(ctx(t), r); return err }
 	}
+	// Tokens consentd never issued: one made up in the format of version 1
+	// (before tokens carried a tag) and one in today's format.
+	const madeUp = "AQIC"
+	forged := consent.ConsistencyToken{Partition: 0, Seq: 1, Tag: 0x0123456789abcdef}.String()
+	fresh := func(tok string) *pb.Consistency {
+		return &pb.Consistency{Requirement: &pb.Consistency_AtLeastAsFresh{AtLeastAsFresh: tok}}
+	}
 	many := make([]string, consent.MaxBatch+1)
 	for i := range many {
 		many[i] = fmt.Sprint(i, "@example.com")
@@ -454,6 +463,13 @@ func TestBadInput(t *testing.T) {
 		{"check: no purpose", check(&pb.CheckRequest{Contact: "a@example.com"}), "purpose"},
 		{"check: malformed token", check(&pb.CheckRequest{Contact: "a@example.com", Purpose: "email_marketing",
 			Consistency: &pb.Consistency{Requirement: &pb.Consistency_AtLeastAsFresh{AtLeastAsFresh: "not-a-token"}}}), "consistency.at_least_as_fresh"},
+		{"check: made-up token", check(&pb.CheckRequest{Contact: "victim@example.com", Purpose: "email_marketing", Consistency: fresh(madeUp)}), "consistency.at_least_as_fresh"},
+		{"check: forged token", check(&pb.CheckRequest{Contact: "victim@example.com", Purpose: "email_marketing", Consistency: fresh(forged)}), "consistency.at_least_as_fresh"},
+		{"batch: forged token", func() error {
+			_, err := c.check.BatchCheck(ctx(t), &pb.BatchCheckRequest{Purpose: "email_marketing", Contacts: []string{"victim@example.com"}, Consistency: fresh(forged)})
+			return err
+		}, "consistency.at_least_as_fresh"},
+		{"filter: forged token", filter(&pb.FilterAudienceRequest{Purpose: "email_marketing", Contacts: []string{"victim@example.com"}, Consistency: fresh(forged)}), "consistency.at_least_as_fresh"},
 		{"batch: over the limit", func() error {
 			_, err := c.check.BatchCheck(ctx(t), &pb.BatchCheckRequest{Purpose: "email_marketing", Contacts: many})
 			return err
@@ -530,6 +546,14 @@ func TestBadInput(t *testing.T) {
 		}, "page_size"},
 		{"list events: bad page token", func() error {
 			_, err := c.cons.ListEvents(ctx(t), &pb.ListEventsRequest{Contact: "victim@example.com", PageToken: "zz"})
+			return err
+		}, "page_token"},
+		{"list events: made-up page token", func() error {
+			_, err := c.cons.ListEvents(ctx(t), &pb.ListEventsRequest{Contact: "victim@example.com", PageToken: madeUp})
+			return err
+		}, "page_token"},
+		{"list events: forged page token", func() error {
+			_, err := c.cons.ListEvents(ctx(t), &pb.ListEventsRequest{Contact: "victim@example.com", PageToken: forged})
 			return err
 		}, "page_token"},
 	}

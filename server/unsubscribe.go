@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"html/template"
@@ -108,9 +110,22 @@ func unsubscribeRequestID(token string, rec *consent.Record) string {
 	h.Write([]byte(token))
 	if rec != nil {
 		h.Write([]byte{0})
-		h.Write([]byte(rec.Token.String()))
+		h.Write(recordVersion(rec.Token))
 	}
 	return "unsubscribe-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// recordVersion names the version of a record whose token is tok, as the
+// text of version 1 consistency tokens (before they carried a tag) did, so
+// that one link's ids are the same on sidecars before and after that
+// change; nothing else reads this text.
+func recordVersion(tok consent.ConsistencyToken) []byte {
+	if tok.IsZero() {
+		return nil
+	}
+	b := binary.AppendUvarint([]byte{1}, uint64(tok.Partition))
+	b = binary.AppendUvarint(b, tok.Seq)
+	return base64.RawURLEncoding.AppendEncode(nil, b)
 }
 
 // HTTPHandler serves one-click unsubscribe links:

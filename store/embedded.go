@@ -31,6 +31,7 @@ import (
 //	meta      seq → the newest event's sequence (BE64)
 //	          head → its chain link
 //	          layout → embeddedLayout
+//	          id → the store id (random, made when the file is)
 //	claims    Write.Claim name → the request its caller's request id is bound to
 var (
 	bucketContacts = []byte("contacts")
@@ -39,6 +40,7 @@ var (
 	metaSeq        = []byte("seq")
 	metaHead       = []byte("head")
 	metaLayout     = []byte("layout")
+	metaID         = []byte("id")
 )
 
 const (
@@ -80,6 +82,7 @@ type Embedded struct {
 	onChange func(consent.Key, consent.ConsistencyToken)
 	// disk refuses writes while the disk is full (diskspace.go).
 	disk diskGuard
+	id   string // see StoreID
 
 	// Observers hear of writes in sequence order, so once a token has been
 	// reported every write before it has been too: commits are ordered, but
@@ -128,6 +131,12 @@ func OpenEmbedded(dir string, ch *chain.Key) (*Embedded, error) {
 		if v := meta.Get(metaSeq); len(v) == 8 {
 			s.notified = binary.BigEndian.Uint64(v)
 		}
+		// Files made before stores had ids get one now: the tokens of the
+		// version that made them are refused anyway.
+		if s.id = string(meta.Get(metaID)); s.id == "" {
+			s.id = newStoreID()
+			return meta.Put(metaID, []byte(s.id))
+		}
 		return nil
 	})
 	if err != nil {
@@ -136,6 +145,10 @@ func OpenEmbedded(dir string, ch *chain.Key) (*Embedded, error) {
 	}
 	return s, nil
 }
+
+// StoreID returns the random id the store got when it was made: a new data
+// directory is a new store, though its secret may be the old one's.
+func (s *Embedded) StoreID() string { return s.id }
 
 // OnChange sets the function told of every applied write, after it is durable
 // and before Apply returns, so a cache invalidated by it never serves the old

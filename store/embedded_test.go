@@ -280,3 +280,49 @@ func TestEmbeddedRefusesAnotherLayout(t *testing.T) {
 		t.Fatalf("OpenEmbedded on another layout = %v, want a refusal", err)
 	}
 }
+
+// TestEmbeddedStoreID: a store keeps its id across restarts; another data
+// directory is another store, and a file made before stores had ids gets
+// one, which it keeps.
+func TestEmbeddedStoreID(t *testing.T) {
+	reopen := func(t *testing.T, dir string) string {
+		t.Helper()
+		s, err := store.OpenEmbedded(dir, storetest.ChainKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := s.StoreID()
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	dir := t.TempDir()
+	first := reopen(t, dir)
+	if first == "" {
+		t.Fatal("a new embedded store has no id")
+	}
+	if again := reopen(t, dir); again != first {
+		t.Errorf("StoreID after reopening = %q, want %q", again, first)
+	}
+	if other := reopen(t, t.TempDir()); other == first {
+		t.Errorf("two data directories have the same store id %q", other)
+	}
+
+	// A file of the version before ids: the same layout, no id.
+	db, err := bolt.Open(filepath.Join(dir, store.EmbeddedFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte("meta")).Delete([]byte("id")) })
+	if err := errors.Join(err, db.Close()); err != nil {
+		t.Fatal(err)
+	}
+	given := reopen(t, dir)
+	if given == "" || given == first {
+		t.Errorf("StoreID of a file without one = %q, want a new id", given)
+	}
+	if again := reopen(t, dir); again != given {
+		t.Errorf("the id given to an old file did not last: %q, then %q", given, again)
+	}
+}

@@ -147,6 +147,11 @@ func OpenRedis(ctx context.Context, rdb redis.UniversalClient, cfg RedisConfig) 
 	return s, nil
 }
 
+// StoreID returns the id of the store, made when it was initialised and kept
+// in its layout mark and partition markers: every sidecar of the deployment
+// reads the same, and a wiped and re-initialised Redis has another.
+func (s *Redis) StoreID() string { return s.id }
+
 // Partitions returns the deployment's partition count.
 func (s *Redis) Partitions() uint32 { return s.cfg.Partitions }
 

@@ -199,6 +199,23 @@ func TestRedisInitialisation(t *testing.T) {
 	}
 }
 
+// TestRedisStoreID: every sidecar of a store reads the same id; a store
+// wiped and initialised again has another.
+func TestRedisStoreID(t *testing.T) {
+	d := standaloneDeployment(t)
+	cfg := store.RedisConfig{Partitions: identityPartitions}
+	first := d.fresh(t, cfg)
+	if first.StoreID() == "" {
+		t.Fatal("a new Redis store has no id")
+	}
+	if other := openRedis(t, d.rdb, cfg); other.StoreID() != first.StoreID() {
+		t.Errorf("a second sidecar reads store id %q, the first %q", other.StoreID(), first.StoreID())
+	}
+	if again := d.fresh(t, cfg); again.StoreID() == first.StoreID() {
+		t.Errorf("the store initialised after a wipe has the wiped one's id %q", again.StoreID())
+	}
+}
+
 // TestRedisWriteToAWipedStore: after FLUSHALL a write is refused as
 // ErrStoreLost inside the script, and recreates nothing.
 func TestRedisWriteToAWipedStore(t *testing.T) {

@@ -2,9 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -65,15 +67,16 @@ func TestLifecycle(t *testing.T) {
 			addr := b.start(t)
 			d := newDates()
 			steps := []struct {
-				args []string
-				env  map[string]string
-				code int
-				want string
+				args   []string
+				env    map[string]string
+				code   int
+				want   string
+				stderr string
 			}{
 				{
 					args: []string{"grant", "ada@example.com", "email_marketing", "sales_outreach", "--method", "checkbox",
 						"--notice", "2026-05", "--evidence", "form:signup-7", "--captured-at", d.arg(-1)},
-					want: "granted email_marketing, sales_outreach for ada@example.com (checkbox, first party); consistency token AQAB\n",
+					want: "granted email_marketing, sales_outreach for ada@example.com (checkbox, first party); consistency token 0/1\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "email_marketing"},
@@ -87,7 +90,7 @@ func TestLifecycle(t *testing.T) {
 					// Flags before, between and after the positional arguments.
 					args: []string{"grant", "--method", "verbal", "ada@example.com", "--third-party", "Acme Lists",
 						"ad_retargeting", "--evidence=call:42"},
-					want: "granted ad_retargeting for ada@example.com (verbal, third party (Acme Lists)); consistency token AQAC\n",
+					want: "granted ad_retargeting for ada@example.com (verbal, third party (Acme Lists)); consistency token 0/2\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "ad_retargeting"}, code: 1,
@@ -97,7 +100,7 @@ func TestLifecycle(t *testing.T) {
 					args: []string{"grant", "ada@example.com", "market_research", "--method", "double-opt-in", "--bundled",
 						"--expires-at", d.arg(11)},
 					env:  map[string]string{actorEnv: "dpo@example.com"},
-					want: "granted market_research for ada@example.com (double_opt_in, first party, bundled); consistency token AQAD\n",
+					want: "granted market_research for ada@example.com (double_opt_in, first party, bundled); consistency token 0/3\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "market_research"}, code: 1,
@@ -105,7 +108,7 @@ func TestLifecycle(t *testing.T) {
 				},
 				{
 					args: []string{"grant", "bo@example.com", "ad_retargeting", "--method", "checkbox", "--captured-at", d.arg(-14)},
-					want: "granted ad_retargeting for bo@example.com (checkbox, first party); consistency token AQAE\n",
+					want: "granted ad_retargeting for bo@example.com (checkbox, first party); consistency token 0/4\n",
 				},
 				{
 					args: []string{"check", "bo@example.com", "ad_retargeting"}, code: 1,
@@ -114,7 +117,7 @@ func TestLifecycle(t *testing.T) {
 				{
 					args: []string{"grant", "bo@example.com", "email_marketing", "--method", "button",
 						"--captured-at", d.arg(-3), "--expires-at", d.arg(-1), "--actor", "import-7"},
-					want: "granted email_marketing for bo@example.com (button, first party); consistency token AQAF\n",
+					want: "granted email_marketing for bo@example.com (button, first party); consistency token 0/5\n",
 				},
 				{
 					args: []string{"check", "bo@example.com", "email_marketing"}, code: 1,
@@ -132,7 +135,7 @@ ad_retargeting   deny      third_party_unconfirmed  verbal                   thi
 				},
 				{
 					args: []string{"withdraw", "ada@example.com", "email_marketing", "--method", "email_reply"},
-					want: "withdrew email_marketing for ada@example.com; consistency token AQAG\n",
+					want: "withdrew email_marketing for ada@example.com; consistency token 0/6\n",
 				},
 				{
 					args: []string{"show", "ada@example.com"},
@@ -145,8 +148,18 @@ ad_retargeting   deny      third_party_unconfirmed  verbal                   thi
 `,
 				},
 				{
-					args: []string{"check", "ada@example.com", "email_marketing", "--consistency-token", "AQAG"}, code: 1,
+					args: []string{"check", "ada@example.com", "email_marketing", "--consistency-token", lastToken}, code: 1,
 					want: "deny (withdrawn): the latest event for this purpose is a withdrawal\n",
+				},
+				{
+					// Made up, in the format of the version before tags.
+					args: []string{"check", "ada@example.com", "email_marketing", "--consistency-token", "AQAG"}, code: 2,
+					stderr: "consentctl check: --consistency-token: \"AQAG\" is not a consistency token returned by consentd\n",
+				},
+				{
+					// Made up: partition 0, sequence 6, a tag of its own.
+					args: []string{"check", "ada@example.com", "email_marketing", "--consistency-token", "AgAGASNFZ4mrze8"}, code: 2,
+					stderr: "consentctl check: consistency.at_least_as_fresh: not a consistency token this consentd store issued\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "sales_outreach"},
@@ -164,7 +177,7 @@ NOW-----------------  withdraw  email_marketing                 email_reply     
 				},
 				{
 					args: []string{"withdraw", "ada@example.com"},
-					want: "withdrew every purpose for ada@example.com; consistency token AQAH\n",
+					want: "withdrew every purpose for ada@example.com; consistency token 0/7\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "sales_outreach"}, code: 1,
@@ -172,7 +185,7 @@ NOW-----------------  withdraw  email_marketing                 email_reply     
 				},
 				{
 					args: []string{"erase", "ada@example.com"},
-					want: "erased ada@example.com: its record and history are deleted; a suppression marker keeps it from being re-imported; consistency token AQAI\n",
+					want: "erased ada@example.com: its record and history are deleted; a suppression marker keeps it from being re-imported; consistency token 0/8\n",
 				},
 				{
 					args: []string{"check", "ada@example.com", "email_marketing"}, code: 1,
@@ -210,16 +223,47 @@ ad_retargeting   13 months  re-confirm   25 months  Matching to advertising audi
 `,
 				},
 			}
+			last := "" // the consistency token of the last write
 			for _, s := range steps {
-				r := ctl(t, s.env, append([]string{"--addr", addr}, s.args...)...)
+				args := slices.Clone(s.args)
+				if i := slices.Index(args, lastToken); i >= 0 {
+					args[i] = last
+				}
+				r := ctl(t, s.env, append([]string{"--addr", addr}, args...)...)
+				if m := writtenToken.FindStringSubmatch(r.stdout); m != nil {
+					last = m[1]
+				}
 				want := d.expand(strings.TrimPrefix(s.want, "\n"))
-				if got := normalise(r.stdout); r.code != s.code || got != want || r.stderr != "" {
-					t.Errorf("consentctl %s: exit %d, stderr %q; want exit %d; stdout (-want +got):\n%s",
-						strings.Join(s.args, " "), r.code, r.stderr, s.code, cmp.Diff(want, got))
+				if got := normaliseTokens(t, normalise(r.stdout)); r.code != s.code || got != want || r.stderr != s.stderr {
+					t.Errorf("consentctl %s: exit %d, stderr %q; want exit %d, stderr %q; stdout (-want +got):\n%s",
+						strings.Join(args, " "), r.code, r.stderr, s.code, s.stderr, cmp.Diff(want, got))
 				}
 			}
 		})
 	}
+}
+
+// lastToken, in a step's arguments, stands for the consistency token the
+// last write printed.
+const lastToken = "LAST-TOKEN"
+
+// writtenToken is the consistency token a write prints.
+var writtenToken = regexp.MustCompile(`; consistency token ([A-Za-z0-9_-]+)\n`)
+
+// normaliseTokens spells each consistency token a write printed as the
+// point in history it names, PARTITION/SEQ: its tag depends on the store's
+// secret and id, which are new in every test.
+func normaliseTokens(t *testing.T, s string) string {
+	t.Helper()
+	return writtenToken.ReplaceAllStringFunc(s, func(m string) string {
+		text := writtenToken.FindStringSubmatch(m)[1]
+		tok, err := consent.ParseConsistencyToken(text)
+		if err != nil {
+			t.Errorf("a write printed %q, not a consistency token", text)
+			return m
+		}
+		return fmt.Sprintf("; consistency token %d/%d\n", tok.Partition, tok.Seq)
+	})
 }
 
 // TestJSON checks that --json output parses, with stable field names, for
@@ -249,15 +293,19 @@ func TestJSON(t *testing.T) {
 	var w writeJSON
 	decode(t, mustRun(t, addr, "--json", "grant", "cy@example.com", "email_marketing", "--method", "paper_form",
 		"--source", "first_party", "--evidence", "scan:991", "--notice", "v3", "--request-id", "paper-991"), &w)
-	if diff := cmp.Diff(writeJSON{ConsistencyToken: "AQAB", RequestID: "paper-991"}, w); diff != "" {
+	granted := w.ConsistencyToken
+	if tok, err := consent.ParseConsistencyToken(granted); err != nil || tok.Seq != 1 {
+		t.Errorf("grant --json: consistency token %q (%+v, %v), want the first write's", granted, tok, err)
+	}
+	if diff := cmp.Diff(writeJSON{ConsistencyToken: granted, RequestID: "paper-991"}, w); diff != "" {
 		t.Errorf("grant --json (-want +got):\n%s", diff)
 	}
 	// The same request id again applies nothing: the same token comes back.
 	w = writeJSON{}
 	decode(t, mustRun(t, addr, "grant", "cy@example.com", "email_marketing", "--method", "paper_form",
 		"--source", "first_party", "--evidence", "scan:991", "--notice", "v3", "--request-id", "paper-991", "--json"), &w)
-	if w.ConsistencyToken != "AQAB" {
-		t.Errorf("retried grant: consistency token %q, want the first one, AQAB", w.ConsistencyToken)
+	if w.ConsistencyToken != granted {
+		t.Errorf("retried grant: consistency token %q, want the first one, %q", w.ConsistencyToken, granted)
 	}
 
 	r := at(t, addr, "--json", "check", "cy@example.com", "email_marketing")
@@ -285,7 +333,7 @@ func TestJSON(t *testing.T) {
 	}
 	g := contact.GetPurposes()[0].GetGrant()
 	if contact.GetPurposes()[0].GetPurpose() != "email_marketing" || g.GetMethod() != pb.Method_METHOD_PAPER_FORM ||
-		g.GetEvidenceRef() != "scan:991" || g.GetNoticeVersion() != "v3" || g.GetActor() != "consentctl" || contact.GetConsistencyToken() != "AQAB" {
+		g.GetEvidenceRef() != "scan:991" || g.GetNoticeVersion() != "v3" || g.GetActor() != "consentctl" || contact.GetConsistencyToken() != granted {
 		t.Errorf("show --json: %v", &contact)
 	}
 
@@ -326,8 +374,8 @@ func TestJSON(t *testing.T) {
 
 	var e writeJSON
 	decode(t, mustRun(t, addr, "--json", "erase", "cy@example.com"), &e)
-	if e.ConsistencyToken != "AQAD" || !strings.HasPrefix(e.RequestID, "client-") {
-		t.Errorf("erase --json: %+v", e)
+	if tok, err := consent.ParseConsistencyToken(e.ConsistencyToken); err != nil || tok.Seq != 3 || !strings.HasPrefix(e.RequestID, "client-") {
+		t.Errorf("erase --json: %+v, want the third write's consistency token", e)
 	}
 }
 

@@ -15,8 +15,9 @@ import (
 // TestReadmeSession runs the session of docs/consentctl.md (the console
 // block after <!-- consentctl-session -->) against a fresh consentd, command
 // by command through run, and compares each output (stdout, then stderr)
-// with the page's. Times differ from run to run, so every time reads as NOW on
-// both sides. A command line may end in "; echo $?" to show the exit code.
+// with the page's. Times and consistency tokens differ from run to run, so
+// every time reads as NOW and every token as TOKEN on both sides. A command
+// line may end in "; echo $?" to show the exit code.
 func TestReadmeSession(t *testing.T) {
 	steps := daemontest.DocSession(t, "docs/consentctl.md", "consentctl-session")
 	var cmds [][]string
@@ -38,8 +39,8 @@ func TestReadmeSession(t *testing.T) {
 		if strings.HasSuffix(steps[i].Cmd, "; echo $?") {
 			fmt.Fprintln(&out, code)
 		}
-		got := timestamps.ReplaceAllString(strings.TrimRight(out.String(), "\n"), nowPlaceholder)
-		want := timestamps.ReplaceAllString(strings.TrimRight(steps[i].Want, "\n"), nowPlaceholder)
+		got := daemontest.NormaliseConsistencyTokens(timestamps.ReplaceAllString(strings.TrimRight(out.String(), "\n"), nowPlaceholder))
+		want := daemontest.NormaliseConsistencyTokens(timestamps.ReplaceAllString(strings.TrimRight(steps[i].Want, "\n"), nowPlaceholder))
 		if got != want {
 			t.Errorf("$ consentctl %s\n(-document +got):\n%s", strings.Join(args, " "), cmp.Diff(want, got))
 		}

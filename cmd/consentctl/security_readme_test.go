@@ -53,8 +53,10 @@ func TestSecurityReadmeSession(t *testing.T) {
 			// The reader's shell has none of consentctl's credentials.
 			caEnv + "=", certEnv + "=", keyEnv + "=", bearerEnv + "=",
 		},
-		Replace:   map[string]string{"127.0.0.1:50051": sock},
-		Normalise: func(s string) string { return retry.ReplaceAllString(s, "retry in D") },
+		Replace: map[string]string{"127.0.0.1:50051": sock},
+		Normalise: func(s string) string {
+			return daemontest.NormaliseConsistencyTokens(retry.ReplaceAllString(s, "retry in D"))
+		},
 	}.Run(t, steps)
 }
 

@@ -24,6 +24,8 @@ func TestReadmeSession(t *testing.T) {
 			"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH"),
 			"CONSENTD_ADDR=" + d.Addr,
 		},
-		Normalise: func(s string) string { return timing.ReplaceAllString(s, "$1 in TIME (RATE/s)") },
+		Normalise: func(s string) string {
+			return daemontest.NormaliseConsistencyTokens(timing.ReplaceAllString(s, "$1 in TIME (RATE/s)"))
+		},
 	}.Run(t, steps)
 }

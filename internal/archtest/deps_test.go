@@ -23,26 +23,27 @@ const module = "github.com/consentd/consentd"
 // or sideways. A package missing here fails the test, so a new package has
 // to state its place.
 var allowed = map[string][]string{
-	"consent":              {},
-	"internal/contactkey":  {"consent", "golang.org/x/text"},
-	"proto/consent/v1":     {"google.golang.org/protobuf", "google.golang.org/grpc"},
-	"internal/chain":       {},
-	"internal/logthrottle": {},
-	"store":                {"consent", "internal/chain", "go.etcd.io/bbolt", "github.com/redis/go-redis"},
-	"cache":                {"consent", "github.com/dgraph-io/ristretto", "golang.org/x/sync"},
-	"internal/unsubscribe": {"consent"},
-	"internal/metrics":     {"consent", "github.com/prometheus/client_golang", "github.com/grpc-ecosystem/go-grpc-middleware", "google.golang.org/grpc"},
-	"internal/caller":      {"internal/logthrottle", "google.golang.org/grpc"},
-	"internal/policy":      {"proto/consent/v1", "internal/caller", "internal/logthrottle", "google.golang.org/grpc", "golang.org/x/time"},
-	"server":               {"consent", "proto/consent/v1", "internal/unsubscribe", "internal/caller", "internal/logthrottle", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
-	"client":               {"consent", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
-	"bench":                {"consent", "client", "proto/consent/v1", "github.com/HdrHistogram/hdrhistogram-go"},
-	"bench/plot":           {"bench", "gonum.org/v1/plot"},
-	"bench/soak":           {"consent", "bench", "client", "proto/consent/v1", "internal/redisproc", "internal/faultproxy", "github.com/redis/go-redis", "google.golang.org/grpc", "google.golang.org/protobuf"}, // it runs the Redis and proxy it breaks; it measures consentd through the client only
-	"examples/audience":    {"consent", "client"},
-	"examples/emailgate":   {"consent", "client"},
-	"internal/importer":    {"consent", "client", "proto/consent/v1", "golang.org/x/sync", "google.golang.org/grpc", "google.golang.org/protobuf"},
-	"internal/doccheck":    {}, // tests of the README and docs/ only
+	"consent":                   {},
+	"internal/contactkey":       {"consent", "golang.org/x/text"},
+	"proto/consent/v1":          {"google.golang.org/protobuf", "google.golang.org/grpc"},
+	"internal/chain":            {},
+	"internal/logthrottle":      {},
+	"store":                     {"consent", "internal/chain", "go.etcd.io/bbolt", "github.com/redis/go-redis"},
+	"cache":                     {"consent", "github.com/dgraph-io/ristretto", "golang.org/x/sync"},
+	"internal/unsubscribe":      {"consent"},
+	"internal/consistencytoken": {"consent"},
+	"internal/metrics":          {"consent", "github.com/prometheus/client_golang", "github.com/grpc-ecosystem/go-grpc-middleware", "google.golang.org/grpc"},
+	"internal/caller":           {"internal/logthrottle", "google.golang.org/grpc"},
+	"internal/policy":           {"proto/consent/v1", "internal/caller", "internal/logthrottle", "google.golang.org/grpc", "golang.org/x/time"},
+	"server":                    {"consent", "proto/consent/v1", "internal/unsubscribe", "internal/caller", "internal/logthrottle", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
+	"client":                    {"consent", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
+	"bench":                     {"consent", "client", "proto/consent/v1", "github.com/HdrHistogram/hdrhistogram-go"},
+	"bench/plot":                {"bench", "gonum.org/v1/plot"},
+	"bench/soak":                {"consent", "bench", "client", "proto/consent/v1", "internal/redisproc", "internal/faultproxy", "github.com/redis/go-redis", "google.golang.org/grpc", "google.golang.org/protobuf"}, // it runs the Redis and proxy it breaks; it measures consentd through the client only
+	"examples/audience":         {"consent", "client"},
+	"examples/emailgate":        {"consent", "client"},
+	"internal/importer":         {"consent", "client", "proto/consent/v1", "golang.org/x/sync", "google.golang.org/grpc", "google.golang.org/protobuf"},
+	"internal/doccheck":         {}, // tests of the README and docs/ only
 }
 
 // importers lists, for a package of this module (by directory), the only

@@ -23,6 +23,7 @@ import (
 
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/chain"
+	"github.com/consentd/consentd/internal/consistencytoken"
 	"github.com/consentd/consentd/internal/contactkey"
 	"github.com/consentd/consentd/internal/unsubscribe"
 	pb "github.com/consentd/consentd/proto/consent/v1"
@@ -125,6 +126,10 @@ func serve(ctx context.Context, c Config, sec security, purposes *consent.Regist
 		return err
 	}
 	defer st.Close()
+	issuer, err := consistencytoken.NewIssuer(secret, st.backend.StoreID())
+	if err != nil {
+		return err
+	}
 
 	var m *daemonMetrics
 	if c.MetricsListen != "" {
@@ -161,7 +166,7 @@ func serve(ctx context.Context, c Config, sec security, purposes *consent.Regist
 		return err
 	}
 	cfg := server.Config{Keys: keys, Records: gatedRecords{g, st.records}, Store: gatedStore{g, st.calls}, Purposes: purposes,
-		Unsubscribe: unsub, UnsubscribeTTL: c.UnsubscribeTTL, Audience: c.Limits.Audience}
+		ConsistencyTokens: issuer, Unsubscribe: unsub, UnsubscribeTTL: c.UnsubscribeTTL, Audience: c.Limits.Audience}
 	if m != nil {
 		cfg.Decisions = m.decisions
 	}

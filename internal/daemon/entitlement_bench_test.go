@@ -22,6 +22,7 @@ import (
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/caller"
 	"github.com/consentd/consentd/internal/chain"
+	"github.com/consentd/consentd/internal/consistencytoken"
 	"github.com/consentd/consentd/internal/contactkey"
 	"github.com/consentd/consentd/internal/tokensfile"
 	pb "github.com/consentd/consentd/proto/consent/v1"
@@ -91,7 +92,11 @@ func startEntitlementStack(b *testing.B, tokens, withPolicy bool) *entitlementSt
 	// then recovery and logging.
 	calls := server.NewCallLog(log)
 	srv := grpc.NewServer(append(sec.serverOptions(log, server.DecodeOptions(calls)), server.ServerOptions(calls)...)...)
-	server.New(server.Config{Keys: keys, Records: records, Store: st.backend, Purposes: purposes}).Register(srv)
+	issuer, err := consistencytoken.NewIssuer(secret, st.backend.StoreID())
+	if err != nil {
+		b.Fatal(err)
+	}
+	server.New(server.Config{Keys: keys, Records: records, Store: st.backend, Purposes: purposes, ConsistencyTokens: issuer}).Register(srv)
 	lis := bufconn.Listen(1 << 20)
 	served := make(chan struct{})
 	go func() { srv.Serve(lis); close(served) }()

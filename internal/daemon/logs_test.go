@@ -37,7 +37,7 @@ import (
 // enough to matter holds the address whole.
 const (
 	leakEmail = "Nadia.Leakproof+logs@Example.ORG"
-	leakPhone = "+44 7700 900461"
+	leakPhone = "+447700900461"
 )
 
 func leakHuge() string {

@@ -24,6 +24,8 @@ type backend interface {
 	GetMany(ctx context.Context, keys []consent.Key, out []consent.Record) error
 	Ping(ctx context.Context) error
 	OnChange(func(consent.Key, consent.ConsistencyToken))
+	// StoreID names the store, for the consistency tokens it issues.
+	StoreID() string
 	Close() error
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/consentd/consentd/cache"
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/chain"
+	"github.com/consentd/consentd/internal/consistencytoken"
 	"github.com/consentd/consentd/internal/contactkey"
 	"github.com/consentd/consentd/internal/unsubscribe"
 	"github.com/consentd/consentd/server"
@@ -109,7 +110,12 @@ func Start(t testing.TB, o Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := server.New(server.Config{Keys: keys, Records: c, Store: st, Purposes: purposes, Unsubscribe: unsub, Now: o.Now, Audience: o.Audience})
+	issuer, err := consistencytoken.NewIssuer(secret, st.StoreID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := server.New(server.Config{Keys: keys, Records: c, Store: st, Purposes: purposes, ConsistencyTokens: issuer,
+		Unsubscribe: unsub, Now: o.Now, Audience: o.Audience})
 	api.Register(srv)
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	served := make(chan struct{})
