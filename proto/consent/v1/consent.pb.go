@@ -418,7 +418,9 @@ type Consistency_MinimizeLatency struct {
 }
 
 type Consistency_AtLeastAsFresh struct {
-	// Answer from data at least as new as the write that returned this consistency token.
+	// Answer from data at least as new as the write that returned this
+	// consistency token. A token this store did not issue (made up, altered,
+	// or from another store) is refused with INVALID_ARGUMENT.
 	AtLeastAsFresh string `protobuf:"bytes,2,opt,name=at_least_as_fresh,json=atLeastAsFresh,oneof"`
 }
 
@@ -1706,7 +1708,9 @@ type ListEventsRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Contact string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
 	// At most 1,000; 0 means 100.
-	PageSize      int32  `protobuf:"varint,2,opt,name=page_size,json=pageSize" json:"page_size,omitempty"`
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize" json:"page_size,omitempty"`
+	// The next_page_token of the previous page; one consentd did not issue
+	// is refused with INVALID_ARGUMENT.
 	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
