@@ -222,7 +222,7 @@ func (c *Client) Grant(ctx context.Context, req *pb.GrantRequest) (consent.Consi
 	if err != nil {
 		return consent.ConsistencyToken{}, fromStatus(err)
 	}
-	return parseToken(resp.GetConsistencyToken())
+	return parseConsistencyToken(resp.GetConsistencyToken())
 }
 
 // Withdraw records a withdrawal (of every purpose when none is named), with
@@ -236,7 +236,7 @@ func (c *Client) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (consent
 	if err != nil {
 		return consent.ConsistencyToken{}, fromStatus(err)
 	}
-	return parseToken(resp.GetConsistencyToken())
+	return parseConsistencyToken(resp.GetConsistencyToken())
 }
 
 // Erase erases the contact everywhere, leaving a suppression marker, with a
@@ -250,7 +250,7 @@ func (c *Client) Erase(ctx context.Context, req *pb.EraseRequest) (consent.Consi
 	if err != nil {
 		return consent.ConsistencyToken{}, fromStatus(err)
 	}
-	return parseToken(resp.GetConsistencyToken())
+	return parseConsistencyToken(resp.GetConsistencyToken())
 }
 
 // WriteBatch applies up to consent.MaxBatch grants and withdrawals in one
@@ -354,10 +354,10 @@ func (c *Client) VerifyHistory(ctx context.Context) (*pb.VerifyHistoryResponse, 
 	return resp, nil
 }
 
-func parseToken(s string) (consent.ConsistencyToken, error) {
+func parseConsistencyToken(s string) (consent.ConsistencyToken, error) {
 	tok, err := consent.ParseConsistencyToken(s)
 	if err != nil {
-		return tok, fmt.Errorf("consentd returned a bad token: %w", err)
+		return tok, fmt.Errorf("consentd returned a bad consistency token: %w", err)
 	}
 	return tok, nil
 }

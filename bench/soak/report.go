@@ -273,7 +273,7 @@ func (r Rule) text() string {
 	case WipedAck:
 		return "writes acknowledged after a FLUSHALL, before the re-init"
 	case AllowWithToken:
-		return "ALLOW after an acknowledged withdrawal/erasure, Check passed its token"
+		return "ALLOW after an acknowledged withdrawal/erasure, Check passed its consistency token"
 	case AllowBeyondLease:
 		return "ALLOW after an acknowledged withdrawal/erasure (or with no grant), beyond the lease"
 	case AllowUnknown:
@@ -299,14 +299,14 @@ func (r *Report) WriteMarkdown(w io.Writer) error {
 	fmt.Fprintf(&b, "| contacts the final audit could not read | %d | yes |\n", r.Unverified)
 	fmt.Fprintf(&b, "| sidecars that stayed SERVING through a fault they must report | %d | yes |\n", r.Undetected)
 	fmt.Fprintf(&b, "| Checks slower than %s | %d | yes |\n", r.Config["stall"], r.Stalled)
-	fmt.Fprintf(&b, "| ALLOW after an acknowledged withdrawal/erasure, no token, within the lease (%s; permitted) | %d | no |\n",
+	fmt.Fprintf(&b, "| ALLOW after an acknowledged withdrawal/erasure, no consistency token, within the lease (%s; permitted) | %d | no |\n",
 		r.Config["lease"], r.Findings.AllowWithinLease)
 	fmt.Fprintf(&b, "| ALLOW after a FLUSHALL, within the lease, before the sidecar was seen NOT_SERVING (permitted) | %d | no |\n\n",
 		r.Findings.AllowBeforeNotice)
 
 	l := r.Load
 	b.WriteString("| load | |\n| --- | --- |\n")
-	fmt.Fprintf(&b, "| Checks | %d (%d with a token): %d ALLOW, %d DENY, %d failed |\n", l.Checks, l.ChecksWithToken, l.CheckAllow, l.CheckDeny, l.CheckErrors)
+	fmt.Fprintf(&b, "| Checks | %d (%d with a consistency token): %d ALLOW, %d DENY, %d failed |\n", l.Checks, l.ChecksWithToken, l.CheckAllow, l.CheckDeny, l.CheckErrors)
 	fmt.Fprintf(&b, "| Check latency | p50 %.1f ms, p99 %.1f ms, max %.0f ms |\n", l.CheckP50Ms, l.CheckP99Ms, l.CheckMaxMs)
 	fmt.Fprintf(&b, "| writes | %d sent: %d acknowledged (%d grants, %d withdrawals, %d erasures), %d failed; %d not sent (contacts busy) |\n",
 		l.Writes, l.WritesAcked, l.Grants, l.Withdrawals, l.Erasures, l.WritesFailed, l.WritesSkipped)

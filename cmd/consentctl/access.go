@@ -14,7 +14,7 @@ import (
 func setupAccess(fs *flag.FlagSet) runner {
 	file := fs.String("policy", "", "the policy `FILE` consentd reads with --policy (required)")
 	purposes := fs.String("purposes", "", "the purpose registry `FILE` consentd reads with --purposes (default: the built-in registry)")
-	caller := fs.String("caller", "", "show only the caller `NAME` (as its token or certificate names it)")
+	caller := fs.String("caller", "", "show only the caller `NAME` (as its bearer token or certificate names it)")
 	return func(_ context.Context, c *call, _ []string) (int, error) {
 		if *file == "" {
 			return exitError, fmt.Errorf("--policy is required: the policy FILE to show")

@@ -32,7 +32,7 @@ const (
 	caEnv     = "CONSENTCTL_CA"
 	certEnv   = "CONSENTCTL_CERT"
 	keyEnv    = "CONSENTCTL_KEY"
-	bearerEnv = "CONSENTCTL_TOKEN"
+	bearerEnv = "CONSENTCTL_BEARER_TOKEN"
 )
 
 // globals are the flags every command accepts, before or after its name.
@@ -60,8 +60,8 @@ type call struct {
 	client *client.Client // nil for a local command
 	out    *printer
 	env    func(string) string
-	// stderr is for what a command says beside its result (token's
-	// tokens-file line).
+	// stderr is for what a command says beside its result (bearer-token's
+	// line for consentd's --tokens file).
 	stderr io.Writer
 }
 

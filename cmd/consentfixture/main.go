@@ -3,10 +3,10 @@
 // suppressed, each re-permission reason) and every kind of malformed row,
 // with dates relative to now.
 //
-//	consentfixture [-rows N] [-seed S] [-format csv|ndjson] [-erase FILE] > crm.csv
+//	consentfixture [--rows N] [--seed S] [--format csv|ndjson] [--erase FILE] > crm.csv
 //
 // The suppressed rows name contacts that must be erased in consentd before
-// the import; -erase writes them to FILE, one a line. The same seed gives
+// the import; --erase writes them to FILE, one a line. The same seed gives
 // the same rows, outcomes and counts on any day (the dates are relative to
 // today), and the same file all day long.
 package main
