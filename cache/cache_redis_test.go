@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/store"
 	"github.com/consentd/consentd/store/storetest"
@@ -17,7 +18,7 @@ import (
 // inserts, sidecar A withdraws and B's change feed reports it. The fill is
 // refused, and no later read answers with the grant.
 func TestFillRaceAcrossSidecars(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	ctx := context.Background()
 	cfg := store.RedisConfig{Partitions: 4, SecretCheck: "fill-race", Chain: storetest.ChainKey()}
 	first := cfg

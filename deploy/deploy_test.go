@@ -24,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/consentd/consentd/client"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 )
 
@@ -225,7 +226,7 @@ func TestManifest(t *testing.T) {
 		}
 	}
 	const password = "manifest-test-password"
-	r := redistest.Start(t, redistest.Options{})
+	r := redistest.Start(t, redisproc.Options{})
 	// After start: redistest's own readiness check does not authenticate.
 	if err := r.Client(t).ConfigSet(context.Background(), "requirepass", password).Err(); err != nil {
 		t.Fatal(err)

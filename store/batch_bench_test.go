@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/store"
 	"github.com/consentd/consentd/store/storetest"
@@ -39,7 +40,7 @@ func BenchmarkApplyBatchEmbedded(b *testing.B) {
 }
 
 func BenchmarkApplyBatchRedis(b *testing.B) {
-	srv := redistest.Start(b, redistest.Options{})
+	srv := redistest.Start(b, redisproc.Options{})
 	s, err := store.OpenRedis(context.Background(), srv.Client(b), store.RedisConfig{Partitions: 16, SecretCheck: "x", Chain: storetest.ChainKey(), Init: true})
 	if err != nil {
 		b.Fatal(err)

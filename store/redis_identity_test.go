@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/store"
 	"github.com/consentd/consentd/store/storetest"
@@ -29,7 +30,7 @@ type deployment struct {
 }
 
 func standaloneDeployment(t *testing.T) *deployment {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	c := srv.Client(t)
 	return &deployment{name: "standalone", rdb: c, servers: []*redistest.Server{srv}, masters: []*redis.Client{c}}
 }
@@ -704,8 +705,8 @@ func TestRedisAuditAfterRestart(t *testing.T) {
 // checked.
 func TestRedisCommandsDenied(t *testing.T) {
 	ctx := context.Background()
-	acl := redistest.Start(t, redistest.Options{})
-	renamed := redistest.Start(t, redistest.Options{Config: []string{`rename-command CONFIG ""`}})
+	acl := redistest.Start(t, redisproc.Options{})
+	renamed := redistest.Start(t, redisproc.Options{Config: []string{`rename-command CONFIG ""`}})
 	admin := acl.Client(t)
 	for user, rules := range map[string][]any{"noconfig": {"-config"}, "noinfo": {"-config", "-info"}} {
 		if err := admin.Do(ctx, append([]any{"ACL", "SETUSER", user, "on", ">pw", "~*", "&*", "+@all"}, rules...)...).Err(); err != nil {
@@ -847,7 +848,7 @@ func TestRedisFeedAfterAWipe(t *testing.T) {
 // promoted replica and drops them.
 func TestRedisWaitFloor(t *testing.T) {
 	ctx := context.Background()
-	master, replica := redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{})
+	master, replica := redistest.Start(t, redisproc.Options{}), redistest.Start(t, redisproc.Options{})
 	mc, rc := master.Client(t), replica.Client(t)
 	follow := func(t *testing.T, c *redis.Client, of *redistest.Server) {
 		t.Helper()
@@ -978,7 +979,7 @@ func TestRedisCheckIdentityWindow(t *testing.T) {
 // and key checks would silently stop).
 func TestRedisAuditInfoRefusedAtRuntime(t *testing.T) {
 	ctx := context.Background()
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	admin := srv.Client(t)
 	if err := admin.Do(ctx, "ACL", "SETUSER", "u", "on", ">pw", "~*", "&*", "+@all").Err(); err != nil {
 		t.Fatal(err)
@@ -1022,7 +1023,7 @@ func TestRedisClusterNodesDenied(t *testing.T) {
 // to "the Sentinel master", and messages name the real node.
 func TestRedisAuditSentinelFailback(t *testing.T) {
 	ctx := context.Background()
-	a, b := redistest.Start(t, redistest.Options{}), redistest.Start(t, redistest.Options{})
+	a, b := redistest.Start(t, redisproc.Options{}), redistest.Start(t, redisproc.Options{})
 	ac, bc := a.Client(t), b.Client(t)
 	// a evicts some foreign keys before consentd ever sees it.
 	used := infoInt(t, ac, "memory", "used_memory")
@@ -1046,7 +1047,7 @@ func TestRedisAuditSentinelFailback(t *testing.T) {
 	}
 	follow(bc, a)
 	host, port, _ := strings.Cut(a.Addr(), ":")
-	sent := redistest.Start(t, redistest.Options{Sentinel: true, Config: []string{
+	sent := redistest.Start(t, redisproc.Options{Sentinel: true, Config: []string{
 		"sentinel monitor m " + host + " " + port + " 1", "sentinel down-after-milliseconds m 1000", "sentinel failover-timeout m 5000"}})
 	sc := sent.Client(t)
 	rdb := redis.NewFailoverClient(&redis.FailoverOptions{MasterName: "m", SentinelAddrs: []string{sent.Addr()}})

@@ -13,6 +13,7 @@ import (
 
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/contactkey"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/store"
 )
@@ -23,7 +24,7 @@ import (
 // for 10 million contacts must fit well under 4 GiB.
 func TestRedisMemoryPerContact(t *testing.T) {
 	const contacts = 20000
-	rdb := redistest.Start(t, redistest.Options{Config: []string{"appendfsync no"}}).Client(t)
+	rdb := redistest.Start(t, redisproc.Options{Config: []string{"appendfsync no"}}).Client(t)
 	// appendfsync no: fast, and durability is not what this measures.
 	s := openRedis(t, rdb, store.RedisConfig{Partitions: 16, Init: true, OperatorChecksSettings: true})
 	keys, err := contactkey.New([]byte("memory-test-secret-0123456789"))
@@ -87,7 +88,7 @@ func TestRedisMemoryPerContact(t *testing.T) {
 func copiedMemory(t *testing.T, rdb *redis.Client) int64 {
 	t.Helper()
 	ctx := context.Background()
-	fresh := redistest.Start(t, redistest.Options{Config: []string{"appendfsync no"}}).Client(t)
+	fresh := redistest.Start(t, redisproc.Options{Config: []string{"appendfsync no"}}).Client(t)
 	before := usedMemory(t, fresh)
 	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
 	var keys []string

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/store"
 	"github.com/consentd/consentd/store/storetest"
@@ -51,7 +52,7 @@ func flush(t *testing.T, rdb redis.UniversalClient) {
 }
 
 func TestRedisConformance(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	rdb := srv.Client(t)
 	storetest.Run(t, func(t *testing.T) storetest.Store {
 		flush(t, rdb)
@@ -71,7 +72,7 @@ func TestRedisClusterConformance(t *testing.T) {
 // TestRedisRefusesAMisconfiguredSidecar: a sidecar with another partition
 // count or another contact-key secret than the deployment must not start.
 func TestRedisRefusesAMisconfiguredSidecar(t *testing.T) {
-	rdb := redistest.Start(t, redistest.Options{}).Client(t)
+	rdb := redistest.Start(t, redisproc.Options{}).Client(t)
 	openRedis(t, rdb, store.RedisConfig{Partitions: 16, SecretCheck: "a", Init: true})
 	for _, cfg := range []store.RedisConfig{{Partitions: 8, SecretCheck: "a", Chain: storetest.ChainKey()}, {Partitions: 16, SecretCheck: "b", Chain: storetest.ChainKey()}} {
 		if _, err := store.OpenRedis(context.Background(), rdb, cfg); err == nil || !strings.Contains(err.Error(), "every sidecar must be configured alike") {
@@ -83,7 +84,7 @@ func TestRedisRefusesAMisconfiguredSidecar(t *testing.T) {
 // TestRedisDurability: with appendfsync always, a redis-server killed with
 // SIGKILL right after acknowledging writes has all of them after a restart.
 func TestRedisDurability(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	rdb := srv.Client(t)
 	s := openRedis(t, rdb, store.RedisConfig{Partitions: 4, Init: true})
 	ctx := context.Background()
@@ -126,8 +127,8 @@ func TestRedisDurability(t *testing.T) {
 // unavailable (applied, but not as replicated as asked), and a retry with the
 // same request id does not apply it twice.
 func TestRedisWaitReplicas(t *testing.T) {
-	primary := redistest.Start(t, redistest.Options{})
-	replica := redistest.Start(t, redistest.Options{Config: []string{"replicaof 127.0.0.1 " + strconv.Itoa(primary.Port)}})
+	primary := redistest.Start(t, redisproc.Options{})
+	replica := redistest.Start(t, redisproc.Options{Config: []string{"replicaof 127.0.0.1 " + strconv.Itoa(primary.Port)}})
 	ctx := context.Background()
 	rdb := primary.Client(t)
 	deadline := time.Now().Add(20 * time.Second)
@@ -191,7 +192,7 @@ func TestRedisWaitReplicas(t *testing.T) {
 // extend one chain per partition without a fork: the history verifies and
 // accounts for every write.
 func TestRedisChainUnderConcurrentSidecars(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	sidecars := []*store.Redis{
 		openRedis(t, srv.Client(t), store.RedisConfig{Partitions: 2, Init: true}),
 		openRedis(t, srv.Client(t), store.RedisConfig{Partitions: 2}),
@@ -258,7 +259,7 @@ func TestRedisChainUnderConcurrentSidecars(t *testing.T) {
 // TestRedisRefusesAnotherLayout: data written with another layout mark (by
 // an earlier development version) is refused, with or without Init.
 func TestRedisRefusesAnotherLayout(t *testing.T) {
-	rdb := redistest.Start(t, redistest.Options{}).Client(t)
+	rdb := redistest.Start(t, redisproc.Options{}).Client(t)
 	ctx := context.Background()
 	for _, tc := range []struct {
 		name, mark, want string
@@ -286,7 +287,7 @@ func TestRedisRefusesAnotherLayout(t *testing.T) {
 // intact every time: what is written after the heads are read waits for
 // the next run.
 func TestRedisVerifyUnderWrites(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	s := openRedis(t, srv.Client(t), store.RedisConfig{Partitions: 4, Init: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

@@ -11,7 +11,7 @@ import (
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
-type runner = func(ctx context.Context, c *call, args []string) (int, error)
+type runner func(ctx context.Context, c *call, args []string) (int, error)
 
 func commands() []*command {
 	return []*command{

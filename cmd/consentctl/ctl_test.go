@@ -19,6 +19,7 @@ import (
 
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/daemontest"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -470,7 +471,7 @@ func TestTimeout(t *testing.T) {
 // TestStoreDown: when consentd's Redis is gone, a check is an error (exit 2,
 // never a yes) that says the store, not consentd, is unreachable.
 func TestStoreDown(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	addr := startConsentdOnRedis(t, srv)
 	mustRun(t, addr, "grant", "dee@example.com", "email_marketing", "--method", "checkbox")
 	srv.Kill(t)

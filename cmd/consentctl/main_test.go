@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/consentd/consentd/internal/daemontest"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 )
 
@@ -31,7 +32,7 @@ func backends() []backend {
 			return daemontest.Start(t, "--data-dir", t.TempDir()).Addr
 		}},
 		{"redis", func(t *testing.T) string {
-			srv := redistest.Start(t, redistest.Options{})
+			srv := redistest.Start(t, redisproc.Options{})
 			return startConsentdOnRedis(t, srv)
 		}},
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/contactkey"
 	"github.com/consentd/consentd/internal/daemontest"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/store"
 )
@@ -220,7 +221,7 @@ var tamperers = []struct {
 		return e
 	}},
 	{"redis", func(t *testing.T) tamperer {
-		srv := redistest.Start(t, redistest.Options{})
+		srv := redistest.Start(t, redisproc.Options{})
 		return &redisData{rdb: srv.Client(t), secret: []byte(testSecret), daemon: startConsentdOnRedis(t, srv)}
 	}},
 }
@@ -398,7 +399,7 @@ func TestVerifyGoesOn(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := redistest.Start(t, redistest.Options{})
+			srv := redistest.Start(t, redisproc.Options{})
 			r := &redisData{rdb: srv.Client(t), secret: []byte(testSecret), daemon: startConsentdOnRedis(t, srv)}
 			for _, args := range history {
 				mustRun(t, r.addr(t), args...)

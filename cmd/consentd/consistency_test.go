@@ -13,6 +13,7 @@ import (
 
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -151,7 +152,7 @@ func TestConsistencyTokensOfThisStoreOnly(t *testing.T) {
 	})
 
 	t.Run("redis", func(t *testing.T) {
-		srv := redistest.Start(t, redistest.Options{})
+		srv := redistest.Start(t, redisproc.Options{})
 		secret := writeSecret(t, "the redis tests' secret, 0123456789")
 		a := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init")
 		wiped := newTokenClients(t, a.Addr).grant(t)

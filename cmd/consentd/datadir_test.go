@@ -14,9 +14,9 @@ import (
 
 // servingLine is what the start line says of the embedded store's directory.
 type servingLine struct {
-	Msg            string
-	DataDir        string `json:"data_dir"`
-	DataDirCreated *bool  `json:"data_dir_created"`
+	Msg      string
+	DataDir  string `json:"data_dir"`
+	NewStore *bool  `json:"new_store"`
 }
 
 // startLine returns the "consentd serving" line of d's log.
@@ -35,28 +35,45 @@ func startLine(t *testing.T, d *daemontest.Daemon) servingLine {
 
 // TestDataDirLogged: the start line names the embedded store's directory as
 // an absolute path, however --data-dir gave it (a relative one is in the
-// working directory), and says whether consentd just created it: a consentd
+// working directory), and says whether the store in it is new: a consentd
 // started from another directory than usual shows that it made a new, empty
-// store.
+// store, whether it made the directory (the first two cases) or found it
+// empty (the last, as with --data-dir "$(mktemp -d)").
 func TestDataDirLogged(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
 	wd, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
 	}
-	rel, err := filepath.Rel(wd, dir)
-	if err != nil || filepath.IsAbs(rel) {
-		t.Fatalf("no relative path from %s to %s: %v", wd, dir, err)
-	}
-	for i, want := range []bool{true, false} {
-		d := daemontest.Start(t, "--data-dir", rel)
-		l := startLine(t, d)
-		if l.DataDir != dir || l.DataDirCreated == nil || *l.DataDirCreated != want {
-			t.Errorf("start %d with --data-dir %s: data_dir %q, data_dir_created %v; want %q, %v", i+1, rel, l.DataDir, l.DataDirCreated, dir, want)
-		}
-		if code := d.Stop(t); code != 0 {
-			t.Fatalf("exit %d after SIGTERM", code)
-		}
+	for _, tc := range []struct {
+		name   string
+		exists bool   // the directory exists before the first start
+		want   []bool // new_store at each start
+	}{
+		{"a new directory", false, []bool{true, false}},
+		{"an existing empty directory", true, []bool{true, false}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "data")
+			if tc.exists {
+				if err := os.Mkdir(dir, 0o700); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rel, err := filepath.Rel(wd, dir)
+			if err != nil || filepath.IsAbs(rel) {
+				t.Fatalf("no relative path from %s to %s: %v", wd, dir, err)
+			}
+			for i, want := range tc.want {
+				d := daemontest.Start(t, "--data-dir", rel)
+				l := startLine(t, d)
+				if l.DataDir != dir || l.NewStore == nil || *l.NewStore != want {
+					t.Errorf("start %d with --data-dir %s: data_dir %q, new_store %v; want %q, %v", i+1, rel, l.DataDir, l.NewStore, dir, want)
+				}
+				if code := d.Stop(t); code != 0 {
+					t.Fatalf("exit %d after SIGTERM", code)
+				}
+			}
+		})
 	}
 }
 

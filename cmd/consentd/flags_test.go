@@ -55,6 +55,8 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		{name: "metrics address from env", env: map[string]string{"CONSENTD_METRICS_LISTEN": "127.0.0.1:9090"},
 			get: func(c daemon.Config) any { return c.MetricsListen }, want: "127.0.0.1:9090"},
 		{name: "metrics off by default", get: func(c daemon.Config) any { return c.MetricsListen }, want: ""},
+		{name: "no gRPC listener", args: []string{"--listen", ""},
+			wantErr: `--listen: must not be empty`},
 		{name: "bad metrics address", args: []string{"--metrics-listen", "9090"},
 			wantErr: `--metrics-listen: want host:port (127.0.0.1:8080, :8080), got "9090"`},
 		{name: "health address from env", env: map[string]string{"CONSENTD_HEALTH_LISTEN": ":8086"},

@@ -17,6 +17,7 @@ import (
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/faultproxy"
 	"github.com/consentd/consentd/internal/promscrape"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -76,7 +77,7 @@ func TestStoreWiped(t *testing.T) {
 		says  []string // what the restart without --redis-init says
 	}{
 		{name: "standalone", start: func(t *testing.T) (string, []*redistest.Server, int) {
-			srv := redistest.Start(t, redistest.Options{})
+			srv := redistest.Start(t, redisproc.Options{})
 			return redisURL(srv.Addr()), []*redistest.Server{srv}, 0
 		}, says: []string{"--redis-init", "restore"}},
 		{name: "cluster master", start: func(t *testing.T) (string, []*redistest.Server, int) {
@@ -160,7 +161,7 @@ func TestStoreWiped(t *testing.T) {
 // consentd starts on that Redis; set back, consentd serves again on its
 // own.
 func TestStoreSettingsDrift(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	rdb := srv.Client(t)
 	secret := sharedSecret(t)
 	s := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init", "--lease", "30s", "--metrics-listen", "127.0.0.1:0",
@@ -220,7 +221,7 @@ func TestStoreSettingsDrift(t *testing.T) {
 // the drift being found: a store that comes back is checked before it is
 // served (issue 15: the settings are checked on every reconnect).
 func TestStoreRestartedWithDrift(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	s := startSidecar(t, sharedSecret(t), redisURL(srv.Addr()), "--redis-init")
 	s.grant(t, "before@example.com")
 
@@ -339,7 +340,7 @@ func stopRedis(t *testing.T, srv *redistest.Server) (cont func()) {
 // without a restart.
 func TestStoreHung(t *testing.T) {
 	const readTimeout, writeTimeout = 200 * time.Millisecond, 2 * time.Second // the defaults
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	s := startSidecar(t, sharedSecret(t), redisURL(srv.Addr()), "--redis-init", "--lease", "30s", "--metrics-listen", "127.0.0.1:0")
 	s.grant(t, "warm@example.com")
 	s.grant(t, "cold@example.com")
@@ -393,7 +394,7 @@ func TestStoreHung(t *testing.T) {
 // again everything answers.
 func TestNoStoreCallOutlivesItsDeadline(t *testing.T) {
 	const readTimeout, writeTimeout = 300 * time.Millisecond, time.Second
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	proxy := faultproxy.Start(t, srv.Addr())
 	s := startSidecar(t, sharedSecret(t), redisURL(proxy.Addr()), "--redis-init",
 		"--store-read-timeout", readTimeout.String(), "--store-write-timeout", writeTimeout.String())

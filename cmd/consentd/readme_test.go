@@ -9,6 +9,7 @@ import (
 
 	"github.com/consentd/consentd/internal/contactkey"
 	"github.com/consentd/consentd/internal/daemontest"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 )
 
@@ -29,7 +30,7 @@ func TestReadmeSession(t *testing.T) {
 // page shows, making consistency tokens match.
 func TestReadmeRedisSession(t *testing.T) {
 	steps := daemontest.DocSession(t, "docs/deploying-redis.md", "redis-session")
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	secret := filepath.Join(t.TempDir(), "consentd.secret")
 	for i := 0; ; i++ {
 		s := []byte(fmt.Sprintf("readme-secret-%04d-0123456789", i))

@@ -20,6 +20,7 @@ import (
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/faultproxy"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -150,7 +151,7 @@ func TestNewEnemy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := redistest.Start(t, redistest.Options{})
+			srv := redistest.Start(t, redisproc.Options{})
 			proxy := faultproxy.Start(t, srv.Addr())
 			secret := sharedSecret(t)
 			a := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init")
@@ -216,7 +217,7 @@ func trimAll(t *testing.T, srv *redistest.Server) {
 // ALLOW; health goes NOT_SERVING; when Redis returns, service recovers
 // without a restart.
 func TestFailClosed(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	secret := sharedSecret(t)
 	s := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init")
 	const n = 8
@@ -296,7 +297,7 @@ func healthWithin(t *testing.T, s *sidecar, since time.Time, want healthpb.Healt
 // retrying every write with its request id through another sidecar applies
 // each exactly once.
 func TestSidecarKilledMidWrite(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	secret := sharedSecret(t)
 	a := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init")
 	const n = 40
@@ -419,7 +420,7 @@ func TestCluster(t *testing.T) {
 // answers). It reports the distribution; it asserts only that every
 // withdrawal arrives.
 func TestPropagation(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	secret := sharedSecret(t)
 	var cls []*client.Client
 	for i := range 2 {

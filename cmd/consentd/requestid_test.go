@@ -11,6 +11,7 @@ import (
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/daemontest"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/internal/tokensfile"
 	pb "github.com/consentd/consentd/proto/consent/v1"
@@ -29,7 +30,7 @@ func TestRequestIDPerCaller(t *testing.T) {
 		requestIDStory(t, d.Addr, d.Addr)
 	})
 	t.Run("redis", func(t *testing.T) {
-		srv := redistest.Start(t, redistest.Options{})
+		srv := redistest.Start(t, redisproc.Options{})
 		secret := sharedSecret(t)
 		a := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init", "--tokens", tokens)
 		b := startSidecar(t, secret, redisURL(srv.Addr()), "--tokens", tokens)

@@ -15,6 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/consentd/consentd/internal/daemontest"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -71,8 +72,8 @@ func freeLoopbackPort(t *testing.T) int {
 // still reach the old master, which accepts the withdrawal and then drops it
 // when it is turned into a replica of the new one.
 func TestSentinelFailover(t *testing.T) {
-	master := redistest.Start(t, redistest.Options{})
-	replica := redistest.Start(t, redistest.Options{Config: []string{"replicaof 127.0.0.1 " + strconv.Itoa(master.Port)}})
+	master := redistest.Start(t, redisproc.Options{})
+	replica := redistest.Start(t, redisproc.Options{Config: []string{"replicaof 127.0.0.1 " + strconv.Itoa(master.Port)}})
 	sentinel := startSentinel(t, master)
 	secret := sharedSecret(t)
 	store := "--redis-sentinel=mymaster@" + sentinel
@@ -131,7 +132,7 @@ func waitReplicated(t *testing.T, master *redistest.Server) {
 // TestRedisPassword: the password comes from the environment, never the
 // command line; a wrong one keeps the sidecar from starting.
 func TestRedisPassword(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	// Set after start: the helper's own readiness probe does not log in.
 	if err := srv.Client(t).ConfigSet(context.Background(), "requirepass", "s3cret-pass").Err(); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/daemontest"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -191,7 +192,7 @@ func TestOneClickUnsubscribeEmbedded(t *testing.T) {
 // checks that a link minted by one sidecar works on another with the same
 // secret, and that an expired one is refused by both.
 func TestOneClickUnsubscribeRedis(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	secret := sharedSecret(t)
 	a := startSidecar(t, secret, redisURL(srv.Addr()), "--redis-init", "--http", "127.0.0.1:0")
 	b := startSidecar(t, secret, redisURL(srv.Addr()), "--http", "127.0.0.1:0", "--unsubscribe-ttl", "1s")
@@ -266,7 +267,7 @@ func TestWithdrawalAfterErasure(t *testing.T) {
 		withdrawalAfterErasure(t, daemontest.Client(t, d.Addr), d.HTTP)
 	})
 	t.Run("redis", func(t *testing.T) {
-		srv := redistest.Start(t, redistest.Options{})
+		srv := redistest.Start(t, redisproc.Options{})
 		d := startSidecar(t, sharedSecret(t), redisURL(srv.Addr()), "--redis-init", "--http", "127.0.0.1:0")
 		withdrawalAfterErasure(t, daemontest.Client(t, d.Addr), d.HTTP)
 	})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/internal/daemontest"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -429,7 +430,7 @@ func TestMillionContacts(t *testing.T) {
 
 // TestRedis filters an audience through a consentd on a real redis-server.
 func TestRedis(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	secret := filepath.Join(t.TempDir(), "consentd.secret")
 	if err := os.WriteFile(secret, []byte("the audience test's secret, 0123456789"), 0o600); err != nil {
 		t.Fatal(err)

@@ -21,6 +21,7 @@ import (
 
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/internal/daemontest"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -311,7 +312,7 @@ func TestCampaign(t *testing.T) {
 // TestCampaignRedis runs it on a consentd whose store is a real
 // redis-server.
 func TestCampaignRedis(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	secret := filepath.Join(t.TempDir(), "consentd.secret")
 	if err := os.WriteFile(secret, []byte("the emailgate test's secret, 0123456789"), 0o600); err != nil {
 		t.Fatal(err)

@@ -148,6 +148,9 @@ func (c Config) Check() error {
 	}
 	// The listeners' addresses; the parts they serve are not needed here.
 	for _, l := range listeners(c, parts{}) {
+		if l.addr == "" && l.required {
+			return fmt.Errorf("--%s: must not be empty", l.flag)
+		}
 		if l.addr == "" || !l.hostPort {
 			continue
 		}

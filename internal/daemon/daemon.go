@@ -95,7 +95,7 @@ func serve(ctx context.Context, c Config, sec security, purposes *consent.Regist
 	}
 	var ready []any // what the "consentd serving" line says beside the addresses
 	if !c.usesRedis() {
-		dir, created, err := openDataDir(c.DataDir)
+		dir, newStore, err := openDataDir(c.DataDir)
 		if err != nil {
 			return err
 		}
@@ -103,7 +103,7 @@ func serve(ctx context.Context, c Config, sec security, purposes *consent.Regist
 		if c.SecretFile == "" {
 			c.SecretFile = filepath.Join(dir, "secret")
 		}
-		ready = append(ready, "data_dir", dir, "data_dir_created", created)
+		ready = append(ready, "data_dir", dir, "new_store", newStore)
 	}
 	secret, err := loadSecret(c)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -100,7 +101,7 @@ func TestHealthListener(t *testing.T) {
 // while Redis is down and SERVING again when it is back, like the main
 // listener (they share one health.Server).
 func TestHealthListenerStoreDown(t *testing.T) {
-	r := redistest.Start(t, redistest.Options{})
+	r := redistest.Start(t, redisproc.Options{})
 	secret := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secret, bytes.Repeat([]byte("k"), 32), 0o600); err != nil {
 		t.Fatal(err)

@@ -35,7 +35,7 @@ type parts struct {
 // calls finish instead of a refused connection.
 func listeners(c Config, p parts) []listener {
 	return []listener{
-		{flag: "listen", attr: "addr", addr: c.Listen, start: func(addr string) (serving, net.Addr, error) {
+		{flag: "listen", attr: "addr", addr: c.Listen, required: true, start: func(addr string) (serving, net.Addr, error) {
 			lis, err := listen(addr)
 			if err != nil {
 				return nil, nil, err
@@ -59,6 +59,9 @@ type listener struct {
 	flag string // the flag that gives its address: errors name it
 	attr string // its address's key in the "consentd serving" line
 	addr string // "" is off
+	// required: the listener cannot be off (consentd with no gRPC
+	// listener would say it serves and answer nothing).
+	required bool
 	// hostPort: Config.Check refuses an address that is not host:port.
 	// (The main listener also takes unix:PATH; listening checks it.)
 	hostPort bool

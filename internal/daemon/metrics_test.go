@@ -15,6 +15,7 @@ import (
 
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/internal/promscrape"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
@@ -42,7 +43,7 @@ func TestMetrics(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.MetricsListen = "127.0.0.1:0"
 			if tc.redis {
-				r := redistest.Start(t, redistest.Options{})
+				r := redistest.Start(t, redisproc.Options{})
 				secret := filepath.Join(t.TempDir(), "secret")
 				if err := os.WriteFile(secret, bytes.Repeat([]byte("k"), 32), 0o600); err != nil {
 					t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/internal/contactkey"
 	"github.com/consentd/consentd/internal/promscrape"
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 	"github.com/consentd/consentd/internal/tokensfile"
 	pb "github.com/consentd/consentd/proto/consent/v1"
@@ -236,7 +237,7 @@ func TestNoRawContactAtRest(t *testing.T) {
 			cfg.TokensFile, cfg.PolicyFile = tokensfile.Write(t, tokens), policy
 			var r *redistest.Server
 			if tc.redis {
-				r = redistest.Start(t, redistest.Options{})
+				r = redistest.Start(t, redisproc.Options{})
 				secret := filepath.Join(t.TempDir(), "secret")
 				if err := os.WriteFile(secret, bytes.Repeat([]byte("k"), 32), 0o600); err != nil {
 					t.Fatal(err)

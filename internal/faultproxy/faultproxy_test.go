@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/goleak"
 
+	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
 )
 
@@ -22,7 +23,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 // client through the proxy that never retries, so every fault shows.
 func setup(t *testing.T) (*redistest.Server, *Proxy, *redis.Client) {
 	t.Helper()
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	p := Start(t, srv.Addr())
 	rdb := redis.NewClient(&redis.Options{
 		Addr:         p.Addr(),
@@ -263,7 +264,7 @@ func TestStallCutDropsHeldBytes(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
-	srv := redistest.Start(t, redistest.Options{})
+	srv := redistest.Start(t, redisproc.Options{})
 	p := Start(t, srv.Addr())
 	c, err := net.Dial("tcp", p.Addr())
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/consentd/consentd/internal/redisproc"
 )
 
 const (
@@ -35,7 +37,7 @@ func StartCluster(t testing.TB, masters int) *Cluster {
 	}
 	c := &Cluster{}
 	for range masters {
-		c.Nodes = append(c.Nodes, Start(t, Options{Cluster: true}))
+		c.Nodes = append(c.Nodes, Start(t, redisproc.Options{Cluster: true}))
 	}
 	ctx, cancel := opCtx()
 	defer cancel()

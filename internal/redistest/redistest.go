@@ -20,9 +20,6 @@ import (
 	"github.com/consentd/consentd/internal/redisproc"
 )
 
-// Options for a server.
-type Options = redisproc.Options
-
 // Server is one redis-server process: a redisproc.Server (Port, Dir, Addr,
 // PID, Signal, ...) whose failures fail the test.
 type Server struct {
@@ -33,7 +30,7 @@ type Server struct {
 // Start runs a redis-server until the end of the test. It returns once the
 // server answers PING. The server is killed (SIGKILL by PID) and reaped in
 // t.Cleanup, whether or not the test failed.
-func Start(t testing.TB, o Options) *Server {
+func Start(t testing.TB, o redisproc.Options) *Server {
 	t.Helper()
 	dir := t.TempDir()
 	rs, err := redisproc.Start(dir, o)

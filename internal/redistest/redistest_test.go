@@ -43,7 +43,7 @@ func assertGone(t *testing.T, pids ...int) {
 func TestStandalone(t *testing.T) {
 	var pids []int
 	t.Run("run", func(t *testing.T) {
-		s := Start(t, Options{Config: []string{"maxmemory 100mb"}})
+		s := Start(t, redisproc.Options{Config: []string{"maxmemory 100mb"}})
 		pids = append(pids, s.PID())
 		if !strings.HasPrefix(s.Addr(), "127.0.0.1:") || s.Port <= 0 || s.Port >= redisproc.MaxPort {
 			t.Errorf("Addr() = %q, Port = %d", s.Addr(), s.Port)
@@ -84,7 +84,7 @@ func TestStandalone(t *testing.T) {
 func TestKillRestartKeepsAcknowledgedWrites(t *testing.T) {
 	var pids []int
 	t.Run("run", func(t *testing.T) {
-		s := Start(t, Options{})
+		s := Start(t, redisproc.Options{})
 		ctx := context.Background()
 		rdb := s.Client(t)
 		for i := range 100 {
@@ -127,7 +127,7 @@ func TestKillRestartKeepsAcknowledgedWrites(t *testing.T) {
 func TestStopRestart(t *testing.T) {
 	var pids []int
 	t.Run("run", func(t *testing.T) {
-		s := Start(t, Options{})
+		s := Start(t, redisproc.Options{})
 		ctx := context.Background()
 		rdb := s.Client(t)
 		if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
@@ -152,7 +152,7 @@ func TestStopRestart(t *testing.T) {
 // TestReconfigure: a server restarted after Reconfigure runs with the
 // added directives, on the same port and data.
 func TestReconfigure(t *testing.T) {
-	s := Start(t, Options{})
+	s := Start(t, redisproc.Options{})
 	ctx := context.Background()
 	rdb := s.Client(t)
 	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
@@ -209,7 +209,7 @@ func (f *fatalTB) run(fn func(testing.TB)) string {
 func TestStartFailureShowsLog(t *testing.T) {
 	f := &fatalTB{TB: t}
 	msg := f.run(func(tb testing.TB) {
-		Start(tb, Options{Config: []string{"no-such-directive 1"}})
+		Start(tb, redisproc.Options{Config: []string{"no-such-directive 1"}})
 	})
 	if !strings.Contains(msg, "no-such-directive") {
 		t.Errorf("Start with a bad config: fatal message does not show redis' complaint:\n%s", msg)
@@ -220,7 +220,7 @@ func TestCleanupAfterFailure(t *testing.T) {
 	f := &fatalTB{TB: t}
 	var pid int
 	msg := f.run(func(tb testing.TB) {
-		s := Start(tb, Options{})
+		s := Start(tb, redisproc.Options{})
 		pid = s.PID()
 		tb.Fatalf("the test fails")
 	})
@@ -424,7 +424,7 @@ func (h *redirectCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook 
 // LoadData and Restart (later writes gone), and LoadData("") restarts it
 // empty.
 func TestSaveAndLoadData(t *testing.T) {
-	s := Start(t, Options{})
+	s := Start(t, redisproc.Options{})
 	ctx := context.Background()
 	rdb := s.Client(t)
 	get := func(k string) string { return rdb.Get(ctx, k).Val() }

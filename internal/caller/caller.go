@@ -1,4 +1,4 @@
-// Package identity names the caller of a gRPC call: by its verified client
+// Package caller names the caller of a gRPC call: by its verified client
 // certificate (mTLS: a SPIFFE URI SAN when present, else the subject CN) or
 // by a bearer token whose SHA-256 is listed in a tokens file. Its
 // interceptors refuse a call without a valid identity with UNAUTHENTICATED
