@@ -20,13 +20,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/consentd/consentd/bench"
+	"github.com/consentd/consentd/bench/scenario"
 )
 
 func main() {
@@ -36,39 +36,15 @@ func main() {
 	os.Exit(code)
 }
 
+// config is the command line: the run scenario.Run makes, and where its
+// results go.
 type config struct {
-	pop          population
-	rates        []float64
-	duration     time.Duration
-	warmup       time.Duration
-	pause        time.Duration
-	workers      int
-	transports   []string
-	stores       []string
-	procs        []int // GOMAXPROCS for the CPU-budget comparison; 0 is the default
-	search       bench.Search
-	probeTime    time.Duration
-	zipf         float64
-	out          string
-	cacheBytes   int64
-	redisURL     string
-	startRedis   bool
-	propagations int
-	cpuprofile   string
-	memprofile   string
-	// scenarios are the groups to run: "store" (every scenario on every
-	// store) and "entitlement" (warm Check with and without entitlements,
-	// on the embedded store).
-	scenarios         []string
-	entitlementRate   float64
-	entitlementRounds int
-
-	contacts *bench.Contacts // set once the population exists
-	names    []string        // the population's contacts, in order
+	scenario.Config
+	out string // directory for results.md, results.json and the plots
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
-	c := config{pop: population{Seed: 1}}
+	c := config{Config: scenario.Config{Population: scenario.Population{Seed: 1}}}
 	fs := flag.NewFlagSet("consentbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -76,32 +52,32 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			"       consentbench soak [flags]  the fault-injection soak (consentbench soak -h)\n\n")
 		fs.PrintDefaults()
 	}
-	fs.IntVar(&c.pop.Contacts, "contacts", 1000000, "synthetic contacts (x 4 purposes)")
-	fs.Float64Var(&c.pop.Granted, "granted", 0.3, "share of (contact, purpose) pairs granted")
-	fs.Float64Var(&c.pop.Withdrawn, "withdrawn", 0.1, "share of grants later withdrawn")
-	fs.Float64Var(&c.pop.Stale, "stale", 0.1, "share of grants older than the re-confirmation window")
+	fs.IntVar(&c.Population.Contacts, "contacts", 1000000, "synthetic contacts (x 4 purposes)")
+	fs.Float64Var(&c.Population.Granted, "granted", 0.3, "share of (contact, purpose) pairs granted")
+	fs.Float64Var(&c.Population.Withdrawn, "withdrawn", 0.1, "share of grants later withdrawn")
+	fs.Float64Var(&c.Population.Stale, "stale", 0.1, "share of grants older than the re-confirmation window")
 	rates := fs.String("rates", "1000,2000,5000,10000", "offered request rates (per second), comma-separated")
-	fs.DurationVar(&c.duration, "duration", 10*time.Second, "measured time per scenario and rate")
-	fs.DurationVar(&c.warmup, "warmup", 2*time.Second, "unmeasured load before each measurement")
-	fs.DurationVar(&c.pause, "pause", 3*time.Second, "idle time after each sidecar stops, so one scenario's aftermath (GC, disk writeback) does not land in the next")
-	fs.IntVar(&c.workers, "workers", 256, "most requests in flight at once")
+	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "measured time per scenario and rate")
+	fs.DurationVar(&c.Warmup, "warmup", 2*time.Second, "unmeasured load before each measurement")
+	fs.DurationVar(&c.Pause, "pause", 3*time.Second, "idle time after each sidecar stops, so one scenario's aftermath (GC, disk writeback) does not land in the next")
+	fs.IntVar(&c.Workers, "workers", 256, "most requests in flight at once")
 	transports := fs.String("transports", "tcp,unix", "transports to measure: tcp, unix")
 	stores := fs.String("stores", "embedded,redis", "stores to run consentd on: embedded, redis (redis scenarios need --redis, or a redis-server on PATH)")
 	procs := fs.String("gomaxprocs", "0,1", "GOMAXPROCS values for the sidecar CPU budget (0: Go's default, all cores here); the first is used for every other scenario")
-	fs.DurationVar(&c.search.Limit, "max-p99", time.Millisecond, "the p99 the maximum-throughput search holds to")
-	fs.IntVar(&c.search.Steps, "max-steps", 3, "bisection steps of the maximum-throughput search")
-	fs.DurationVar(&c.probeTime, "probe-duration", 5*time.Second, "measured time per probe of the maximum-throughput search")
-	fs.Float64Var(&c.zipf, "zipf", bench.DefaultZipfExponent, "Zipf exponent for choosing contacts; 0 draws uniformly")
+	fs.DurationVar(&c.Search.Limit, "max-p99", time.Millisecond, "the p99 the maximum-throughput search holds to")
+	fs.IntVar(&c.Search.Steps, "max-steps", 3, "bisection steps of the maximum-throughput search")
+	fs.DurationVar(&c.ProbeTime, "probe-duration", 5*time.Second, "measured time per probe of the maximum-throughput search")
+	fs.Float64Var(&c.Zipf, "zipf", bench.DefaultZipfExponent, "Zipf exponent for choosing contacts; 0 draws uniformly")
 	fs.StringVar(&c.out, "out", "bench-out", "directory for results.md, results.json and the plots")
-	fs.Int64Var(&c.cacheBytes, "cache-bytes", 1<<30, "consentd's --cache-bytes for warm scenarios (cold ones run with 0)")
-	fs.StringVar(&c.redisURL, "redis", "", "run the Redis scenarios on this Redis (a scratch one: the population is written into it)")
-	fs.BoolVar(&c.startRedis, "start-redis", true, "without --redis, start a redis-server from PATH for the Redis scenarios (they are skipped, and the report says so, when there is none)")
-	fs.IntVar(&c.propagations, "propagations", 1000, "withdrawals timed from sidecar A's acknowledgement to sidecar B's first DENY")
-	fs.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of every consentd the run starts into this directory, one file per sidecar")
-	fs.StringVar(&c.memprofile, "memprofile", "", "write a heap profile of every consentd the run starts, as it stops, into this directory")
+	fs.Int64Var(&c.CacheBytes, "cache-bytes", 1<<30, "consentd's --cache-bytes for warm scenarios (cold ones run with 0)")
+	fs.StringVar(&c.RedisURL, "redis", "", "run the Redis scenarios on this Redis (a scratch one: the population is written into it)")
+	fs.BoolVar(&c.StartRedis, "start-redis", true, "without --redis, start a redis-server from PATH for the Redis scenarios (they are skipped, and the report says so, when there is none)")
+	fs.IntVar(&c.Propagations, "propagations", 1000, "withdrawals timed from sidecar A's acknowledgement to sidecar B's first DENY")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of every consentd the run starts into this directory, one file per sidecar")
+	fs.StringVar(&c.MemProfile, "memprofile", "", "write a heap profile of every consentd the run starts, as it stops, into this directory")
 	scenarios := fs.String("scenarios", "store,entitlement", "scenario groups to run: store (Check warm and cold, maximum rate, direct Redis, propagation, audience on every store), entitlement (warm Check over TCP on the embedded store without caller identity and with --tokens and --policy)")
-	fs.Float64Var(&c.entitlementRate, "entitlement-rate", 2000, "offered rate (per second) of the entitlement scenarios")
-	fs.IntVar(&c.entitlementRounds, "entitlement-rounds", 10, "turns the entitlement scenarios take, each measuring every scenario for -duration / rounds")
+	fs.Float64Var(&c.EntitlementRate, "entitlement-rate", 2000, "offered rate (per second) of the entitlement scenarios")
+	fs.IntVar(&c.EntitlementRounds, "entitlement-rounds", 10, "turns the entitlement scenarios take, each measuring every scenario for -duration / rounds")
 	smoke := fs.Bool("smoke", false, "a short run of every scenario on a tiny population (for CI: checks the harness works, judges nothing)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -110,29 +86,29 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	if *smoke {
-		c.pop.Contacts, *rates, c.duration, c.warmup, c.pause = 2000, "200", 500*time.Millisecond, 100*time.Millisecond, 0
-		c.probeTime, c.search.Steps, c.propagations = 300*time.Millisecond, 0, 20
-		c.entitlementRate, c.entitlementRounds = 200, 2
+		c.Population.Contacts, *rates, c.Duration, c.Warmup, c.Pause = 2000, "200", 500*time.Millisecond, 100*time.Millisecond, 0
+		c.ProbeTime, c.Search.Steps, c.Propagations = 300*time.Millisecond, 0, 20
+		c.EntitlementRate, c.EntitlementRounds = 200, 2
 	}
-	c.search.Start, c.search.Ceiling = 1000, 64000
+	c.Search.Start, c.Search.Ceiling = 1000, 64000
 	if *smoke {
-		c.search.Ceiling = 2000
+		c.Search.Ceiling = 2000
 	}
 	for _, r := range strings.Split(*rates, ",") {
 		v, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
 		if err != nil || !(v > 0) {
 			return c, fmt.Errorf("-rates: %q is not a positive rate", r)
 		}
-		c.rates = append(c.rates, v)
+		c.Rates = append(c.Rates, v)
 	}
 	var err error
-	if c.transports, err = list("transports", *transports, "tcp", "unix"); err != nil {
+	if c.Transports, err = list("transports", *transports, "tcp", "unix"); err != nil {
 		return c, err
 	}
-	if c.stores, err = list("stores", *stores, "embedded", "redis"); err != nil {
+	if c.Stores, err = list("stores", *stores, "embedded", "redis"); err != nil {
 		return c, err
 	}
-	if c.scenarios, err = list("scenarios", *scenarios, "store", "entitlement"); err != nil {
+	if c.Groups, err = list("scenarios", *scenarios, "store", "entitlement"); err != nil {
 		return c, err
 	}
 	for _, p := range strings.Split(*procs, ",") {
@@ -140,20 +116,20 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		if err != nil || v < 0 {
 			return c, fmt.Errorf("-gomaxprocs: %q is not a core count (0 for the default)", p)
 		}
-		c.procs = append(c.procs, v)
+		c.Procs = append(c.Procs, v)
 	}
 	switch {
-	case c.pop.Contacts <= 0:
+	case c.Population.Contacts <= 0:
 		return c, errors.New("-contacts: must be positive")
-	case c.workers <= 0:
+	case c.Workers <= 0:
 		return c, errors.New("-workers: must be positive")
-	case c.propagations <= 0:
+	case c.Propagations <= 0:
 		return c, errors.New("-propagations: must be positive")
-	case c.search.Limit <= 0 || c.probeTime <= 0:
+	case c.Search.Limit <= 0 || c.ProbeTime <= 0:
 		return c, errors.New("-max-p99 and -probe-duration: must be positive")
-	case !(c.entitlementRate > 0):
+	case !(c.EntitlementRate > 0):
 		return c, errors.New("-entitlement-rate: must be positive")
-	case c.entitlementRounds <= 0 || c.duration/time.Duration(c.entitlementRounds) <= 0:
+	case c.EntitlementRounds <= 0 || c.Duration/time.Duration(c.EntitlementRounds) <= 0:
 		return c, errors.New("-entitlement-rounds: must be positive, and at most -duration in nanoseconds")
 	}
 	return c, nil
@@ -195,92 +171,34 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// benchmark runs the scenarios and writes their results into c.out and, as
+// a table, to stdout.
 func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
-	dir, cleanup, err := tempDir()
+	if err := os.MkdirAll(c.out, 0o755); err != nil {
+		return err
+	}
+	rows, notes, err := scenario.Run(ctx, c.Config, stderr)
 	if err != nil {
 		return err
 	}
-	defer cleanup()
-	for _, d := range []string{c.out, c.cpuprofile, c.memprofile} {
-		if d != "" {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return err
-			}
-		}
-	}
-	c.names = make([]string, c.pop.Contacts)
-	for i := range c.names {
-		c.names[i] = contactName(i)
-	}
-	var pick bench.Picker
-	if c.zipf > 0 {
-		pick, err = bench.NewZipf(len(c.names), c.zipf)
-	} else {
-		pick, err = bench.NewUniform(len(c.names))
-	}
-	if err != nil {
-		return err
-	}
-	c.contacts = bench.NewContacts(c.names, pick, 1)
-
-	consentd, err := buildConsentd(ctx, dir)
-	if err != nil {
-		return err
-	}
-	r := &runner{config: c, dir: dir, consentd: consentd, stderr: stderr}
-	var notes []string
-	if c.runs("entitlement") && !slices.Contains(c.stores, "embedded") {
-		note := "entitlement scenarios skipped: they run on the embedded store, which -stores leaves out"
-		fmt.Fprintln(stderr, note)
-		notes = append(notes, note)
-	}
-	for _, kind := range c.stores {
-		entitlement := c.runs("entitlement") && kind == "embedded"
-		if !c.runs("store") && !entitlement {
-			continue // nothing selected runs on this store: do not load it
-		}
-		st, err := r.prepare(ctx, kind)
-		if errors.Is(err, errNoRedis) {
-			note := "Redis scenarios skipped: " + err.Error()
-			fmt.Fprintln(stderr, note)
-			notes = append(notes, note)
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if c.runs("store") {
-			err = r.storeScenarios(ctx, st)
-		}
-		if err == nil && entitlement {
-			err = r.entitlement(ctx, st)
-		}
-		st.close()
-		if err != nil {
-			return err
-		}
-	}
-	bench.SetRatios(r.rows)
-	setBudgets(r.rows)
-
 	meta := map[string]string{
 		"command":     "go run ./cmd/consentbench " + strings.Join(os.Args[1:], " "),
 		"cpus":        strconv.Itoa(runtime.NumCPU()),
 		"go":          runtime.Version(),
-		"contacts":    strconv.Itoa(c.pop.Contacts),
-		"zipf":        strconv.FormatFloat(c.zipf, 'g', -1, 64),
-		"cache_bytes": strconv.FormatInt(c.cacheBytes, 10),
-		"duration":    c.duration.String(),
-		"warmup":      c.warmup.String(),
+		"contacts":    strconv.Itoa(c.Population.Contacts),
+		"zipf":        strconv.FormatFloat(c.Zipf, 'g', -1, 64),
+		"cache_bytes": strconv.FormatInt(c.CacheBytes, 10),
+		"duration":    c.Duration.String(),
+		"warmup":      c.Warmup.String(),
 		"when":        time.Now().UTC().Format(time.RFC3339),
 		"notes":       strings.Join(notes, "; "),
-		"scenarios":   strings.Join(c.scenarios, ","),
+		"scenarios":   strings.Join(c.Groups, ","),
 	}
 	files := map[string]func(io.Writer) error{
-		"results.md":   func(w io.Writer) error { return writeReport(w, r.rows, notes) },
-		"results.json": func(w io.Writer) error { return bench.WriteJSON(w, r.rows, meta) },
+		"results.md":   func(w io.Writer) error { return writeReport(w, rows, notes) },
+		"results.json": func(w io.Writer) error { return bench.WriteJSON(w, rows, meta) },
 	}
-	for name, draw := range plots(r.rows) {
+	for name, draw := range scenario.Plots(rows) {
 		files[name] = draw
 	}
 	for name, write := range files {
@@ -289,11 +207,8 @@ func benchmark(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		}
 	}
 	fmt.Fprintf(stderr, "wrote results.md, results.json and %d plots into %s\n", len(files)-2, c.out)
-	return writeReport(stdout, r.rows, notes)
+	return writeReport(stdout, rows, notes)
 }
-
-// runs reports whether the scenario group name was selected.
-func (c config) runs(name string) bool { return slices.Contains(c.scenarios, name) }
 
 func writeReport(w io.Writer, rows []bench.Row, notes []string) error {
 	for _, n := range notes {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/consentd/consentd/bench/scenario"
 	"github.com/consentd/consentd/bench/soak"
 )
 
@@ -108,12 +109,12 @@ func soakRun(ctx context.Context, cfg soak.Config, out string, args []string, st
 		logs.close()
 		f.Close()
 	}()
-	dir, cleanup, err := tempDir()
+	dir, err := os.MkdirTemp("", "consentbench-")
 	if err != nil {
 		return nil, err
 	}
-	defer cleanup()
-	consentd, err := buildConsentd(ctx, dir)
+	defer os.RemoveAll(dir)
+	consentd, err := scenario.BuildConsentd(ctx, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -137,9 +138,9 @@ type launcher struct {
 }
 
 func (l launcher) Start(ctx context.Context, args ...string) (soak.Process, error) {
-	s, err := startSidecar(ctx, l.consentd, l.logs, nil, args...)
+	s, err := scenario.StartSidecar(ctx, l.consentd, l.logs, nil, args...)
 	if err != nil {
-		return nil, err // not a nil *sidecar in a non-nil Process
+		return nil, err // not a nil *scenario.Sidecar in a non-nil Process
 	}
 	return s, nil
 }

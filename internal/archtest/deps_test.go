@@ -39,18 +39,20 @@ var allowed = map[string][]string{
 	"client":                    {"consent", "proto/consent/v1", "google.golang.org/grpc", "google.golang.org/protobuf", "google.golang.org/genproto"},
 	"bench":                     {"consent", "client", "proto/consent/v1", "github.com/HdrHistogram/hdrhistogram-go"},
 	"bench/plot":                {"bench", "gonum.org/v1/plot"},
+	"bench/scenario":            {"consent", "bench", "bench/plot", "client", "store", "internal/chain", "internal/contactkey", "internal/redisproc", "github.com/redis/go-redis", "golang.org/x/sync"},               // it loads the stores directly and starts consentd and Redis as processes
 	"bench/soak":                {"consent", "bench", "client", "proto/consent/v1", "internal/redisproc", "internal/faultproxy", "github.com/redis/go-redis", "google.golang.org/grpc", "google.golang.org/protobuf"}, // it runs the Redis and proxy it breaks; it measures consentd through the client only
 	"examples/audience":         {"consent", "client"},
 	"examples/emailgate":        {"consent", "client"},
 	"internal/importer":         {"consent", "client", "proto/consent/v1", "golang.org/x/sync", "google.golang.org/grpc", "google.golang.org/protobuf"},
 	"internal/doccheck":         {}, // tests of the README and docs/ only
+	"internal/devcerts":         {}, // the standard library's crypto only
 }
 
 // importers lists, for a package of this module (by directory), the only
 // directories that may import it, free ones included: gonum's plotting is for
 // the benchmark tool, not for anything the server or client links.
 var importers = map[string][]string{
-	"bench/plot": {"cmd/consentbench"},
+	"bench/plot": {"bench/scenario"},
 	// Prometheus is the daemon's: the client, server and cache stay free of it.
 	"internal/metrics": {"internal/daemon"},
 }
@@ -230,7 +232,8 @@ func TestDependencyRulesBite(t *testing.T) {
 		imp, dir string
 		want     bool
 	}{
-		{module + "/bench/plot", "cmd/consentbench", true},
+		{module + "/bench/plot", "bench/scenario", true},
+		{module + "/bench/plot", "cmd/consentbench", false},
 		{module + "/bench/plot", "cmd/consentd", false},
 		{module + "/bench/plot", "bench", false},
 		{module + "/bench/plot", "internal/testserver", false},

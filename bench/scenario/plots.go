@@ -1,4 +1,4 @@
-package main
+package scenario
 
 import (
 	"fmt"
@@ -16,11 +16,11 @@ import (
 // measured): the one the ratio targets are judged at.
 const spectrumRate = 5000
 
-// plots returns the plots of a run by file name: for each store and
+// Plots returns the plots of a run by file name: for each store and
 // transport, the latency spectrum of every scenario at the rate nearest
 // spectrumRate, and p99 (and p50) against offered rate, the floor drawn
 // dashed in both.
-func plots(rows []bench.Row) map[string]func(io.Writer) error {
+func Plots(rows []bench.Row) map[string]func(io.Writer) error {
 	out := map[string]func(io.Writer) error{}
 	type group struct{ store, transport string }
 	var groups []group

@@ -1,4 +1,4 @@
-package main
+package scenario
 
 import (
 	"context"
@@ -27,11 +27,13 @@ var errNoRedis = errors.New("no Redis")
 // scenario's aftermath never lands in the next one's numbers; the audience
 // passes, the heaviest, run last.
 type runner struct {
-	config
+	Config
 	dir      string
 	consentd string // the binary the sidecars run
 	stderr   io.Writer
 	rows     []bench.Row
+	contacts *bench.Contacts // the population's contacts, as the load picks them
+	names    []string        // the population's contacts, in order
 }
 
 // storeEnv is a loaded store consentd can be started on.
@@ -47,11 +49,11 @@ type storeEnv struct {
 func (r *runner) prepare(ctx context.Context, kind string) (*storeEnv, error) {
 	start := time.Now()
 	progress := func(done int) {
-		fmt.Fprintf(r.stderr, "\rloading population into %s: %d/%d contacts (%.0f/s)", kind, done, r.pop.Contacts, float64(done)/time.Since(start).Seconds())
+		fmt.Fprintf(r.stderr, "\rloading population into %s: %d/%d contacts (%.0f/s)", kind, done, r.Population.Contacts, float64(done)/time.Since(start).Seconds())
 	}
 	if kind == "embedded" {
 		data := filepath.Join(r.dir, "embedded")
-		err := loadEmbedded(ctx, data, r.pop, progress)
+		err := loadEmbedded(ctx, data, r.Population, progress)
 		fmt.Fprintln(r.stderr)
 		if err != nil {
 			return nil, fmt.Errorf("loading population: %w", err)
@@ -59,9 +61,9 @@ func (r *runner) prepare(ctx context.Context, kind string) (*storeEnv, error) {
 		return &storeEnv{kind: kind, data: data, args: []string{"--data-dir", data}, close: func() {}}, nil
 	}
 	env := &storeEnv{kind: kind, close: func() {}}
-	url := r.redisURL
+	url := r.RedisURL
 	if url == "" {
-		if !r.startRedis {
+		if !r.StartRedis {
 			return nil, fmt.Errorf("%w: no --redis given and --start-redis=false", errNoRedis)
 		}
 		if _, err := exec.LookPath("redis-server"); err != nil {
@@ -87,15 +89,15 @@ func (r *runner) prepare(ctx context.Context, kind string) (*storeEnv, error) {
 	env.close = func() { rdb.Close(); closeRedis() }
 	secret := filepath.Join(r.dir, "secret")
 	const partitions = 16
-	if r.redisURL == "" {
+	if r.RedisURL == "" {
 		// Our own Redis: load without an fsync per write, then measure with
 		// the settings consentd is deployed with.
 		err = rdb.ConfigSet(ctx, "appendfsync", "no").Err()
 	}
 	if err == nil {
-		err = loadRedis(ctx, rdb, secret, partitions, r.redisURL == "", r.pop, progress)
+		err = loadRedis(ctx, rdb, secret, partitions, r.RedisURL == "", r.Population, progress)
 	}
-	if err == nil && r.redisURL == "" {
+	if err == nil && r.RedisURL == "" {
 		err = rdb.ConfigSet(ctx, "appendfsync", "always").Err()
 	}
 	fmt.Fprintln(r.stderr)
@@ -152,11 +154,11 @@ func (s *session) add(row bench.Row) {
 
 // storeScenarios runs every scenario on st.
 func (r *runner) storeScenarios(ctx context.Context, st *storeEnv) error {
-	first := r.procs[0]
-	for _, tr := range r.transports {
+	first := r.Procs[0]
+	for _, tr := range r.Transports {
 		// Check with a warm cache, under each core budget (the CPU budget),
 		// with the highest rate that keeps p99 under the limit.
-		for _, procs := range r.procs {
+		for _, procs := range r.Procs {
 			if st.kind == "redis" && procs != first {
 				continue // the budget is the sidecar's own work: measured on the embedded store
 			}
@@ -182,8 +184,8 @@ func (r *runner) storeScenarios(ctx context.Context, st *storeEnv) error {
 		}
 	}
 	if st.direct != nil {
-		for _, rate := range r.rates {
-			res, err := r.measure(ctx, fmt.Sprintf("direct-redis@%g/s", rate), rate, r.duration, st.direct)
+		for _, rate := range r.Rates {
+			res, err := r.measure(ctx, fmt.Sprintf("direct-redis@%g/s", rate), rate, r.Duration, st.direct)
 			if err != nil {
 				return err
 			}
@@ -193,7 +195,7 @@ func (r *runner) storeScenarios(ctx context.Context, st *storeEnv) error {
 			return err
 		}
 	}
-	for _, tr := range r.transports {
+	for _, tr := range r.Transports {
 		for _, warm := range []bool{true, false} {
 			if err := r.block(ctx, st, setup{transport: tr, warm: warm, procs: first}, r.audience); err != nil {
 				return err
@@ -209,7 +211,7 @@ func (r *runner) storeScenarios(ctx context.Context, st *storeEnv) error {
 func (r *runner) block(ctx context.Context, st *storeEnv, su setup, fn func(*session) error) error {
 	cache := "0"
 	if su.warm {
-		cache = strconv.FormatInt(r.cacheBytes, 10)
+		cache = strconv.FormatInt(r.CacheBytes, 10)
 	}
 	var env []string
 	if su.procs > 0 {
@@ -219,17 +221,17 @@ func (r *runner) block(ctx context.Context, st *storeEnv, su setup, fn func(*ses
 	if su.label != "" {
 		name += "-" + su.label
 	}
-	if r.cpuprofile != "" {
-		env = append(env, cpuProfileEnv+"="+uniquePath(r.cpuprofile, name, ".cpu.pprof"))
+	if r.CPUProfile != "" {
+		env = append(env, cpuProfileEnv+"="+uniquePath(r.CPUProfile, name, ".cpu.pprof"))
 	}
-	if r.memprofile != "" {
-		env = append(env, memProfileEnv+"="+uniquePath(r.memprofile, name, ".heap.pprof"))
+	if r.MemProfile != "" {
+		env = append(env, memProfileEnv+"="+uniquePath(r.MemProfile, name, ".heap.pprof"))
 	}
 	listen := "127.0.0.1:0"
 	if su.transport == "unix" {
 		listen = "unix:" + filepath.Join(r.dir, "consentd.sock")
 	}
-	sc, err := startSidecar(ctx, r.consentd, r.stderr, env, slices.Concat(st.args, []string{"--listen", listen, "--cache-bytes", cache}, su.args)...)
+	sc, err := StartSidecar(ctx, r.consentd, r.stderr, env, slices.Concat(st.args, []string{"--listen", listen, "--cache-bytes", cache}, su.args)...)
 	if err != nil {
 		return err
 	}
@@ -282,13 +284,13 @@ func (r *runner) block(ctx context.Context, st *storeEnv, su setup, fn func(*ses
 // stopped process's memory and files to be released.
 func (r *runner) rest() {
 	runtime.GC()
-	time.Sleep(r.pause)
+	time.Sleep(r.Pause)
 }
 
 // measure runs op at rate for d after the warmup, saying so on stderr.
 func (r *runner) measure(ctx context.Context, what string, rate float64, d time.Duration, op bench.Op) (*bench.Result, error) {
-	fmt.Fprintf(r.stderr, "running %s for %v...\n", what, r.warmup+d)
-	res, err := bench.Run(ctx, bench.Load{Rate: rate, Duration: d, Warmup: r.warmup, Workers: r.workers}, op)
+	fmt.Fprintf(r.stderr, "running %s for %v...\n", what, r.Warmup+d)
+	res, err := bench.Run(ctx, bench.Load{Rate: rate, Duration: d, Warmup: r.Warmup, Workers: r.Workers}, op)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", what, err)
 	}
@@ -298,13 +300,13 @@ func (r *runner) measure(ctx context.Context, what string, rate float64, d time.
 // ladder measures op and the floor at every rate, each judged against the
 // floor at the same rate.
 func (r *runner) ladder(ctx context.Context, s *session, name, floor string, op bench.Op) error {
-	for _, rate := range r.rates {
+	for _, rate := range r.Rates {
 		at := fmt.Sprintf("@%g/s", rate)
 		for _, sc := range []struct {
 			name, baseline string
 			op             bench.Op
 		}{{name + at, floor + at, op}, {floor + at, "", bench.FloorOp(s.client)}} {
-			res, err := r.measure(ctx, s.describe(sc.name), rate, r.duration, sc.op)
+			res, err := r.measure(ctx, s.describe(sc.name), rate, r.Duration, sc.op)
 			if err != nil {
 				return err
 			}
@@ -329,8 +331,8 @@ func (r *runner) maxRate(ctx context.Context, s *session) error {
 		name string
 		op   bench.Op
 	}{{"check-warm", bench.CheckOp(s.client, r.contacts, "email_marketing")}, {"floor-warm", bench.FloorOp(s.client)}} {
-		best, probes, err := bench.MaxRate(ctx, r.search, func(ctx context.Context, rate float64) (*bench.Result, error) {
-			return r.measure(ctx, s.describe(fmt.Sprintf("%s-probe@%.0f/s", sc.name, rate)), rate, r.probeTime, sc.op)
+		best, probes, err := bench.MaxRate(ctx, r.Search, func(ctx context.Context, rate float64) (*bench.Result, error) {
+			return r.measure(ctx, s.describe(fmt.Sprintf("%s-probe@%.0f/s", sc.name, rate)), rate, r.ProbeTime, sc.op)
 		})
 		if err != nil {
 			return err
@@ -373,7 +375,7 @@ func (r *runner) audience(s *session) error {
 func (r *runner) propagation(ctx context.Context, st *storeEnv) error {
 	var cls []*client.Client
 	for range 2 {
-		sc, err := startSidecar(ctx, r.consentd, r.stderr, nil, append(st.args, "--listen", "127.0.0.1:0")...)
+		sc, err := StartSidecar(ctx, r.consentd, r.stderr, nil, append(st.args, "--listen", "127.0.0.1:0")...)
 		if err != nil {
 			return err
 		}
@@ -385,7 +387,7 @@ func (r *runner) propagation(ctx context.Context, st *storeEnv) error {
 		defer cl.Close()
 		cls = append(cls, cl)
 	}
-	contacts := make([]string, r.propagations)
+	contacts := make([]string, r.Propagations)
 	for i := range contacts {
 		contacts[i] = fmt.Sprintf("propagation%d@bench.example", i)
 	}

@@ -1,4 +1,4 @@
-package main
+package scenario
 
 import (
 	"context"
@@ -18,11 +18,11 @@ import (
 	"github.com/consentd/consentd/store"
 )
 
-// population describes the synthetic contacts: contact i is
+// Population describes the synthetic contacts: contact i is
 // "contact<i>@bench.example"; for each (contact, purpose) pair a seeded
 // draw decides granted (share granted), then a share of those withdrawn and
 // a share stale (captured 30 months ago).
-type population struct {
+type Population struct {
 	Contacts  int
 	Granted   float64
 	Withdrawn float64
@@ -34,7 +34,7 @@ func contactName(i int) string { return fmt.Sprintf("contact%d@bench.example", i
 
 // each generates the population's writes in order; progress is told after
 // each contact.
-func (p population) each(keys *contactkey.Keyer, fn func(w consent.Write) error, progress func(done int)) error {
+func (p Population) each(keys *contactkey.Keyer, fn func(w consent.Write) error, progress func(done int)) error {
 	purposes := consent.DefaultPurposes()
 	rng := rand.New(rand.NewPCG(p.Seed, 0))
 	now := time.Now().UTC()
@@ -90,7 +90,7 @@ func keyer(secretPath string) (*contactkey.Keyer, *chain.Key, error) {
 // loadEmbedded writes the population straight into a new embedded store in
 // dir (with its secret), in large batches: what takes a sidecar hours one
 // fsynced RPC at a time takes seconds in one transaction per batch.
-func loadEmbedded(ctx context.Context, dir string, p population, progress func(done int)) error {
+func loadEmbedded(ctx context.Context, dir string, p Population, progress func(done int)) error {
 	keys, ch, err := keyer(filepath.Join(dir, "secret"))
 	if err != nil {
 		return err
@@ -129,7 +129,7 @@ func loadEmbedded(ctx context.Context, dir string, p population, progress func(d
 // flight at once. The Redis is a scratch one: the load initialises it when
 // it is new. ownRedis says it is the benchmark's own, which loads with
 // appendfsync no.
-func loadRedis(ctx context.Context, rdb redis.UniversalClient, secretPath string, partitions uint32, ownRedis bool, p population, progress func(done int)) error {
+func loadRedis(ctx context.Context, rdb redis.UniversalClient, secretPath string, partitions uint32, ownRedis bool, p Population, progress func(done int)) error {
 	keys, ch, err := keyer(secretPath)
 	if err != nil {
 		return err

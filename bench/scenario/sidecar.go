@@ -1,4 +1,4 @@
-package main
+package scenario
 
 import (
 	"bufio"
@@ -16,17 +16,17 @@ import (
 )
 
 // The profiles a sidecar writes, when these name files: cmd/consentd's
-// profile.go, built in by buildConsentd, reads them.
+// profile.go, built in by BuildConsentd, reads them.
 const (
 	cpuProfileEnv = "CONSENTBENCH_CPUPROFILE"
 	memProfileEnv = "CONSENTBENCH_MEMPROFILE"
 )
 
-// buildConsentd builds consentd into dir and returns its path. The sidecars
+// BuildConsentd builds consentd into dir and returns its path. The sidecars
 // are the real consentd, with the profile hooks of --cpuprofile and
 // --memprofile (inert unless asked for); consentbench runs from the
 // module's tree (go run ./cmd/consentbench), which has consentd's source.
-func buildConsentd(ctx context.Context, dir string) (string, error) {
+func BuildConsentd(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "consentd")
 	out, err := exec.CommandContext(ctx, "go", "build", "-tags", "profile", "-o", bin, "github.com/consentd/consentd/cmd/consentd").CombinedOutput()
 	if err != nil {
@@ -47,8 +47,8 @@ func uniquePath(dir, name, ext string) string {
 	}
 }
 
-// sidecar is a consentd process the harness started; stop ends it by PID.
-type sidecar struct {
+// Sidecar is a consentd process the harness started; stop ends it by PID.
+type Sidecar struct {
 	cmd    *exec.Cmd
 	addr   string
 	exited chan struct{}
@@ -62,10 +62,10 @@ type cacheStats struct {
 	hits, misses uint64
 }
 
-// startSidecar runs the consentd binary with args (plus JSON logs) and
+// StartSidecar runs the consentd binary with args (plus JSON logs) and
 // waits until it serves, with extra environment env (e.g. GOMAXPROCS). Its
 // warnings and errors are copied to logs.
-func startSidecar(ctx context.Context, consentd string, logs io.Writer, env []string, args ...string) (*sidecar, error) {
+func StartSidecar(ctx context.Context, consentd string, logs io.Writer, env []string, args ...string) (*Sidecar, error) {
 	cmd := exec.Command(consentd, append([]string{"--log-format", "json"}, args...)...)
 	cmd.Env = append(os.Environ(), env...)
 	stderr, err := cmd.StderrPipe()
@@ -75,7 +75,7 @@ func startSidecar(ctx context.Context, consentd string, logs io.Writer, env []st
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &sidecar{cmd: cmd, exited: make(chan struct{})}
+	s := &Sidecar{cmd: cmd, exited: make(chan struct{})}
 	ready := make(chan string, 1)
 	go func() {
 		defer close(s.exited)
@@ -119,7 +119,7 @@ func startSidecar(ctx context.Context, consentd string, logs io.Writer, env []st
 
 // stop sends SIGTERM and waits (SIGKILL if it has not exited in 10s), and
 // returns the cache counters it logged as it stopped.
-func (s *sidecar) stop() cacheStats {
+func (s *Sidecar) stop() cacheStats {
 	s.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-s.exited:
@@ -131,13 +131,13 @@ func (s *sidecar) stop() cacheStats {
 }
 
 // Stop is stop for the soak (a soak.Process).
-func (s *sidecar) Stop() error {
+func (s *Sidecar) Stop() error {
 	s.stop()
 	return nil
 }
 
 // Kill sends SIGKILL and waits until the sidecar has exited.
-func (s *sidecar) Kill() error {
+func (s *Sidecar) Kill() error {
 	err := s.cmd.Process.Kill()
 	<-s.exited
 	if errors.Is(err, os.ErrProcessDone) {

@@ -1,4 +1,4 @@
-package main
+package scenario
 
 import (
 	"context"
@@ -86,7 +86,7 @@ func (r *runner) entitlement(ctx context.Context, st *storeEnv) error {
 		return err
 	}
 	defer os.RemoveAll(twin.data)
-	plain := setup{transport: "tcp", warm: true, procs: r.procs[0], label: "plain"}
+	plain := setup{transport: "tcp", warm: true, procs: r.Procs[0], label: "plain"}
 	entitled := plain
 	entitled.label, entitled.args, entitled.token = "entitled", []string{"--tokens", tokens, "--policy", policy}, token
 	// The inner block keeps its rows first; the report shows the plain
@@ -99,8 +99,8 @@ func (r *runner) entitlement(ctx context.Context, st *storeEnv) error {
 	}(len(r.rows))
 	return r.block(ctx, st, plain, func(p *session) error {
 		return r.block(ctx, twin, entitled, func(e *session) error {
-			at := fmt.Sprintf("@%g/s", r.entitlementRate)
-			return r.interleave(ctx, r.entitlementRate, []arm{
+			at := fmt.Sprintf("@%g/s", r.EntitlementRate)
+			return r.interleave(ctx, r.EntitlementRate, []arm{
 				{p, plainCheck + at, plainFloor + at, bench.CheckOp(p.client, r.contacts, "email_marketing")},
 				{e, entitledCheck + at, plainCheck + at, bench.CheckOp(e.client, r.contacts, "email_marketing")},
 				{p, plainFloor + at, "", bench.FloorOp(p.client)},
@@ -172,8 +172,8 @@ type arm struct {
 // ones for a quarter of it, as their sidecar has been idle for only a few
 // slices.
 func (r *runner) interleave(ctx context.Context, rate float64, arms []arm) error {
-	rounds := r.entitlementRounds
-	slice := r.duration / time.Duration(rounds)
+	rounds := r.EntitlementRounds
+	slice := r.Duration / time.Duration(rounds)
 	results := make([]*bench.Result, len(arms))
 	for round := range rounds {
 		fmt.Fprintf(r.stderr, "running round %d of %d: %d scenarios at %g/s for %v each...\n", round+1, rounds, len(arms), rate, slice)
@@ -182,11 +182,11 @@ func (r *runner) interleave(ctx context.Context, rate float64, arms []arm) error
 			if round%2 == 1 {
 				i = len(arms) - 1 - k
 			}
-			warmup := r.warmup / 4
+			warmup := r.Warmup / 4
 			if results[i] == nil {
-				warmup = r.warmup
+				warmup = r.Warmup
 			}
-			res, err := bench.Run(ctx, bench.Load{Rate: rate, Duration: slice, Warmup: warmup, Workers: r.workers}, arms[i].op)
+			res, err := bench.Run(ctx, bench.Load{Rate: rate, Duration: slice, Warmup: warmup, Workers: r.Workers}, arms[i].op)
 			if err != nil {
 				return fmt.Errorf("%s: %w", arms[i].s.describe(arms[i].name), err)
 			}

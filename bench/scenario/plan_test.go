@@ -1,4 +1,4 @@
-package main
+package scenario
 
 import (
 	"bytes"
@@ -80,7 +80,7 @@ func TestPlots(t *testing.T) {
 		{Scenario: "direct-redis@5000/s", Transport: "tcp", Store: "redis", Result: result(5000, ms/5)},
 		{Scenario: "filter-audience-warm", Transport: "tcp", Store: "embedded", Result: result(0, time.Second)},
 	}
-	got := plots(rows)
+	got := Plots(rows)
 	want := []string{"rate-embedded-tcp.png", "spectrum-embedded-tcp.png", "spectrum-redis-unix.png"}
 	if diff := cmp.Diff(want, slices.Sorted(maps.Keys(got))); diff != "" {
 		t.Fatalf("plots (-want +got):\n%s", diff)
@@ -90,42 +90,6 @@ func TestPlots(t *testing.T) {
 		if err := draw(&b); err != nil || !bytes.HasPrefix(b.Bytes(), []byte("\x89PNG")) {
 			t.Errorf("%s: %d bytes, err %v; want a PNG", name, b.Len(), err)
 		}
-	}
-}
-
-func TestParseFlags(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		args []string
-		ok   bool
-	}{
-		{"defaults", nil, true},
-		{"smoke", []string{"--smoke"}, true},
-		{"bad rate", []string{"--rates", "1000,fast"}, false},
-		{"zero rate", []string{"--rates", "0"}, false},
-		{"bad transport", []string{"--transports", "tcp,udp"}, false},
-		{"bad store", []string{"--stores", "postgres"}, false},
-		{"bad core count", []string{"--gomaxprocs", "0,-1"}, false},
-		{"no contacts", []string{"--contacts", "0"}, false},
-		{"stray argument", []string{"extra"}, false},
-		{"entitlement only", []string{"--scenarios", "entitlement", "--stores", "embedded"}, true},
-		{"bad scenario group", []string{"--scenarios", "store,ladder"}, false},
-		{"zero entitlement rate", []string{"--entitlement-rate", "0"}, false},
-		{"no entitlement rounds", []string{"--entitlement-rounds", "0"}, false},
-	} {
-		_, err := parseFlags(tc.args, io.Discard)
-		if (err == nil) != tc.ok {
-			t.Errorf("%s: parseFlags(%q) error %v, want ok=%v", tc.name, tc.args, err, tc.ok)
-		}
-	}
-	c, err := parseFlags([]string{"--smoke"}, io.Discard)
-	if err != nil || c.pop.Contacts != 2000 || c.search.Ceiling != 2000 || c.pause != 0 || c.entitlementRate != 200 || c.entitlementRounds != 2 {
-		t.Errorf("--smoke gave %d contacts, ceiling %v, pause %v, entitlement rate %v in %d rounds (err %v); want a tiny, quick run",
-			c.pop.Contacts, c.search.Ceiling, c.pause, c.entitlementRate, c.entitlementRounds, err)
-	}
-	// The smoke run, and a default one, cover every scenario group.
-	if want := []string{"store", "entitlement"}; !slices.Equal(c.scenarios, want) {
-		t.Errorf("--smoke runs %q, want %q", c.scenarios, want)
 	}
 }
 
@@ -180,7 +144,7 @@ func TestEntitlementFiles(t *testing.T) {
 // arm's row holds all its slices at the rate offered, not their sum.
 func TestInterleave(t *testing.T) {
 	const rounds, rate = 4, 1000.0
-	r := &runner{config: config{entitlementRounds: rounds, duration: 40 * time.Millisecond, workers: 4}, stderr: io.Discard}
+	r := &runner{Config: Config{EntitlementRounds: rounds, Duration: 40 * time.Millisecond, Workers: 4}, stderr: io.Discard}
 	s := &session{setup: setup{transport: "tcp"}, store: &storeEnv{kind: "embedded"}}
 	var mu sync.Mutex
 	var ran []string // the arm of every request, in the order they started
