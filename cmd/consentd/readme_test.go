@@ -47,7 +47,6 @@ func runSteps(t *testing.T, steps []daemontest.Step, addrs map[string]string) {
 	daemontest.Shell{
 		Env:       []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH")},
 		Replace:   addrs,
-		Normalise: daemontest.NormaliseConsistencyTokens,
 	}.Run(t, steps)
 }
 

@@ -131,7 +131,8 @@ type Shell struct {
 	Replace map[string]string
 	// Normalise, when set, is applied to the document's output and to the
 	// actual output before they are compared: placeholders for what varies
-	// from run to run (times, tokens, ids).
+	// from run to run (times, ids). Consistency tokens are named by Run
+	// itself (ConsistencyTokenNames).
 	Normalise func(string) string
 }
 
@@ -165,6 +166,10 @@ func (sh Shell) Run(t testing.TB, steps []Step) {
 		normalise = func(s string) string { return s }
 	}
 	rest := out.String()
+	// Each side names its own consistency tokens, before Normalise sees
+	// them: the names match where the document repeats a token as the run
+	// does.
+	var docTokens, runTokens ConsistencyTokenNames
 	for i, s := range steps {
 		end := fmt.Sprintf(stepEnd, i)
 		got, after, ok := strings.Cut(rest, end)
@@ -172,8 +177,8 @@ func (sh Shell) Run(t testing.TB, steps []Step) {
 			t.Fatalf("the session stopped in step %d:\n$ %s\n%s", i+1, s.Cmd, rest)
 		}
 		rest = after
-		got = normalise(back.Replace(strings.TrimRight(got, "\n")))
-		want := normalise(strings.TrimRight(s.Want, "\n"))
+		got = normalise(runTokens.Replace(back.Replace(strings.TrimRight(got, "\n"))))
+		want := normalise(docTokens.Replace(strings.TrimRight(s.Want, "\n")))
 		if got != want {
 			t.Errorf("$ %s\n(-document +got):\n%s", s.Cmd, cmp.Diff(want, got))
 		}
