@@ -45,8 +45,8 @@ func runSteps(t *testing.T, steps []daemontest.Step, addrs map[string]string) {
 	t.Helper()
 	bin := tools(t)
 	daemontest.Shell{
-		Env:       []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH")},
-		Replace:   addrs,
+		Env:     []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH")},
+		Replace: addrs,
 	}.Run(t, steps)
 }
 

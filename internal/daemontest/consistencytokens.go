@@ -36,4 +36,3 @@ func (n *ConsistencyTokenNames) Replace(s string) string {
 		return sub[1] + name
 	})
 }
-
