@@ -52,7 +52,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (da
 	if err != nil {
 		return c, err
 	}
-	c.RedisPassword = getenv(envName("redis-password"))
+	c.RedisPassword = daemon.Password(getenv(envName("redis-password")))
 	if err := c.Check(); err != nil {
 		return c, blameEnv(err, fromEnv)
 	}

@@ -45,7 +45,7 @@ func TestFlagsFromEnvironment(t *testing.T) {
 		{name: "text flag from env", env: map[string]string{"CONSENTD_LOG_LEVEL": "debug"},
 			get: func(c daemon.Config) any { return c.LogLevel.String() }, want: "DEBUG"},
 		{name: "redis password", env: map[string]string{"CONSENTD_REDIS_PASSWORD": "hunter2"},
-			get: func(c daemon.Config) any { return c.RedisPassword }, want: "hunter2"},
+			get: func(c daemon.Config) any { return string(c.RedisPassword) }, want: "hunter2"},
 		{name: "bad env value", env: map[string]string{"CONSENTD_CACHE_BYTES": "lots"},
 			wantErr: `$CONSENTD_CACHE_BYTES: invalid value "lots" for --cache-bytes: parse error`},
 		{name: "env values are validated like flags", env: map[string]string{"CONSENTD_LOG_FORMAT": "xml"},

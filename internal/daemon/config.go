@@ -33,7 +33,7 @@ type Config struct {
 	// RedisPasswordFile is --redis-password-file; without it, RedisPassword
 	// ($CONSENTD_REDIS_PASSWORD) is used.
 	RedisPasswordFile           string
-	RedisPassword               string
+	RedisPassword               Password
 	RedisWaitReplicas           int           // --redis-wait-replicas
 	RedisInit                   bool          // --redis-init
 	RedisOperatorChecksSettings bool          // --redis-operator-checks-settings
@@ -170,3 +170,26 @@ func (c Config) Check() error {
 func (c Config) usesRedis() bool {
 	return c.RedisURL != "" || c.RedisSentinel != "" || c.RedisCluster != ""
 }
+
+// Password is a secret of the configuration: printed (%v, %+v, a log
+// attribute) it shows whether it is set, never its text, so a Config can be
+// printed or compared in a test without leaking it.
+type Password string
+
+// String says whether the password is set.
+func (p Password) String() string {
+	if p == "" {
+		return ""
+	}
+	return "[set]"
+}
+
+// GoString is String, for %#v.
+func (p Password) GoString() string { return p.String() }
+
+// LogValue is String, for slog.
+func (p Password) LogValue() slog.Value { return slog.StringValue(p.String()) }
+
+// MarshalText is String, for encoding/json (slog's JSON handler prints a
+// Config that way).
+func (p Password) MarshalText() ([]byte, error) { return []byte(p.String()), nil }

@@ -124,7 +124,7 @@ func redisPassword(c Config) (string, error) {
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
-	return c.RedisPassword, nil
+	return string(c.RedisPassword), nil
 }
 
 // redisClient builds the client for whichever Redis flag is set. pool, when
