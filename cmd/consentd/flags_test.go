@@ -86,15 +86,9 @@ func TestFlagsFromEnvironment(t *testing.T) {
 			wantErr: "give at most one of --redis, --redis-sentinel, --redis-cluster"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := parseFlags(tc.args, envOf(tc.env), io.Discard)
-			if tc.wantErr != "" {
-				if err == nil || err.Error() != tc.wantErr {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
+			c, ok := parsed(t, tc.args, tc.env, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tc.want, tc.get(c)); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
@@ -168,15 +162,9 @@ func TestServerLimitFlags(t *testing.T) {
 			wantErr: "--grpc-max-connection-age: must not be negative (0 is never)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := parseFlags(tc.args, envOf(tc.env), io.Discard)
-			if tc.wantErr != "" {
-				if err == nil || err.Error() != tc.wantErr {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
+			c, ok := parsed(t, tc.args, tc.env, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			if diff := cmp.Diff(tc.want, c.Limits); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
@@ -228,15 +216,9 @@ func TestTracingFlags(t *testing.T) {
 			wantErr: `$CONSENTD_TRACE_SAMPLE_RATIO: invalid value "half" for --trace-sample-ratio: parse error`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := parseFlags(tc.args, envOf(tc.env), io.Discard)
-			if tc.wantErr != "" {
-				if err == nil || err.Error() != tc.wantErr {
-					t.Fatalf("err = %v, want %q", err, tc.wantErr)
-				}
+			c, ok := parsed(t, tc.args, tc.env, tc.wantErr)
+			if !ok {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			got := tracing{Endpoint: c.OTLPEndpoint, Ratio: c.TraceSampleRatio}
 			if diff := cmp.Diff(tc.want, got); diff != "" {
@@ -332,4 +314,22 @@ func TestDocsNameEveryFlag(t *testing.T) {
 			t.Errorf("docs/configuration.md and docs/deploying-redis.md have no table row for --%s", name)
 		}
 	}
+}
+
+// parsed parses args with the environment env. When wantErr is set it
+// checks that parsing fails with exactly that message and returns false;
+// otherwise it fails the test on an error.
+func parsed(t *testing.T, args []string, env map[string]string, wantErr string) (daemon.Config, bool) {
+	t.Helper()
+	c, err := parseFlags(args, envOf(env), io.Discard)
+	if wantErr != "" {
+		if err == nil || err.Error() != wantErr {
+			t.Fatalf("err = %v, want %q", err, wantErr)
+		}
+		return c, false
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, true
 }
