@@ -47,6 +47,9 @@ func TestConsistencyTokensNotIssuedAreRefused(t *testing.T) {
 		if page = r.GetNextPageToken(); page == "" {
 			break
 		}
+		if pages > 10 {
+			t.Fatalf("ListEvents still has a next page after %d pages of one event, of 4 events", pages+1)
+		}
 	}
 	if events != 4 {
 		t.Errorf("paging one event at a time listed %d events, want 4", events)
