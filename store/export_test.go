@@ -16,3 +16,6 @@ func ClaimOnly(ctx context.Context, s *Redis, ws ...consent.Write) error {
 	_, err := s.claimAll(ctx, ws)
 	return err
 }
+
+// RedisErr is redisErr: how the store classes an error from Redis.
+var RedisErr = redisErr

@@ -370,7 +370,11 @@ func redisErr(err error) error {
 		errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout),
 		strings.HasPrefix(msg, "LOADING"), strings.HasPrefix(msg, "CLUSTERDOWN"),
 		strings.HasPrefix(msg, "TRYAGAIN"), strings.HasPrefix(msg, "MASTERDOWN"),
-		strings.HasPrefix(msg, "READONLY"), strings.Contains(msg, "connection refused"):
+		strings.HasPrefix(msg, "READONLY"), strings.Contains(msg, "connection refused"),
+		// A slot still moving after the client's redirects (a Cluster whose
+		// topology is changing): the write was not applied, and sent again
+		// with its request id it is safe; not an answer, not a bug.
+		strings.HasPrefix(msg, "MOVED "), strings.HasPrefix(msg, "ASK "):
 		return fmt.Errorf("%w: %v", consent.ErrUnavailable, err)
 	}
 	return fmt.Errorf("store: redis: %w", err)
