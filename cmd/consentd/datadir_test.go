@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/consentd/consentd/internal/daemontest"
 )
@@ -117,5 +119,39 @@ func TestDataDirUnusable(t *testing.T) {
 	}
 	if mounts, err := os.ReadFile("/proc/self/mountinfo"); err != nil || strings.Contains(string(mounts), " "+readOnly+" ") {
 		t.Errorf("the read-only mount outlived consentd (%v): it must be in consentd's own mount namespace", err)
+	}
+}
+
+// TestSecretMissingBesideStore: a data directory whose store is there but
+// whose secret is gone stops consentd, naming the secret file, instead of
+// making a new secret under which no stored contact (no withdrawal, no
+// erasure) can be found again.
+func TestSecretMissingBesideStore(t *testing.T) {
+	dir := t.TempDir()
+	d := daemontest.Start(t, "--data-dir", dir)
+	if code := d.Stop(t); code != 0 {
+		t.Fatalf("exit %d after SIGTERM", code)
+	}
+	secret := filepath.Join(dir, "secret")
+	if err := os.Remove(secret); err != nil {
+		t.Fatal(err)
+	}
+	cmd := daemontest.Command(t, "--listen", "127.0.0.1:0", "--data-dir", dir)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// A consentd that serves instead of refusing would not exit: end it,
+	// so the test fails rather than hangs.
+	kill := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+	cmd.Wait()
+	kill.Stop()
+	want := "--secret-file " + secret + ": missing beside an existing store"
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(out.String(), want) || strings.Contains(out.String(), "consentd serving") {
+		t.Errorf("exit %d, output:\n%s\nwant exit 1, no serving, and %q", code, out.String(), want)
+	}
+	if _, err := os.Stat(secret); err == nil {
+		t.Error("consentd made a new secret beside the existing store")
 	}
 }

@@ -6,8 +6,10 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -28,6 +30,7 @@ import (
 	"github.com/consentd/consentd/internal/unsubscribe"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 	"github.com/consentd/consentd/server"
+	"github.com/consentd/consentd/store"
 )
 
 // loadSecret reads the contact-key secret. The embedded store creates one
@@ -102,6 +105,13 @@ func serve(ctx context.Context, c Config, sec security, purposes *consent.Regist
 		c.DataDir = dir
 		if c.SecretFile == "" {
 			c.SecretFile = filepath.Join(dir, "secret")
+		}
+		// A store without its secret is a store no contact can be found in
+		// again: a new secret would hide every withdrawal and erasure in it
+		// (an erased contact could be imported again). Refuse, do not
+		// make one.
+		if _, err := os.Stat(c.SecretFile); !newStore && errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("--secret-file %s: missing beside an existing store (%s): without it no stored contact can be found; restore it from your backup", c.SecretFile, filepath.Join(dir, store.EmbeddedFile))
 		}
 		ready = append(ready, "data_dir", dir, "new_store", newStore)
 	}
