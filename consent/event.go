@@ -53,7 +53,62 @@ const (
 	EventGrant
 	EventWithdraw
 	EventErase
+	// EventLink records that Event.Other is another identifier of the same
+	// person. It is written on both identifiers.
+	EventLink
+	// EventUnlink removes the link to Event.Other (the zero key: every
+	// link). It is written on both identifiers.
+	EventUnlink
+	// EventRectifyFrom is written on the new identifier of a rectification:
+	// the consents of Event.Other (the old one) were carried here, by the
+	// grants and withdrawals written before it in the same batch.
+	EventRectifyFrom
+	// EventRectifyTo is written on the old identifier of a rectification:
+	// the person's consents moved to Event.Other (the new one), and this
+	// identifier is withdrawn from every purpose, so mail to it stays
+	// blocked.
+	EventRectifyTo
+	eventKindEnd
 )
+
+// Valid reports whether k is a known event kind other than unspecified.
+func (k EventKind) Valid() bool { return k > EventUnspecified && k < eventKindEnd }
+
+// Relates reports whether events of kind k name another identifier
+// (Event.Other): links, unlinks and rectifications.
+func (k EventKind) Relates() bool {
+	return k == EventLink || k == EventUnlink || k == EventRectifyFrom || k == EventRectifyTo
+}
+
+// IDKind is what sort of identifier a key stands for. Values match
+// consent.v1.IdentifierKind. The kind is not personal data, so it is kept
+// beside the keys of linked identifiers.
+type IDKind uint8
+
+// The identifier kinds.
+const (
+	IDUnknown IDKind = iota
+	IDEmail
+	IDPhone
+	// IDExternal is an opaque id a caller's own system keys people by,
+	// written namespace:id (crm:12345).
+	IDExternal
+	idKindEnd
+)
+
+// Valid reports whether k is a known kind other than IDUnknown.
+func (k IDKind) Valid() bool { return k > IDUnknown && k < idKindEnd }
+
+// MaxLinks bounds the identifiers linked to one identifier, so that a
+// person's closure, read on every person-wide request, stays small.
+const MaxLinks = 32
+
+// Link is one identifier linked to a record's: its key and kind, never the
+// identifier itself.
+type Link struct {
+	Key  Key
+	Kind IDKind
+}
 
 // Proof is what was recorded about one event: how, where from, on which
 // notice, when, by whom, and a pointer to the evidence.
@@ -94,6 +149,10 @@ type Event struct {
 	Proof     Proof
 	RequestID string
 	Token     ConsistencyToken // set by the store when the event is applied
+	// Other is the identifier a link, unlink or rectification names (see
+	// EventKind.Relates); zero for every other kind, and for an unlink of
+	// every link.
+	Other Link
 }
 
 // Write is one event for one contact, as handed to a store.

@@ -1,7 +1,9 @@
 package consent
 
 import (
+	"bytes"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -18,6 +20,9 @@ type Record struct {
 	// purposes granted later with an older capture date.
 	WithdrawnAllAt time.Time
 	Purposes       map[string]PurposeRecord
+	// Links are the other identifiers of the same person, sorted by key;
+	// at most MaxLinks. An erasure drops them.
+	Links []Link
 }
 
 // PurposeRecord is the state of one purpose.
@@ -69,8 +74,53 @@ func Apply(r Record, e Event) (Record, error) {
 		return out, nil
 	case EventErase:
 		return Record{Token: r.Token, ErasedAt: later(r.ErasedAt, e.Proof.CapturedAt)}, nil
+	case EventLink, EventRectifyFrom:
+		return r.link(e.Other)
+	case EventRectifyTo:
+		out, err := r.link(e.Other)
+		if err != nil {
+			return r, err
+		}
+		out.WithdrawnAllAt = later(out.WithdrawnAllAt, e.Proof.CapturedAt)
+		return out, nil
+	case EventUnlink:
+		out := r.clone()
+		out.Links = nil
+		if e.Other.Key == (Key{}) {
+			return out, nil
+		}
+		for _, l := range r.Links {
+			if l.Key != e.Other.Key {
+				out.Links = append(out.Links, l)
+			}
+		}
+		return out, nil
 	}
 	return r, Invalid("kind", "unknown event kind %d", e.Kind)
+}
+
+// link returns r linked to other, which must be a valid kind and not r's
+// own key (the caller knows r's key; the store checks that).
+func (r Record) link(other Link) (Record, error) {
+	if other.Key == (Key{}) || !other.Kind.Valid() {
+		return r, Invalid("other", "must name an identifier")
+	}
+	i, found := slices.BinarySearchFunc(r.Links, other.Key, func(l Link, k Key) int { return bytes.Compare(l.Key[:], k[:]) })
+	out := r.clone()
+	if found {
+		return out, nil
+	}
+	if len(r.Links) >= MaxLinks {
+		return r, Invalid("other", "an identifier may be linked to at most %d others", MaxLinks)
+	}
+	out.Links = slices.Insert(slices.Clone(r.Links), i, other)
+	return out, nil
+}
+
+// Linked reports whether k is one of r's links.
+func (r *Record) Linked(k Key) bool {
+	_, found := slices.BinarySearchFunc(r.Links, k, func(l Link, k Key) int { return bytes.Compare(l.Key[:], k[:]) })
+	return found
 }
 
 func (r Record) clone() Record {
