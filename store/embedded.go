@@ -31,6 +31,7 @@ import (
 //	meta      seq → the newest event's sequence (BE64)
 //	          head → its chain link
 //	          layout → embeddedLayout
+//	          key-scheme → the contact-key scheme (contactkey.Scheme)
 //	          id → the store id (random, made when the file is)
 //	claims    Write.Claim name → the request its caller's request id is bound to
 var (
@@ -41,6 +42,7 @@ var (
 	metaHead       = []byte("head")
 	metaLayout     = []byte("layout")
 	metaID         = []byte("id")
+	metaKeyScheme  = []byte("key-scheme")
 )
 
 const (
@@ -49,7 +51,11 @@ const (
 	tagRequest = 'q'
 	// embeddedLayout names the layout above; a file without it, or with
 	// another, was written by another version and is refused, not misread.
-	embeddedLayout = "contacts-v1"
+	embeddedLayout = "contacts-v2"
+	// embeddedLegacyLayout is the layout of files written before issue
+	// 17: the same, without a key scheme, and its contacts keyed by the raw
+	// string. Only consentctl migrate opens it (EmbeddedConfig.Migrating).
+	embeddedLegacyLayout = "contacts-v1"
 )
 
 func boltRecordKey(key consent.Key) []byte { return append(key[:len(key):len(key)], tagRecord) }
@@ -83,6 +89,12 @@ type Embedded struct {
 	// disk refuses writes while the disk is full (diskspace.go).
 	disk diskGuard
 	id   string // see StoreID
+	// scheme is the contact-key scheme; legacy says the file has the
+	// legacy layout (opened by consentctl migrate).
+	scheme string
+	legacy bool
+	// stampScheme is the scheme a new file got, or StampLayout gives.
+	stampScheme string
 
 	// Observers hear of writes in sequence order, so once a token has been
 	// reported every write before it has been too: commits are ordered, but
@@ -96,10 +108,36 @@ type Embedded struct {
 // is chained with links sealed by ch. Only one process may hold it: a second
 // one fails after a short wait instead of corrupting it.
 func OpenEmbedded(dir string, ch *chain.Key) (*Embedded, error) {
+	return OpenEmbeddedConfig(dir, ch, EmbeddedConfig{})
+}
+
+// EmbeddedConfig is how to open an embedded store.
+type EmbeddedConfig struct {
+	// KeyScheme is the contact-key scheme (contactkey.Scheme) a new file
+	// records; "" is LegacyKeyScheme. A file that exists keeps its own:
+	// Embedded.KeyScheme says which.
+	KeyScheme string
+	// Migrating opens a file of the legacy layout too, for consentctl
+	// migrate, which re-keys its contacts and then stamps the current
+	// layout with KeyScheme (StampLayout). It never creates a file.
+	Migrating bool
+}
+
+// OpenEmbeddedConfig is OpenEmbedded with a configuration. A file of the
+// legacy layout is refused with an *UnmigratedError unless c.Migrating.
+func OpenEmbeddedConfig(dir string, ch *chain.Key, c EmbeddedConfig) (*Embedded, error) {
+	path := filepath.Join(dir, EmbeddedFile)
+	if c.Migrating {
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
+	if c.KeyScheme == "" {
+		c.KeyScheme = LegacyKeyScheme
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	path := filepath.Join(dir, EmbeddedFile)
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second, InitialMmapSize: initialMmap})
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("store: %s is in use by another process", path)
@@ -119,9 +157,21 @@ func OpenEmbedded(dir string, ch *chain.Key) (*Embedded, error) {
 			if err := meta.Put(metaLayout, []byte(embeddedLayout)); err != nil {
 				return err
 			}
+			if err := meta.Put(metaKeyScheme, []byte(c.KeyScheme)); err != nil {
+				return err
+			}
 		}
-		if got := string(meta.Get(metaLayout)); got != embeddedLayout {
+		switch got := string(meta.Get(metaLayout)); {
+		case got == embeddedLegacyLayout && c.Migrating:
+			s.scheme, s.legacy = LegacyKeyScheme, true
+		case got == embeddedLegacyLayout:
+			return &UnmigratedError{Layout: got}
+		case got != embeddedLayout:
 			return fmt.Errorf("the file was written by another version of consentd (layout %q, want %q): start this version on a new data directory", got, embeddedLayout)
+		default:
+			if s.scheme = string(meta.Get(metaKeyScheme)); s.scheme == "" {
+				return fmt.Errorf("the file does not name its contact-key scheme (%s in the meta bucket)", metaKeyScheme)
+			}
 		}
 		for _, b := range [][]byte{bucketContacts, bucketClaims} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
@@ -143,7 +193,43 @@ func OpenEmbedded(dir string, ch *chain.Key) (*Embedded, error) {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)
 	}
+	s.stampScheme = c.KeyScheme
 	return s, nil
+}
+
+// KeyScheme returns the contact-key scheme the store's contacts are keyed
+// with (contactkey.Scheme): the one its layout names, LegacyKeyScheme on a
+// legacy file.
+func (s *Embedded) KeyScheme() string { return s.scheme }
+
+// Migrated reports whether the file has the current layout.
+func (s *Embedded) Migrated() bool { return !s.legacy }
+
+// StampLayout gives a legacy file opened with EmbeddedConfig.Migrating the
+// current layout, with the contact-key scheme EmbeddedConfig.KeyScheme, in
+// one transaction. On a file of the current layout it does nothing.
+func (s *Embedded) StampLayout(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !s.legacy {
+		return nil
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if got := string(meta.Get(metaLayout)); got != embeddedLegacyLayout {
+			return fmt.Errorf("store: the layout changed to %q while the file was open", got)
+		}
+		if err := meta.Put(metaKeyScheme, []byte(s.stampScheme)); err != nil {
+			return err
+		}
+		return meta.Put(metaLayout, []byte(embeddedLayout))
+	})
+	if err != nil {
+		return err
+	}
+	s.scheme, s.legacy = s.stampScheme, false
+	return nil
 }
 
 // StoreID returns the random id the store got when it was made: a new data

@@ -25,16 +25,29 @@ import (
 //	{p}:s            partition sequence (INCR)
 //	{p}:c            partition chain head: the link (package chain) of event {p}:s
 //	{p}:f            change stream: one entry "<seq>-0" {k: contact key} per write
-//	{p}:i            partition marker, a hash: id, the store id (every write
-//	                 checks it); keys, how many persistent keys the write
-//	                 script has created in the partition (records, histories)
+//	{p}:i            partition marker, a hash: id, redisLayout + "/" + the store
+//	                 id (every write checks it); keys, how many persistent keys
+//	                 the write script has created in the partition (records,
+//	                 histories)
 //	{p}:r:<key>      record: "<seq>:" + EncodeRecord(record without token)
 //	{p}:h:<key>      history list: "<seq>:" + chain entry of EncodeEvent(event without token)
 //	{p}:q:<key><id>  request id (consent.Write.RequestName): fingerprint + "<seq>", expiring
 //	{q}:k:<name>     a caller's request id bound to its request (redis_claim.go), expiring
 //	consentd:partitions    the deployment's partition count
 //	consentd:secret-check  a value derived from the contact-key secret
-//	consentd:layout        redisLayout + "/" + the store id
+//	consentd:layout        redisLayout + "/" + the store id + "/" + the contact-key scheme
+//
+// The contact-key scheme (contactkey.Scheme) is how contact keys are made
+// from canonical identifiers: every sidecar keys contacts with the scheme
+// the store names, so a key rotation can come later.
+//
+// The legacy layout, chain-v2 (before issue 17), differed in two marks: the
+// layout mark was chain-v2/<store id>, and a partition marker's id the bare
+// store id. Its contacts were keyed by the raw string, so it is
+// "unmigrated": only consentctl migrate opens it (RedisConfig.Migrating),
+// and it stamps the new marks last (StampLayout). Sidecars of the old
+// version still running then find markers that are not their store's and
+// refuse to write.
 //
 // Contact keys are the raw 32 bytes of the keyed hash. Only initialisation
 // (RedisConfig.Init) creates the markers and the layout mark; nothing
@@ -47,7 +60,9 @@ const (
 	// development version before the history was chained, or before the
 	// store had an identity) is refused, not extended into a history that
 	// verifies nowhere.
-	redisLayout = "chain-v2"
+	redisLayout = "chain-v3"
+	// redisLegacyLayout is the layout of stores written before issue 17.
+	redisLegacyLayout = "chain-v2"
 )
 
 // RedisConfig tunes the Redis store.
@@ -77,6 +92,14 @@ type RedisConfig struct {
 	// With it, a store already initialised is refused too, so a flag left
 	// in place can never re-initialise a wiped store.
 	Init bool
+	// KeyScheme is the contact-key scheme (contactkey.Scheme) Init
+	// records in a new store; "" is LegacyKeyScheme. A store already
+	// initialised keeps its own: Redis.KeyScheme says which.
+	KeyScheme string
+	// Migrating opens a store of the legacy layout too, for consentctl
+	// migrate, which re-keys its contacts and then stamps the current layout
+	// with KeyScheme (StampLayout). It never initialises a store.
+	Migrating bool
 	// OperatorChecksSettings says the operator, not consentd, checks the
 	// Redis settings the guarantees rest on, where CONFIG is renamed or
 	// denied. Audit then skips them, and where INFO is denied too it checks
@@ -110,8 +133,16 @@ type Redis struct {
 	// A semaphore, not a mutex, so a caller whose deadline passes while
 	// it waits gives up.
 	writing []chan struct{}
-	// id is the store id every write and check compares with the markers.
+	// id is the store id, named by the layout mark and the markers.
 	id string
+	// marker is what every write and check compares a partition marker's
+	// id with: redisLayout + "/" + id, or the bare id on a legacy store
+	// opened to be migrated.
+	marker string
+	// scheme is the store's contact-key scheme; legacy says the store has
+	// the legacy layout (opened by consentctl migrate).
+	scheme string
+	legacy bool
 	// seen is each partition's floor: the highest sequence this process
 	// knows was acknowledged (see CheckIdentity); one lower later means
 	// Redis went back in time.

@@ -169,13 +169,36 @@ func (s *Redis) identify(ctx context.Context) error {
 		return err
 	}
 	if st.layout == "" {
+		if s.cfg.Migrating {
+			return faultf(ErrNotInitialised, "store: redis: no consentd store in this Redis (no %s): nothing to migrate", layoutKey)
+		}
 		return s.unmarked(ctx, st)
 	}
-	layout, id, _ := strings.Cut(st.layout, "/")
-	if layout != redisLayout {
+	layout, rest, _ := strings.Cut(st.layout, "/")
+	switch {
+	case layout == redisLegacyLayout && !s.cfg.Migrating:
+		return &UnmigratedError{Layout: layout}
+	case layout == redisLegacyLayout:
+		s.id, s.marker, s.scheme, s.legacy = rest, rest, LegacyKeyScheme, true
+		if s.partlyStamped(st) {
+			// A stamp cut short: every merge of the migration that
+			// began it was applied before it, so it is finished first.
+			if err := s.StampLayout(ctx); err != nil {
+				return err
+			}
+			if st, err = s.readState(ctx, s.allPartitions()); err != nil {
+				return err
+			}
+		}
+	case layout == redisLayout:
+		id, scheme, ok := strings.Cut(rest, "/")
+		if !ok || scheme == "" {
+			return lostf("%s does not name the contact-key scheme", layoutKey)
+		}
+		s.id, s.marker, s.scheme = id, redisLayout+"/"+id, scheme
+	default:
 		return fmt.Errorf("store: redis: the data has layout %q (%s), this consentd writes %q: use a new Redis database", layout, layoutKey, redisLayout)
 	}
-	s.id = id
 	if err := s.judgeIdentity(ctx, st, nil); err != nil {
 		return err
 	}
@@ -195,6 +218,81 @@ func (s *Redis) identify(ctx context.Context) error {
 	}
 	return nil
 }
+
+// partlyStamped reports whether some partition marker of a legacy store
+// already holds the current layout's id: StampLayout was cut short.
+func (s *Redis) partlyStamped(st *storeState) bool {
+	for _, id := range st.ids {
+		if id == redisLayout+"/"+s.id {
+			return true
+		}
+	}
+	return false
+}
+
+// KeyScheme returns the contact-key scheme the store's contacts are keyed
+// with (contactkey.Scheme): the one its layout names, LegacyKeyScheme on a
+// legacy store.
+func (s *Redis) KeyScheme() string { return s.scheme }
+
+// Migrated reports whether the store has the current layout.
+func (s *Redis) Migrated() bool { return !s.legacy }
+
+// stampScript moves one partition marker from the legacy layout's id to
+// the current one's: unless it holds neither (another store's, or none).
+var stampScript = redis.NewScript(`
+local id = redis.pcall('HGET', KEYS[1], 'id')
+if id == ARGV[2] then return 1 end
+if id ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'id', ARGV[2])
+return 1
+`)
+
+// StampLayout gives a legacy store opened with RedisConfig.Migrating the
+// current layout, with the contact-key scheme cfg.KeyScheme: every
+// partition marker first, so sidecars of the previous version still
+// running stop writing as early as can be, then the layout mark, so the
+// current version serves the store only once every marker is stamped. Run
+// again after it was cut short, it finishes. On a store of the current
+// layout it does nothing.
+func (s *Redis) StampLayout(ctx context.Context) error {
+	if !s.legacy {
+		return nil
+	}
+	scheme := s.cfg.KeyScheme
+	if scheme == "" {
+		scheme = LegacyKeyScheme
+	}
+	mark := redisLayout + "/" + s.id
+	for p := range s.cfg.Partitions {
+		n, err := stampScript.Run(ctx, s.rdb, []string{markerKey(p)}, s.id, mark).Int()
+		if err != nil {
+			return redisErr(err)
+		}
+		if n != 1 {
+			return lostf("partition %d's marker %s holds another store's id on %s; nothing stamped after it", p, markerKey(p), s.nodeName(ctx, markerKey(p)))
+		}
+	}
+	ok, err := layoutStampScript.Run(ctx, s.rdb, []string{layoutKey}, redisLegacyLayout+"/"+s.id, redisLayout+"/"+s.id+"/"+scheme).Int()
+	if err != nil {
+		return redisErr(err)
+	}
+	if ok != 1 {
+		return lostf("%s holds another store's mark on %s", layoutKey, s.nodeName(ctx, layoutKey))
+	}
+	s.marker, s.scheme, s.legacy = mark, scheme, false
+	return nil
+}
+
+// layoutStampScript replaces the legacy layout mark with the current one,
+// only if it is still this store's legacy mark.
+var layoutStampScript = redis.NewScript(`
+local got = redis.call('GET', KEYS[1])
+if got == ARGV[2] then return 1 end
+if got ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+`)
 
 // checkAlike refuses a sidecar configured unlike the deployment.
 func (s *Redis) checkAlike(partitions, secret string) error {
@@ -282,7 +380,7 @@ func (s *Redis) initialise(ctx context.Context) error {
 		}
 	}
 	for p := range s.cfg.Partitions {
-		n, err := initScript.Run(ctx, s.rdb, []string{markerKey(p), seqKey(p)}, id).Int()
+		n, err := initScript.Run(ctx, s.rdb, []string{markerKey(p), seqKey(p)}, redisLayout+"/"+id).Int()
 		if err != nil {
 			return redisErr(err)
 		}
@@ -290,14 +388,18 @@ func (s *Redis) initialise(ctx context.Context) error {
 			return concurrent
 		}
 	}
-	ok, err := s.rdb.SetNX(ctx, layoutKey, redisLayout+"/"+id, 0).Result()
+	scheme := s.cfg.KeyScheme
+	if scheme == "" {
+		scheme = LegacyKeyScheme
+	}
+	ok, err := s.rdb.SetNX(ctx, layoutKey, redisLayout+"/"+id+"/"+scheme, 0).Result()
 	if err != nil {
 		return redisErr(err)
 	}
 	if !ok {
 		return concurrent
 	}
-	s.id = id
+	s.id, s.marker, s.scheme = id, redisLayout+"/"+id, scheme
 	return nil
 }
 
@@ -436,7 +538,7 @@ func (s *Redis) anchors(ctx context.Context) ([]uint32, error) {
 // given, the sequences with it. It names up to three problems.
 func (s *Redis) judgeIdentity(ctx context.Context, st *storeState, floor []uint64) error {
 	var problems []string
-	if want := redisLayout + "/" + s.id; st.layout != want {
+	if want := s.layoutMark(); st.layout != want {
 		if st.layout == "" {
 			problems = append(problems, fmt.Sprintf("%s is missing on %s", layoutKey, s.nodeName(ctx, layoutKey)))
 		} else {
@@ -447,7 +549,7 @@ func (s *Redis) judgeIdentity(ctx context.Context, st *storeState, floor []uint6
 		switch id := st.ids[i]; {
 		case id == "":
 			problems = append(problems, fmt.Sprintf("partition %d's marker %s is missing on %s", p, markerKey(p), s.nodeName(ctx, markerKey(p))))
-		case id != s.id:
+		case id != s.marker:
 			problems = append(problems, fmt.Sprintf("partition %d's marker %s holds another store's id on %s", p, markerKey(p), s.nodeName(ctx, markerKey(p))))
 		case floor != nil && st.seqs[i] < floor[i]:
 			problems = append(problems, fmt.Sprintf("partition %d's sequence %s went back from %d to %d on %s", p, seqKey(p), floor[i], st.seqs[i], s.nodeName(ctx, seqKey(p))))
@@ -460,6 +562,14 @@ func (s *Redis) judgeIdentity(ctx context.Context, st *storeState, floor []uint6
 		problems = append(problems[:3], fmt.Sprintf("%d more", len(problems)-3))
 	}
 	return lostf("%s", strings.Join(problems, "; "))
+}
+
+// layoutMark is what the layout mark holds while this process serves.
+func (s *Redis) layoutMark() string {
+	if s.legacy {
+		return redisLegacyLayout + "/" + s.id
+	}
+	return redisLayout + "/" + s.id + "/" + s.scheme
 }
 
 // raise records that partition p's sequence reached seq.

@@ -101,6 +101,37 @@ that shows an older head reveals a rollback. It reads the whole store: give
 a large one a longer --timeout.`,
 		},
 		{
+			name: "migrate", opts: "(--data-dir DIR | --redis URL | --redis-cluster ADDRS | --redis-sentinel M@ADDRS --secret-file FILE) --contacts FILE [--column NAME] [--default-region CC] [--apply]",
+			min: 0, max: 0, setup: setupMigrate, local: true, long: true,
+			summary: "re-key a store written before canonical identifiers, merging spellings (dry run unless --apply)",
+			about: `Migrate a store written by a consentd from before contacts were parsed into
+canonical identifiers: its contacts are keyed by the string as the sender
+spelled it, so "+44 20 7946 0958" and "+442079460958" are two records, and a
+withdrawal under one is lost for the other. consentd refuses such a store and
+names this command. Stop every consentd that uses the store first: migrate
+opens it directly (--data-dir, or the Redis flags consentd is given, with
+--secret-file and --partitions as there).
+
+Keys are one-way hashes, so supply the identifiers as your systems wrote them
+(--contacts FILE: one per line, or the column --column NAME of a CSV file
+with a header), with the --default-region consentd uses. Every spelling is
+keyed as the old version did and as this one does; records of spellings of
+one identifier are merged into the canonical identifier's, and the most
+restrictive latest state wins: a withdrawal or an erasure under any spelling
+is recorded on the canonical identifier at migration time, so no yes under
+another spelling outranks it. The old keys keep their history, are linked to
+the new one and stay withdrawn. The layout is stamped last; consentd of this
+version then serves the store.
+
+Without --apply nothing is written. The report (--json for JSON) names lines
+by number, never an identifier: groups merged, lines not parsed and why, the
+yeses lost (ask those people again), and how many records no supplied line
+reaches (their spellings were not supplied: they stay under keys no request
+reaches). Running it again after it was cut short finishes it, and writes
+nothing twice. --timeout bounds each store call and the walk over the
+records.`,
+		},
+		{
 			name: "access", opts: "--policy FILE [--purposes FILE] [--caller NAME]", min: 0, max: 0, setup: setupAccess, local: true,
 			summary: "who may do what: the callers of a policy file, their RPCs, purposes and rate",
 			about: `Read a policy file as consentd's --policy does (a file consentd would refuse

@@ -63,6 +63,9 @@ type call struct {
 	// stderr is for what a command says beside its result (bearer-token's
 	// line for consentd's --tokens file).
 	stderr io.Writer
+	// timeout is --timeout: a local command that opens a store bounds
+	// each store call with it.
+	timeout time.Duration
 }
 
 // command is one consentctl command.
@@ -153,7 +156,7 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 	}
 	out := &printer{w: stdout, json: g.json}
 	if cmd.local {
-		code, err := exec(ctx, &call{out: out, env: env, stderr: stderr}, pos)
+		code, err := exec(ctx, &call{out: out, env: env, stderr: stderr, timeout: g.timeout}, pos)
 		if err != nil {
 			return fail(prefix, "%v", err)
 		}

@@ -49,6 +49,16 @@ func loadSecret(c Config) ([]byte, error) {
 	return secret, nil
 }
 
+// keyer keys contacts with secret as the store's layout says they are
+// keyed: a store keeps its scheme when the default for new ones changes.
+func keyer(secret []byte, scheme string, opts ...contactkey.Option) (*contactkey.Keyer, error) {
+	k, err := contactkey.New(secret, append(opts, contactkey.WithScheme(contactkey.Scheme(scheme)))...)
+	if err != nil {
+		return nil, fmt.Errorf("the store's contacts: %w", err)
+	}
+	return k, nil
+}
+
 // Run runs consentd with c until ctx is done (cmd/consentd ends it on
 // SIGTERM and SIGINT), logging to stderr, and returns the process exit
 // code: 0 once it has stopped gracefully; 2 when the configuration is
@@ -119,7 +129,9 @@ func serve(ctx context.Context, c Config, sec security, purposes *consent.Regist
 	if err != nil {
 		return err
 	}
-	keys, err := contactkey.New(secret)
+	// The secret's check value does not depend on the key scheme: every
+	// sidecar compares it before the store says which scheme it uses.
+	check, err := contactkey.New(secret)
 	if err != nil {
 		return err
 	}
@@ -131,11 +143,15 @@ func serve(ctx context.Context, c Config, sec security, purposes *consent.Regist
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, c, keys.Check(), history, log)
+	st, err := openStore(ctx, c, check.Check(), history, log)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	keys, err := keyer(secret, st.backend.KeyScheme())
+	if err != nil {
+		return err
+	}
 	issuer, err := consistencytoken.NewIssuer(secret, st.backend.StoreID())
 	if err != nil {
 		return err

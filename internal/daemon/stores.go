@@ -2,9 +2,12 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/consentd/consentd/cache"
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/chain"
+	"github.com/consentd/consentd/internal/contactkey"
 	"github.com/consentd/consentd/server"
 	"github.com/consentd/consentd/store"
 )
@@ -26,6 +30,8 @@ type backend interface {
 	OnChange(func(consent.Key, consent.ConsistencyToken))
 	// StoreID names the store, for the consistency tokens it issues.
 	StoreID() string
+	// KeyScheme names how the store's contacts are keyed (contactkey.Scheme).
+	KeyScheme() string
 	Close() error
 }
 
@@ -57,9 +63,9 @@ func (s *stack) Close() error {
 // puts the cache in front of it.
 func openStore(ctx context.Context, c Config, secretCheck string, ch *chain.Key, log *slog.Logger) (*stack, error) {
 	if !c.usesRedis() {
-		st, err := store.OpenEmbedded(c.DataDir, ch)
+		st, err := store.OpenEmbeddedConfig(c.DataDir, ch, store.EmbeddedConfig{KeyScheme: newStoreScheme})
 		if err != nil {
-			return nil, err
+			return nil, unmigrated(c, err)
 		}
 		s := &stack{kind: "embedded", backend: st, calls: c.deadlines(st), closers: []func() error{st.Close}}
 		// Writes are local and reported in order: no lease is needed.
@@ -88,10 +94,11 @@ func openStore(ctx context.Context, c Config, secretCheck string, ch *chain.Key,
 	// stops consentd before it listens, with the store's message.
 	st, err := store.OpenRedis(ctx, rdb, store.RedisConfig{
 		Partitions: uint32(c.Partitions), SecretCheck: secretCheck, WaitReplicas: c.RedisWaitReplicas,
-		WaitTimeout: c.waitTimeout(), Chain: ch, Init: c.RedisInit, OperatorChecksSettings: c.RedisOperatorChecksSettings})
+		WaitTimeout: c.waitTimeout(), Chain: ch, Init: c.RedisInit, OperatorChecksSettings: c.RedisOperatorChecksSettings,
+		KeyScheme: newStoreScheme})
 	if err != nil {
 		s.Close()
-		return nil, err
+		return nil, unmigrated(c, err)
 	}
 	s.backend, s.calls, s.audit = st, c.deadlines(st), st.AuditStats()
 	records, err := cache.New(s.calls, cache.Config{MaxBytes: c.CacheBytes, Partitions: st.Partitions(), Lease: c.Lease})
@@ -114,6 +121,66 @@ func openStore(ctx context.Context, c Config, secretCheck string, ch *chain.Key,
 	s.closers = append(s.closers, feedClient.Close)
 	s.feed = store.NewFeed(feedClient, st.Partitions(), records, store.FeedConfig{Block: c.Lease / 8, Logger: log})
 	return s, nil
+}
+
+// newStoreScheme is the contact-key scheme a new store records.
+const newStoreScheme = string(contactkey.NewStoreScheme)
+
+// unmigrated adds to a store's refusal to serve an unmigrated store the
+// command that migrates it, with this consentd's store flags.
+func unmigrated(c Config, err error) error {
+	if !errors.Is(err, store.ErrUnmigrated) {
+		return err
+	}
+	return fmt.Errorf("%w: stop every consentd that uses it, run `%s` (a dry run: it reports what it would merge), then again with --apply, "+
+		"and start this version (docs/migrating.md)", err, MigrateCommand(c))
+}
+
+// MigrateCommand is the consentctl migrate command line for c's store,
+// with a placeholder for the file of contacts the operator supplies. It
+// names no password.
+func MigrateCommand(c Config) string {
+	args := []string{"consentctl", "migrate"}
+	add := func(flag, v string) {
+		if v != "" {
+			args = append(args, "--"+flag, shellQuote(v))
+		}
+	}
+	switch {
+	case !c.usesRedis():
+		add("data-dir", c.DataDir)
+		if c.SecretFile != filepath.Join(c.DataDir, "secret") {
+			add("secret-file", c.SecretFile)
+		}
+	default:
+		add("redis", c.RedisURL)
+		add("redis-sentinel", c.RedisSentinel)
+		add("redis-cluster", c.RedisCluster)
+		add("redis-password-file", c.RedisPasswordFile)
+		add("secret-file", c.SecretFile)
+		if c.Partitions != DefaultConfig().Partitions {
+			add("partitions", strconv.FormatUint(uint64(c.Partitions), 10))
+		}
+	}
+	return strings.Join(append(args, "--contacts", "FILE"), " ")
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:,@=+") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// RedisClient builds the Redis client of c's Redis flags, as consentd
+// does, for tools that open the store directly (consentctl migrate).
+func RedisClient(c Config) (redis.UniversalClient, error) {
+	password, err := redisPassword(c)
+	if err != nil {
+		return nil, err
+	}
+	return redisClient(c, password, 0)
 }
 
 func redisPassword(c Config) (string, error) {

@@ -11,7 +11,7 @@ local marker_key = KEYS[1] -- the marker of the claim's partition
 local claim_key = KEYS[2]  -- the claim: the request the id is bound to
 
 -- ARGV
-local store_id = ARGV[1]
+local store_id = ARGV[1]   -- the marker's id: the layout and the store id
 local request = ARGV[2]    -- the request claiming the id
 local ttl_ms = ARGV[3]     -- the request ids' lifetime
 

@@ -12,13 +12,13 @@
 local seq_key = KEYS[1]    -- the partition's sequence: the last event's number
 local head_key = KEYS[2]   -- the partition's chain head: the last event's link
 local feed_key = KEYS[3]   -- the partition's change feed (a stream)
-local marker_key = KEYS[4] -- the partition's marker: the store id, and the count of persistent keys
+local marker_key = KEYS[4] -- the partition's marker: the layout and store id, and the count of persistent keys
 -- then, per contact c (0-based, in the writer's order): its record and its history;
 local function record_key(c) return KEYS[5 + 2 * c] end
 local function history_key(c) return KEYS[6 + 2 * c] end
 
 -- ARGV
-local store_id = ARGV[1]
+local store_id = ARGV[1]               -- the marker's id: the layout and the store id
 local expected_seq = ARGV[2]           -- the sequence the writer read ('0' for none)
 local head_link = ARGV[3]              -- the chain head after this share
 local feed_maxlen = ARGV[4]
@@ -42,7 +42,9 @@ local function request_value(r) return ARGV[10 + 3 * contacts + 4 * ops + r] end
 
 -- A marker without this store's id means the store was wiped or replaced
 -- since this sidecar opened it: writing would mix two stores' data, so
--- nothing is written. pcall, so that a marker of another type reads as
+-- nothing is written. So does a marker of another layout: a sidecar of the
+-- previous version, still running after consentctl migrate stamped the
+-- new one, writes nothing. pcall, so that a marker of another type reads as
 -- missing rather than failing the script.
 local id = redis.pcall('HGET', marker_key, 'id')
 if id ~= store_id then return {'lost', type(id) == 'string' and 'other' or 'missing'} end

@@ -1,0 +1,303 @@
+package migrate_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/chain"
+	"github.com/consentd/consentd/internal/contactkey"
+	"github.com/consentd/consentd/internal/migrate"
+	"github.com/consentd/consentd/internal/redistest"
+	"github.com/consentd/consentd/store"
+)
+
+// today is the test data: a store written by the version before issue 17
+// (testdata/today/README.md).
+const today = "testdata/today"
+
+// migrating is a store opened to be migrated, as consentctl opens it.
+type migrating interface {
+	migrate.Store
+	Get(ctx context.Context, key consent.Key) (consent.Record, error)
+	VerifyHistory(ctx context.Context) ([]consent.PartitionHistory, error)
+	KeyScheme() string
+}
+
+func secret(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(today, "embedded", "secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func keyer(t *testing.T) *contactkey.Keyer {
+	t.Helper()
+	k, err := contactkey.New(secret(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func chainKey(t *testing.T) *chain.Key {
+	t.Helper()
+	ch, err := chain.NewKey(secret(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// inputs keys testdata/today/contacts.txt as consentctl migrate does.
+func inputs(t *testing.T) []migrate.Input {
+	t.Helper()
+	f, err := os.Open(filepath.Join(today, "contacts.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	k := keyer(t)
+	var in []migrate.Input
+	if err := migrate.ReadContacts(f, "", func(line int, contact string) error {
+		in = append(in, migrate.KeyInput(secret(t), k, line, contact))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
+// copyEmbedded opens a copy of the test data's embedded store.
+func copyEmbedded(t *testing.T, c store.EmbeddedConfig) *store.Embedded {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(today, "embedded", store.EmbeddedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, store.EmbeddedFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenEmbeddedConfig(dir, chainKey(t), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func TestEmbeddedRefusesUnmigrated(t *testing.T) {
+	dir := t.TempDir()
+	b, err := os.ReadFile(filepath.Join(today, "embedded", store.EmbeddedFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, store.EmbeddedFile), b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenEmbedded(dir, chainKey(t))
+	if err == nil {
+		st.Close()
+		t.Fatal("opened a store of the legacy layout to serve it")
+	}
+	if !strings.Contains(err.Error(), "contacts-v1") || !strings.Contains(err.Error(), "consentctl migrate") {
+		t.Errorf("error %q does not name the layout and the command", err)
+	}
+}
+
+func TestMigrateEmbedded(t *testing.T) {
+	testMigrate(t, func(t *testing.T) migrating { return copyEmbedded(t, store.EmbeddedConfig{Migrating: true}) })
+}
+
+func TestMigrateRedis(t *testing.T) {
+	testMigrate(t, func(t *testing.T) migrating {
+		srv := redistest.StartFromDump(t, filepath.Join(today, "redis", "dump.rdb"))
+		return openRedis(t, srv.Client(t))
+	})
+}
+
+func TestMigrateRedisCluster(t *testing.T) {
+	testMigrate(t, func(t *testing.T) migrating {
+		srv := redistest.StartFromDump(t, filepath.Join(today, "redis", "dump.rdb"))
+		c := redistest.StartCluster(t, 3)
+		c.CopyKeys(t, srv)
+		return openRedis(t, c.Client(t))
+	})
+}
+
+func openRedis(t *testing.T, rdb redis.UniversalClient) migrating {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := store.OpenRedis(ctx, rdb, store.RedisConfig{Partitions: 16, SecretCheck: keyer(t).Check(), Chain: chainKey(t), Migrating: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// heads is every partition's newest event: a write moves one.
+func heads(t *testing.T, st migrating) []uint64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ps, err := st.VerifyHistory(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []uint64
+	for _, p := range ps {
+		out = append(out, p.HeadSeq)
+		if p.BreakCount != 0 {
+			t.Errorf("partition %d: %d breaks in the history: %v", p.Partition, p.BreakCount, p.Breaks)
+		}
+	}
+	return out
+}
+
+func testMigrate(t *testing.T, open func(*testing.T) migrating) {
+	ctx := context.Background()
+	st := open(t)
+	k := keyer(t)
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	const timeout = 10 * time.Second
+	start := heads(t, st)
+
+	rep, err := migrate.Plan(ctx, st, inputs(t), at, timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The report of testdata/today/contacts.txt (README.md says why).
+	type group struct {
+		lines     []int
+		kind      string
+		erased    bool
+		withdrawn []string
+	}
+	var gotGroups []group
+	for _, g := range rep.Merged {
+		gotGroups = append(gotGroups, group{g.Lines, g.Kind, g.Erased, g.Withdrawn})
+		if g.Spellings != 1 || g.Done {
+			t.Errorf("group %v: %d spellings merged, done %v; want 1, not done", g.Lines, g.Spellings, g.Done)
+		}
+	}
+	wantGroups := []group{
+		{[]int{1, 2}, "phone", false, []string{"email_marketing"}},
+		{[]int{5, 6}, "email", false, []string{"email_marketing"}},
+		{[]int{7, 8}, "phone", true, nil},
+	}
+	if !slices.EqualFunc(gotGroups, wantGroups, func(a, b group) bool {
+		return slices.Equal(a.lines, b.lines) && a.kind == b.kind && a.erased == b.erased && slices.Equal(a.withdrawn, b.withdrawn)
+	}) {
+		t.Errorf("merged:\n got %+v\nwant %+v", gotGroups, wantGroups)
+	}
+	if len(rep.Unparsed) != 1 || rep.Unparsed[0].Line != 10 || !strings.HasPrefix(rep.Unparsed[0].Problem, "contact: ") {
+		t.Errorf("unparsed: got %+v, want line 10 with the parser's problem", rep.Unparsed)
+	}
+	var gotLost []string
+	for _, l := range rep.Lost {
+		gotLost = append(gotLost, fmt.Sprintf("%v %s %s", l.Lines, l.Purpose, l.To))
+	}
+	wantLost := []string{"[1] email_marketing withdrawal", "[5] email_marketing withdrawal", "[8] email_marketing erasure"}
+	if !slices.Equal(gotLost, wantLost) {
+		t.Errorf("lost:\n got %q\nwant %q", gotLost, wantLost)
+	}
+	if rep.Records != 9 || rep.Unreached != 0 || rep.Writes != 9 || rep.Migrated {
+		t.Errorf("records %d, unreached %d, writes %d, migrated %v; want 9, 0, 9, false", rep.Records, rep.Unreached, rep.Writes, rep.Migrated)
+	}
+	if got := heads(t, st); !slices.Equal(got, start) {
+		t.Fatalf("the dry run wrote: heads %v, were %v", got, start)
+	}
+
+	if err := migrate.Apply(ctx, st, rep, timeout); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Migrated() || st.KeyScheme() != string(contactkey.SchemeHMACSHA256) {
+		t.Errorf("after --apply: migrated %v, scheme %q; want true, %q", st.Migrated(), st.KeyScheme(), contactkey.SchemeHMACSHA256)
+	}
+	applied := heads(t, st) // and the history verifies
+
+	reg, err := consent.NewRegistry(consent.DefaultPurposes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := at.Add(time.Hour)
+	decide := func(key consent.Key, purpose string) consent.Decision {
+		rec, err := st.Get(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, ok := reg.Lookup(purpose)
+		if !ok {
+			t.Fatalf("no purpose %s", purpose)
+		}
+		return consent.Decide(&rec, p, now)
+	}
+	canonical := func(raw string) consent.Key {
+		key, err := k.Key(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return key
+	}
+	for _, tt := range []struct {
+		spelling, purpose string
+		want              consent.Decision
+	}{
+		{"+44 20 7946 0958", "email_marketing", consent.Decision{Reason: consent.ReasonWithdrawn}},
+		{"+442079460958", "email_marketing", consent.Decision{Reason: consent.ReasonWithdrawn}},
+		{"lena@bücher.example", "email_marketing", consent.Decision{Reason: consent.ReasonWithdrawn}},
+		{"lena@xn--bcher-kva.example", "email_marketing", consent.Decision{Reason: consent.ReasonWithdrawn}},
+		{"+44 161 496 0000", "email_marketing", consent.Decision{Reason: consent.ReasonErased}},
+		{"+441614960000", "email_marketing", consent.Decision{Reason: consent.ReasonErased}},
+		{"Ada@Example.COM", "email_marketing", consent.Decision{Allowed: true, Reason: consent.ReasonGranted}},
+		{"ada@example.com", "sales_outreach", consent.Decision{Allowed: true, Reason: consent.ReasonGranted}},
+		{"grace@example.org", "email_marketing", consent.Decision{Allowed: true, Reason: consent.ReasonGranted}},
+	} {
+		if got := decide(canonical(tt.spelling), tt.purpose); got != tt.want {
+			t.Errorf("%s %s: got %+v, want %+v", tt.spelling, tt.purpose, got, tt.want)
+		}
+	}
+	// The old keys keep their history, name the new key and stay
+	// withdrawn, so nothing reads a yes there either.
+	for _, old := range []string{"+44 20 7946 0958", "lena@bücher.example", "+44 161 496 0000"} {
+		rec, err := st.Get(ctx, migrate.LegacyKey(secret(t), old))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !rec.Linked(canonical(old)) || rec.WithdrawnAllAt.IsZero() {
+			t.Errorf("old key of %s: linked to the new one %v, withdrawn at %v; want linked and withdrawn", old, rec.Linked(canonical(old)), rec.WithdrawnAllAt)
+		}
+	}
+
+	// Again, at another time: nothing to write.
+	again, err := migrate.Plan(ctx, st, inputs(t), at.Add(time.Hour), timeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Writes != 0 || !again.Migrated || len(again.Lost) != 0 {
+		t.Errorf("second run: %d writes, migrated %v, %d lost; want 0, true, 0", again.Writes, again.Migrated, len(again.Lost))
+	}
+	for _, g := range again.Merged {
+		if !g.Done {
+			t.Errorf("second run: group %v not done", g.Lines)
+		}
+	}
+	if err := migrate.Apply(ctx, st, again, timeout); err != nil {
+		t.Fatal(err)
+	}
+	if got := heads(t, st); !slices.Equal(got, applied) {
+		t.Errorf("the second --apply wrote: heads %v, were %v", got, applied)
+	}
+}
