@@ -165,7 +165,7 @@ func OpenEmbeddedConfig(dir string, ch *chain.Key, c EmbeddedConfig) (*Embedded,
 		case got == embeddedLegacyLayout && c.Migrating:
 			s.scheme, s.legacy = LegacyKeyScheme, true
 		case got == embeddedLegacyLayout:
-			return &UnmigratedError{Layout: got}
+			return &UnmigratedError{Store: path, Layout: got}
 		case got != embeddedLayout:
 			return fmt.Errorf("the file was written by another version of consentd (layout %q, want %q): start this version on a new data directory", got, embeddedLayout)
 		default:
@@ -189,6 +189,11 @@ func OpenEmbeddedConfig(dir string, ch *chain.Key, c EmbeddedConfig) (*Embedded,
 		}
 		return nil
 	})
+	var unmigrated *UnmigratedError
+	if errors.As(err, &unmigrated) {
+		db.Close()
+		return nil, err
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: init %s: %w", path, err)

@@ -18,12 +18,15 @@ const LegacyKeyScheme = "hmac-sha256"
 // consentctl migrate re-keys it.
 var ErrUnmigrated = errors.New("store: unmigrated")
 
-// UnmigratedError names the legacy layout found.
-type UnmigratedError struct{ Layout string }
+// UnmigratedError names the store and the legacy layout found.
+type UnmigratedError struct {
+	Store  string // the file, or "redis"
+	Layout string
+}
 
 func (e *UnmigratedError) Error() string {
-	return fmt.Sprintf("store: the store has layout %q, from before contacts were keyed by their canonical identifier: "+
-		"it must be migrated (consentctl migrate) before this version serves it", e.Layout)
+	return fmt.Sprintf("store: %s has layout %q, from before contacts were keyed by their canonical identifier: "+
+		"it must be migrated (consentctl migrate) before this version serves it", e.Store, e.Layout)
 }
 
 func (e *UnmigratedError) Is(target error) bool { return target == ErrUnmigrated }

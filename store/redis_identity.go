@@ -177,7 +177,7 @@ func (s *Redis) identify(ctx context.Context) error {
 	layout, rest, _ := strings.Cut(st.layout, "/")
 	switch {
 	case layout == redisLegacyLayout && !s.cfg.Migrating:
-		return &UnmigratedError{Layout: layout}
+		return &UnmigratedError{Store: "the Redis store (" + layoutKey + ")", Layout: layout}
 	case layout == redisLegacyLayout:
 		s.id, s.marker, s.scheme, s.legacy = rest, rest, LegacyKeyScheme, true
 		if s.partlyStamped(st) {

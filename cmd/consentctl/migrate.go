@@ -143,59 +143,64 @@ func (s redisMigrateStore) Close() error { return errors.Join(s.Redis.Close(), s
 // identifiers by kind, never an identifier.
 func printMigration(w io.Writer, rep *migrate.Report) error {
 	var b strings.Builder
-	mode := "dry run: nothing written; run again with --apply to write"
 	if rep.Applied {
-		mode = "applied"
+		b.WriteString("applied\n")
+	} else {
+		b.WriteString("dry run: nothing written; run again with --apply to write\n")
 	}
-	fmt.Fprintf(&b, "%s\n", mode)
 	merged, done := 0, 0
 	for _, g := range rep.Merged {
-		what := fmt.Sprintf("%d other spelling(s) into the canonical identifier", g.Spellings)
-		switch {
-		case g.Done:
+		if g.Done {
 			done++
-			fmt.Fprintf(&b, "already merged: lines %s (%s)\n", lineList(g.Lines), g.Kind)
+			fmt.Fprintf(&b, "already merged: %s (%s)\n", lineList(g.Lines), g.Kind)
 			continue
-		case g.Erased:
-			what += "; erased at migration time (erased under one spelling)"
-		case len(g.Withdrawn) > 0:
-			what += "; withdrawn at migration time: " + strings.Join(g.Withdrawn, ", ")
 		}
 		merged++
 		verb := "would merge"
 		if rep.Applied {
 			verb = "merged"
 		}
-		fmt.Fprintf(&b, "%s: lines %s (%s): %s\n", verb, lineList(g.Lines), g.Kind, what)
+		what := fmt.Sprintf("%s %s into the canonical identifier", verb, plural(uint64(g.Spellings), "other spelling"))
+		switch {
+		case g.Erased:
+			what += "; erased at migration time (erased under one spelling)"
+		case len(g.Withdrawn) > 0:
+			what += "; withdrawn at migration time: " + strings.Join(g.Withdrawn, ", ")
+		}
+		fmt.Fprintf(&b, "%s (%s): %s\n", lineList(g.Lines), g.Kind, what)
 	}
 	for _, u := range rep.Unparsed {
-		fmt.Fprintf(&b, "could not parse: line %d: %s\n", u.Line, u.Problem)
+		fmt.Fprintf(&b, "not parsed: line %d: %s\n", u.Line, u.Problem)
 	}
 	for _, l := range rep.Lost {
 		article := "a"
 		if l.To == "erasure" {
 			article = "an"
 		}
-		fmt.Fprintf(&b, "yes lost to %s %s under another spelling, ask again: lines %s, %s\n", article, l.To, lineList(l.Lines), l.Purpose)
+		fmt.Fprintf(&b, "ask again: %s, %s: its yes lost to %s %s under another spelling\n", lineList(l.Lines), l.Purpose, article, l.To)
 	}
 	layout := "the store has the current layout"
 	switch {
 	case rep.Applied && !rep.Migrated:
-		layout = "stamped the current layout: consentd of this version serves the store"
+		layout = "stamped the current layout: this version of consentd serves the store"
 	case !rep.Migrated:
-		layout = "the layout would be stamped last"
+		layout = "the current layout would be stamped last"
 	}
-	fmt.Fprintf(&b, "%d lines; %d groups to merge, %d merged before; %d lines not parsed; %d yeses lost; %d writes; "+
-		"%d records in the store, %d reached by no supplied line; %s\n",
-		rep.Lines, merged, done, len(rep.Unparsed), len(rep.Lost), rep.Writes, rep.Records, rep.Unreached, layout)
+	fmt.Fprintf(&b, "%s: %d to merge, %d merged before; %d not parsed; %s lost; %s; %s in the store, %d reached by no line; %s\n",
+		plural(uint64(rep.Lines), "line"), merged, done, len(rep.Unparsed), plural(uint64(len(rep.Lost)), "yes"),
+		plural(uint64(rep.Writes), "write"), plural(uint64(rep.Records), "record"), rep.Unreached, layout)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
+// lineList names input lines: "line 3", "lines 1,2".
 func lineList(lines []int) string {
 	s := make([]string, len(lines))
 	for i, n := range lines {
 		s[i] = fmt.Sprint(n)
 	}
-	return strings.Join(s, ",")
+	if len(s) == 1 {
+		return "line " + s[0]
+	}
+	return "lines " + strings.Join(s, ",")
 }

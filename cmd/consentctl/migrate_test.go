@@ -97,13 +97,13 @@ func TestMigrateToday(t *testing.T) {
 			dry := migrate()
 			for _, want := range []string{
 				"dry run: nothing written",
-				"would merge: lines 1,2 (phone): 1 other spelling(s) into the canonical identifier; withdrawn at migration time: email_marketing",
-				"would merge: lines 5,6 (email): 1 other spelling(s) into the canonical identifier; withdrawn at migration time: email_marketing",
-				"would merge: lines 7,8 (phone): 1 other spelling(s) into the canonical identifier; erased at migration time",
-				"could not parse: line 10: contact: ",
-				"yes lost to a withdrawal under another spelling, ask again: lines 1, email_marketing",
-				"yes lost to an erasure under another spelling, ask again: lines 8, email_marketing",
-				"9 records in the store, 0 reached by no supplied line; the layout would be stamped last",
+				"lines 1,2 (phone): would merge 1 other spelling into the canonical identifier; withdrawn at migration time: email_marketing",
+				"lines 5,6 (email): would merge 1 other spelling into the canonical identifier; withdrawn at migration time: email_marketing",
+				"lines 7,8 (phone): would merge 1 other spelling into the canonical identifier; erased at migration time",
+				"not parsed: line 10: contact: ",
+				"ask again: line 1, email_marketing: its yes lost to a withdrawal under another spelling",
+				"ask again: line 8, email_marketing: its yes lost to an erasure under another spelling",
+				"9 records in the store, 0 reached by no line; the current layout would be stamped last",
 			} {
 				if !strings.Contains(dry.stdout, want) {
 					t.Errorf("dry run: missing %q in:\n%s", want, dry.stdout)
@@ -145,7 +145,7 @@ func TestMigrateToday(t *testing.T) {
 			}
 
 			again := migrate("--apply")
-			if !strings.Contains(again.stdout, "0 groups to merge, 3 merged before") || !strings.Contains(again.stdout, "; 0 writes;") {
+			if !strings.Contains(again.stdout, "0 to merge, 3 merged before") || !strings.Contains(again.stdout, "; 0 writes;") {
 				t.Errorf("second --apply:\n%s\nwant 3 groups merged before and 0 writes", again.stdout)
 			}
 		})

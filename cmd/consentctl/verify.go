@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"strings"
 )
 
 func setupVerify(fs *flag.FlagSet) runner {
@@ -74,6 +75,9 @@ func setupVerify(fs *flag.FlagSet) runner {
 func plural(n uint64, noun string) string {
 	if n == 1 {
 		return "1 " + noun
+	}
+	if strings.HasSuffix(noun, "s") {
+		return fmt.Sprintf("%d %ses", n, noun)
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }

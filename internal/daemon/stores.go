@@ -133,7 +133,7 @@ func unmigrated(c Config, err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: stop every consentd that uses it, run `%s` (a dry run: it reports what it would merge), then again with --apply, "+
-		"and start this version (docs/migrating.md)", err, MigrateCommand(c))
+		"and start this version (docs/migrating-identifiers.md)", err, MigrateCommand(c))
 }
 
 // MigrateCommand is the consentctl migrate command line for c's store,
