@@ -135,14 +135,12 @@ type Redis struct {
 	writing []chan struct{}
 	// id is the store id, named by the layout mark and the markers.
 	id string
-	// marker is what every write and check compares a partition marker's
-	// id with: redisLayout + "/" + id, or the bare id on a legacy store
-	// opened to be migrated.
-	marker string
 	// scheme is the store's contact-key scheme; legacy says the store has
-	// the legacy layout (opened by consentctl migrate).
-	scheme string
-	legacy bool
+	// the legacy layout (opened by consentctl migrate), and stamped which
+	// of its partition markers a stamp cut short gave the current one.
+	scheme  string
+	legacy  bool
+	stamped []bool
 	// seen is each partition's floor: the highest sequence this process
 	// knows was acknowledged (see CheckIdentity); one lower later means
 	// Redis went back in time.
@@ -201,6 +199,16 @@ func (s *Redis) Ping(ctx context.Context) error {
 
 // Close releases nothing: the client belongs to the caller.
 func (s *Redis) Close() error { return nil }
+
+// markerID is what every write and check compares partition p's marker's
+// id with: redisLayout + "/" + the store id, or the bare id on a legacy
+// store opened to be migrated, for a partition not stamped yet.
+func (s *Redis) markerID(p uint32) string {
+	if s.legacy && !s.stamped[p] {
+		return s.id
+	}
+	return redisLayout + "/" + s.id
+}
 
 func tag(p uint32) string { return "{" + strconv.FormatUint(uint64(p), 10) + "}" }
 

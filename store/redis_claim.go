@@ -86,7 +86,7 @@ func (s *Redis) claimAll(ctx context.Context, ws []consent.Write) (map[[32]byte]
 	calls := make([]scriptCall, 0, len(claims))
 	names := make([][32]byte, 0, len(claims))
 	for name, p := range claims {
-		calls = append(calls, scriptCall{keys: []string{markerKey(p.q), claimKey(p.q, name)}, args: []any{s.marker, p.req[:], s.cfg.RequestTTL.Milliseconds()}})
+		calls = append(calls, scriptCall{keys: []string{markerKey(p.q), claimKey(p.q, name)}, args: []any{s.markerID(p.q), p.req[:], s.cfg.RequestTTL.Milliseconds()}})
 		names = append(names, name)
 	}
 	results := s.runAll(ctx, claimScript, calls)

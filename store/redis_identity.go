@@ -179,23 +179,20 @@ func (s *Redis) identify(ctx context.Context) error {
 	case layout == redisLegacyLayout && !s.cfg.Migrating:
 		return &UnmigratedError{Store: "the Redis store (" + layoutKey + ")", Layout: layout}
 	case layout == redisLegacyLayout:
-		s.id, s.marker, s.scheme, s.legacy = rest, rest, LegacyKeyScheme, true
-		if s.partlyStamped(st) {
-			// A stamp cut short: every merge of the migration that
-			// began it was applied before it, so it is finished first.
-			if err := s.StampLayout(ctx); err != nil {
-				return err
-			}
-			if st, err = s.readState(ctx, s.allPartitions()); err != nil {
-				return err
-			}
+		// A stamp cut short gave some markers the current layout's id:
+		// every merge of the migration that began it was applied before
+		// it, and the next StampLayout finishes it. Until then each
+		// partition is written with the id its marker holds.
+		s.id, s.scheme, s.legacy, s.stamped = rest, LegacyKeyScheme, true, make([]bool, s.cfg.Partitions)
+		for i, p := range st.parts {
+			s.stamped[p] = st.ids[i] == redisLayout+"/"+s.id
 		}
 	case layout == redisLayout:
 		id, scheme, ok := strings.Cut(rest, "/")
 		if !ok || scheme == "" {
 			return lostf("%s does not name the contact-key scheme", layoutKey)
 		}
-		s.id, s.marker, s.scheme = id, redisLayout+"/"+id, scheme
+		s.id, s.scheme = id, scheme
 	default:
 		return fmt.Errorf("store: redis: the data has layout %q (%s), this consentd writes %q: use a new Redis database", layout, layoutKey, redisLayout)
 	}
@@ -217,17 +214,6 @@ func (s *Redis) identify(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// partlyStamped reports whether some partition marker of a legacy store
-// already holds the current layout's id: StampLayout was cut short.
-func (s *Redis) partlyStamped(st *storeState) bool {
-	for _, id := range st.ids {
-		if id == redisLayout+"/"+s.id {
-			return true
-		}
-	}
-	return false
 }
 
 // KeyScheme returns the contact-key scheme the store's contacts are keyed
@@ -254,7 +240,7 @@ return 1
 // running stop writing as early as can be, then the layout mark, so the
 // current version serves the store only once every marker is stamped. Run
 // again after it was cut short, it finishes. On a store of the current
-// layout it does nothing.
+// layout it does nothing. It must not run beside writes of this Redis.
 func (s *Redis) StampLayout(ctx context.Context) error {
 	if !s.legacy {
 		return nil
@@ -280,7 +266,7 @@ func (s *Redis) StampLayout(ctx context.Context) error {
 	if ok != 1 {
 		return lostf("%s holds another store's mark on %s", layoutKey, s.nodeName(ctx, layoutKey))
 	}
-	s.marker, s.scheme, s.legacy = mark, scheme, false
+	s.scheme, s.legacy = scheme, false
 	return nil
 }
 
@@ -399,7 +385,7 @@ func (s *Redis) initialise(ctx context.Context) error {
 	if !ok {
 		return concurrent
 	}
-	s.id, s.marker, s.scheme = id, redisLayout+"/"+id, scheme
+	s.id, s.scheme = id, scheme
 	return nil
 }
 
@@ -549,7 +535,7 @@ func (s *Redis) judgeIdentity(ctx context.Context, st *storeState, floor []uint6
 		switch id := st.ids[i]; {
 		case id == "":
 			problems = append(problems, fmt.Sprintf("partition %d's marker %s is missing on %s", p, markerKey(p), s.nodeName(ctx, markerKey(p))))
-		case id != s.marker:
+		case id != s.markerID(p):
 			problems = append(problems, fmt.Sprintf("partition %d's marker %s holds another store's id on %s", p, markerKey(p), s.nodeName(ctx, markerKey(p))))
 		case floor != nil && st.seqs[i] < floor[i]:
 			problems = append(problems, fmt.Sprintf("partition %d's sequence %s went back from %d to %d on %s", p, seqKey(p), floor[i], st.seqs[i], s.nodeName(ctx, seqKey(p))))

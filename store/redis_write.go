@@ -136,7 +136,7 @@ func (s *Redis) wentBack(ctx context.Context, p uint32, floor, head uint64) erro
 	switch {
 	case errors.Is(err, redis.Nil):
 		return lostf("partition %d's marker %s is missing on %s; write refused, nothing written", p, markerKey(p), where)
-	case err == nil && id != s.marker:
+	case err == nil && id != s.markerID(p):
 		return lostf("partition %d's marker %s holds another store's id on %s; write refused, nothing written", p, markerKey(p), where)
 	}
 	return lostf("partition %d's sequence %s went back from %d to %d on %s; write refused, nothing written", p, seqKey(p), floor, head, where)
@@ -242,7 +242,7 @@ func (s *Redis) commit(ctx context.Context, p uint32, pl *batchPlan) error {
 		return nil // every write refused: nothing to do
 	}
 	keys := []string{seqKey(p), headKey(p), feedKey(p), markerKey(p)}
-	args := []any{s.marker, pl.head, pl.link[:], s.cfg.FeedMaxLen, s.cfg.RequestTTL.Milliseconds(), len(pl.contacts), len(pl.ops), len(pl.requests),
+	args := []any{s.markerID(p), pl.head, pl.link[:], s.cfg.FeedMaxLen, s.cfg.RequestTTL.Milliseconds(), len(pl.contacts), len(pl.ops), len(pl.requests),
 		pl.head + uint64(len(pl.ops))}
 	for _, pc := range pl.contacts {
 		keys = append(keys, recordKey(p, pc.key), historyKey(p, pc.key))

@@ -2,6 +2,7 @@ package migrate_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -299,5 +300,115 @@ func testMigrate(t *testing.T, open func(*testing.T) migrating) {
 	}
 	if got := heads(t, st); !slices.Equal(got, applied) {
 		t.Errorf("the second --apply wrote: heads %v, were %v", got, applied)
+	}
+}
+
+// TestRedisOldSidecarRefusedAfterStamp: a sidecar of the previous version
+// still running when the migration stamps the layout writes nothing more.
+// Its writes carry the legacy marker id (the bare store id), which the
+// write script compares with the partition's marker in the same script
+// that writes; a store opened to be migrated and not yet stamped writes
+// with exactly that id, so it stands for the old sidecar here.
+func TestRedisOldSidecarRefusedAfterStamp(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.StartFromDump(t, filepath.Join(today, "redis", "dump.rdb"))
+	old := openRedis(t, srv.Client(t))
+	grant := func(st migrating, id string) error {
+		k := keyer(t)
+		key, err := k.Key("grace@example.org")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, errs, err := st.ApplyBatch(ctx, []consent.Write{{Key: key, Event: consent.Event{Kind: consent.EventGrant, Purposes: []string{"sales_outreach"}, RequestID: id,
+			Proof: consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, CapturedAt: time.Now(), RecordedAt: time.Now()}}}})
+		if err != nil {
+			return err
+		}
+		return errs[0]
+	}
+	if err := grant(old, "before"); err != nil {
+		t.Fatalf("the old sidecar's write before the migration: %v", err)
+	}
+	mig := openRedis(t, srv.Client(t))
+	rep, err := migrate.Plan(ctx, mig, inputs(t), time.Now(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := migrate.Apply(ctx, mig, rep, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	err = grant(old, "after")
+	if !errors.Is(err, store.ErrStoreLost) || !strings.Contains(err.Error(), "holds another store's id") {
+		t.Fatalf("the old sidecar's write after the stamp: %v; want ErrStoreLost naming the marker", err)
+	}
+	// The new version serves it, and writes.
+	cur, err := store.OpenRedis(ctx, srv.Client(t), store.RedisConfig{Partitions: 16, SecretCheck: keyer(t).Check(), Chain: chainKey(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := grant(cur, "new"); err != nil {
+		t.Fatalf("this version's write after the migration: %v", err)
+	}
+}
+
+// TestRedisStampCutShort: a stamp cut short after some partition markers
+// (the layout mark still legacy) leaves a store this version refuses as
+// unmigrated; a dry run leaves it so, and the next --apply finishes it.
+func TestRedisStampCutShort(t *testing.T) {
+	ctx := context.Background()
+	srv := redistest.StartFromDump(t, filepath.Join(today, "redis", "dump.rdb"))
+	rdb := srv.Client(t)
+	mark, err := rdb.Get(ctx, "consentd:layout").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimPrefix(mark, "chain-v2/")
+	// Cut short after the partitions of two keys the merges write: one
+	// canonical, one old.
+	canon, err := keyer(t).Key("+442079460958")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := map[uint32]bool{canon.Partition(16): true, migrate.LegacyKey(secret(t), "+44 161 496 0000").Partition(16): true}
+	for p := range cut {
+		if err := rdb.HSet(ctx, fmt.Sprintf("{%d}:i", p), "id", "chain-v3/"+id).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	markers := func() []string {
+		var out []string
+		for p := range 16 {
+			got, err := rdb.HGet(ctx, fmt.Sprintf("{%d}:i", p), "id").Result()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, got)
+		}
+		return out
+	}
+	before := markers()
+	serve := store.RedisConfig{Partitions: 16, SecretCheck: keyer(t).Check(), Chain: chainKey(t)}
+	if _, err := store.OpenRedis(ctx, rdb, serve); !errors.Is(err, store.ErrUnmigrated) {
+		t.Fatalf("this version on a stamp cut short: %v, want ErrUnmigrated", err)
+	}
+	st := openRedis(t, rdb)
+	rep, err := migrate.Plan(ctx, st, inputs(t), time.Now(), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := markers(); st.Migrated() || !slices.Equal(got, before) {
+		t.Fatalf("the dry run: migrated %v, markers %q; want neither changed from %q", st.Migrated(), got, before)
+	}
+	// The merges go to stamped and unstamped partitions alike.
+	if err := migrate.Apply(ctx, st, rep, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for p, got := range markers() {
+		if got != "chain-v3/"+id {
+			t.Errorf("partition %d's marker: %q, want the current layout's", p, got)
+		}
+	}
+	if _, err := store.OpenRedis(ctx, rdb, serve); err != nil {
+		t.Fatalf("this version after the stamp was finished: %v", err)
 	}
 }
