@@ -343,3 +343,60 @@ func TestEmbeddedStoreID(t *testing.T) {
 		t.Errorf("the id given to an old file did not last: %q, then %q", given, again)
 	}
 }
+
+// TestEmbeddedKeyScheme: a new file records the contact-key scheme it is
+// given, and keeps it when opened again with another (its keys were made
+// with it); a file of the legacy layout is refused as unmigrated unless
+// opened to be migrated, and StampLayout gives it the current layout.
+func TestEmbeddedKeyScheme(t *testing.T) {
+	dir := t.TempDir()
+	open := func(c store.EmbeddedConfig) (*store.Embedded, error) { return store.OpenEmbeddedConfig(dir, storetest.ChainKey(), c) }
+	st, err := open(store.EmbeddedConfig{KeyScheme: "scheme-a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st, err = open(store.EmbeddedConfig{KeyScheme: "scheme-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.KeyScheme(); got != "scheme-a" || !st.Migrated() {
+		t.Errorf("reopened: scheme %q, migrated %v; want scheme-a, true", got, st.Migrated())
+	}
+	st.Close()
+
+	// The legacy layout: the same, without a key scheme.
+	db, err := bolt.Open(filepath.Join(dir, store.EmbeddedFile), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket([]byte("meta"))
+		return errors.Join(meta.Put([]byte("layout"), []byte("contacts-v1")), meta.Delete([]byte("key-scheme")))
+	})
+	if err := errors.Join(err, db.Close()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open(store.EmbeddedConfig{}); !errors.Is(err, store.ErrUnmigrated) {
+		t.Fatalf("OpenEmbedded on the legacy layout = %v, want ErrUnmigrated", err)
+	}
+	st, err = open(store.EmbeddedConfig{KeyScheme: "scheme-c", Migrating: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.KeyScheme(); got != store.LegacyKeyScheme || st.Migrated() {
+		t.Errorf("legacy: scheme %q, migrated %v; want %q, false", got, st.Migrated(), store.LegacyKeyScheme)
+	}
+	if err := st.StampLayout(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st, err = open(store.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got := st.KeyScheme(); got != "scheme-c" || !st.Migrated() {
+		t.Errorf("stamped: scheme %q, migrated %v; want scheme-c, true", got, st.Migrated())
+	}
+}

@@ -347,3 +347,30 @@ func TestRedisVerifyUnderWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisKeyScheme: initialising records the contact-key scheme in the
+// layout mark and the layout in every partition marker; a sidecar opened
+// later keeps the store's scheme, whatever it was configured with.
+func TestRedisKeyScheme(t *testing.T) {
+	rdb := redistest.Start(t, redisproc.Options{}).Client(t)
+	ctx := context.Background()
+	first := openRedis(t, rdb, store.RedisConfig{Partitions: 4, Init: true, KeyScheme: "scheme-a"})
+	id := first.StoreID()
+	if got, _ := rdb.Get(ctx, "consentd:layout").Result(); got != "chain-v3/"+id+"/scheme-a" {
+		t.Errorf("layout mark %q, want chain-v3/%s/scheme-a", got, id)
+	}
+	for p := range 4 {
+		if got, _ := rdb.HGet(ctx, fmt.Sprintf("{%d}:i", p), "id").Result(); got != "chain-v3/"+id {
+			t.Errorf("partition %d's marker id %q, want chain-v3/%s", p, got, id)
+		}
+	}
+	later := openRedis(t, rdb, store.RedisConfig{Partitions: 4, KeyScheme: "scheme-b"})
+	if later.KeyScheme() != "scheme-a" || !later.Migrated() || later.StoreID() != id {
+		t.Errorf("a later sidecar: scheme %q, migrated %v, id %s; want scheme-a, true, %s", later.KeyScheme(), later.Migrated(), later.StoreID(), id)
+	}
+	// A legacy mark is refused as unmigrated.
+	rdb.Set(ctx, "consentd:layout", "chain-v2/"+id, 0)
+	if _, err := store.OpenRedis(ctx, rdb, store.RedisConfig{Partitions: 4, SecretCheck: "test-secret-check", Chain: storetest.ChainKey()}); !errors.Is(err, store.ErrUnmigrated) {
+		t.Errorf("OpenRedis on chain-v2 = %v, want ErrUnmigrated", err)
+	}
+}
