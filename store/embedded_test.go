@@ -350,7 +350,9 @@ func TestEmbeddedStoreID(t *testing.T) {
 // opened to be migrated, and StampLayout gives it the current layout.
 func TestEmbeddedKeyScheme(t *testing.T) {
 	dir := t.TempDir()
-	open := func(c store.EmbeddedConfig) (*store.Embedded, error) { return store.OpenEmbeddedConfig(dir, storetest.ChainKey(), c) }
+	open := func(c store.EmbeddedConfig) (*store.Embedded, error) {
+		return store.OpenEmbeddedConfig(dir, storetest.ChainKey(), c)
+	}
 	st, err := open(store.EmbeddedConfig{KeyScheme: "scheme-a"})
 	if err != nil {
 		t.Fatal(err)
