@@ -367,6 +367,9 @@ func testIdempotentReplay(t *testing.T, open func(t *testing.T) Store) {
 		{"withdraw", withdraw(alice, "r1", t1, "email")},
 		{"withdraw all", withdraw(alice, "r1", t1)},
 		{"erase", erase(alice, "r1", t1)},
+		{"link", relate(alice, consent.EventLink, bob, consent.IDPhone, "r1", t1)},
+		{"unlink", relate(alice, consent.EventUnlink, consent.Key{}, consent.IDUnknown, "r1", t1)},
+		{"rectify to", relate(alice, consent.EventRectifyTo, bob, consent.IDEmail, "r1", t1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1153,8 +1156,8 @@ func testRectify(t *testing.T, open func(t *testing.T) Store) {
 	f.verifyIntact("after a rectification")
 }
 
-// testRefusedLinks: a relating write that names the contact itself, one
-// beyond consent.MaxLinks, one with no kind, and an Other on an event that
+// testRefusedLinks: a relating write that names the contact itself (alice
+// is full, bob has room), one beyond consent.MaxLinks, one with no kind, and an Other on an event that
 // relates nothing are refused for "other" and change nothing, not even
 // the sequence.
 func testRefusedLinks(t *testing.T, open func(t *testing.T) Store) {
@@ -1185,10 +1188,11 @@ func testRefusedLinks(t *testing.T, open func(t *testing.T) Store) {
 		w    consent.Write
 	}{
 		{"one link too many", relate(alice, consent.EventLink, bob, consent.IDPhone, "x1", t2)},
-		{"link to itself", relate(alice, consent.EventLink, alice, consent.IDEmail, "x2", t2)},
+		// Bob has room for links: only naming himself is wrong.
+		{"link to itself", relate(bob, consent.EventLink, bob, consent.IDEmail, "x2", t2)},
 		{"unlink itself", relate(alice, consent.EventUnlink, alice, consent.IDEmail, "x3", t2)},
-		{"rectified from itself", relate(alice, consent.EventRectifyFrom, alice, consent.IDEmail, "x4", t2)},
-		{"rectified to itself", relate(alice, consent.EventRectifyTo, alice, consent.IDEmail, "x5", t2)},
+		{"rectified from itself", relate(bob, consent.EventRectifyFrom, bob, consent.IDEmail, "x4", t2)},
+		{"rectified to itself", relate(bob, consent.EventRectifyTo, bob, consent.IDEmail, "x5", t2)},
 		{"other on a grant", otherOnGrant},
 		{"link without a kind", relate(bob, consent.EventLink, alice, consent.IDUnknown, "x7", t2)},
 	}
