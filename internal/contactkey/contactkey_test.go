@@ -224,3 +224,4 @@ func BenchmarkKey(b *testing.B) {
 		})
 	}
 }
+
