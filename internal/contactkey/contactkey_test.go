@@ -224,4 +224,3 @@ func BenchmarkKey(b *testing.B) {
 		})
 	}
 }
-
