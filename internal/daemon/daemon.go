@@ -148,7 +148,7 @@ func serve(ctx context.Context, c Config, sec security, purposes *consent.Regist
 		return err
 	}
 	defer st.Close()
-	keys, err := keyer(secret, st.backend.KeyScheme())
+	keys, err := keyer(secret, st.backend.KeyScheme(), contactkey.WithDefaultRegion(c.DefaultRegion))
 	if err != nil {
 		return err
 	}

@@ -162,6 +162,7 @@ func MigrateCommand(c Config) string {
 			add("partitions", strconv.FormatUint(uint64(c.Partitions), 10))
 		}
 	}
+	add("default-region", c.DefaultRegion)
 	return strings.Join(append(args, "--contacts", "FILE"), " ")
 }
 

@@ -23,8 +23,8 @@ func TestMigrateCommand(t *testing.T) {
 		{"cluster, password file, partitions", with(func(c *Config) {
 			c.RedisCluster, c.SecretFile, c.RedisPasswordFile, c.Partitions = "10.0.0.5:7000,10.0.0.6:7000", "/s", "/etc/redis.pw", 1024
 		}), "consentctl migrate --redis-cluster 10.0.0.5:7000,10.0.0.6:7000 --redis-password-file /etc/redis.pw --secret-file /s --partitions 1024 --contacts FILE"},
-		{"sentinel", with(func(c *Config) { c.RedisSentinel, c.SecretFile = "m@10.0.0.5:26379", "/s" }),
-			"consentctl migrate --redis-sentinel m@10.0.0.5:26379 --secret-file /s --contacts FILE"},
+		{"sentinel, default region", with(func(c *Config) { c.RedisSentinel, c.SecretFile, c.DefaultRegion = "m@10.0.0.5:26379", "/s", "GB" }),
+			"consentctl migrate --redis-sentinel m@10.0.0.5:26379 --secret-file /s --default-region GB --contacts FILE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

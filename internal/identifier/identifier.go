@@ -287,9 +287,17 @@ func email(s string) (ID, error) {
 }
 
 func hasSpace(s string) bool {
-	for _, r := range s {
-		if unicode.IsSpace(r) || unicode.Is(unicode.Z, r) {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == ' ' || '\t' <= c && c <= '\r':
 			return true
+		case c >= utf8.RuneSelf:
+			for _, r := range s[i:] {
+				if unicode.IsSpace(r) || unicode.Is(unicode.Z, r) {
+					return true
+				}
+			}
+			return false
 		}
 	}
 	return false
@@ -297,7 +305,14 @@ func hasSpace(s string) bool {
 
 // isAtext is RFC 5322's atext in ASCII.
 func isAtext(c byte) bool {
-	return isLetter(c) || isDigit(c) || strings.IndexByte("!#$%&'*+-/=?^_`{|}~", c) >= 0
+	if isLetter(c) || isDigit(c) {
+		return true
+	}
+	switch c {
+	case '!', '#', '$', '%', '&', '\'', '*', '+', '-', '/', '=', '?', '^', '_', '`', '{', '|', '}', '~':
+		return true
+	}
+	return false
 }
 
 // asciiDomain returns the ASCII form of a lower-cased domain (IDNA2008
