@@ -88,6 +88,20 @@ func (k *Keyer) Key(contact string) (consent.Key, error) {
 	return key, nil
 }
 
+// Identify is Key, and also says what kind of identifier contact is (for
+// links, which keep the kind beside the key). consent.CheckContact admits
+// email addresses and E.164 numbers only, told apart by the @.
+func (k *Keyer) Identify(contact string) (consent.Key, consent.IDKind, error) {
+	key, err := k.Key(contact)
+	switch {
+	case err != nil:
+		return key, consent.IDUnknown, err
+	case strings.Contains(contact, "@"):
+		return key, consent.IDEmail, nil
+	}
+	return key, consent.IDPhone, nil
+}
+
 // LoadOrCreateSecret reads the secret at path, creating a random one (0600)
 // when the file does not exist. An embedded deployment keeps it beside its
 // data; losing it makes every stored key unreachable.
