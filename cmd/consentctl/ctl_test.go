@@ -325,7 +325,7 @@ func TestJSON(t *testing.T) {
 	}
 
 	out := mustRun(t, addr, "--json", "show", "cy@example.com")
-	if diff := cmp.Diff([]string{"consistencyToken", "erasedAt", "purposes"}, keys(t, out)); diff != "" {
+	if diff := cmp.Diff([]string{"consistencyToken", "erasedAt", "identifier", "links", "person", "purposes"}, keys(t, out)); diff != "" {
 		t.Errorf("show --json keys (-want +got):\n%s", diff)
 	}
 	var contact pb.GetContactResponse
