@@ -346,11 +346,11 @@ func TestGetContact(t *testing.T) {
 	key, _ := c.env.Keys.Key("sar@example.com")
 	want := &pb.GetContactResponse{ConsistencyToken: w.GetConsistencyToken(),
 		Identifier: &pb.Identifier{Key: key.String(), Kind: pb.IdentifierKind_IDENTIFIER_KIND_EMAIL}, Purposes: []*pb.PurposeState{
-		{Purpose: "email_marketing", Decision: allow, Reason: pb.Reason_REASON_GRANTED, Grant: proof},
-		{Purpose: "sales_outreach", Decision: deny, Reason: pb.Reason_REASON_NO_CONSENT},
-		{Purpose: "market_research", Decision: deny, Reason: pb.Reason_REASON_WITHDRAWN, Grant: proof, WithdrawnAt: ts(withdrawn)},
-		{Purpose: "ad_retargeting", Decision: deny, Reason: pb.Reason_REASON_NO_CONSENT},
-	}}
+			{Purpose: "email_marketing", Decision: allow, Reason: pb.Reason_REASON_GRANTED, Grant: proof},
+			{Purpose: "sales_outreach", Decision: deny, Reason: pb.Reason_REASON_NO_CONSENT},
+			{Purpose: "market_research", Decision: deny, Reason: pb.Reason_REASON_WITHDRAWN, Grant: proof, WithdrawnAt: ts(withdrawn)},
+			{Purpose: "ad_retargeting", Decision: deny, Reason: pb.Reason_REASON_NO_CONSENT},
+		}}
 	if diff := cmp.Diff(want, resp, protocmp.Transform(), protocmp.IgnoreFields(&pb.Proof{}, "recorded_at")); diff != "" {
 		t.Errorf("GetContact (-want +got):\n%s", diff)
 	}
