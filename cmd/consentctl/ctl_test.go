@@ -616,7 +616,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	names := []string{"check", "grant", "withdraw", "erase", "show", "history", "purposes", "help"}
+	names := []string{"check", "grant", "withdraw", "erase", "show", "history", "purposes", "link", "unlink", "rectify", "help"}
 	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"--addr", "x", "-help"}} {
 		r := ctl(t, nil, args...)
 		if r.code != 0 || r.stderr != "" {
