@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"time"
@@ -15,9 +16,17 @@ import (
 // and the time a grant was recorded is stored relative to when it was
 // captured (usually the same instant). Layouts start with a version byte so
 // they can change without a flag day.
+//
+// Version 3 of each adds what names other identifiers (issue 17): a
+// record's links, an event's Other, as key and kind. It is written only
+// where there is one to write: everything else keeps the bytes version 2
+// gives it, so a record without links grows by nothing, and what today's
+// stores hold is what this code would write.
 const (
 	recordV2 = 2
+	recordV3 = 3 // recordV2, then the links
 	eventV2  = 2
+	eventV3  = 3 // eventV2, then Other
 )
 
 var errCorrupt = errors.New("store: corrupt encoding")
@@ -32,7 +41,11 @@ func EncodeRecord(b []byte, r *consent.Record) []byte {
 		}
 	}
 	var tc timeChain
-	b = append(b, recordV2)
+	if len(r.Links) == 0 {
+		b = append(b, recordV2)
+	} else {
+		b = append(b, recordV3)
+	}
 	b = appendToken(b, r.Token)
 	b = tc.append(b, r.ErasedAt)
 	b = tc.append(b, r.WithdrawnAllAt)
@@ -58,7 +71,20 @@ func EncodeRecord(b []byte, r *consent.Record) []byte {
 		b = tc.append(b, g.ExpiresAt)
 		b = appendRecorded(b, g)
 	}
+	if len(r.Links) == 0 {
+		return b
+	}
+	b = binary.AppendUvarint(b, uint64(len(r.Links)))
+	for _, l := range r.Links {
+		b = appendLink(b, l)
+	}
 	return b
+}
+
+// appendLink stores a link as its kind and key: 33 bytes, and nothing that
+// could hold an identifier itself.
+func appendLink(b []byte, l consent.Link) []byte {
+	return append(append(b, byte(l.Kind)), l.Key[:]...)
 }
 
 // staticStrings are numbered in every record without being stored: the
@@ -104,7 +130,8 @@ func DecodeRecord(b []byte) (consent.Record, error) {
 		return r, nil
 	}
 	d := decoder{b: b}
-	if d.byte() != recordV2 {
+	version := d.byte()
+	if version != recordV2 && version != recordV3 {
 		return r, errCorrupt
 	}
 	var tc timeChain
@@ -147,12 +174,19 @@ func DecodeRecord(b []byte) (consent.Record, error) {
 		}
 		r.Purposes[name] = pr
 	}
+	if version == recordV3 {
+		r.Links = d.links()
+	}
 	return r, d.finish()
 }
 
 // EncodeEvent appends the encoding of e to b.
 func EncodeEvent(b []byte, e *consent.Event) []byte {
-	b = append(b, eventV2, byte(e.Kind))
+	version := byte(eventV2)
+	if e.Other != (consent.Link{}) {
+		version = eventV3
+	}
+	b = append(b, version, byte(e.Kind))
 	b = binary.AppendUvarint(b, uint64(len(e.Purposes)))
 	for _, p := range e.Purposes {
 		b = appendString(b, p)
@@ -166,14 +200,19 @@ func EncodeEvent(b []byte, e *consent.Event) []byte {
 	b = appendTime(b, p.ExpiresAt)
 	b = appendRecorded(b, p)
 	b = appendString(b, e.RequestID)
-	return appendToken(b, e.Token)
+	b = appendToken(b, e.Token)
+	if version == eventV3 {
+		b = appendLink(b, e.Other)
+	}
+	return b
 }
 
 // DecodeEvent decodes an event made by EncodeEvent.
 func DecodeEvent(b []byte) (consent.Event, error) {
 	var e consent.Event
 	d := decoder{b: b}
-	if d.byte() != eventV2 {
+	version := d.byte()
+	if version != eventV2 && version != eventV3 {
 		return e, errCorrupt
 	}
 	e.Kind = consent.EventKind(d.byte())
@@ -189,6 +228,11 @@ func DecodeEvent(b []byte) (consent.Event, error) {
 	d.recorded(p)
 	e.RequestID = d.string()
 	e.Token = d.token()
+	if version == eventV3 {
+		if e.Other = d.link(); e.Other == (consent.Link{}) {
+			d.fail() // an encoder writes version 2 for no Other
+		}
+	}
 	return e, d.finish()
 }
 
@@ -339,6 +383,40 @@ func (d *decoder) recorded(p *consent.Proof) {
 		d.b = d.b[n:]
 		p.RecordedAt = time.Unix(0, p.CapturedAt.UnixNano()+delta).UTC()
 	}
+}
+
+func (d *decoder) link() consent.Link {
+	var l consent.Link
+	l.Kind = consent.IDKind(d.byte())
+	if len(d.b) < len(l.Key) {
+		d.fail()
+		return consent.Link{}
+	}
+	d.b = d.b[copy(l.Key[:], d.b):]
+	return l
+}
+
+// links reads a record's links: at least one (an encoder writes version 2
+// for none), in strictly ascending key order, as consent.Record keeps them
+// and Record.Linked searches them.
+func (d *decoder) links() []consent.Link {
+	n := d.count()
+	if n == 0 {
+		d.fail()
+		return nil
+	}
+	out := make([]consent.Link, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		l := d.link()
+		if i > 0 && bytes.Compare(out[i-1].Key[:], l.Key[:]) >= 0 {
+			d.fail()
+		}
+		out = append(out, l)
+	}
+	if d.err != nil {
+		return nil
+	}
+	return out
 }
 
 func (d *decoder) finish() error {

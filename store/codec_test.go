@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"encoding/hex"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,6 +94,34 @@ var recordTests = []struct {
 		ErasedAt:       time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.UTC),
 		WithdrawnAllAt: time.Date(2262, 1, 1, 0, 0, 0, 0, time.UTC),
 	}},
+	{"one link", consent.Record{
+		Token: consent.ConsistencyToken{Seq: 4},
+		Links: []consent.Link{linkA},
+	}},
+	{"links beside purposes, rectified", consent.Record{
+		Token:          consent.ConsistencyToken{Partition: 5, Seq: 1 << 33},
+		WithdrawnAllAt: t2,
+		Purposes:       map[string]consent.PurposeRecord{"email_marketing": {Grant: ptr(fullProof())}},
+		Links:          []consent.Link{linkA, linkB, linkC},
+	}},
+	{"as many links as allowed", consent.Record{Token: consent.ConsistencyToken{Seq: 1}, Links: maxLinks()}},
+	{"unknown link kind survives", consent.Record{Links: []consent.Link{{Key: consent.Key{7}, Kind: consent.IDKind(200)}}}},
+}
+
+// Links sort by key: linkA < linkB < linkC.
+var (
+	linkA = consent.Link{Key: consent.Key{0x01, 31: 0xaa}, Kind: consent.IDEmail}
+	linkB = consent.Link{Key: consent.Key{0x80, 31: 0x01}, Kind: consent.IDPhone}
+	linkC = consent.Link{Key: consent.Key{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+		0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, Kind: consent.IDExternal}
+)
+
+func maxLinks() []consent.Link {
+	ls := make([]consent.Link, consent.MaxLinks)
+	for i := range ls {
+		ls[i] = consent.Link{Key: consent.Key{byte(i), 31: byte(i)}, Kind: consent.IDKind(1 + i%3)}
+	}
+	return ls
 }
 
 var eventTests = []struct {
@@ -142,6 +171,18 @@ var eventTests = []struct {
 		Kind:  consent.EventKind(200),
 		Proof: consent.Proof{Method: consent.Method(250), Source: consent.Source(9)},
 	}},
+	{"link", consent.Event{
+		Kind:      consent.EventLink,
+		Proof:     consent.Proof{CapturedAt: t0, RecordedAt: t0, Actor: "crm-sync"},
+		RequestID: "link-1",
+		Token:     consent.ConsistencyToken{Partition: 3, Seq: 11},
+		Other:     linkB,
+	}},
+	{"unlink one", consent.Event{Kind: consent.EventUnlink, Proof: consent.Proof{CapturedAt: t1}, Other: linkA}},
+	{"unlink every link", consent.Event{Kind: consent.EventUnlink, Proof: consent.Proof{CapturedAt: t1}}},
+	{"rectify from", consent.Event{Kind: consent.EventRectifyFrom, Proof: consent.Proof{CapturedAt: t1, RecordedAt: t1}, RequestID: "move-1", Other: linkC}},
+	{"rectify to", consent.Event{Kind: consent.EventRectifyTo, Proof: consent.Proof{CapturedAt: t1, RecordedAt: t1}, RequestID: "move-1", Other: linkA}},
+	{"other with a zero key or an unknown kind survives", consent.Event{Kind: consent.EventUnlink, Other: consent.Link{Kind: consent.IDKind(250)}}},
 }
 
 func TestRecordRoundTrip(t *testing.T) {
@@ -225,17 +266,126 @@ func TestGoldenEncoding(t *testing.T) {
 		ErasedAt: time.Unix(0, -1).UTC(),
 		Purposes: map[string]consent.PurposeRecord{"email": {WithdrawnAt: time.Unix(0, 2).UTC()}},
 	}
+	link := consent.Link{Key: consent.Key{0: 0xab, 31: 0xcd}, Kind: consent.IDPhone}
+	linkEv := ev
+	linkEv.Kind, linkEv.Purposes, linkEv.Other = consent.EventLink, nil, link
+	linked := rec
+	linked.Links = []consent.Link{link}
+	key := "ab" + strings.Repeat("00", 30) + "cd"
 	tests := []struct {
 		name string
 		got  []byte
 		want string
 	}{
-		{"event", EncodeEvent(nil, &ev), "02" + "01" + "01" + "05656d61696c" + "010101" + "00" + "00" + "00" + "0161" + "02" + "00" + "00" + "0172" + "02ac02"},
-		{"record", EncodeRecord(nil, &rec), "02" + "02ac02" + "02" + "00" + "01" + "05656d61696c" + "01" + "05" + "07" + "00"},
+		// Version 2, byte for byte what stores written before links hold.
+		{"event", EncodeEvent(nil, &ev), goldenEventV2},
+		{"record", EncodeRecord(nil, &rec), goldenRecordV2},
+		// Version 3: version 2's fields, then the other identifier's kind
+		// and key (an event), the count of links and each one's (a record).
+		{"link event", EncodeEvent(nil, &linkEv), "03" + "04" + "00" + "010101" + "00" + "00" + "00" + "0161" + "02" + "00" + "00" + "0172" + "02ac02" + "02" + key},
+		{"linked record", EncodeRecord(nil, &linked), "03" + goldenRecordV2[2:] + "01" + "02" + key},
 	}
 	for _, tt := range tests {
 		if got := hex.EncodeToString(tt.got); got != tt.want {
 			t.Errorf("%s encoding = %s, want %s", tt.name, got, tt.want)
+		}
+	}
+}
+
+// The golden version 2 encodings of TestGoldenEncoding's event and record.
+const (
+	goldenEventV2  = "02" + "01" + "01" + "05656d61696c" + "010101" + "00" + "00" + "00" + "0161" + "02" + "00" + "00" + "0172" + "02ac02"
+	goldenRecordV2 = "02" + "02ac02" + "02" + "00" + "01" + "05656d61696c" + "01" + "05" + "07" + "00"
+)
+
+// TestDecodeVersion2 reads bytes written by the code before links (stores
+// on disk hold them): they decode exactly as they did, with no Other and
+// no links.
+func TestDecodeVersion2(t *testing.T) {
+	proof := fullProof()
+	tests := []struct {
+		name  string
+		hex   string
+		event *consent.Event
+		rec   *consent.Record
+	}{
+		{"golden event", goldenEventV2, &consent.Event{
+			Kind:      consent.EventGrant,
+			Purposes:  []string{"email"},
+			Proof:     consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, Bundled: true, Actor: "a", CapturedAt: time.Unix(0, 1).UTC()},
+			RequestID: "r",
+			Token:     consent.ConsistencyToken{Partition: 2, Seq: 300},
+		}, nil},
+		{"golden record", goldenRecordV2, nil, &consent.Record{
+			Token:    consent.ConsistencyToken{Partition: 2, Seq: 300},
+			ErasedAt: time.Unix(0, -1).UTC(),
+			Purposes: map[string]consent.PurposeRecord{"email": {WithdrawnAt: time.Unix(0, 2).UTC()}},
+		}},
+		// Written by the codec of c278ad5 (before links): an erasure and a
+		// withdrawal as history entries hold them, a record with a grant.
+		{"erase event", "0203000000000000000364706f988db9e8cacfa3bd2f000100036572610000", &consent.Event{
+			Kind:      consent.EventErase,
+			Proof:     consent.Proof{CapturedAt: t2, RecordedAt: t2, Actor: "dpo"},
+			RequestID: "era",
+		}, nil},
+		{"withdraw event", "02020103736d73000000000000057072656673988d8ecaecd6d6bc2f000003772d310000", &consent.Event{
+			Kind:      consent.EventWithdraw,
+			Purposes:  []string{"sms"},
+			Proof:     consent.Proof{CapturedAt: t1, Actor: "prefs"},
+			RequestID: "w-1",
+		}, nil},
+		{"record with a grant", "02000900000505656d61696c0a6c697374732d722d75730e666f726d3a7369676e75702d343207323032342d30330a63726d2d696d706f72740105000108020106070809998dc9bea685d5bc2f8180f0a9a4ca4e018080c58bc6d101", nil, &consent.Record{
+			Token:    consent.ConsistencyToken{Seq: 9},
+			Purposes: map[string]consent.PurposeRecord{"email": {Grant: &proof}},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := hex.DecodeString(tt.hex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.event != nil {
+				got, err := DecodeEvent(b)
+				if err != nil {
+					t.Fatalf("DecodeEvent: %v", err)
+				}
+				if diff := cmp.Diff(*tt.event, got); diff != "" {
+					t.Errorf("DecodeEvent (-want +got):\n%s", diff)
+				}
+				if again := EncodeEvent(nil, &got); !bytes.Equal(again, b) {
+					t.Errorf("re-encoded as %x, want the same bytes %x", again, b)
+				}
+			}
+			if tt.rec != nil {
+				got, err := DecodeRecord(b)
+				if err != nil {
+					t.Fatalf("DecodeRecord: %v", err)
+				}
+				if diff := cmp.Diff(*tt.rec, got); diff != "" {
+					t.Errorf("DecodeRecord (-want +got):\n%s", diff)
+				}
+			}
+		})
+	}
+}
+
+// TestRecordWithoutLinksDoesNotGrow: links cost their own bytes only.
+func TestRecordWithoutLinksDoesNotGrow(t *testing.T) {
+	for _, tt := range recordTests {
+		// Several purposes encode in map order, whose time differences
+		// vary in length.
+		if len(tt.r.Links) > 0 || len(tt.r.Purposes) > 1 {
+			continue
+		}
+		b := EncodeRecord(nil, &tt.r)
+		linked := tt.r
+		linked.Links = []consent.Link{linkA}
+		if got, want := len(EncodeRecord(nil, &linked))-len(b), 1+33; got != want {
+			t.Errorf("%s: one link adds %d bytes, want %d (a count, a kind and a key)", tt.name, got, want)
+		}
+		if b[0] != recordV2 {
+			t.Errorf("%s: written as version %d, want %d", tt.name, b[0], recordV2)
 		}
 	}
 }
@@ -254,6 +404,13 @@ var (
 		{"purpose count beyond input", []byte{recordV2, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}},
 		{"string length beyond input", []byte{recordV2, 0, 1, 0, 0, 1, 0xff, 0x01, 'a'}},
 		{"trailing byte", append(EncodeRecord(nil, &consent.Record{Token: consent.ConsistencyToken{Seq: 1}}), 0)},
+		{"unknown version 4", []byte{4, 0, 0, 0, 0, 0, 0, 1, 1}},
+		{"version 3 with no links", []byte{recordV3, 0, 0, 0, 0, 0, 0, 0}},
+		{"link count beyond input", append([]byte{recordV3, 0, 0, 0, 0, 0, 0, 2, 1}, make([]byte, 32)...)},
+		{"link key cut short", append([]byte{recordV3, 0, 0, 0, 0, 0, 0, 1, 1}, make([]byte, 31)...)},
+		{"links out of order", EncodeRecord(nil, &consent.Record{Links: []consent.Link{linkB, linkA}})},
+		{"a link twice", EncodeRecord(nil, &consent.Record{Links: []consent.Link{linkA, linkA}})},
+		{"trailing byte after links", append(EncodeRecord(nil, &consent.Record{Links: []consent.Link{linkA}}), 0)},
 	}
 	corruptEvents = []struct {
 		name string
@@ -265,6 +422,10 @@ var (
 		{"purpose count beyond input", []byte{eventV2, 1, 0xff, 0xff, 0x03}},
 		{"string length beyond input", []byte{eventV2, 1, 1, 0x20, 'a', 'b'}},
 		{"trailing byte", append(EncodeEvent(nil, &consent.Event{Kind: consent.EventErase}), 0)},
+		{"unknown version 4", append([]byte{4}, EncodeEvent(nil, &consent.Event{Kind: consent.EventLink, Other: linkA})[1:]...)},
+		{"version 3 with no other", append(append([]byte{eventV3}, EncodeEvent(nil, &consent.Event{Kind: consent.EventUnlink})[1:]...), make([]byte, 33)...)},
+		{"version 3 without its other", append([]byte{eventV3}, EncodeEvent(nil, &consent.Event{Kind: consent.EventLink})[1:]...)},
+		{"trailing byte after other", append(EncodeEvent(nil, &consent.Event{Kind: consent.EventLink, Other: linkC}), 0)},
 	}
 )
 

@@ -36,8 +36,25 @@ func openEmbedded(t *testing.T, dir string) *store.Embedded {
 
 func TestEmbeddedConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Store {
-		return openEmbedded(t, t.TempDir())
+		return tamperableEmbedded{openEmbedded(t, t.TempDir())}
 	})
+}
+
+// tamperableEmbedded is the embedded store with storetest's tampering.
+type tamperableEmbedded struct{ *store.Embedded }
+
+func (s tamperableEmbedded) EditEntry(t *testing.T, key consent.Key, tok consent.ConsistencyToken, edit func([]byte) []byte) {
+	t.Helper()
+	if err := store.EditEmbeddedEntry(s.Embedded, key, tok.Seq, edit); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s tamperableEmbedded) EditRecord(t *testing.T, key consent.Key, edit func(consent.Record) consent.Record) {
+	t.Helper()
+	if err := store.EditEmbeddedRecord(s.Embedded, key, edit); err != nil {
+		t.Fatal(err)
+	}
 }
 
 var (

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/consentd/consentd/consent"
@@ -92,7 +93,7 @@ func checkContact(w *chain.Walk, headSeq uint64, key consent.Key, rec *consent.R
 			// the record; a later erasure date only ever refuses more.
 			folded.ErasedAt = rec.ErasedAt
 		}
-		if folded, err = consent.Apply(folded, ev); err != nil {
+		if folded, err = applyEvent(folded, key, ev); err != nil {
 			w.Problem(se.seq, "the rules refuse this event after the ones before it")
 			ok = false
 		}
@@ -113,7 +114,8 @@ func checkContact(w *chain.Walk, headSeq uint64, key consent.Key, rec *consent.R
 
 // sameRecord compares two records' contents (not their tokens).
 func sameRecord(a, b *consent.Record) bool {
-	if !a.ErasedAt.Equal(b.ErasedAt) || !a.WithdrawnAllAt.Equal(b.WithdrawnAllAt) || len(a.Purposes) != len(b.Purposes) {
+	if !a.ErasedAt.Equal(b.ErasedAt) || !a.WithdrawnAllAt.Equal(b.WithdrawnAllAt) || len(a.Purposes) != len(b.Purposes) ||
+		!slices.Equal(a.Links, b.Links) {
 		return false
 	}
 	for name, pa := range a.Purposes {

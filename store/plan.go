@@ -85,6 +85,21 @@ func errReused() error {
 	return consent.Invalid("request_id", "was already used for a different request")
 }
 
+// applyEvent folds e, written for the contact key, into r: consent.Apply,
+// and the rule only a store can check, which knows the contact's key: a
+// link, unlink or rectification names another identifier, and no other
+// event names one. Planning and verification both fold with it, so what
+// the store refuses to write does not verify either.
+func applyEvent(r consent.Record, key consent.Key, e consent.Event) (consent.Record, error) {
+	switch {
+	case e.Kind.Relates() && e.Other.Key == key:
+		return r, consent.Invalid("other", "must name another identifier than the contact itself")
+	case e.Kind.Valid() && !e.Kind.Relates() && e.Other != (consent.Link{}):
+		return r, consent.Invalid("other", "is only for link, unlink and rectification events")
+	}
+	return consent.Apply(r, e)
+}
+
 // planBatch plans writes ws (all of partition p) after the partition's
 // newest event head, whose link is link. A write the rules refuse, or whose
 // request id was used for another request, gets its error and changes
@@ -166,7 +181,7 @@ func planBatch(ch *chain.Key, p uint32, head uint64, link chain.Link, ws []conse
 				return nil, err
 			}
 		}
-		next, err := consent.Apply(pc.rec, w.Event)
+		next, err := applyEvent(pc.rec, w.Key, w.Event)
 		if errors.Is(err, consent.ErrInvalid) || errors.Is(err, consent.ErrSuppressed) {
 			pl.errs[j] = err
 			continue

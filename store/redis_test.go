@@ -56,7 +56,7 @@ func TestRedisConformance(t *testing.T) {
 	rdb := srv.Client(t)
 	storetest.Run(t, func(t *testing.T) storetest.Store {
 		flush(t, rdb)
-		return openRedis(t, rdb, store.RedisConfig{Partitions: 16, Init: true})
+		return tamperableRedis{openRedis(t, rdb, store.RedisConfig{Partitions: 16, Init: true})}
 	})
 }
 
@@ -65,8 +65,25 @@ func TestRedisClusterConformance(t *testing.T) {
 	rdb := cluster.Client(t)
 	storetest.Run(t, func(t *testing.T) storetest.Store {
 		flush(t, rdb)
-		return openRedis(t, rdb, store.RedisConfig{Partitions: 16, Init: true})
+		return tamperableRedis{openRedis(t, rdb, store.RedisConfig{Partitions: 16, Init: true})}
 	})
+}
+
+// tamperableRedis is the Redis store with storetest's tampering.
+type tamperableRedis struct{ *store.Redis }
+
+func (s tamperableRedis) EditEntry(t *testing.T, key consent.Key, tok consent.ConsistencyToken, edit func([]byte) []byte) {
+	t.Helper()
+	if err := store.EditRedisEntry(context.Background(), s.Redis, key, tok, edit); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (s tamperableRedis) EditRecord(t *testing.T, key consent.Key, edit func(consent.Record) consent.Record) {
+	t.Helper()
+	if err := store.EditRedisRecord(context.Background(), s.Redis, key, edit); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestRedisRefusesAMisconfiguredSidecar: a sidecar with another partition

@@ -4,6 +4,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -44,8 +45,9 @@ func ChainKey() *chain.Key {
 	return k
 }
 
-// Run runs the suite. open must return a new, empty store and arrange (with
-// t.Cleanup) for it to be closed; it is called once per subtest. Subtests do
+// Run runs the suite. open must return a new, empty store that implements
+// Tamperer too, and arrange (with t.Cleanup) for it to be closed; it is
+// called once per subtest. Subtests do
 // not run in parallel: some check that a partition's sequence grows by exactly
 // one per write.
 func Run(t *testing.T, open func(t *testing.T) Store) {
@@ -71,6 +73,10 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"GetMany", testGetMany},
 		{"VerifyHistory", testVerifyHistory},
 		{"ApplyBatch", testApplyBatch},
+		{"Links", testLinks},
+		{"Rectify", testRectify},
+		{"RefusedLinks", testRefusedLinks},
+		{"TamperedLinks", testTamperedLinks},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open) })
@@ -139,6 +145,16 @@ func withdraw(k consent.Key, reqID string, at time.Time, purposes ...string) con
 func erase(k consent.Key, reqID string, at time.Time) consent.Write {
 	return consent.Write{Key: k, Fingerprint: fingerprint(reqID, 'e'), Event: consent.Event{
 		Kind: consent.EventErase, Proof: consent.Proof{CapturedAt: at, Actor: "dpo", RecordedAt: at}, RequestID: reqID,
+	}}
+}
+
+// relate is a write of a link, an unlink or a rectification of k naming
+// other, an identifier of kind otherKind (the zero key and IDUnknown: an
+// unlink of every link).
+func relate(k consent.Key, kind consent.EventKind, other consent.Key, otherKind consent.IDKind, reqID string, at time.Time) consent.Write {
+	return consent.Write{Key: k, Fingerprint: fingerprint(reqID, 'l'+byte(kind)), Event: consent.Event{
+		Kind: kind, Proof: consent.Proof{CapturedAt: at, Actor: "crm", RecordedAt: at}, RequestID: reqID,
+		Other: consent.Link{Key: other, Kind: otherKind},
 	}}
 }
 
@@ -611,12 +627,17 @@ func testEventsPaging(t *testing.T, open func(t *testing.T) Store) {
 		name   string
 		writes int
 		limit  int
+		// relating: alice's writes cycle through a grant, a link, an
+		// unlink and a rectification, whose Other each page must carry.
+		relating bool
 	}{
-		{"one page, room to spare", 3, 10},
-		{"exactly one page", 4, 4},
-		{"partial last page", 7, 3},
-		{"exact last page", 6, 3},
-		{"pages of one", 4, 1},
+		{"one page, room to spare", 3, 10, false},
+		{"exactly one page", 4, 4, false},
+		{"partial last page", 7, 3, false},
+		{"exact last page", 6, 3, false},
+		{"pages of one", 4, 1, false},
+		{"relating events, partial last page", 7, 2, true},
+		{"relating events, pages of one", 5, 1, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -625,41 +646,60 @@ func testEventsPaging(t *testing.T, open func(t *testing.T) Store) {
 			for i := range tt.writes {
 				// Neighbours on both sides write in between.
 				f.apply(grant(carol, "", t0, "email"))
-				w := grant(alice, fmt.Sprintf("p%d", i), t0.Add(time.Duration(i)*time.Minute), fmt.Sprintf("purpose-%d", i))
+				at := t0.Add(time.Duration(i) * time.Minute)
+				id := fmt.Sprintf("p%d", i)
+				w := grant(alice, id, at, fmt.Sprintf("purpose-%d", i))
+				if tt.relating {
+					switch i % 4 {
+					case 1:
+						w = relate(alice, consent.EventLink, bob, consent.IDPhone, id, at)
+					case 2:
+						w = relate(alice, consent.EventUnlink, bob, consent.IDPhone, id, at)
+					case 3:
+						w = relate(alice, consent.EventRectifyFrom, dave, consent.IDExternal, id, at)
+					}
+				}
 				want = append(want, applied(w, f.apply(w)))
 				f.apply(grant(dave, "", t0, "email"))
 			}
-
-			var (
-				got   []consent.Event
-				after consent.ConsistencyToken
-			)
-			for page := 0; ; page++ {
-				if page > tt.writes {
-					t.Fatalf("paging did not end after %d pages", page)
-				}
-				evs, more, err := f.s.Events(context.Background(), alice, after, tt.limit)
-				if err != nil {
-					t.Fatalf("page %d: %v", page, err)
-				}
-				if len(evs) > tt.limit {
-					t.Errorf("page %d: %d events, limit %d", page, len(evs), tt.limit)
-				}
-				wantMore := len(got)+len(evs) < tt.writes
-				if more != wantMore {
-					t.Errorf("page %d (after %+v): more = %v, want %v", page, after, more, wantMore)
-				}
-				if more && len(evs) != tt.limit {
-					t.Errorf("page %d: %d events with more to follow, want a full page of %d", page, len(evs), tt.limit)
-				}
-				got = append(got, evs...)
-				if !more || len(evs) == 0 {
-					break
-				}
-				after = evs[len(evs)-1].Token
-			}
-			diffEvents(t, want, got)
+			diffEvents(t, want, f.pages(alice, tt.limit, tt.writes))
 		})
+	}
+}
+
+// pages reads every event of k, limit at a time, checking each page: at
+// most limit events, full while more follow, and more set exactly while
+// fewer than total have been read.
+func (f *fixture) pages(k consent.Key, limit, total int) []consent.Event {
+	t := f.t
+	t.Helper()
+	var (
+		got   []consent.Event
+		after consent.ConsistencyToken
+	)
+	for page := 0; ; page++ {
+		if page > total {
+			t.Fatalf("paging did not end after %d pages", page)
+		}
+		evs, more, err := f.s.Events(context.Background(), k, after, limit)
+		if err != nil {
+			t.Fatalf("page %d: %v", page, err)
+		}
+		if len(evs) > limit {
+			t.Errorf("page %d: %d events, limit %d", page, len(evs), limit)
+		}
+		wantMore := len(got)+len(evs) < total
+		if more != wantMore {
+			t.Errorf("page %d (after %+v): more = %v, want %v", page, after, more, wantMore)
+		}
+		if more && len(evs) != limit {
+			t.Errorf("page %d: %d events with more to follow, want a full page of %d", page, len(evs), limit)
+		}
+		got = append(got, evs...)
+		if !more || len(evs) == 0 {
+			return got
+		}
+		after = evs[len(evs)-1].Token
 	}
 }
 
@@ -998,4 +1038,252 @@ func testApplyBatch(t *testing.T, open func(t *testing.T) Store) {
 	}
 	f.chg.take() // replays are reported, as Apply reports them
 	f.unchanged(before, alice, bob, carol, dave)
+}
+
+// verifyIntact fails the test unless the store's history verifies.
+func (f *fixture) verifyIntact(when string) {
+	f.t.Helper()
+	parts, err := f.s.VerifyHistory(context.Background())
+	if err != nil {
+		f.t.Fatalf("VerifyHistory %s: %v", when, err)
+	}
+	if !consent.Intact(parts) {
+		f.t.Errorf("VerifyHistory %s: breaks %+v", when, parts)
+	}
+}
+
+// testLinks: links, unlinks and an erasure fold into the record's links
+// (sorted by key, kind kept), and each event comes back with its Other.
+func testLinks(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	lb := consent.Link{Key: bob, Kind: consent.IDPhone}
+	lc := consent.Link{Key: carol, Kind: consent.IDEmail}
+	ld := consent.Link{Key: dave, Kind: consent.IDExternal}
+	g := grant(alice, "l0", t0, "email")
+	p := g.Event.Proof
+	var want []consent.Event
+	write := func(ws ...consent.Write) consent.ConsistencyToken {
+		t.Helper()
+		var tok consent.ConsistencyToken
+		for _, w := range ws {
+			tok = f.apply(w)
+			want = append(want, applied(w, tok))
+		}
+		return tok
+	}
+	steps := []struct {
+		name   string
+		writes []consent.Write
+		links  []consent.Link
+	}{
+		{"link three", []consent.Write{
+			g,
+			relate(alice, consent.EventLink, bob, consent.IDPhone, "l1", t1),
+			relate(alice, consent.EventLink, dave, consent.IDExternal, "l2", t1),
+			relate(alice, consent.EventLink, carol, consent.IDEmail, "l3", t1),
+		}, []consent.Link{lc, lb, ld}},
+		{"link one again", []consent.Write{relate(alice, consent.EventLink, bob, consent.IDPhone, "l4", t1)}, []consent.Link{lc, lb, ld}},
+		{"unlink one", []consent.Write{relate(alice, consent.EventUnlink, bob, consent.IDPhone, "l5", t2)}, []consent.Link{lc, ld}},
+		{"unlink every link", []consent.Write{relate(alice, consent.EventUnlink, consent.Key{}, consent.IDUnknown, "l6", t2)}, nil},
+		{"link after unlinking", []consent.Write{relate(alice, consent.EventLink, dave, consent.IDExternal, "l7", t2)}, []consent.Link{ld}},
+	}
+	for _, st := range steps {
+		tok := write(st.writes...)
+		diffRecord(t, consent.Record{Token: tok, Purposes: map[string]consent.PurposeRecord{"email": {Grant: &p}}, Links: st.links}, f.get(alice))
+		diffEvents(t, want, f.events(alice))
+		f.verifyIntact("after " + st.name)
+	}
+	// Links are alice's alone: her neighbours have none.
+	for _, k := range []consent.Key{bob, carol, dave} {
+		diffRecord(t, consent.Record{}, f.get(k))
+	}
+	e := erase(alice, "l8", t3)
+	etok := f.apply(e)
+	diffRecord(t, consent.Record{Token: etok, ErasedAt: t3}, f.get(alice))
+	diffEvents(t, []consent.Event{applied(e, etok)}, f.events(alice))
+	f.verifyIntact("after the erasure")
+}
+
+// testRectify: a rectification as the server writes it: on the new
+// identifier, one batch of the carried grants and withdrawals and then
+// EventRectifyFrom, applied as one partition's share in one step (its
+// events take consecutive sequence numbers of one partition); on the old
+// one, EventRectifyTo, which withdraws every purpose and links the new.
+func testRectify(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	g := grant(alice, "r0", t0, "email", "sms")
+	p := g.Event.Proof
+	f.apply(g)
+	f.apply(withdraw(alice, "r1", t1, "sms"))
+
+	carried := []consent.Write{
+		grant(bob, "r2", t0, "email", "sms"),
+		withdraw(bob, "r3", t1, "sms"),
+		relate(bob, consent.EventRectifyFrom, alice, consent.IDEmail, "r4", t2),
+	}
+	toks, errs, err := f.s.ApplyBatch(context.Background(), carried)
+	if err != nil {
+		t.Fatalf("ApplyBatch: %v", err)
+	}
+	for i := range carried {
+		if errs[i] != nil {
+			t.Fatalf("write %d of the rectification: %v", i, errs[i])
+		}
+		if toks[i].Partition != toks[0].Partition || toks[i].Seq != toks[0].Seq+uint64(i) {
+			t.Errorf("write %d of the rectification: token %+v, want partition %d seq %d (one share, in order)", i, toks[i], toks[0].Partition, toks[0].Seq+uint64(i))
+		}
+	}
+	to := relate(alice, consent.EventRectifyTo, bob, consent.IDEmail, "r5", t2)
+	ttok := f.apply(to)
+
+	diffRecord(t, consent.Record{Token: toks[2], Links: []consent.Link{{Key: alice, Kind: consent.IDEmail}},
+		Purposes: map[string]consent.PurposeRecord{"email": {Grant: &p}, "sms": {Grant: &p, WithdrawnAt: t1}}}, f.get(bob))
+	diffRecord(t, consent.Record{Token: ttok, WithdrawnAllAt: t2, Links: []consent.Link{{Key: bob, Kind: consent.IDEmail}},
+		Purposes: map[string]consent.PurposeRecord{"email": {Grant: &p}, "sms": {Grant: &p, WithdrawnAt: t1}}}, f.get(alice))
+	var want []consent.Event
+	for i, w := range carried {
+		want = append(want, applied(w, toks[i]))
+	}
+	diffEvents(t, want, f.events(bob))
+	if evs := f.events(alice); len(evs) != 3 {
+		t.Errorf("alice has %d events, want 3", len(evs))
+	} else {
+		diffEvents(t, []consent.Event{applied(to, ttok)}, evs[2:])
+	}
+	f.verifyIntact("after a rectification")
+}
+
+// testRefusedLinks: a relating write that names the contact itself (alice
+// is full, bob has room), one beyond consent.MaxLinks, one with no kind, and an Other on an event that
+// relates nothing are refused for "other" and change nothing, not even
+// the sequence.
+func testRefusedLinks(t *testing.T, open func(t *testing.T) Store) {
+	f := newFixture(t, open)
+	f.apply(grant(alice, "setup", t0, "email"))
+	var full []consent.Write
+	for i := range consent.MaxLinks {
+		full = append(full, relate(alice, consent.EventLink, key(0x10+byte(i)), consent.IDExternal, fmt.Sprintf("link-%d", i), t1))
+	}
+	toks, errs, err := f.s.ApplyBatch(context.Background(), full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("link %d of %d: %v", i+1, consent.MaxLinks, err)
+		}
+	}
+	last := toks[len(toks)-1]
+	if n := len(f.get(alice).Links); n != consent.MaxLinks {
+		t.Fatalf("alice has %d links, want %d", n, consent.MaxLinks)
+	}
+	f.chg.take()
+	otherOnGrant := grant(alice, "x6", t2, "sms")
+	otherOnGrant.Event.Other = consent.Link{Key: bob, Kind: consent.IDPhone}
+	tests := []struct {
+		name string
+		w    consent.Write
+	}{
+		{"one link too many", relate(alice, consent.EventLink, bob, consent.IDPhone, "x1", t2)},
+		// Bob has room for links: only naming himself is wrong.
+		{"link to itself", relate(bob, consent.EventLink, bob, consent.IDEmail, "x2", t2)},
+		{"unlink itself", relate(alice, consent.EventUnlink, alice, consent.IDEmail, "x3", t2)},
+		{"rectified from itself", relate(bob, consent.EventRectifyFrom, bob, consent.IDEmail, "x4", t2)},
+		{"rectified to itself", relate(bob, consent.EventRectifyTo, bob, consent.IDEmail, "x5", t2)},
+		{"other on a grant", otherOnGrant},
+		{"link without a kind", relate(bob, consent.EventLink, alice, consent.IDUnknown, "x7", t2)},
+	}
+	before := f.snapshot(alice, bob)
+	for _, tt := range tests {
+		for _, batch := range []bool{false, true} {
+			var err error
+			if batch {
+				var errs []error
+				if _, errs, err = f.s.ApplyBatch(context.Background(), []consent.Write{tt.w}); err == nil {
+					err = errs[0]
+				}
+			} else {
+				_, err = f.s.Apply(context.Background(), tt.w)
+			}
+			var fe *consent.FieldError
+			if !errors.Is(err, consent.ErrInvalid) || !errors.As(err, &fe) || fe.Field != "other" {
+				t.Errorf("%s (batch %v): %v; want a consent.FieldError for other", tt.name, batch, err)
+			}
+			f.unchanged(before, alice, bob)
+		}
+	}
+	if next := f.apply(grant(alice, "x1", t2, "sms")); next.Partition != last.Partition || next.Seq != last.Seq+1 {
+		t.Errorf("next write token %+v, want partition %d seq %d: a refused write took a sequence number", next, last.Partition, last.Seq+1)
+	}
+	f.verifyIntact("after refused links")
+}
+
+// Tamperer edits what a store holds, as someone with write access to its
+// storage (not to its chain key) would. The store under test must
+// implement it, for testTamperedLinks.
+type Tamperer interface {
+	// EditEntry replaces the stored history entry of key's event tok by
+	// what edit returns.
+	EditEntry(t *testing.T, key consent.Key, tok consent.ConsistencyToken, edit func(entry []byte) []byte)
+	// EditRecord replaces key's stored record by what edit returns.
+	EditRecord(t *testing.T, key consent.Key, edit func(consent.Record) consent.Record)
+}
+
+// testTamperedLinks: the link is covered by the history's chain, and the
+// record's links by the history: another identifier put into a stored link
+// event, or a link dropped from a record, is a break.
+func testTamperedLinks(t *testing.T, open func(t *testing.T) Store) {
+	tests := []struct {
+		name   string
+		tamper func(t *testing.T, tm Tamperer, linkTok consent.ConsistencyToken)
+	}{
+		{"other identifier in the link event", func(t *testing.T, tm Tamperer, linkTok consent.ConsistencyToken) {
+			tm.EditEntry(t, alice, linkTok, func(entry []byte) []byte {
+				// The entry holds the linked key as it is (and no more
+				// than the key): point it at carol instead of bob.
+				i := bytes.LastIndex(entry, bob[:])
+				if i < 0 {
+					t.Fatalf("the stored link event does not hold the linked key: %x", entry)
+				}
+				out := bytes.Clone(entry)
+				copy(out[i:], carol[:])
+				return out
+			})
+		}},
+		{"link dropped from the record", func(t *testing.T, tm Tamperer, _ consent.ConsistencyToken) {
+			tm.EditRecord(t, alice, func(r consent.Record) consent.Record {
+				if len(r.Links) != 2 {
+					t.Fatalf("the record has links %v, want 2", r.Links)
+				}
+				r.Links = r.Links[1:]
+				return r
+			})
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, open)
+			tm, ok := f.s.(Tamperer)
+			if !ok {
+				t.Fatalf("the store under test (%T) does not implement storetest.Tamperer", f.s)
+			}
+			f.apply(grant(alice, "t1", t0, "email"))
+			linkTok := f.apply(relate(alice, consent.EventLink, bob, consent.IDPhone, "t2", t1))
+			f.apply(relate(alice, consent.EventLink, dave, consent.IDExternal, "t3", t1))
+			f.verifyIntact("before tampering")
+			tt.tamper(t, tm, linkTok)
+			parts, err := f.s.VerifyHistory(context.Background())
+			if err != nil {
+				t.Fatalf("VerifyHistory: %v", err)
+			}
+			if consent.Intact(parts) {
+				t.Errorf("VerifyHistory after tampering: intact, want a break")
+			}
+			for _, p := range parts {
+				for _, b := range p.Breaks {
+					t.Logf("break at seq %d: %s", b.Seq, b.Problem)
+				}
+			}
+		})
+	}
 }
