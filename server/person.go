@@ -375,10 +375,14 @@ func (s *consentService) Rectify(ctx context.Context, req *pb.RectifyRequest) (*
 	case nu != nil && !nu.ErasedAt.IsZero():
 		return nil, toStatus(fmt.Errorf("%w: new_contact was erased: record its consent anew, as the person gives it, rather than carry older consent to it", consent.ErrSuppressed))
 	}
+	from, err := s.carriedFrom(ctx, old, r.old.Key, r.new.Key)
+	if err != nil {
+		return nil, toStatus(err)
+	}
 	// One batch on the new identifier: the carried consents and the event
 	// that says where they came from land together, in history order.
 	var batch []consent.Write
-	for _, e := range carried(old) {
+	for _, e := range carried(from) {
 		w := part(r.w, "rectify", r.new.Key[:], eventDigest(&e))
 		e.RequestID = w.Event.RequestID
 		if e.Kind == consent.EventWithdraw {
@@ -404,6 +408,43 @@ func (s *consentService) Rectify(ctx context.Context, req *pb.RectifyRequest) (*
 		return nil, toStatus(err)
 	}
 	return &pb.RectifyResponse{NewConsistencyToken: s.issue(toks[len(toks)-1]), OldConsistencyToken: s.issue(oldTok)}, nil
+}
+
+// carriedFrom is old's record as a rectification to nu carries it: the
+// record itself, or, when old already names nu (a retry of this
+// rectification, or one before it), the record folded from old's history
+// up to its first RECTIFY_TO naming nu. That event withdrew every purpose
+// on old; carried back to nu, it would block the new identifier too, and a
+// retried Rectify would not be a replay.
+func (s *Server) carriedFrom(ctx context.Context, old *consent.Record, oldKey, nu consent.Key) (*consent.Record, error) {
+	if old == nil || !old.Linked(nu) {
+		return old, nil
+	}
+	var (
+		rec   consent.Record
+		after consent.ConsistencyToken
+	)
+	for {
+		events, more, err := s.cfg.Store.Events(ctx, oldKey, after, maxPageSize)
+		if err != nil {
+			return nil, err
+		}
+		for i := range events {
+			e := &events[i]
+			if e.Kind == consent.EventRectifyTo && e.Other.Key == nu {
+				return &rec, nil
+			}
+			// The history is what the record was folded from: an event
+			// Apply refuses now was refused then, and is not there.
+			if next, err := consent.Apply(rec, *e); err == nil {
+				rec = next
+			}
+		}
+		if !more || len(events) == 0 {
+			return old, nil
+		}
+		after = events[len(events)-1].Token
+	}
 }
 
 // carried returns the events that give a new identifier old's consents:
