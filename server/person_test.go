@@ -1,9 +1,11 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,7 +14,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/testserver"
 	pb "github.com/consentd/consentd/proto/consent/v1"
+	"github.com/consentd/consentd/server"
 )
 
 // The person of these tests: an email address, a phone number and a second
@@ -431,5 +435,48 @@ func TestPersonBound(t *testing.T) {
 	}
 	if n := len(c.events(t, &pb.ListEventsRequest{Contact: "one-more@example.com"})); n != 0 {
 		t.Errorf("the refused link wrote %d events", n)
+	}
+}
+
+// failingErase is the real store, but its second erasure fails once, as
+// the store being unreachable for a moment would fail it.
+type failingErase struct {
+	server.Store
+	mu     sync.Mutex
+	erases int
+}
+
+func (f *failingErase) Apply(ctx context.Context, w consent.Write) (consent.ConsistencyToken, error) {
+	if w.Event.Kind == consent.EventErase {
+		f.mu.Lock()
+		f.erases++
+		n := f.erases
+		f.mu.Unlock()
+		if n == 2 {
+			return consent.ConsistencyToken{}, fmt.Errorf("%w: injected", consent.ErrUnavailable)
+		}
+	}
+	return f.Store.Apply(ctx, w)
+}
+
+// TestPersonEraseResumes: a person-wide erasure that stops half way (an
+// erasure drops the identifier's links) is finished by its retry: the
+// farthest identifiers are erased first, so the ones left are still
+// reachable from the contact.
+func TestPersonEraseResumes(t *testing.T) {
+	env := testserver.Start(t, testserver.Options{Store: func(s server.Store) server.Store { return &failingErase{Store: s} }})
+	c := &clients{env: env, check: pb.NewCheckServiceClient(env.Conn), cons: pb.NewConsentServiceClient(env.Conn)}
+	personOf(t, c)
+	req := &pb.EraseRequest{Contact: personEmail, Scope: pb.Scope_SCOPE_PERSON, RequestId: "erase-ada"}
+	if _, err := c.cons.Erase(ctx(t), req); status.Code(err) != codes.Unavailable {
+		t.Fatalf("Erase with the store failing: %v, want Unavailable", err)
+	}
+	if _, err := c.cons.Erase(ctx(t), req); err != nil {
+		t.Fatalf("retried Erase: %v", err)
+	}
+	for _, who := range []string{personEmail, personPhone, personWork} {
+		if d, r := c.checkOf(t, who, "email_marketing"); d != deny || r != pb.Reason_REASON_ERASED {
+			t.Errorf("Check(%s) after the retried erasure: %v %v, want DENY ERASED", who, d, r)
+		}
 	}
 }
