@@ -465,7 +465,7 @@ func TestPersonRetriesApplyOnce(t *testing.T) {
 		return resp, err
 	}
 	c, _ := newClientWith(t, lose)
-	const email, phone, moved = "retry@example.com", "+447700900777", "retry@moved.example"
+	const email, phone, moved = "retry@example.com", "+442079460777", "retry@moved.example"
 	if _, err := c.Grant(ctx(t), &pb.GrantRequest{Contact: email, Purposes: []string{"email_marketing"}, Method: pb.Method_METHOD_CHECKBOX}); err != nil {
 		t.Fatalf("Grant: %v", err)
 	}

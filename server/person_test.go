@@ -24,8 +24,10 @@ import (
 // last takes two links.
 const (
 	personEmail = "ada@example.com"
-	personPhone = "+447700900461"
+	personPhone = "+442079460958"
 	personWork  = "ada.work@example.org"
+	// personWorkKind is personWork's kind.
+	personWorkKind = pb.IdentifierKind_IDENTIFIER_KIND_EMAIL
 )
 
 func (c *clients) link(t *testing.T, contact string, others ...string) *pb.LinkIdentifiersResponse {
@@ -97,7 +99,7 @@ func TestPersonErase(t *testing.T) {
 	}
 	want := []ident{
 		{pb.IdentifierKind_IDENTIFIER_KIND_PHONE, c.keyOf(t, personPhone), allow},
-		{pb.IdentifierKind_IDENTIFIER_KIND_EMAIL, c.keyOf(t, personWork), allow},
+		{personWorkKind, c.keyOf(t, personWork), allow},
 	}
 	if diff := cmp.Diff(want, idents); diff != "" {
 		t.Errorf("GetContact person (-want +got):\n%s", diff)
@@ -287,7 +289,7 @@ func snapshotOf(t *testing.T, c *clients, contacts ...string) string {
 // INVALID_ARGUMENT naming the field, and changes nothing.
 func TestPersonBadInput(t *testing.T) {
 	c := start(t)
-	const victim, other = "victim@example.com", "+447700900123"
+	const victim, other = "victim@example.com", "+442079460123"
 	c.grant(t, &pb.GrantRequest{Contact: victim, Purposes: []string{"email_marketing"}})
 	c.grant(t, &pb.GrantRequest{Contact: other, Purposes: []string{"email_marketing"}})
 	// A full identifier: MaxLinks links already.

@@ -18,7 +18,7 @@ func TestPerson(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			addr := b.start(t)
-			ids := []string{"ada@example.com", "+447700900461", "ada.work@example.org"}
+			ids := []string{"ada@example.com", "+442079460958", "ada.work@example.org"}
 			for _, id := range ids {
 				mustRun(t, addr, "grant", id, "email_marketing", "--method", "checkbox", "--evidence", "form:1")
 			}
@@ -29,7 +29,7 @@ func TestPerson(t *testing.T) {
 			if len(link.Others) != 1 || link.Others[0].Identifier.Kind != "phone" || len(link.Others[0].Identifier.Key) != 64 || link.RequestID != "link-1" {
 				t.Errorf("link --json: %+v", link)
 			}
-			if out := mustRun(t, addr, "link", ids[1], ids[2]); !strings.HasPrefix(out, "linked +447700900461 to ada.work@example.org as one person; consistency token ") {
+			if out := mustRun(t, addr, "link", ids[1], ids[2]); !strings.HasPrefix(out, "linked +442079460958 to ada.work@example.org as one person; consistency token ") {
 				t.Errorf("link: %q", out)
 			}
 
@@ -95,7 +95,7 @@ func TestRectifyCommand(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			addr := b.start(t)
-			const old, nu = "bo@old.example", "+447700900999"
+			const old, nu = "bo@old.example", "+442079460999"
 			mustRun(t, addr, "grant", old, "email_marketing", "sales_outreach", "--method", "paper_form", "--evidence", "scan:7", "--captured-at", "2026-01-10")
 			mustRun(t, addr, "withdraw", old, "sales_outreach")
 			var r rectifyJSON
