@@ -38,7 +38,7 @@ takes effect at once. With --person, withdraw on every identifier of
 CONTACT's person.`,
 		},
 		{
-			name: "erase", args: "CONTACT", opts: "[--person] [flags]", min: 1, max: 1, setup: setupErase,
+			name: "erase", args: "CONTACT", opts: "[flags]", min: 1, max: 1, setup: setupErase,
 			summary: "erase the contact's record and history, leaving a suppression marker",
 			about: `Erase CONTACT everywhere: its record and history are deleted and only a
 keyed-hash suppression marker remains, so it is never re-imported from a
