@@ -397,5 +397,7 @@ func cost(r *consent.Record) int64 {
 			n += int64(unsafe.Sizeof(*g) + uintptr(len(g.ThirdParty)+len(g.EvidenceRef)+len(g.NoticeVersion)+len(g.Actor)))
 		}
 	}
-	return n
+	// Up to consent.MaxLinks of them: a linked record can hold more than
+	// its purposes.
+	return n + int64(len(r.Links))*int64(unsafe.Sizeof(consent.Link{}))
 }

@@ -859,3 +859,16 @@ func TestEvictions(t *testing.T) {
 		t.Errorf("after a Drop: ristretto's KeysEvicted = %d, want %d (it counts the Del)", got, want)
 	}
 }
+
+// TestCostCountsLinks: a record's links are part of what the cache holds
+// for it, so a cache of linked records stays within its bytes.
+func TestCostCountsLinks(t *testing.T) {
+	links := make([]consent.Link, consent.MaxLinks)
+	for i := range links {
+		links[i] = consent.Link{Key: consent.Key{byte(i)}, Kind: consent.IDEmail}
+	}
+	bare, linked := cost(&consent.Record{}), cost(&consent.Record{Links: links})
+	if got, want := linked-bare, int64(consent.MaxLinks*(len(consent.Key{})+1)); got < want {
+		t.Errorf("%d links add %d to a record's cost, want at least %d", consent.MaxLinks, got, want)
+	}
+}

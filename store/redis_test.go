@@ -347,3 +347,62 @@ func TestRedisVerifyUnderWrites(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisRectificationIsOneScript: what a rectification writes on the new
+// identifier (the consents carried from the old one, then RectifyFrom) is
+// one contact, so one partition's share of the batch: one run of the write
+// script, which Redis applies whole or not at all. No reader, and no
+// failure between two steps, can see the consents carried without the
+// event that says where from, or the reverse. (No request ids: their
+// claims run a script of their own, which this count would include.)
+func TestRedisRectificationIsOneScript(t *testing.T) {
+	rdb := redistest.Start(t, redisproc.Options{}).Client(t)
+	s := openRedis(t, rdb, store.RedisConfig{Partitions: 16, Init: true})
+	ctx := context.Background()
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	proof := consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, CapturedAt: at, RecordedAt: at}
+	old, fresh := consent.Key{0: 1, 8: 1}, consent.Key{0: 2, 8: 2}
+	// Loads the script, so the count below is of EVALSHA alone.
+	if _, err := s.Apply(ctx, consent.Write{Key: old, Event: consent.Event{Kind: consent.EventGrant, Purposes: []string{"email_marketing", "sales_outreach"}, Proof: proof}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	later := proof
+	later.CapturedAt = at.Add(time.Hour)
+	batch := []consent.Write{
+		{Key: fresh, Event: consent.Event{Kind: consent.EventGrant, Purposes: []string{"email_marketing", "sales_outreach"}, Proof: proof}},
+		{Key: fresh, Event: consent.Event{Kind: consent.EventWithdraw, Purposes: []string{"sales_outreach"}, Proof: later}},
+		{Key: fresh, Event: consent.Event{Kind: consent.EventRectifyFrom, Proof: later, Other: consent.Link{Key: old, Kind: consent.IDEmail}}},
+	}
+	_, errs, err := s.ApplyBatch(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	scripts := int64(0)
+	for _, line := range strings.Split(rdb.Info(ctx, "commandstats").Val(), "\n") {
+		for _, cmd := range []string{"cmdstat_evalsha:calls=", "cmdstat_eval:calls="} {
+			if rest, ok := strings.CutPrefix(line, cmd); ok {
+				v, _, _ := strings.Cut(rest, ",")
+				n, _ := strconv.ParseInt(v, 10, 64)
+				scripts += n
+			}
+		}
+	}
+	if scripts != 1 {
+		t.Errorf("the rectification's %d writes ran %d scripts, want 1", len(batch), scripts)
+	}
+	rec, err := s.Get(ctx, fresh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rec.Linked(old) || rec.Purposes["email_marketing"].Grant == nil || rec.Purposes["sales_outreach"].WithdrawnAt.IsZero() {
+		t.Errorf("the new identifier's record is %+v, want the carried consents and the link", rec)
+	}
+}

@@ -367,6 +367,9 @@ func testIdempotentReplay(t *testing.T, open func(t *testing.T) Store) {
 		{"withdraw", withdraw(alice, "r1", t1, "email")},
 		{"withdraw all", withdraw(alice, "r1", t1)},
 		{"erase", erase(alice, "r1", t1)},
+		{"link", relate(alice, consent.EventLink, bob, consent.IDPhone, "r1", t1)},
+		{"unlink", relate(alice, consent.EventUnlink, consent.Key{}, consent.IDUnknown, "r1", t1)},
+		{"rectify to", relate(alice, consent.EventRectifyTo, bob, consent.IDEmail, "r1", t1)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
