@@ -8,19 +8,32 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/consentd/consentd/internal/identifier"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
 // TestOneContactRule: every RPC that takes a contact holds it to the one
-// rule, consent.CheckContact's (an email address or an E.164 phone number,
-// what consentctl import takes): a contact that breaks it is
-// INVALID_ARGUMENT naming the field and the rule, or, in an audience, an
-// invalid contact; and nothing changes.
+// rule, internal/identifier's (an email address, a phone number, or an
+// external namespace:id, what consentctl import takes): a contact that
+// breaks it is INVALID_ARGUMENT naming the field and the rule it breaks,
+// or, in an audience, an invalid contact; and nothing changes.
 func TestOneContactRule(t *testing.T) {
 	c := start(t)
 	c.grant(t, &pb.GrantRequest{Contact: "victim@example.com", Purposes: []string{"email_marketing"}, Method: pb.Method_METHOD_CHECKBOX})
-	const rule = "not an email address or E.164 phone number"
-	for _, bad := range []string{"ada example.com", "+44 20 7946 0000", "crm:12345", "jo@localhost"} {
+	for _, tc := range []struct{ bad, rule string }{
+		{"ada example.com", "not an email address or phone number"},
+		{"+44 20 7946 000", identifier.ErrPhoneInvalid.Error()},
+		{"020 7946 0958", identifier.ErrPhoneRegion.Error()}, // this server has no --default-region
+		{"jo@localhost", identifier.ErrDomainDot.Error()},
+		{"Victim <victim@example.com>", identifier.ErrDisplayName.Error()},
+		// Zero-width and bidi characters: the same address to the eye.
+		{"victim\u200b@example.com", identifier.ErrInvisible.Error()},
+		{"victim@example.com\u200d", identifier.ErrInvisible.Error()},
+		{"\u202evictim@example.com", identifier.ErrInvisible.Error()},
+		{"\u2066victim@example.com\u2069", identifier.ErrInvisible.Error()},
+		{"victim@\u200eexample.com", identifier.ErrInvisible.Error()},
+	} {
+		bad, rule := tc.bad, tc.rule
 		calls := []struct {
 			name, field string
 			call        func() error

@@ -9,6 +9,7 @@ import (
 
 	"github.com/consentd/consentd/consent"
 	"github.com/consentd/consentd/internal/contactkey"
+	"github.com/consentd/consentd/internal/identifier"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
@@ -48,7 +49,7 @@ func FuzzGrantRequest(f *testing.F) {
 		}
 		p := w.Event.Proof
 		switch {
-		case consent.CheckContact(contact) != nil:
+		case func() error { _, err := (identifier.Parser{}).Parse(contact); return err }() != nil:
 			t.Fatalf("accepted malformed contact %q", contact)
 		case !p.Method.Affirmative():
 			t.Fatalf("accepted method %d", method)

@@ -608,7 +608,7 @@ func violatedField(st *status.Status) string {
 // the raw contacts in the server's logs and in the store's file.
 func TestNoRawContactsAtRest(t *testing.T) {
 	c := start(t)
-	contacts := []string{"Secret.Person@Example.com", "+447700900123", "zoë@example.jp"}
+	contacts := []string{"Secret.Person@Example.com", "+447911123456", "zoë@example.jp"}
 	for i, who := range contacts {
 		c.grant(t, &pb.GrantRequest{Contact: who, Purposes: []string{"email_marketing"}, RequestId: fmt.Sprint("id-", i)})
 		c.checkOf(t, who, "email_marketing")

@@ -37,9 +37,10 @@ func setupImport(fs *flag.FlagSet) runner {
 	batch := fs.Int("batch", importer.DefaultBatch, fmt.Sprintf("(contact, purpose) rows per call, `N` at most %d", consent.MaxBatch))
 	inFlight := fs.Int("in-flight", importer.DefaultInFlight, "how many batches are sent at once, `N`")
 	actor := fs.String("actor", "", "who records the writes, a `NAME` kept with every event (default $"+actorEnv+", else \""+defaultImportActor+"\"); keep it for a re-run, whose requests must be the same")
+	region := fs.String("default-region", "", "the CLDR `REGION` (GB, US) phone numbers written without + and a country code are read in, as consentd's --default-region (default: such rows are rejected)")
 	return func(ctx context.Context, c *call, args []string) (int, error) {
 		cfg := importer.Config{File: args[0], Format: *format, Out: *out, DryRun: *dryRun,
-			Batch: *batch, InFlight: *inFlight, Actor: *actor,
+			Batch: *batch, InFlight: *inFlight, Actor: *actor, DefaultRegion: *region,
 			Stdin: os.Stdin, Progress: c.stderr, Terminal: isTerminal(c.stderr), Now: time.Now, Every: 5 * time.Second}
 		if cfg.Actor == "" {
 			cfg.Actor = c.env(actorEnv)

@@ -135,7 +135,7 @@ func wantHandFiles(file, dir string, dryRun bool) map[string]string {
 		"report.json": handReportJSON(file, dryRun),
 		"report.txt":  handReport(dir, dryRun),
 		"rejects.csv": `line,reason
-10,contact: not an email address or E.164 phone number
+10,contact: not an email address or phone number
 11,"purpose: unknown purpose ""newsletter"""
 12,"captured_at: cannot parse ""31/12/2020"" (want RFC 3339 or YYYY-MM-DD)"
 13,"row: has 3 fields, the header has 11"

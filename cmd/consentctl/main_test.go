@@ -25,15 +25,16 @@ type backend struct {
 
 // backends are the stores every end-to-end test runs on: the embedded file
 // and a real redis-server. The Redis sidecar uses one partition, so its
-// tokens count writes exactly like the embedded store's.
-func backends() []backend {
+// tokens count writes exactly like the embedded store's. extra are more
+// consentd flags.
+func backends(extra ...string) []backend {
 	return []backend{
 		{"embedded", func(t *testing.T) string {
-			return daemontest.Start(t, "--data-dir", t.TempDir()).Addr
+			return daemontest.Start(t, append([]string{"--data-dir", t.TempDir()}, extra...)...).Addr
 		}},
 		{"redis", func(t *testing.T) string {
 			srv := redistest.Start(t, redisproc.Options{})
-			return startConsentdOnRedis(t, srv)
+			return startConsentdOnRedis(t, srv, extra...)
 		}},
 	}
 }
@@ -41,14 +42,14 @@ func backends() []backend {
 // testSecret is the contact-key secret of the sidecars on Redis.
 const testSecret = "the consentctl tests' secret, 0123456789"
 
-func startConsentdOnRedis(t *testing.T, srv *redistest.Server) string {
+func startConsentdOnRedis(t *testing.T, srv *redistest.Server, extra ...string) string {
 	t.Helper()
 	secret := filepath.Join(t.TempDir(), "consentd.secret")
 	if err := os.WriteFile(secret, []byte(testSecret), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// The one sidecar on a new Redis initialises it.
-	return daemontest.Start(t, "--redis", "redis://"+srv.Addr()+"/0", "--redis-init", "--secret-file", secret, "--partitions", "1").Addr
+	return daemontest.Start(t, append([]string{"--redis", "redis://" + srv.Addr() + "/0", "--redis-init", "--secret-file", secret, "--partitions", "1"}, extra...)...).Addr
 }
 
 func testCtx(t *testing.T) context.Context {

@@ -66,6 +66,7 @@ func flagSet(c *daemon.Config) *flag.FlagSet {
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory of the embedded store and its secret (a relative one is in the working directory: the start line logs the absolute path)")
 	fs.StringVar(&c.PurposesFile, "purposes", c.PurposesFile, "purpose registry file (JSON); default: the built-in registry")
 	fs.StringVar(&c.SecretFile, "secret-file", c.SecretFile, "HMAC secret for contact keys; default: DATA-DIR/secret, created (0600) on first start; required with Redis")
+	fs.StringVar(&c.DefaultRegion, "default-region", c.DefaultRegion, "CLDR region code (GB, US, DE) phone numbers written without + and a country code are read in; default: such numbers are refused")
 	fs.Int64Var(&c.CacheBytes, "cache-bytes", c.CacheBytes, "memory for cached records in bytes; 0 disables the cache")
 	fs.TextVar(&c.LogLevel, "log-level", c.LogLevel, "log level: debug, info, warn, error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "log format: text or json")

@@ -174,7 +174,9 @@ func TestSmallAudiences(t *testing.T) {
 	addr := daemontest.Start(t, "--data-dir", t.TempDir()).Addr
 	c := daemontest.Client(t, addr)
 	grant(t, c, &pb.GrantRequest{Contact: "ada@example.com", Purposes: []string{purpose}})
-	grant(t, c, &pb.GrantRequest{Contact: `"cy,d"@example.com`, Purposes: []string{purpose}})
+	// An external id may hold quotes and commas (an email address may not:
+	// no quoted local parts), so CSV quoting is still tried with one.
+	grant(t, c, &pb.GrantRequest{Contact: `crm:"cy,d"`, Purposes: []string{purpose}})
 	grant(t, c, &pb.GrantRequest{Contact: "bo@example.com", Purposes: []string{"email_marketing"}})
 
 	tests := []struct {
@@ -198,7 +200,7 @@ func TestSmallAudiences(t *testing.T) {
 			map[string]uint64{"granted": 2}},
 		{"blank lines and extra columns", nil, "\n\nbo@example.com,1,2,3\n\nada@example.com\n\n", "ada@example.com\n",
 			map[string]uint64{"granted": 1, "no_consent": 1}},
-		{"quoted cells", nil, "\"\"\"cy,d\"\"@example.com\",x\n\"ada@example.com\"\n", "\"\"\"cy,d\"\"@example.com\"\nada@example.com\n",
+		{"quoted cells", nil, "\"crm:\"\"cy,d\"\"\",x\n\"ada@example.com\"\n", "\"crm:\"\"cy,d\"\"\"\nada@example.com\n",
 			map[string]uint64{"granted": 2}},
 		{"empty and malformed contacts are invalid", nil, ",Ada\n\"   \"\nbad\x01@example.com\nada@example.com\n", "ada@example.com\n",
 			map[string]uint64{"granted": 1, "invalid": 3}},
@@ -294,7 +296,7 @@ func grantedKind(k int) string {
 // grantedContact is the k-th granted contact as the test grants it.
 func grantedContact(k int) string {
 	if k == 7 {
-		return fmt.Sprintf(`"quoted,g%04d"@example.com`, k)
+		return fmt.Sprintf(`crm:"quoted,g%04d"`, k)
 	}
 	return fmt.Sprintf("g%04d@example.com", k)
 }

@@ -42,13 +42,13 @@ func (m headerMode) isHeader(cell string) bool {
 }
 
 // plausibleContact reports whether a first cell looks like a contact rather
-// than a column name: contacts are email addresses (an '@') or phone numbers
-// (digits); column names ("email", "Contact", "e-mail address") have
-// neither. An empty cell is a contact, an invalid one: a header names its
+// than a column name: contacts are email addresses (an '@'), phone numbers
+// (digits) or external ids (crm:12345, a ':'); column names ("email",
+// "Contact", "e-mail address") have none of them. An empty cell is a contact, an invalid one: a header names its
 // column.
 func plausibleContact(cell string) bool {
 	cell = strings.TrimSpace(cell)
-	return cell == "" || strings.ContainsAny(cell, "@0123456789")
+	return cell == "" || strings.ContainsAny(cell, "@:0123456789")
 }
 
 // contactReader reads the first column of a CSV: blank lines are skipped,

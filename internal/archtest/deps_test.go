@@ -24,7 +24,8 @@ const module = "github.com/consentd/consentd"
 // to state its place.
 var allowed = map[string][]string{
 	"consent":                   {},
-	"internal/contactkey":       {"consent", "golang.org/x/text"},
+	"internal/identifier":       {"consent", "github.com/nyaruka/phonenumbers", "golang.org/x/net/idna", "golang.org/x/text"},
+	"internal/contactkey":       {"consent", "internal/identifier"},
 	"proto/consent/v1":          {"google.golang.org/protobuf", "google.golang.org/grpc"},
 	"internal/chain":            {},
 	"internal/logthrottle":      {},
@@ -43,7 +44,7 @@ var allowed = map[string][]string{
 	"bench/soak":                {"consent", "bench", "client", "proto/consent/v1", "internal/redisproc", "internal/faultproxy", "github.com/redis/go-redis", "google.golang.org/grpc", "google.golang.org/protobuf"}, // it runs the Redis and proxy it breaks; it measures consentd through the client only
 	"examples/audience":         {"consent", "client"},
 	"examples/emailgate":        {"consent", "client"},
-	"internal/importer":         {"consent", "client", "proto/consent/v1", "golang.org/x/sync", "google.golang.org/grpc", "google.golang.org/protobuf"},
+	"internal/importer":         {"consent", "client", "proto/consent/v1", "internal/identifier", "golang.org/x/sync", "google.golang.org/grpc", "google.golang.org/protobuf"},
 	"internal/doccheck":         {}, // tests of the README and docs/ only
 	"internal/devcerts":         {}, // the standard library's crypto only
 }

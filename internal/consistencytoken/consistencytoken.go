@@ -32,10 +32,10 @@ import (
 
 // label separates this key from the others derived from the secret (chain,
 // unsubscribe); its version changes with the tag's construction. Contact
-// keys are HMAC(secret, normalised contact), stored and logged, so the
+// keys are HMAC(secret, canonical contact), stored and logged, so the
 // key's input must never be a contact: it holds a NUL byte (between the
 // label and the store id), a control character no contact may contain
-// (consent.CheckContact).
+// (internal/identifier).
 const label = "consentd consistency token v2"
 
 // Issuer tags and recognises one store's consistency tokens. It is safe for

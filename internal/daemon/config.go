@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/consentd/consentd/internal/identifier"
 	"github.com/consentd/consentd/internal/unsubscribe"
 	"github.com/consentd/consentd/server"
 )
@@ -26,6 +27,10 @@ type Config struct {
 	// store, created on first start.
 	SecretFile string
 	CacheBytes int64 // --cache-bytes; 0 disables the cache
+	// DefaultRegion is --default-region: the CLDR region (GB) phone
+	// numbers written without + and a country code are read in; "" refuses
+	// them.
+	DefaultRegion string
 
 	RedisURL      string // --redis
 	RedisSentinel string // --redis-sentinel: MASTER@host:port,...
@@ -111,6 +116,11 @@ func (c Config) Check() error {
 	}
 	if n > 1 {
 		return fmt.Errorf("give at most one of --redis, --redis-sentinel, --redis-cluster")
+	}
+	if c.DefaultRegion != "" {
+		if err := identifier.CheckRegion(c.DefaultRegion); err != nil {
+			return fmt.Errorf("--default-region: %q is %w", c.DefaultRegion, err)
+		}
 	}
 	if c.Partitions == 0 || c.Partitions > 1<<16 {
 		return fmt.Errorf("--partitions: want 1 to 65536, got %d", c.Partitions)

@@ -119,7 +119,7 @@ func serve(ctx context.Context, c Config, sec security, purposes *consent.Regist
 	if err != nil {
 		return err
 	}
-	keys, err := contactkey.New(secret)
+	keys, err := contactkey.New(secret, contactkey.WithDefaultRegion(c.DefaultRegion))
 	if err != nil {
 		return err
 	}

@@ -34,13 +34,22 @@ func dialDaemon(t *testing.T, addr string) *grpc.ClientConn {
 	return conn
 }
 
-// batchOf returns a BatchCheck of n contacts of size bytes each.
+// batchOf returns a BatchCheck of n contacts of size bytes each: an
+// address (from size 254 the longest RFC 5321 allows: a 64-byte local part,
+// a domain of 189), then the spaces a contact may carry around it.
 func batchOf(n, size int) *pb.BatchCheckRequest {
 	req := &pb.BatchCheckRequest{Purpose: "email_marketing", Contacts: make([]string, n)}
+	domain := "example.com"
+	if size >= 254 {
+		domain = strings.Repeat("d", 63) + "." + strings.Repeat("d", 63) + "." + strings.Repeat("d", 57) + ".com"
+	}
 	for i := range n {
-		// The padding goes in the domain: a local part is at most 64 bytes.
-		c := fmt.Sprintf("%06d@", i)
-		req.Contacts[i] = c + strings.Repeat("x", size-len(c)-len(".example.com")) + ".example.com"
+		c := fmt.Sprintf("%06d", i)
+		if size >= 254 {
+			c += strings.Repeat("x", 58)
+		}
+		c += "@" + domain
+		req.Contacts[i] = c + strings.Repeat(" ", size-len(c))
 	}
 	return req
 }

@@ -38,7 +38,7 @@ import (
 // enough to matter holds the address whole.
 const (
 	leakEmail = "Nadia.Leakproof+logs@Example.ORG"
-	leakPhone = "+447700900461"
+	leakPhone = "+447911123456" // a valid number: an invalid one would be refused before it could leak
 )
 
 func leakHuge() string {

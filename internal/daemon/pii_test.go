@@ -24,7 +24,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/consentd/consentd/client"
-	"github.com/consentd/consentd/internal/contactkey"
+	"github.com/consentd/consentd/internal/identifier"
 	"github.com/consentd/consentd/internal/promscrape"
 	"github.com/consentd/consentd/internal/redisproc"
 	"github.com/consentd/consentd/internal/redistest"
@@ -53,7 +53,7 @@ type piiNeedle struct {
 }
 
 // piiNeedles returns what a scan for contacts looks for: each contact as
-// sent, trimmed, normalised (trim, NFC, lower case, as contactkey keys it),
+// sent, trimmed, canonical (internal/identifier, as contactkey keys it),
 // URL-escaped (query and path) and JSON-escaped; of an address, its local
 // part, the local part before any +tag and the local part's longest ASCII
 // run, which survives a \u escape of its other characters (JSON, Go's %q);
@@ -75,7 +75,10 @@ func piiNeedles(contacts []string) []piiNeedle {
 		}
 	}
 	for i, c := range contacts {
-		n := contactkey.Normalise(c)
+		n := c
+		if id, err := (identifier.Parser{DefaultRegion: "GB"}).Parse(c); err == nil {
+			n = id.Canonical
+		}
 		local, _, _ := strings.Cut(n, "@")
 		plain, _, _ := strings.Cut(local, "+")
 		add(i, "raw", c)

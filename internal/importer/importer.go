@@ -23,6 +23,7 @@ import (
 
 	"github.com/consentd/consentd/client"
 	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/identifier"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
@@ -45,6 +46,9 @@ type Config struct {
 	Batch    int      // (contact, purpose) rows per call, 1 to consent.MaxBatch
 	InFlight int      // batches sent at once, at least 1
 	Actor    string   // who records the writes, kept with every event
+	// DefaultRegion is the CLDR region (GB) phone numbers written without
+	// + and a country code are read in; "": such rows are rejected.
+	DefaultRegion string
 
 	Stdin io.Reader
 	// Progress receives the progress reports: a bar redrawn in place when
@@ -67,6 +71,11 @@ func (cfg *Config) check() error {
 	}
 	if err := consent.CheckLabel("--actor", cfg.Actor); err != nil {
 		return err
+	}
+	if cfg.DefaultRegion != "" {
+		if err := identifier.CheckRegion(cfg.DefaultRegion); err != nil {
+			return fmt.Errorf("--default-region: %q is %w", cfg.DefaultRegion, err)
+		}
 	}
 	switch cfg.Format {
 	case "":
@@ -112,6 +121,7 @@ type job struct {
 	client   *client.Client
 	reg      *consent.Registry
 	now      time.Time
+	ids      identifier.Parser
 	layout   *layout
 	input    recordReader
 	read     atomic.Int64 // bytes of the input read
@@ -152,7 +162,8 @@ func Run(ctx context.Context, c *client.Client, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	imp := &job{cfg: &cfg, client: c, reg: reg, now: start}
+	imp := &job{cfg: &cfg, client: c, reg: reg, now: start,
+		ids: identifier.Parser{DefaultRegion: cfg.DefaultRegion, Known: identifier.NewKnown(16)}}
 	in = &countingReader{r: in, n: &imp.read}
 	switch cfg.Format {
 	case "ndjson":
@@ -335,7 +346,7 @@ func (imp *job) rows(rec *record, raw *[numFields]string) []row {
 	for f := range numFields {
 		raw[f] = cell(l.field[f])
 	}
-	s := parseShared(raw, imp.now)
+	s := parseShared(raw, imp.now, imp.ids)
 	contactBad := strings.HasPrefix(s.reject, "contact:")
 	if l.purposes != nil {
 		out := make([]row, len(l.purposes))

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/consentd/consentd/consent"
+	"github.com/consentd/consentd/internal/identifier"
 	pb "github.com/consentd/consentd/proto/consent/v1"
 )
 
@@ -62,8 +63,11 @@ var earliestDate = time.Date(1990, 1, 1, 0, 0, 0, 0, time.UTC)
 // it.
 type shared struct {
 	contact string // as given, for the re-permission lists
-	key     string // trimmed: what is checked, written and hashed
-	method  consent.Method
+	// key is the contact's canonical form (internal/identifier): what is
+	// written and hashed, so that two spellings of one identifier in a
+	// file are one contact, as they are to consentd.
+	key    string
+	method consent.Method
 	// source is resolved: first party unless the file says third party or
 	// names one.
 	source      consent.Source
@@ -94,19 +98,22 @@ type row struct {
 }
 
 // parseShared parses a record's columns other than purpose and status.
-// now bounds the dates (at most maxFutureSkew ahead).
-func parseShared(raw *[numFields]string, now time.Time) *shared {
-	s := &shared{contact: raw[fContact], key: strings.TrimSpace(raw[fContact])}
-	s.reject = s.parse(raw, now)
+// now bounds the dates (at most maxFutureSkew ahead); ids parses the
+// contact.
+func parseShared(raw *[numFields]string, now time.Time, ids identifier.Parser) *shared {
+	s := &shared{contact: raw[fContact]}
+	s.reject = s.parse(raw, now, ids)
 	return s
 }
 
-func (s *shared) parse(raw *[numFields]string, now time.Time) string {
+func (s *shared) parse(raw *[numFields]string, now time.Time, ids identifier.Parser) string {
 	// The one rule for a contact, consentd's own: a row that passes is
 	// one consentd takes.
-	if err := consent.CheckContact(s.key); err != nil {
-		return fieldNames[fContact] + ": " + err.Error()
+	id, perr := ids.Parse(s.contact)
+	if perr != nil {
+		return fieldNames[fContact] + ": " + perr.Error()
 	}
+	s.key = id.Canonical
 	if m := lowerTrim(raw[fMethod]); m != "" {
 		v, ok := pb.Method_value["METHOD_"+strings.ToUpper(m)]
 		if !ok || !consent.Method(v).Valid() || strings.ContainsAny(m, " -") {

@@ -66,9 +66,9 @@ var maxTokenLen = b64.EncodedLen(headSize + MaxPurposeBytes + macSize)
 var b64 = base64.RawURLEncoding.Strict()
 
 // label is what the MAC key is derived from. Contact keys are
-// HMAC(secret, normalised contact), and they are stored and logged, so the
-// label must never be a normalised contact: its NUL byte is a control
-// character, which no contact may contain (consent.CheckContact).
+// HMAC(secret, canonical contact), and they are stored and logged, so the
+// label must never be a canonical contact: its NUL byte is a control
+// character, which no contact may contain (internal/identifier).
 const label = "\x00consentd one-click unsubscribe v1"
 
 // Token is what a token refers to.
