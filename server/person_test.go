@@ -19,15 +19,15 @@ import (
 	"github.com/consentd/consentd/server"
 )
 
-// The person of these tests: an email address, a phone number and a second
-// address, linked in a chain (email–phone, phone–work), so reaching the
-// last takes two links.
+// The person of these tests: an email address, a phone number and a CRM
+// id, linked in a chain (email–phone, phone–crm), so reaching the last
+// takes two links.
 const (
 	personEmail = "ada@example.com"
 	personPhone = "+442079460958"
-	personWork  = "ada.work@example.org"
+	personWork  = "crm:12345"
 	// personWorkKind is personWork's kind.
-	personWorkKind = pb.IdentifierKind_IDENTIFIER_KIND_EMAIL
+	personWorkKind = pb.IdentifierKind_IDENTIFIER_KIND_EXTERNAL
 )
 
 func (c *clients) link(t *testing.T, contact string, others ...string) *pb.LinkIdentifiersResponse {

@@ -10,15 +10,15 @@ import (
 )
 
 // TestPerson runs the commands of persons against a real consentd on each
-// store: a person with an email address, a phone number and a second
-// address is linked; the access export lists all three identifiers with
+// store: a person with an email address, a phone number and a CRM id
+// (crm:12345) is linked; the access export lists all three identifiers with
 // their consents and histories; one erase --person leaves every one
 // erased.
 func TestPerson(t *testing.T) {
 	for _, b := range backends() {
 		t.Run(b.name, func(t *testing.T) {
 			addr := b.start(t)
-			ids := []string{"ada@example.com", "+442079460958", "ada.work@example.org"}
+			ids := []string{"ada@example.com", "+442079460958", "crm:12345"}
 			for _, id := range ids {
 				mustRun(t, addr, "grant", id, "email_marketing", "--method", "checkbox", "--evidence", "form:1")
 			}
@@ -29,7 +29,7 @@ func TestPerson(t *testing.T) {
 			if len(link.Others) != 1 || link.Others[0].Identifier.Kind != "phone" || len(link.Others[0].Identifier.Key) != 64 || link.RequestID != "link-1" {
 				t.Errorf("link --json: %+v", link)
 			}
-			if out := mustRun(t, addr, "link", ids[1], ids[2]); !strings.HasPrefix(out, "linked +442079460958 to ada.work@example.org as one person; consistency token ") {
+			if out := mustRun(t, addr, "link", ids[1], ids[2]); !strings.HasPrefix(out, "linked +442079460958 to crm:12345 as one person; consistency token ") {
 				t.Errorf("link: %q", out)
 			}
 
@@ -57,7 +57,7 @@ func TestPerson(t *testing.T) {
 				got = append(got, summary{o.Kind, len(o.History)})
 			}
 			// The email: grant, link; the phone: grant, two links; work: grant, link.
-			want := []summary{{"email", 2}, {"phone", 3}, {"email", 2}}
+			want := []summary{{"email", 2}, {"phone", 3}, {"external", 2}}
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("export's identifiers (-want +got):\n%s\n%s", diff, out)
 			}
@@ -68,7 +68,7 @@ func TestPerson(t *testing.T) {
 			}
 			show := mustRun(t, addr, "show", ids[0])
 			if !strings.Contains(show, "other identifiers of the person") || len(export.Others) != 2 ||
-				!strings.Contains(show, "phone  "+export.Others[0].Key) || !strings.Contains(show, "email  "+export.Others[1].Key) {
+				!strings.Contains(show, "phone     "+export.Others[0].Key) || !strings.Contains(show, "external  "+export.Others[1].Key) {
 				t.Errorf("show lists not every identifier of the person:\n%s", show)
 			}
 			hist := mustRun(t, addr, "history", ids[2], "--identifier", export.Others[0].Key)
@@ -77,7 +77,7 @@ func TestPerson(t *testing.T) {
 			}
 
 			out = mustRun(t, addr, "erase", "--person", ids[2])
-			if !strings.HasPrefix(out, "erased ada.work@example.org and 2 other identifiers of the person (") {
+			if !strings.HasPrefix(out, "erased crm:12345 and 2 other identifiers of the person (") {
 				t.Errorf("erase --person: %q", out)
 			}
 			for _, id := range ids {
