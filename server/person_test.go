@@ -482,3 +482,43 @@ func TestPersonEraseResumes(t *testing.T) {
 		}
 	}
 }
+
+// TestUnlink: an identifier unlinked leaves its person on both sides, with
+// an UNLINK event on each, and a person-wide erasure no longer reaches it.
+func TestUnlink(t *testing.T) {
+	c := start(t)
+	personOf(t, c)
+	resp, err := c.cons.UnlinkIdentifier(ctx(t), &pb.UnlinkIdentifierRequest{Contact: personPhone, RequestId: "unlink-phone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(resp.GetOthers()); n != 2 {
+		t.Errorf("UnlinkIdentifier wrote on %d other identifiers, want 2", n)
+	}
+	for _, tc := range []struct {
+		contact string
+		want    []pb.EventKind
+	}{
+		{personEmail, []pb.EventKind{pb.EventKind_EVENT_KIND_GRANT, pb.EventKind_EVENT_KIND_LINK, pb.EventKind_EVENT_KIND_UNLINK}},
+		{personPhone, []pb.EventKind{pb.EventKind_EVENT_KIND_GRANT, pb.EventKind_EVENT_KIND_LINK, pb.EventKind_EVENT_KIND_LINK,
+			pb.EventKind_EVENT_KIND_UNLINK, pb.EventKind_EVENT_KIND_UNLINK}},
+		{personWork, []pb.EventKind{pb.EventKind_EVENT_KIND_GRANT, pb.EventKind_EVENT_KIND_LINK, pb.EventKind_EVENT_KIND_UNLINK}},
+	} {
+		if diff := cmp.Diff(tc.want, kinds(c.events(t, &pb.ListEventsRequest{Contact: tc.contact}))); diff != "" {
+			t.Errorf("%s's history (-want +got):\n%s", tc.contact, diff)
+		}
+		got, err := c.cons.GetContact(ctx(t), &pb.GetContactRequest{Contact: tc.contact, Scope: pb.Scope_SCOPE_PERSON})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.GetLinks()) != 0 || len(got.GetPerson()) != 0 {
+			t.Errorf("%s after the unlink: links %v, person %v; want none", tc.contact, got.GetLinks(), got.GetPerson())
+		}
+	}
+	if _, err := c.cons.Erase(ctx(t), &pb.EraseRequest{Contact: personEmail, Scope: pb.Scope_SCOPE_PERSON}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := c.checkOf(t, personPhone, "email_marketing"); d != allow {
+		t.Errorf("the person-wide erasure of the email reached the unlinked phone")
+	}
+}
