@@ -240,7 +240,9 @@ func (c *Client) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (consent
 }
 
 // Erase erases the contact everywhere, leaving a suppression marker, with a
-// request id like Grant.
+// request id like Grant. With req.Scope SCOPE_PERSON it erases every
+// identifier of the contact's person; the token returned is the write on
+// the contact (ErasePerson also returns the others').
 func (c *Client) Erase(ctx context.Context, req *pb.EraseRequest) (consent.ConsistencyToken, error) {
 	if req.GetRequestId() == "" {
 		req = proto.CloneOf(req)
@@ -251,6 +253,79 @@ func (c *Client) Erase(ctx context.Context, req *pb.EraseRequest) (consent.Consi
 		return consent.ConsistencyToken{}, fromStatus(err)
 	}
 	return parseConsistencyToken(resp.GetConsistencyToken())
+}
+
+// ErasePerson is Erase with SCOPE_PERSON, returning every write: the one
+// on the contact and those on the person's other identifiers.
+func (c *Client) ErasePerson(ctx context.Context, req *pb.EraseRequest) (*pb.EraseResponse, error) {
+	req = proto.CloneOf(req)
+	req.Scope = pb.Scope_SCOPE_PERSON
+	if req.GetRequestId() == "" {
+		req.RequestId = NewRequestID()
+	}
+	resp, err := c.consent.Erase(ctx, req)
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return resp, nil
+}
+
+// WithdrawPerson is Withdraw with SCOPE_PERSON, returning every write, as
+// ErasePerson.
+func (c *Client) WithdrawPerson(ctx context.Context, req *pb.WithdrawRequest) (*pb.WithdrawResponse, error) {
+	req = proto.CloneOf(req)
+	req.Scope = pb.Scope_SCOPE_PERSON
+	if req.GetRequestId() == "" {
+		req.RequestId = NewRequestID()
+	}
+	resp, err := c.consent.Withdraw(ctx, req)
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return resp, nil
+}
+
+// LinkIdentifiers records that req.Contact and req.Others are identifiers
+// of one person, with a request id like Grant's: consentd derives one for
+// each of its writes from it, so gRPC's retry applies each once.
+func (c *Client) LinkIdentifiers(ctx context.Context, req *pb.LinkIdentifiersRequest) (*pb.LinkIdentifiersResponse, error) {
+	if req.GetRequestId() == "" {
+		req = proto.CloneOf(req)
+		req.RequestId = NewRequestID()
+	}
+	resp, err := c.consent.LinkIdentifiers(ctx, req)
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return resp, nil
+}
+
+// UnlinkIdentifier takes req.Contact out of its person, with a request id
+// like LinkIdentifiers'.
+func (c *Client) UnlinkIdentifier(ctx context.Context, req *pb.UnlinkIdentifierRequest) (*pb.UnlinkIdentifierResponse, error) {
+	if req.GetRequestId() == "" {
+		req = proto.CloneOf(req)
+		req.RequestId = NewRequestID()
+	}
+	resp, err := c.consent.UnlinkIdentifier(ctx, req)
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return resp, nil
+}
+
+// Rectify moves the consents of req.OldContact to req.NewContact and
+// blocks the old one, with a request id like LinkIdentifiers'.
+func (c *Client) Rectify(ctx context.Context, req *pb.RectifyRequest) (*pb.RectifyResponse, error) {
+	if req.GetRequestId() == "" {
+		req = proto.CloneOf(req)
+		req.RequestId = NewRequestID()
+	}
+	resp, err := c.consent.Rectify(ctx, req)
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return resp, nil
 }
 
 // WriteBatch applies up to consent.MaxBatch grants and withdrawals in one
@@ -301,23 +376,56 @@ func NewRequestID() string {
 	return "client-" + hex.EncodeToString(b[:])
 }
 
+// ContactOption adjusts a GetContact or ListEvents request.
+type ContactOption func(*contactRequest)
+
+type contactRequest struct {
+	scope         pb.Scope
+	identifierKey string
+}
+
+// WholePerson makes GetContact show every identifier of the contact's
+// person (GetContactResponse.person), not only the contact.
+func WholePerson() ContactOption {
+	return func(r *contactRequest) { r.scope = pb.Scope_SCOPE_PERSON }
+}
+
+// LinkedIdentifier makes ListEvents list the history of another identifier
+// of the contact's person, named by its key (Identifier.key) as
+// GetContact shows it: consentd holds no raw identifiers, so the contact
+// stands for the person.
+func LinkedIdentifier(key string) ContactOption {
+	return func(r *contactRequest) { r.identifierKey = key }
+}
+
+func contactOptions(opts []ContactOption) contactRequest {
+	var r contactRequest
+	for _, o := range opts {
+		o(&r)
+	}
+	return r
+}
+
 // GetContact returns the contact's current state per purpose, with proof,
-// read from the store.
-func (c *Client) GetContact(ctx context.Context, contact string) (*pb.GetContactResponse, error) {
-	resp, err := c.consent.GetContact(ctx, &pb.GetContactRequest{Contact: contact})
+// read from the store, and its links (with WholePerson, every identifier
+// of its person with its state).
+func (c *Client) GetContact(ctx context.Context, contact string, opts ...ContactOption) (*pb.GetContactResponse, error) {
+	resp, err := c.consent.GetContact(ctx, &pb.GetContactRequest{Contact: contact, Scope: contactOptions(opts).scope})
 	if err != nil {
 		return nil, fromStatus(err)
 	}
 	return resp, nil
 }
 
-// ListEvents yields the contact's history, oldest first, fetching pages as
-// it goes; an error is yielded once, last.
-func (c *Client) ListEvents(ctx context.Context, contact string) iter.Seq2[*pb.Event, error] {
+// ListEvents yields the contact's history (with LinkedIdentifier, another
+// identifier's of its person), oldest first, fetching pages as it goes; an
+// error is yielded once, last.
+func (c *Client) ListEvents(ctx context.Context, contact string, opts ...ContactOption) iter.Seq2[*pb.Event, error] {
+	key := contactOptions(opts).identifierKey
 	return func(yield func(*pb.Event, error) bool) {
 		page := ""
 		for {
-			resp, err := c.consent.ListEvents(ctx, &pb.ListEventsRequest{Contact: contact, PageToken: page})
+			resp, err := c.consent.ListEvents(ctx, &pb.ListEventsRequest{Contact: contact, PageToken: page, IdentifierKey: key})
 			if err != nil {
 				yield(nil, fromStatus(err))
 				return

@@ -447,3 +447,76 @@ func TestWriteBatch(t *testing.T) {
 		t.Errorf("Check after the batch = %+v, %v", d, err)
 	}
 }
+
+// TestPersonRetriesApplyOnce: the writes of persons, each of which writes
+// on several identifiers, are retried after a lost answer like the others,
+// and each of their writes is still recorded once: the request id the
+// client adds is the one consentd derives every write's from.
+func TestPersonRetriesApplyOnce(t *testing.T) {
+	var mu sync.Mutex
+	attempts := map[string]int{}
+	lose := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		mu.Lock()
+		defer mu.Unlock()
+		if attempts[info.FullMethod]++; attempts[info.FullMethod] == 1 {
+			return nil, status.Error(codes.Unavailable, "connection reset (injected)")
+		}
+		return resp, err
+	}
+	c, _ := newClientWith(t, lose)
+	const email, phone, moved = "retry@example.com", "+442079460777", "retry@moved.example"
+	if _, err := c.Grant(ctx(t), &pb.GrantRequest{Contact: email, Purposes: []string{"email_marketing"}, Method: pb.Method_METHOD_CHECKBOX}); err != nil {
+		t.Fatalf("Grant: %v", err)
+	}
+	if _, err := c.LinkIdentifiers(ctx(t), &pb.LinkIdentifiersRequest{Contact: email, Others: []string{phone}}); err != nil {
+		t.Fatalf("LinkIdentifiers: %v", err)
+	}
+	if _, err := c.Rectify(ctx(t), &pb.RectifyRequest{OldContact: email, NewContact: moved}); err != nil {
+		t.Fatalf("Rectify: %v", err)
+	}
+	person, err := c.GetContact(ctx(t), moved, client.WholePerson())
+	if err != nil {
+		t.Fatalf("GetContact: %v", err)
+	}
+	if n := len(person.GetPerson()); n != 2 {
+		t.Errorf("the moved identifier's person has %d other identifiers, want 2 (the old address and the phone)", n)
+	}
+	history := func(contact string) []pb.EventKind {
+		var kinds []pb.EventKind
+		for e, err := range c.ListEvents(ctx(t), contact) {
+			if err != nil {
+				t.Fatalf("ListEvents: %v", err)
+			}
+			kinds = append(kinds, e.GetKind())
+		}
+		return kinds
+	}
+	for _, tc := range []struct {
+		contact string
+		want    []pb.EventKind
+	}{
+		{email, []pb.EventKind{pb.EventKind_EVENT_KIND_GRANT, pb.EventKind_EVENT_KIND_LINK, pb.EventKind_EVENT_KIND_RECTIFY_TO}},
+		{phone, []pb.EventKind{pb.EventKind_EVENT_KIND_LINK}},
+		{moved, []pb.EventKind{pb.EventKind_EVENT_KIND_GRANT, pb.EventKind_EVENT_KIND_RECTIFY_FROM}},
+	} {
+		if diff := cmp.Diff(tc.want, history(tc.contact)); diff != "" {
+			t.Errorf("%s's history after retried writes (-want +got):\n%s", tc.contact, diff)
+		}
+	}
+	if _, err := c.ErasePerson(ctx(t), &pb.EraseRequest{Contact: phone}); err != nil {
+		t.Fatalf("ErasePerson: %v", err)
+	}
+	for _, who := range []string{email, phone, moved} {
+		if diff := cmp.Diff([]pb.EventKind{pb.EventKind_EVENT_KIND_ERASE}, history(who)); diff != "" {
+			t.Errorf("%s's history after the person's retried erasure (-want +got):\n%s", who, diff)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, m := range []string{"LinkIdentifiers", "Rectify", "Erase", "GetContact"} {
+		if n := attempts["/consent.v1.ConsentService/"+m]; n != 2 {
+			t.Errorf("%s: %d attempts, want 2 (one lost, one retried)", m, n)
+		}
+	}
+}

@@ -25,19 +25,41 @@ func (s *consentService) Grant(ctx context.Context, req *pb.GrantRequest) (*pb.G
 }
 
 func (s *consentService) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (*pb.WithdrawResponse, error) {
-	tok, err := s.write(ctx, func() (consent.Write, error) { return s.withdrawWrite(req) })
+	tok, others, err := s.scoped(ctx, req.GetScope(), req.GetContact(), "withdraw", func() (consent.Write, error) { return s.withdrawWrite(req) })
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.WithdrawResponse{ConsistencyToken: s.issue(tok)}, nil
+	return &pb.WithdrawResponse{ConsistencyToken: s.issue(tok), Others: others}, nil
 }
 
 func (s *consentService) Erase(ctx context.Context, req *pb.EraseRequest) (*pb.EraseResponse, error) {
-	tok, err := s.write(ctx, func() (consent.Write, error) { return s.eraseWrite(req) })
+	tok, others, err := s.scoped(ctx, req.GetScope(), req.GetContact(), "erase", func() (consent.Write, error) { return s.eraseWrite(req) })
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.EraseResponse{ConsistencyToken: s.issue(tok)}, nil
+	return &pb.EraseResponse{ConsistencyToken: s.issue(tok), Others: others}, nil
+}
+
+// scoped is write for a request with a scope: on the contact alone, or on
+// every identifier of its person (spread), role naming the writes.
+func (s *Server) scoped(ctx context.Context, sc pb.Scope, contact, role string, parse func() (consent.Write, error)) (consent.ConsistencyToken, []*pb.IdentifierWrite, error) {
+	w, err := parse()
+	if err != nil {
+		return consent.ConsistencyToken{}, nil, err
+	}
+	person, err := scope(sc)
+	if err != nil {
+		return consent.ConsistencyToken{}, nil, err
+	}
+	if !person {
+		tok, err := s.write(ctx, func() (consent.Write, error) { return w, nil })
+		return tok, nil, err
+	}
+	self, err := s.identify("contact", contact)
+	if err != nil {
+		return consent.ConsistencyToken{}, nil, err
+	}
+	return s.spread(ctx, w, self, role)
 }
 
 // write is how one request changes consent, from gRPC and from unsubscribe
@@ -58,38 +80,72 @@ func (s *Server) write(ctx context.Context, parse func() (consent.Write, error))
 }
 
 func (s *consentService) GetContact(ctx context.Context, req *pb.GetContactRequest) (*pb.GetContactResponse, error) {
-	key, err := s.key("contact", req.GetContact())
+	self, err := s.identify("contact", req.GetContact())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	rec, err := s.cfg.Records.Get(ctx, key, consent.Consistency{Mode: consent.FullyConsistent})
+	person, err := scope(req.GetScope())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	var members []member
+	if person {
+		members, err = s.person(ctx, self)
+	} else {
+		var rec *consent.Record
+		rec, err = s.cfg.Records.Get(ctx, self.Key, consent.Consistency{Mode: consent.FullyConsistent})
+		members = []member{{link: self, rec: rec}}
+	}
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	now := s.cfg.Now()
-	out := &pb.GetContactResponse{ErasedAt: timePB(rec.ErasedAt), ConsistencyToken: s.issue(rec.Token)}
-	for i := range s.cfg.Purposes.All() {
-		p := &s.cfg.Purposes.All()[i]
-		d := consent.Decide(rec, p, now)
-		st := &pb.PurposeState{Purpose: p.Name, Decision: decisionPB(d), Reason: pb.Reason(d.Reason), WithdrawnAt: timePB(rec.Withdrawn(p.Name))}
-		if g := rec.Purposes[p.Name].Grant; g != nil {
-			st.Grant = proofPB(g)
-		}
-		out.Purposes = append(out.Purposes, st)
+	rec := members[0].rec
+	out := &pb.GetContactResponse{Purposes: s.purposeStates(rec, now), ErasedAt: timePB(rec.ErasedAt), ConsistencyToken: s.issue(rec.Token),
+		Identifier: identifierPB(self), Links: identifiersPB(rec.Links)}
+	for _, m := range members[1:] {
+		out.Person = append(out.Person, &pb.IdentifierState{Identifier: identifierPB(m.link), Purposes: s.purposeStates(m.rec, now),
+			ErasedAt: timePB(m.rec.ErasedAt), ConsistencyToken: s.issue(m.rec.Token), Links: identifiersPB(m.rec.Links)})
 	}
 	return out, nil
 }
 
-func (s *consentService) ListEvents(ctx context.Context, req *pb.ListEventsRequest) (*pb.ListEventsResponse, error) {
-	key, err := s.key("contact", req.GetContact())
-	if err != nil {
-		return nil, toStatus(err)
+// historyKey is the key whose history ListEvents lists: contact's, or,
+// with identifier_key, that of another identifier of contact's person.
+func (s *Server) historyKey(ctx context.Context, req *pb.ListEventsRequest) (consent.Key, error) {
+	if req.GetIdentifierKey() == "" {
+		return s.key("contact", req.GetContact())
 	}
+	self, err := s.identify("contact", req.GetContact())
+	if err != nil {
+		return consent.Key{}, err
+	}
+	key, err := parseKey("identifier_key", req.GetIdentifierKey())
+	if err != nil {
+		return key, err
+	}
+	members, err := s.person(ctx, self)
+	if err != nil {
+		return key, err
+	}
+	for _, m := range members {
+		if m.link.Key == key {
+			return key, nil
+		}
+	}
+	return key, consent.Invalid("identifier_key", "is not an identifier of contact's person")
+}
+
+func (s *consentService) ListEvents(ctx context.Context, req *pb.ListEventsRequest) (*pb.ListEventsResponse, error) {
 	size, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	after, err := s.pageToken(req.GetPageToken())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	key, err := s.historyKey(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
@@ -195,6 +251,9 @@ func (s *Server) batchWrite(w *pb.BatchWrite) (consent.Write, error) {
 	case *pb.BatchWrite_Grant:
 		return s.grantWrite(w.Grant)
 	case *pb.BatchWrite_Withdraw:
+		if person, err := scope(w.Withdraw.GetScope()); err != nil || person {
+			return consent.Write{}, consent.Invalid("scope", "must be SCOPE_IDENTIFIER in a batch: send a person-wide withdrawal as Withdraw")
+		}
 		return s.withdrawWrite(w.Withdraw)
 	}
 	return consent.Write{}, consent.Invalid("write", "must be a grant or a withdraw")

@@ -61,6 +61,30 @@ func TestOneContactRule(t *testing.T) {
 			}},
 			{"GetContact", "contact", func() error { _, err := c.cons.GetContact(ctx(t), &pb.GetContactRequest{Contact: bad}); return err }},
 			{"ListEvents", "contact", func() error { _, err := c.cons.ListEvents(ctx(t), &pb.ListEventsRequest{Contact: bad}); return err }},
+			{"LinkIdentifiers", "contact", func() error {
+				_, err := c.cons.LinkIdentifiers(ctx(t), &pb.LinkIdentifiersRequest{Contact: bad, Others: []string{"victim@example.com"}})
+				return err
+			}},
+			{"LinkIdentifiers others", "others[0]", func() error {
+				_, err := c.cons.LinkIdentifiers(ctx(t), &pb.LinkIdentifiersRequest{Contact: "victim@example.com", Others: []string{bad}})
+				return err
+			}},
+			{"UnlinkIdentifier", "contact", func() error {
+				_, err := c.cons.UnlinkIdentifier(ctx(t), &pb.UnlinkIdentifierRequest{Contact: bad})
+				return err
+			}},
+			{"Rectify old", "old_contact", func() error {
+				_, err := c.cons.Rectify(ctx(t), &pb.RectifyRequest{OldContact: bad, NewContact: "victim@example.com"})
+				return err
+			}},
+			{"Rectify new", "new_contact", func() error {
+				_, err := c.cons.Rectify(ctx(t), &pb.RectifyRequest{OldContact: "victim@example.com", NewContact: bad})
+				return err
+			}},
+			{"Erase person", "contact", func() error {
+				_, err := c.cons.Erase(ctx(t), &pb.EraseRequest{Contact: bad, Scope: pb.Scope_SCOPE_PERSON})
+				return err
+			}},
 		}
 		before := snapshot(t, c)
 		for _, tt := range calls {

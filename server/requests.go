@@ -336,7 +336,11 @@ func proofPB(p *consent.Proof) *pb.Proof {
 
 func (s *Server) eventPB(e *consent.Event) *pb.Event {
 	p := &e.Proof
-	return &pb.Event{
+	var other *pb.Identifier
+	if e.Kind.Relates() && e.Other.Key != (consent.Key{}) {
+		other = identifierPB(e.Other)
+	}
+	return &pb.Event{Other: other,
 		Kind: pb.EventKind(e.Kind), Purposes: e.Purposes, Method: pb.Method(p.Method), Source: pb.Source(p.Source),
 		ThirdParty: p.ThirdParty, EvidenceRef: p.EvidenceRef, NoticeVersion: p.NoticeVersion,
 		CapturedAt: timePB(p.CapturedAt), ExpiresAt: timePB(p.ExpiresAt), Actor: p.Actor, Bundled: p.Bundled,

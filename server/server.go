@@ -20,6 +20,9 @@ import (
 // Keyer turns a contact into its pseudonymous key, refusing malformed ones.
 type Keyer interface {
 	Key(contact string) (consent.Key, error)
+	// Identify is Key, and the kind of identifier contact is: links name
+	// identifiers by key and kind.
+	Identify(contact string) (consent.Key, consent.IDKind, error)
 }
 
 // Records reads contacts' records as fresh as asked (normally a cache).

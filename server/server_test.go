@@ -343,12 +343,14 @@ func TestGetContact(t *testing.T) {
 	proof := &pb.Proof{Method: pb.Method_METHOD_PAPER_FORM, Source: pb.Source_SOURCE_FIRST_PARTY, EvidenceRef: "scan:991",
 		NoticeVersion: "v3", CapturedAt: ts(captured), Actor: "crm-import"}
 	// The record is as fresh as the newest write: its token is that write's.
-	want := &pb.GetContactResponse{ConsistencyToken: w.GetConsistencyToken(), Purposes: []*pb.PurposeState{
-		{Purpose: "email_marketing", Decision: allow, Reason: pb.Reason_REASON_GRANTED, Grant: proof},
-		{Purpose: "sales_outreach", Decision: deny, Reason: pb.Reason_REASON_NO_CONSENT},
-		{Purpose: "market_research", Decision: deny, Reason: pb.Reason_REASON_WITHDRAWN, Grant: proof, WithdrawnAt: ts(withdrawn)},
-		{Purpose: "ad_retargeting", Decision: deny, Reason: pb.Reason_REASON_NO_CONSENT},
-	}}
+	key, _ := c.env.Keys.Key("sar@example.com")
+	want := &pb.GetContactResponse{ConsistencyToken: w.GetConsistencyToken(),
+		Identifier: &pb.Identifier{Key: key.String(), Kind: pb.IdentifierKind_IDENTIFIER_KIND_EMAIL}, Purposes: []*pb.PurposeState{
+			{Purpose: "email_marketing", Decision: allow, Reason: pb.Reason_REASON_GRANTED, Grant: proof},
+			{Purpose: "sales_outreach", Decision: deny, Reason: pb.Reason_REASON_NO_CONSENT},
+			{Purpose: "market_research", Decision: deny, Reason: pb.Reason_REASON_WITHDRAWN, Grant: proof, WithdrawnAt: ts(withdrawn)},
+			{Purpose: "ad_retargeting", Decision: deny, Reason: pb.Reason_REASON_NO_CONSENT},
+		}}
 	if diff := cmp.Diff(want, resp, protocmp.Transform(), protocmp.IgnoreFields(&pb.Proof{}, "recorded_at")); diff != "" {
 		t.Errorf("GetContact (-want +got):\n%s", diff)
 	}

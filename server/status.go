@@ -37,7 +37,7 @@ func toStatus(err error) error {
 		return status.Error(codes.ResourceExhausted, le.Error())
 	case errors.Is(err, consent.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, consent.ErrSuppressed):
+	case errors.Is(err, consent.ErrSuppressed), errors.Is(err, errPersonTooLarge):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, consent.ErrUnavailable):
 		return status.Error(codes.Unavailable, err.Error())

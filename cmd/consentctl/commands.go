@@ -34,33 +34,65 @@ a pointer to the evidence.`,
 			summary: "record a no for each PURPOSE, or for every purpose when none is named",
 			about: `Record that CONTACT withdrew consent for each PURPOSE, or for every purpose
 (including ones granted later with an older date) when none is named. It
-takes effect at once.`,
+takes effect at once. With --person, withdraw on every identifier of
+CONTACT's person.`,
 		},
 		{
 			name: "erase", args: "CONTACT", opts: "[flags]", min: 1, max: 1, setup: setupErase,
 			summary: "erase the contact's record and history, leaving a suppression marker",
 			about: `Erase CONTACT everywhere: its record and history are deleted and only a
 keyed-hash suppression marker remains, so it is never re-imported from a
-list. There is no confirmation prompt.`,
+list. With --person, erase every identifier of CONTACT's person (see link)
+the same way: an erasure request is about the person. There is no
+confirmation prompt.`,
 		},
 		{
 			name: "show", args: "CONTACT", min: 1, max: 1, setup: setupShow,
-			summary: "the current state of every purpose for CONTACT, with its proof",
+			summary: "the current state of every purpose for CONTACT and its person, with its proof",
 			about: `Show the current decision for CONTACT for every purpose, with the proof of
 the latest grant and the latest withdrawal, read from the store (a subject
-access request).`,
+access request), then the same for every other identifier of its person,
+named by kind and key (consentd holds no raw identifiers).`,
 		},
 		{
-			name: "history", args: "CONTACT", min: 1, max: 1, setup: setupHistory,
+			name: "history", args: "CONTACT", opts: "[--identifier KEY]", min: 1, max: 1, setup: setupHistory,
 			summary: "every event recorded for CONTACT, oldest first",
-			about:   `List every event recorded for CONTACT, in the order consentd recorded them.`,
+			about: `List every event recorded for CONTACT, in the order consentd recorded them.
+--identifier KEY lists instead the history of another identifier of
+CONTACT's person, by the key show prints.`,
 		},
 		{
 			name: "export", args: "CONTACT", min: 1, max: 1, setup: setupExport,
-			summary: "everything held about CONTACT as JSON, for a subject access request",
+			summary: "everything held about CONTACT and its person as JSON, for a subject access request",
 			about: `Print, as JSON (with or without --json), what consentd holds about CONTACT
 for a subject access request: its current state and proof per purpose, when
-it was erased, and every event of its history, oldest first.`,
+it was erased, and every event of its history, oldest first; then the same
+for every other identifier of its person, named by kind and key (consentd
+holds no raw identifiers).`,
+		},
+		{
+			name: "link", args: "CONTACT OTHER...", opts: "[flags]", min: 2, max: -1, setup: setupLink,
+			summary: "record that CONTACT and each OTHER are identifiers of one person",
+			about: `Link CONTACT and each OTHER (an email address, a phone number, a CRM id) as
+identifiers of one person: an event on both identifiers of each pair. A
+person is every identifier reachable through links; erase --person,
+withdraw --person, show and export reach all of them. Consent stays per
+identifier: linking carries no yes from one to another. An identifier has
+at most 32 links, a person at most 64 identifiers.`,
+		},
+		{
+			name: "unlink", args: "CONTACT", opts: "[flags]", min: 1, max: 1, setup: setupUnlink,
+			summary: "take CONTACT out of its person: remove its links on both sides",
+			about:   `Remove every link of CONTACT, on CONTACT and on each identifier it was linked to.`,
+		},
+		{
+			name: "rectify", args: "OLD NEW", opts: "[--evidence REF] [flags]", min: 2, max: 2, setup: setupRectify,
+			summary: "the person changed identifier: move OLD's consents to NEW and block OLD",
+			about: `Carry the consents of OLD to NEW (grants with their original proofs, and
+withdrawals), with an event on NEW saying where they came from, then
+withdraw every purpose on OLD with an event saying where they went, so
+mail to OLD stays blocked. OLD keeps its history, linked to NEW. OLD and NEW
+must be different identifiers, and neither may be erased.`,
 		},
 		{
 			name: "purposes", min: 0, max: 0, setup: setupPurposes,
@@ -296,6 +328,7 @@ func setupGrant(fs *flag.FlagSet) runner {
 func setupWithdraw(fs *flag.FlagSet) runner {
 	method := fs.String("method", "", "how the person said no, `METHOD`: one of "+strings.Join(methodNames(false), ", "))
 	captured := fs.String("captured-at", "", "when the person said no, a `DATE` (YYYY-MM-DD, or RFC 3339 with a time); default now")
+	person := fs.Bool("person", false, "withdraw on every identifier of the contact's person")
 	wf := addWriteFlags(fs)
 	return func(ctx context.Context, c *call, args []string) (int, error) {
 		var m pb.Method
@@ -310,7 +343,21 @@ func setupWithdraw(fs *flag.FlagSet) runner {
 			return exitError, err
 		}
 		req := &pb.WithdrawRequest{Contact: args[0], Purposes: args[1:], Method: m, CapturedAt: capturedAt,
-			Actor: wf.actorName(c.env), RequestId: wf.id()}
+			Actor: wf.actorName(c.env), RequestId: wf.id(), Scope: scopeOf(*person)}
+		what := "every purpose"
+		if len(req.Purposes) > 0 {
+			what = strings.Join(req.Purposes, ", ")
+		}
+		if *person {
+			resp, err := c.client.WithdrawPerson(ctx, req)
+			if err != nil {
+				return exitError, err
+			}
+			if c.out.json {
+				return exitOK, c.out.jsonValue(personWriteJSON{ConsistencyToken: resp.GetConsistencyToken(), RequestID: req.GetRequestId(), Others: writesOf(resp.GetOthers())})
+			}
+			return exitOK, c.out.linef("withdrew %s for %s and %s; consistency token %s", what, req.Contact, personText(resp.GetOthers()), resp.GetConsistencyToken())
+		}
 		tok, err := c.client.Withdraw(ctx, req)
 		if err != nil {
 			return exitError, err
@@ -318,18 +365,26 @@ func setupWithdraw(fs *flag.FlagSet) runner {
 		if c.out.json {
 			return exitOK, c.out.jsonValue(writeJSON{ConsistencyToken: tok.String(), RequestID: req.GetRequestId()})
 		}
-		what := "every purpose"
-		if len(req.Purposes) > 0 {
-			what = strings.Join(req.Purposes, ", ")
-		}
 		return exitOK, c.out.linef("withdrew %s for %s; consistency token %s", what, req.Contact, tok)
 	}
 }
 
 func setupErase(fs *flag.FlagSet) runner {
+	person := fs.Bool("person", false, "erase every identifier of the contact's person")
 	wf := addWriteFlags(fs)
 	return func(ctx context.Context, c *call, args []string) (int, error) {
-		req := &pb.EraseRequest{Contact: args[0], Actor: wf.actorName(c.env), RequestId: wf.id()}
+		req := &pb.EraseRequest{Contact: args[0], Actor: wf.actorName(c.env), RequestId: wf.id(), Scope: scopeOf(*person)}
+		if *person {
+			resp, err := c.client.ErasePerson(ctx, req)
+			if err != nil {
+				return exitError, err
+			}
+			if c.out.json {
+				return exitOK, c.out.jsonValue(personWriteJSON{ConsistencyToken: resp.GetConsistencyToken(), RequestID: req.GetRequestId(), Others: writesOf(resp.GetOthers())})
+			}
+			return exitOK, c.out.linef("erased %s and %s: their records and histories are deleted; suppression markers keep them from being re-imported; consistency token %s",
+				req.Contact, personText(resp.GetOthers()), resp.GetConsistencyToken())
+		}
 		tok, err := c.client.Erase(ctx, req)
 		if err != nil {
 			return exitError, err
@@ -343,7 +398,7 @@ func setupErase(fs *flag.FlagSet) runner {
 
 func setupShow(*flag.FlagSet) runner {
 	return func(ctx context.Context, c *call, args []string) (int, error) {
-		resp, err := c.client.GetContact(ctx, args[0])
+		resp, err := c.client.GetContact(ctx, args[0], client.WholePerson())
 		if err != nil {
 			return exitError, err
 		}
@@ -368,15 +423,23 @@ func setupShow(*flag.FlagSet) runner {
 			}
 			rows = append(rows, append(row, when(p.GetWithdrawnAt())))
 		}
-		return exitOK, c.out.table([]string{"PURPOSE", "DECISION", "REASON", "METHOD", "SOURCE", "NOTICE", "EVIDENCE",
-			"CAPTURED", "RECORDED", "EXPIRES", "ACTOR", "WITHDRAWN"}, rows)
+		if err := c.out.table([]string{"PURPOSE", "DECISION", "REASON", "METHOD", "SOURCE", "NOTICE", "EVIDENCE",
+			"CAPTURED", "RECORDED", "EXPIRES", "ACTOR", "WITHDRAWN"}, rows); err != nil {
+			return exitError, err
+		}
+		return exitOK, c.personTable(resp)
 	}
 }
 
-func setupHistory(*flag.FlagSet) runner {
+func setupHistory(fs *flag.FlagSet) runner {
+	key := fs.String("identifier", "", "list the history of another identifier of the contact's person, by its `KEY` (as show prints it)")
 	return func(ctx context.Context, c *call, args []string) (int, error) {
+		var opts []client.ContactOption
+		if *key != "" {
+			opts = append(opts, client.LinkedIdentifier(*key))
+		}
 		var events []*pb.Event
-		for e, err := range c.client.ListEvents(ctx, args[0]) {
+		for e, err := range c.client.ListEvents(ctx, args[0], opts...) {
 			if err != nil {
 				return exitError, err
 			}
@@ -386,21 +449,35 @@ func setupHistory(*flag.FlagSet) runner {
 			return exitOK, c.out.eventsJSON(events)
 		}
 		if len(events) == 0 {
+			if *key != "" {
+				return exitOK, c.out.linef("no events recorded for %s", *key)
+			}
 			return exitOK, c.out.linef("no events recorded for %s", args[0])
 		}
+		other := relates(events)
 		rows := make([][]string, 0, len(events))
 		for _, e := range events {
 			purposes := "all"
-			if len(e.GetPurposes()) > 0 {
+			switch {
+			case len(e.GetPurposes()) > 0:
 				purposes = strings.Join(e.GetPurposes(), ",")
+			case e.GetKind() == pb.EventKind_EVENT_KIND_LINK || e.GetKind() == pb.EventKind_EVENT_KIND_UNLINK || e.GetKind() == pb.EventKind_EVENT_KIND_RECTIFY_FROM:
+				purposes = "-"
 			}
-			rows = append(rows, []string{when(e.GetRecordedAt()), kindName(e.GetKind()), purposes,
+			row := []string{when(e.GetRecordedAt()), kindName(e.GetKind()), purposes,
 				methodText(e.GetMethod(), e.GetBundled()), sourceText(e.GetSource(), e.GetThirdParty()),
 				text(e.GetNoticeVersion()), text(e.GetEvidenceRef()), when(e.GetCapturedAt()), when(e.GetExpiresAt()),
-				text(e.GetActor())})
+				text(e.GetActor())}
+			if other {
+				row = append(row, otherText(e))
+			}
+			rows = append(rows, row)
 		}
-		return exitOK, c.out.table([]string{"RECORDED", "EVENT", "PURPOSES", "METHOD", "SOURCE", "NOTICE", "EVIDENCE",
-			"CAPTURED", "EXPIRES", "ACTOR"}, rows)
+		header := []string{"RECORDED", "EVENT", "PURPOSES", "METHOD", "SOURCE", "NOTICE", "EVIDENCE", "CAPTURED", "EXPIRES", "ACTOR"}
+		if other {
+			header = append(header, "OTHER")
+		}
+		return exitOK, c.out.table(header, rows)
 	}
 }
 

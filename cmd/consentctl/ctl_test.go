@@ -325,7 +325,7 @@ func TestJSON(t *testing.T) {
 	}
 
 	out := mustRun(t, addr, "--json", "show", "cy@example.com")
-	if diff := cmp.Diff([]string{"consistencyToken", "erasedAt", "purposes"}, keys(t, out)); diff != "" {
+	if diff := cmp.Diff([]string{"consistencyToken", "erasedAt", "identifier", "links", "person", "purposes"}, keys(t, out)); diff != "" {
 		t.Errorf("show --json keys (-want +got):\n%s", diff)
 	}
 	var contact pb.GetContactResponse
@@ -622,7 +622,7 @@ func TestBadInput(t *testing.T) {
 }
 
 func TestHelp(t *testing.T) {
-	names := []string{"check", "grant", "withdraw", "erase", "show", "history", "purposes", "help"}
+	names := []string{"check", "grant", "withdraw", "erase", "show", "history", "purposes", "link", "unlink", "rectify", "help"}
 	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"--addr", "x", "-help"}} {
 		r := ctl(t, nil, args...)
 		if r.code != 0 || r.stderr != "" {

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -400,8 +401,17 @@ func (f *filler) fill(m protoreflect.Message, choice, depth int) {
 				case "request_id":
 					*f.ids++
 					v = fmt.Sprintf("%s-%d", needle, *f.ids)
-				case "at_least_as_fresh", "page_token":
+				case "at_least_as_fresh", "page_token", "identifier_key":
 					continue
+				case "others", "new_contact":
+					// Another identifier than contact (or old_contact): a
+					// link to itself, or a rectification to itself, is
+					// refused.
+					v = otherContact(needle, 1)
+				case "old_contact":
+					// Not the needle, which an Erase before has erased:
+					// an erased identifier has nothing to rectify.
+					v = otherContact(needle, 2)
 				}
 			}
 			if fd.IsList() {
@@ -428,6 +438,20 @@ func (f *filler) fill(m protoreflect.Message, choice, depth int) {
 			}
 		}
 	}
+}
+
+// otherContact is a valid contact other than needle, the nth: the address
+// with a prefix (so it still holds the needle), the number with its last
+// digit changed; a needle that is neither stays itself.
+func otherContact(needle string, n int) string {
+	switch {
+	case strings.Contains(needle, "@") && len(needle) < 64:
+		return strings.Repeat("o", n) + "." + needle
+	case strings.HasPrefix(needle, "+"):
+		last := needle[len(needle)-1] - '0'
+		return needle[:len(needle)-1] + strconv.Itoa((int(last)+n)%10)
+	}
+	return needle
 }
 
 // maxDepth bounds the walk of recursive messages.

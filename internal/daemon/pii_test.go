@@ -369,6 +369,21 @@ func drivePII(t *testing.T, d *daemon, tokens map[string]string) (scrape string,
 		want("FilterAudience with a bad contact", err, codes.InvalidArgument)
 	}
 
+	// A person: two contacts linked (both kept to the end, so their links
+	// are at rest when the files are scanned), read person-wide, and a
+	// rectification from one to the other.
+	_, err = dpo.LinkIdentifiers(ctx, &pb.LinkIdentifiersRequest{Contact: piiContacts[1], Others: []string{piiContacts[3]}, Actor: "pii-test"})
+	must("LinkIdentifiers", err)
+	person, err := dpo.GetContact(ctx, piiContacts[3], client.WholePerson())
+	must("GetContact of the person", err)
+	for _, o := range person.GetPerson() {
+		for _, err := range dpo.ListEvents(ctx, piiContacts[3], client.LinkedIdentifier(o.GetIdentifier().GetKey())) {
+			must("ListEvents of a linked identifier", err)
+		}
+	}
+	_, err = dpo.Rectify(ctx, &pb.RectifyRequest{OldContact: piiContacts[3], NewContact: piiContacts[1], Actor: "pii-test", EvidenceRef: "ticket:1"})
+	must("Rectify", err)
+
 	// Withdrawals: one purpose over gRPC, one by a one-click link (the
 	// page shown and the POST), and everything by Erase.
 	_, err = dpo.Withdraw(ctx, &pb.WithdrawRequest{Contact: piiContacts[0], Purposes: []string{"sales_outreach"}, Actor: "pii-test"})

@@ -183,6 +183,12 @@ func (g *Guard) allows(ctx context.Context, rpc string, msg any) error {
 	if !p.AllowRPC(caller, rpc) {
 		return deny(purposesOf(rpc, msg)...)
 	}
+	// A rectification carries every purpose's consent to the new
+	// identifier and withdraws every purpose on the old: it is held to
+	// every purpose, as a withdrawal of all is.
+	if rpc == "Rectify" && !p.AllowAllPurposes(caller) {
+		return deny(Any)
+	}
 	// kind is the RPC a message would be sent to alone: a batch's writes
 	// are held to their purposes as if each were.
 	var purposes func(kind string, msg any) error
@@ -247,6 +253,9 @@ type batchWrites interface{ GetWrites() []*pb.BatchWrite }
 // purposesOf lists the purposes msg asks for, for the log: none when it
 // names none, Any for a withdrawal of all.
 func purposesOf(rpc string, msg any) []string {
+	if rpc == "Rectify" {
+		return []string{Any}
+	}
 	switch m := msg.(type) {
 	case onePurpose:
 		if m.GetPurpose() == "" {

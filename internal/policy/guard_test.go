@@ -158,3 +158,33 @@ func TestDenialLog(t *testing.T) {
 		t.Errorf("%d lines (%d suppressed) for 1,001 denials in %v, want at most %d and some suppressed", lines, suppressed, elapsed, max)
 	}
 }
+
+// TestPersonRPCs: the RPCs of persons are entitled by name like the
+// others; Rectify, which carries every purpose's consent and withdraws
+// every purpose on the old identifier, also needs every purpose, as a
+// withdrawal of all does; a person-wide Erase needs Erase, nothing more.
+func TestPersonRPCs(t *testing.T) {
+	g, _ := testGuard(t, `{"callers": {
+		"dpo": {"rpcs": ["LinkIdentifiers", "UnlinkIdentifier", "Rectify", "Erase"], "purposes": ["*"]},
+		"crm": {"rpcs": ["LinkIdentifiers", "Rectify"], "purposes": ["email_marketing"]},
+		"eraser": {"rpcs": ["Erase"]}}}`)
+	for _, tc := range []struct {
+		caller, rpc string
+		req         any
+		want        codes.Code
+	}{
+		{"dpo", "LinkIdentifiers", &pb.LinkIdentifiersRequest{}, codes.OK},
+		{"dpo", "UnlinkIdentifier", &pb.UnlinkIdentifierRequest{}, codes.OK},
+		{"dpo", "Rectify", &pb.RectifyRequest{}, codes.OK},
+		{"crm", "LinkIdentifiers", &pb.LinkIdentifiersRequest{}, codes.OK},
+		{"crm", "UnlinkIdentifier", &pb.UnlinkIdentifierRequest{}, codes.PermissionDenied},
+		{"crm", "Rectify", &pb.RectifyRequest{}, codes.PermissionDenied},
+		{"eraser", "Erase", &pb.EraseRequest{Scope: pb.Scope_SCOPE_PERSON}, codes.OK},
+		{"eraser", "Rectify", &pb.RectifyRequest{}, codes.PermissionDenied},
+	} {
+		ctx := caller.NewContext(context.Background(), tc.caller)
+		if got := status.Code(g.allows(ctx, tc.rpc, tc.req)); got != tc.want {
+			t.Errorf("%s %s: got %v, want %v", tc.caller, tc.rpc, got, tc.want)
+		}
+	}
+}

@@ -56,6 +56,10 @@ type Options struct {
 	// Audience bounds FilterAudience streams; zero fields take their
 	// defaults.
 	Audience server.AudienceLimits
+	// Store, when set, stands between the server and the real store:
+	// tests use it to fail one store call of a request that makes several,
+	// the way an outage would.
+	Store func(server.Store) server.Store
 }
 
 // Start runs a stack for the duration of the test.
@@ -114,7 +118,11 @@ func Start(t testing.TB, o Options) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := server.New(server.Config{Keys: keys, Records: c, Store: st, Purposes: purposes, ConsistencyTokens: issuer,
+	var store server.Store = st
+	if o.Store != nil {
+		store = o.Store(st)
+	}
+	api := server.New(server.Config{Keys: keys, Records: c, Store: store, Purposes: purposes, ConsistencyTokens: issuer,
 		Unsubscribe: unsub, Now: o.Now, Audience: o.Audience})
 	api.Register(srv)
 	healthpb.RegisterHealthServer(srv, health.NewServer())

@@ -286,6 +286,17 @@ const (
 	EventKind_EVENT_KIND_GRANT       EventKind = 1
 	EventKind_EVENT_KIND_WITHDRAW    EventKind = 2
 	EventKind_EVENT_KIND_ERASE       EventKind = 3
+	// Event.other is another identifier of the same person.
+	EventKind_EVENT_KIND_LINK EventKind = 4
+	// The link to Event.other was removed.
+	EventKind_EVENT_KIND_UNLINK EventKind = 5
+	// On the new identifier of a rectification: the consents of Event.other
+	// (the old one) were carried here by the grants and withdrawals just
+	// before this event, which keep their original proofs and times.
+	EventKind_EVENT_KIND_RECTIFY_FROM EventKind = 6
+	// On the old identifier of a rectification: its consents moved to
+	// Event.other (the new one), and every purpose is withdrawn here.
+	EventKind_EVENT_KIND_RECTIFY_TO EventKind = 7
 )
 
 // Enum value maps for EventKind.
@@ -295,12 +306,20 @@ var (
 		1: "EVENT_KIND_GRANT",
 		2: "EVENT_KIND_WITHDRAW",
 		3: "EVENT_KIND_ERASE",
+		4: "EVENT_KIND_LINK",
+		5: "EVENT_KIND_UNLINK",
+		6: "EVENT_KIND_RECTIFY_FROM",
+		7: "EVENT_KIND_RECTIFY_TO",
 	}
 	EventKind_value = map[string]int32{
-		"EVENT_KIND_UNSPECIFIED": 0,
-		"EVENT_KIND_GRANT":       1,
-		"EVENT_KIND_WITHDRAW":    2,
-		"EVENT_KIND_ERASE":       3,
+		"EVENT_KIND_UNSPECIFIED":  0,
+		"EVENT_KIND_GRANT":        1,
+		"EVENT_KIND_WITHDRAW":     2,
+		"EVENT_KIND_ERASE":        3,
+		"EVENT_KIND_LINK":         4,
+		"EVENT_KIND_UNLINK":       5,
+		"EVENT_KIND_RECTIFY_FROM": 6,
+		"EVENT_KIND_RECTIFY_TO":   7,
 	}
 )
 
@@ -331,6 +350,310 @@ func (EventKind) EnumDescriptor() ([]byte, []int) {
 	return file_consent_v1_consent_proto_rawDescGZIP(), []int{4}
 }
 
+// Scope says what a request about a contact reaches.
+type Scope int32
+
+const (
+	// The same as SCOPE_IDENTIFIER.
+	Scope_SCOPE_UNSPECIFIED Scope = 0
+	// The contact named only.
+	Scope_SCOPE_IDENTIFIER Scope = 1
+	// Every identifier of the contact's person: the contact and every
+	// identifier reachable from it through links (LinkIdentifiers), at most
+	// 64 in all.
+	Scope_SCOPE_PERSON Scope = 2
+)
+
+// Enum value maps for Scope.
+var (
+	Scope_name = map[int32]string{
+		0: "SCOPE_UNSPECIFIED",
+		1: "SCOPE_IDENTIFIER",
+		2: "SCOPE_PERSON",
+	}
+	Scope_value = map[string]int32{
+		"SCOPE_UNSPECIFIED": 0,
+		"SCOPE_IDENTIFIER":  1,
+		"SCOPE_PERSON":      2,
+	}
+)
+
+func (x Scope) Enum() *Scope {
+	p := new(Scope)
+	*p = x
+	return p
+}
+
+func (x Scope) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Scope) Descriptor() protoreflect.EnumDescriptor {
+	return file_consent_v1_consent_proto_enumTypes[5].Descriptor()
+}
+
+func (Scope) Type() protoreflect.EnumType {
+	return &file_consent_v1_consent_proto_enumTypes[5]
+}
+
+func (x Scope) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Scope.Descriptor instead.
+func (Scope) EnumDescriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{5}
+}
+
+// IdentifierKind is what sort of identifier a key stands for.
+type IdentifierKind int32
+
+const (
+	IdentifierKind_IDENTIFIER_KIND_UNSPECIFIED IdentifierKind = 0
+	// An email address.
+	IdentifierKind_IDENTIFIER_KIND_EMAIL IdentifierKind = 1
+	// An E.164 phone number.
+	IdentifierKind_IDENTIFIER_KIND_PHONE IdentifierKind = 2
+	// An opaque id of the caller's own system, namespace:id (crm:12345).
+	IdentifierKind_IDENTIFIER_KIND_EXTERNAL IdentifierKind = 3
+)
+
+// Enum value maps for IdentifierKind.
+var (
+	IdentifierKind_name = map[int32]string{
+		0: "IDENTIFIER_KIND_UNSPECIFIED",
+		1: "IDENTIFIER_KIND_EMAIL",
+		2: "IDENTIFIER_KIND_PHONE",
+		3: "IDENTIFIER_KIND_EXTERNAL",
+	}
+	IdentifierKind_value = map[string]int32{
+		"IDENTIFIER_KIND_UNSPECIFIED": 0,
+		"IDENTIFIER_KIND_EMAIL":       1,
+		"IDENTIFIER_KIND_PHONE":       2,
+		"IDENTIFIER_KIND_EXTERNAL":    3,
+	}
+)
+
+func (x IdentifierKind) Enum() *IdentifierKind {
+	p := new(IdentifierKind)
+	*p = x
+	return p
+}
+
+func (x IdentifierKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (IdentifierKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_consent_v1_consent_proto_enumTypes[6].Descriptor()
+}
+
+func (IdentifierKind) Type() protoreflect.EnumType {
+	return &file_consent_v1_consent_proto_enumTypes[6]
+}
+
+func (x IdentifierKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use IdentifierKind.Descriptor instead.
+func (IdentifierKind) EnumDescriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{6}
+}
+
+// Identifier names an identifier consentd only knows by its keyed hash:
+// consentd holds no raw identifiers, so an identifier other than the one a
+// request gave is named by kind and key.
+type Identifier struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The identifier's key in hex (64 digits): the keyed hash stored in its
+	// place. ListEvents takes it as identifier_key.
+	Key           string         `protobuf:"bytes,1,opt,name=key" json:"key,omitempty"`
+	Kind          IdentifierKind `protobuf:"varint,2,opt,name=kind,enum=consent.v1.IdentifierKind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Identifier) Reset() {
+	*x = Identifier{}
+	mi := &file_consent_v1_consent_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Identifier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Identifier) ProtoMessage() {}
+
+func (x *Identifier) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Identifier.ProtoReflect.Descriptor instead.
+func (*Identifier) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *Identifier) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *Identifier) GetKind() IdentifierKind {
+	if x != nil {
+		return x.Kind
+	}
+	return IdentifierKind_IDENTIFIER_KIND_UNSPECIFIED
+}
+
+// IdentifierWrite is one identifier's write, for a request that wrote on
+// several.
+type IdentifierWrite struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Identifier *Identifier            `protobuf:"bytes,1,opt,name=identifier" json:"identifier,omitempty"`
+	// The write's consistency token: AtLeastAsFresh with it sees the write on
+	// this identifier.
+	ConsistencyToken string `protobuf:"bytes,2,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *IdentifierWrite) Reset() {
+	*x = IdentifierWrite{}
+	mi := &file_consent_v1_consent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentifierWrite) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentifierWrite) ProtoMessage() {}
+
+func (x *IdentifierWrite) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentifierWrite.ProtoReflect.Descriptor instead.
+func (*IdentifierWrite) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *IdentifierWrite) GetIdentifier() *Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *IdentifierWrite) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
+// IdentifierState is the current state of another identifier of a person.
+type IdentifierState struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Identifier *Identifier            `protobuf:"bytes,1,opt,name=identifier" json:"identifier,omitempty"`
+	// Every registered purpose, in registry order.
+	Purposes []*PurposeState `protobuf:"bytes,2,rep,name=purposes" json:"purposes,omitempty"`
+	// Set when the identifier was erased.
+	ErasedAt         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=erased_at,json=erasedAt" json:"erased_at,omitempty"`
+	ConsistencyToken string                 `protobuf:"bytes,4,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
+	// Its own links, as GetContactResponse.links.
+	Links         []*Identifier `protobuf:"bytes,5,rep,name=links" json:"links,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IdentifierState) Reset() {
+	*x = IdentifierState{}
+	mi := &file_consent_v1_consent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IdentifierState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IdentifierState) ProtoMessage() {}
+
+func (x *IdentifierState) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IdentifierState.ProtoReflect.Descriptor instead.
+func (*IdentifierState) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *IdentifierState) GetIdentifier() *Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *IdentifierState) GetPurposes() []*PurposeState {
+	if x != nil {
+		return x.Purposes
+	}
+	return nil
+}
+
+func (x *IdentifierState) GetErasedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ErasedAt
+	}
+	return nil
+}
+
+func (x *IdentifierState) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
+func (x *IdentifierState) GetLinks() []*Identifier {
+	if x != nil {
+		return x.Links
+	}
+	return nil
+}
+
 // Consistency says how fresh the data behind a check must be.
 type Consistency struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -346,7 +669,7 @@ type Consistency struct {
 
 func (x *Consistency) Reset() {
 	*x = Consistency{}
-	mi := &file_consent_v1_consent_proto_msgTypes[0]
+	mi := &file_consent_v1_consent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -358,7 +681,7 @@ func (x *Consistency) String() string {
 func (*Consistency) ProtoMessage() {}
 
 func (x *Consistency) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[0]
+	mi := &file_consent_v1_consent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -371,7 +694,7 @@ func (x *Consistency) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Consistency.ProtoReflect.Descriptor instead.
 func (*Consistency) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{0}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Consistency) GetRequirement() isConsistency_Requirement {
@@ -450,7 +773,7 @@ type CheckRequest struct {
 
 func (x *CheckRequest) Reset() {
 	*x = CheckRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[1]
+	mi := &file_consent_v1_consent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -462,7 +785,7 @@ func (x *CheckRequest) String() string {
 func (*CheckRequest) ProtoMessage() {}
 
 func (x *CheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[1]
+	mi := &file_consent_v1_consent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -475,7 +798,7 @@ func (x *CheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckRequest.ProtoReflect.Descriptor instead.
 func (*CheckRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{1}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CheckRequest) GetContact() string {
@@ -511,7 +834,7 @@ type CheckResponse struct {
 
 func (x *CheckResponse) Reset() {
 	*x = CheckResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[2]
+	mi := &file_consent_v1_consent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +846,7 @@ func (x *CheckResponse) String() string {
 func (*CheckResponse) ProtoMessage() {}
 
 func (x *CheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[2]
+	mi := &file_consent_v1_consent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +859,7 @@ func (x *CheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckResponse.ProtoReflect.Descriptor instead.
 func (*CheckResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{2}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CheckResponse) GetDecision() Decision {
@@ -573,7 +896,7 @@ type BatchCheckRequest struct {
 
 func (x *BatchCheckRequest) Reset() {
 	*x = BatchCheckRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[3]
+	mi := &file_consent_v1_consent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -585,7 +908,7 @@ func (x *BatchCheckRequest) String() string {
 func (*BatchCheckRequest) ProtoMessage() {}
 
 func (x *BatchCheckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[3]
+	mi := &file_consent_v1_consent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -598,7 +921,7 @@ func (x *BatchCheckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCheckRequest.ProtoReflect.Descriptor instead.
 func (*BatchCheckRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{3}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BatchCheckRequest) GetContacts() []string {
@@ -646,7 +969,7 @@ type BatchCheckResult struct {
 
 func (x *BatchCheckResult) Reset() {
 	*x = BatchCheckResult{}
-	mi := &file_consent_v1_consent_proto_msgTypes[4]
+	mi := &file_consent_v1_consent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -658,7 +981,7 @@ func (x *BatchCheckResult) String() string {
 func (*BatchCheckResult) ProtoMessage() {}
 
 func (x *BatchCheckResult) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[4]
+	mi := &file_consent_v1_consent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -671,7 +994,7 @@ func (x *BatchCheckResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCheckResult.ProtoReflect.Descriptor instead.
 func (*BatchCheckResult) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{4}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *BatchCheckResult) GetDecision() Decision {
@@ -704,7 +1027,7 @@ type BatchCheckResponse struct {
 
 func (x *BatchCheckResponse) Reset() {
 	*x = BatchCheckResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[5]
+	mi := &file_consent_v1_consent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +1039,7 @@ func (x *BatchCheckResponse) String() string {
 func (*BatchCheckResponse) ProtoMessage() {}
 
 func (x *BatchCheckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[5]
+	mi := &file_consent_v1_consent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +1052,7 @@ func (x *BatchCheckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchCheckResponse.ProtoReflect.Descriptor instead.
 func (*BatchCheckResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{5}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *BatchCheckResponse) GetResults() []*BatchCheckResult {
@@ -753,7 +1076,7 @@ type FilterAudienceRequest struct {
 
 func (x *FilterAudienceRequest) Reset() {
 	*x = FilterAudienceRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[6]
+	mi := &file_consent_v1_consent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -765,7 +1088,7 @@ func (x *FilterAudienceRequest) String() string {
 func (*FilterAudienceRequest) ProtoMessage() {}
 
 func (x *FilterAudienceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[6]
+	mi := &file_consent_v1_consent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -778,7 +1101,7 @@ func (x *FilterAudienceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterAudienceRequest.ProtoReflect.Descriptor instead.
 func (*FilterAudienceRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{6}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *FilterAudienceRequest) GetPurpose() string {
@@ -813,7 +1136,7 @@ type ReasonCount struct {
 
 func (x *ReasonCount) Reset() {
 	*x = ReasonCount{}
-	mi := &file_consent_v1_consent_proto_msgTypes[7]
+	mi := &file_consent_v1_consent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +1148,7 @@ func (x *ReasonCount) String() string {
 func (*ReasonCount) ProtoMessage() {}
 
 func (x *ReasonCount) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[7]
+	mi := &file_consent_v1_consent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +1161,7 @@ func (x *ReasonCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReasonCount.ProtoReflect.Descriptor instead.
 func (*ReasonCount) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{7}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReasonCount) GetReason() Reason {
@@ -871,7 +1194,7 @@ type FilterAudienceSummary struct {
 
 func (x *FilterAudienceSummary) Reset() {
 	*x = FilterAudienceSummary{}
-	mi := &file_consent_v1_consent_proto_msgTypes[8]
+	mi := &file_consent_v1_consent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +1206,7 @@ func (x *FilterAudienceSummary) String() string {
 func (*FilterAudienceSummary) ProtoMessage() {}
 
 func (x *FilterAudienceSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[8]
+	mi := &file_consent_v1_consent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +1219,7 @@ func (x *FilterAudienceSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterAudienceSummary.ProtoReflect.Descriptor instead.
 func (*FilterAudienceSummary) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{8}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FilterAudienceSummary) GetTotal() uint64 {
@@ -939,7 +1262,7 @@ type FilterAudienceResponse struct {
 
 func (x *FilterAudienceResponse) Reset() {
 	*x = FilterAudienceResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[9]
+	mi := &file_consent_v1_consent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1274,7 @@ func (x *FilterAudienceResponse) String() string {
 func (*FilterAudienceResponse) ProtoMessage() {}
 
 func (x *FilterAudienceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[9]
+	mi := &file_consent_v1_consent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1287,7 @@ func (x *FilterAudienceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FilterAudienceResponse.ProtoReflect.Descriptor instead.
 func (*FilterAudienceResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{9}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FilterAudienceResponse) GetAllowed() []string {
@@ -1013,7 +1336,7 @@ type GrantRequest struct {
 
 func (x *GrantRequest) Reset() {
 	*x = GrantRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[10]
+	mi := &file_consent_v1_consent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1348,7 @@ func (x *GrantRequest) String() string {
 func (*GrantRequest) ProtoMessage() {}
 
 func (x *GrantRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[10]
+	mi := &file_consent_v1_consent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1361,7 @@ func (x *GrantRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRequest.ProtoReflect.Descriptor instead.
 func (*GrantRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{10}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GrantRequest) GetContact() string {
@@ -1134,7 +1457,7 @@ type GrantResponse struct {
 
 func (x *GrantResponse) Reset() {
 	*x = GrantResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[11]
+	mi := &file_consent_v1_consent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1146,7 +1469,7 @@ func (x *GrantResponse) String() string {
 func (*GrantResponse) ProtoMessage() {}
 
 func (x *GrantResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[11]
+	mi := &file_consent_v1_consent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1159,7 +1482,7 @@ func (x *GrantResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantResponse.ProtoReflect.Descriptor instead.
 func (*GrantResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{11}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GrantResponse) GetConsistencyToken() string {
@@ -1173,18 +1496,21 @@ type WithdrawRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Contact string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
 	// Empty means every purpose, including ones granted later with an older date.
-	Purposes      []string               `protobuf:"bytes,2,rep,name=purposes" json:"purposes,omitempty"`
-	Method        Method                 `protobuf:"varint,3,opt,name=method,enum=consent.v1.Method" json:"method,omitempty"`
-	CapturedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=captured_at,json=capturedAt" json:"captured_at,omitempty"`
-	Actor         string                 `protobuf:"bytes,5,opt,name=actor" json:"actor,omitempty"`
-	RequestId     string                 `protobuf:"bytes,6,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	Purposes   []string               `protobuf:"bytes,2,rep,name=purposes" json:"purposes,omitempty"`
+	Method     Method                 `protobuf:"varint,3,opt,name=method,enum=consent.v1.Method" json:"method,omitempty"`
+	CapturedAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=captured_at,json=capturedAt" json:"captured_at,omitempty"`
+	Actor      string                 `protobuf:"bytes,5,opt,name=actor" json:"actor,omitempty"`
+	RequestId  string                 `protobuf:"bytes,6,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	// SCOPE_PERSON withdraws on every identifier of the person, each its own
+	// write. Not allowed in WriteBatch.
+	Scope         Scope `protobuf:"varint,7,opt,name=scope,enum=consent.v1.Scope" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WithdrawRequest) Reset() {
 	*x = WithdrawRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[12]
+	mi := &file_consent_v1_consent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1522,7 @@ func (x *WithdrawRequest) String() string {
 func (*WithdrawRequest) ProtoMessage() {}
 
 func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[12]
+	mi := &file_consent_v1_consent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1535,7 @@ func (x *WithdrawRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawRequest.ProtoReflect.Descriptor instead.
 func (*WithdrawRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{12}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WithdrawRequest) GetContact() string {
@@ -1254,16 +1580,26 @@ func (x *WithdrawRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *WithdrawRequest) GetScope() Scope {
+	if x != nil {
+		return x.Scope
+	}
+	return Scope_SCOPE_UNSPECIFIED
+}
+
 type WithdrawResponse struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	ConsistencyToken string                 `protobuf:"bytes,1,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The write on contact.
+	ConsistencyToken string `protobuf:"bytes,1,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
+	// With SCOPE_PERSON: the writes on the person's other identifiers.
+	Others        []*IdentifierWrite `protobuf:"bytes,2,rep,name=others" json:"others,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WithdrawResponse) Reset() {
 	*x = WithdrawResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[13]
+	mi := &file_consent_v1_consent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1275,7 +1611,7 @@ func (x *WithdrawResponse) String() string {
 func (*WithdrawResponse) ProtoMessage() {}
 
 func (x *WithdrawResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[13]
+	mi := &file_consent_v1_consent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1288,7 +1624,7 @@ func (x *WithdrawResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WithdrawResponse.ProtoReflect.Descriptor instead.
 func (*WithdrawResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{13}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WithdrawResponse) GetConsistencyToken() string {
@@ -1298,18 +1634,30 @@ func (x *WithdrawResponse) GetConsistencyToken() string {
 	return ""
 }
 
+func (x *WithdrawResponse) GetOthers() []*IdentifierWrite {
+	if x != nil {
+		return x.Others
+	}
+	return nil
+}
+
 type EraseRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Contact       string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
-	Actor         string                 `protobuf:"bytes,2,opt,name=actor" json:"actor,omitempty"`
-	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Contact   string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
+	Actor     string                 `protobuf:"bytes,2,opt,name=actor" json:"actor,omitempty"`
+	RequestId string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	// SCOPE_PERSON erases every identifier of the person (an erasure request
+	// is about the person), the ones farthest from contact first and contact
+	// last, so a retry with the same request_id after a failure finds the
+	// rest of the person still linked.
+	Scope         Scope `protobuf:"varint,4,opt,name=scope,enum=consent.v1.Scope" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EraseRequest) Reset() {
 	*x = EraseRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[14]
+	mi := &file_consent_v1_consent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1669,7 @@ func (x *EraseRequest) String() string {
 func (*EraseRequest) ProtoMessage() {}
 
 func (x *EraseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[14]
+	mi := &file_consent_v1_consent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1682,7 @@ func (x *EraseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseRequest.ProtoReflect.Descriptor instead.
 func (*EraseRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{14}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EraseRequest) GetContact() string {
@@ -1358,16 +1706,26 @@ func (x *EraseRequest) GetRequestId() string {
 	return ""
 }
 
+func (x *EraseRequest) GetScope() Scope {
+	if x != nil {
+		return x.Scope
+	}
+	return Scope_SCOPE_UNSPECIFIED
+}
+
 type EraseResponse struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	ConsistencyToken string                 `protobuf:"bytes,1,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The write on contact.
+	ConsistencyToken string `protobuf:"bytes,1,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
+	// With SCOPE_PERSON: the writes on the person's other identifiers.
+	Others        []*IdentifierWrite `protobuf:"bytes,2,rep,name=others" json:"others,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *EraseResponse) Reset() {
 	*x = EraseResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[15]
+	mi := &file_consent_v1_consent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1379,7 +1737,7 @@ func (x *EraseResponse) String() string {
 func (*EraseResponse) ProtoMessage() {}
 
 func (x *EraseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[15]
+	mi := &file_consent_v1_consent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1392,7 +1750,7 @@ func (x *EraseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EraseResponse.ProtoReflect.Descriptor instead.
 func (*EraseResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{15}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EraseResponse) GetConsistencyToken() string {
@@ -1402,16 +1760,27 @@ func (x *EraseResponse) GetConsistencyToken() string {
 	return ""
 }
 
+func (x *EraseResponse) GetOthers() []*IdentifierWrite {
+	if x != nil {
+		return x.Others
+	}
+	return nil
+}
+
 type GetContactRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Contact       string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Contact string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
+	// SCOPE_PERSON also shows the state of every other identifier of the
+	// person (GetContactResponse.person): an access request is about the
+	// person.
+	Scope         Scope `protobuf:"varint,2,opt,name=scope,enum=consent.v1.Scope" json:"scope,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetContactRequest) Reset() {
 	*x = GetContactRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[16]
+	mi := &file_consent_v1_consent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1792,7 @@ func (x *GetContactRequest) String() string {
 func (*GetContactRequest) ProtoMessage() {}
 
 func (x *GetContactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[16]
+	mi := &file_consent_v1_consent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1805,7 @@ func (x *GetContactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContactRequest.ProtoReflect.Descriptor instead.
 func (*GetContactRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{16}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetContactRequest) GetContact() string {
@@ -1444,6 +1813,13 @@ func (x *GetContactRequest) GetContact() string {
 		return x.Contact
 	}
 	return ""
+}
+
+func (x *GetContactRequest) GetScope() Scope {
+	if x != nil {
+		return x.Scope
+	}
+	return Scope_SCOPE_UNSPECIFIED
 }
 
 // Proof is how a yes was obtained.
@@ -1465,7 +1841,7 @@ type Proof struct {
 
 func (x *Proof) Reset() {
 	*x = Proof{}
-	mi := &file_consent_v1_consent_proto_msgTypes[17]
+	mi := &file_consent_v1_consent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1477,7 +1853,7 @@ func (x *Proof) String() string {
 func (*Proof) ProtoMessage() {}
 
 func (x *Proof) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[17]
+	mi := &file_consent_v1_consent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1490,7 +1866,7 @@ func (x *Proof) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Proof.ProtoReflect.Descriptor instead.
 func (*Proof) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{17}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Proof) GetMethod() Method {
@@ -1579,7 +1955,7 @@ type PurposeState struct {
 
 func (x *PurposeState) Reset() {
 	*x = PurposeState{}
-	mi := &file_consent_v1_consent_proto_msgTypes[18]
+	mi := &file_consent_v1_consent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1591,7 +1967,7 @@ func (x *PurposeState) String() string {
 func (*PurposeState) ProtoMessage() {}
 
 func (x *PurposeState) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[18]
+	mi := &file_consent_v1_consent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1604,7 +1980,7 @@ func (x *PurposeState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurposeState.ProtoReflect.Descriptor instead.
 func (*PurposeState) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{18}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *PurposeState) GetPurpose() string {
@@ -1649,13 +2025,20 @@ type GetContactResponse struct {
 	// Set when the contact was erased.
 	ErasedAt         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=erased_at,json=erasedAt" json:"erased_at,omitempty"`
 	ConsistencyToken string                 `protobuf:"bytes,3,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The contact's own kind and key.
+	Identifier *Identifier `protobuf:"bytes,4,opt,name=identifier" json:"identifier,omitempty"`
+	// The identifiers the contact is linked to directly, whatever the scope.
+	Links []*Identifier `protobuf:"bytes,5,rep,name=links" json:"links,omitempty"`
+	// With SCOPE_PERSON: every other identifier of the person (the links,
+	// the links' links...), each with its state, nearest first.
+	Person        []*IdentifierState `protobuf:"bytes,6,rep,name=person" json:"person,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetContactResponse) Reset() {
 	*x = GetContactResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[19]
+	mi := &file_consent_v1_consent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1667,7 +2050,7 @@ func (x *GetContactResponse) String() string {
 func (*GetContactResponse) ProtoMessage() {}
 
 func (x *GetContactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[19]
+	mi := &file_consent_v1_consent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1680,7 +2063,7 @@ func (x *GetContactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContactResponse.ProtoReflect.Descriptor instead.
 func (*GetContactResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{19}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetContactResponse) GetPurposes() []*PurposeState {
@@ -1704,6 +2087,27 @@ func (x *GetContactResponse) GetConsistencyToken() string {
 	return ""
 }
 
+func (x *GetContactResponse) GetIdentifier() *Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *GetContactResponse) GetLinks() []*Identifier {
+	if x != nil {
+		return x.Links
+	}
+	return nil
+}
+
+func (x *GetContactResponse) GetPerson() []*IdentifierState {
+	if x != nil {
+		return x.Person
+	}
+	return nil
+}
+
 type ListEventsRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Contact string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
@@ -1711,14 +2115,19 @@ type ListEventsRequest struct {
 	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize" json:"page_size,omitempty"`
 	// The next_page_token of the previous page; one consentd did not issue
 	// is refused with INVALID_ARGUMENT.
-	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken" json:"page_token,omitempty"`
+	PageToken string `protobuf:"bytes,3,opt,name=page_token,json=pageToken" json:"page_token,omitempty"`
+	// The key (Identifier.key) of another identifier of contact's person,
+	// whose history to list instead of contact's: how an access export reads
+	// the history of identifiers it only knows by key. One not in the
+	// person is INVALID_ARGUMENT.
+	IdentifierKey string `protobuf:"bytes,4,opt,name=identifier_key,json=identifierKey" json:"identifier_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ListEventsRequest) Reset() {
 	*x = ListEventsRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[20]
+	mi := &file_consent_v1_consent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1730,7 +2139,7 @@ func (x *ListEventsRequest) String() string {
 func (*ListEventsRequest) ProtoMessage() {}
 
 func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[20]
+	mi := &file_consent_v1_consent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1743,7 +2152,7 @@ func (x *ListEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListEventsRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{20}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListEventsRequest) GetContact() string {
@@ -1767,6 +2176,13 @@ func (x *ListEventsRequest) GetPageToken() string {
 	return ""
 }
 
+func (x *ListEventsRequest) GetIdentifierKey() string {
+	if x != nil {
+		return x.IdentifierKey
+	}
+	return ""
+}
+
 // Event is one entry of a contact's history.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1786,13 +2202,16 @@ type Event struct {
 	RequestId        string                 `protobuf:"bytes,12,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
 	RecordedAt       *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=recorded_at,json=recordedAt" json:"recorded_at,omitempty"`
 	ConsistencyToken string                 `protobuf:"bytes,14,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The identifier a link, unlink or rectification names; unset for other
+	// kinds, and for an unlink of every link.
+	Other         *Identifier `protobuf:"bytes,15,opt,name=other" json:"other,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_consent_v1_consent_proto_msgTypes[21]
+	mi := &file_consent_v1_consent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1804,7 +2223,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[21]
+	mi := &file_consent_v1_consent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1817,7 +2236,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{21}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Event) GetKind() EventKind {
@@ -1918,6 +2337,13 @@ func (x *Event) GetConsistencyToken() string {
 	return ""
 }
 
+func (x *Event) GetOther() *Identifier {
+	if x != nil {
+		return x.Other
+	}
+	return nil
+}
+
 type ListEventsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Events        []*Event               `protobuf:"bytes,1,rep,name=events" json:"events,omitempty"`
@@ -1928,7 +2354,7 @@ type ListEventsResponse struct {
 
 func (x *ListEventsResponse) Reset() {
 	*x = ListEventsResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[22]
+	mi := &file_consent_v1_consent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1940,7 +2366,7 @@ func (x *ListEventsResponse) String() string {
 func (*ListEventsResponse) ProtoMessage() {}
 
 func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[22]
+	mi := &file_consent_v1_consent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1953,7 +2379,7 @@ func (x *ListEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListEventsResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{22}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListEventsResponse) GetEvents() []*Event {
@@ -1978,7 +2404,7 @@ type ListPurposesRequest struct {
 
 func (x *ListPurposesRequest) Reset() {
 	*x = ListPurposesRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[23]
+	mi := &file_consent_v1_consent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2416,7 @@ func (x *ListPurposesRequest) String() string {
 func (*ListPurposesRequest) ProtoMessage() {}
 
 func (x *ListPurposesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[23]
+	mi := &file_consent_v1_consent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2429,7 @@ func (x *ListPurposesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPurposesRequest.ProtoReflect.Descriptor instead.
 func (*ListPurposesRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{23}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{26}
 }
 
 // Purpose is one entry of the purpose registry.
@@ -2023,7 +2449,7 @@ type Purpose struct {
 
 func (x *Purpose) Reset() {
 	*x = Purpose{}
-	mi := &file_consent_v1_consent_proto_msgTypes[24]
+	mi := &file_consent_v1_consent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2035,7 +2461,7 @@ func (x *Purpose) String() string {
 func (*Purpose) ProtoMessage() {}
 
 func (x *Purpose) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[24]
+	mi := &file_consent_v1_consent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2048,7 +2474,7 @@ func (x *Purpose) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Purpose.ProtoReflect.Descriptor instead.
 func (*Purpose) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{24}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Purpose) GetName() string {
@@ -2095,7 +2521,7 @@ type ListPurposesResponse struct {
 
 func (x *ListPurposesResponse) Reset() {
 	*x = ListPurposesResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[25]
+	mi := &file_consent_v1_consent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2533,7 @@ func (x *ListPurposesResponse) String() string {
 func (*ListPurposesResponse) ProtoMessage() {}
 
 func (x *ListPurposesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[25]
+	mi := &file_consent_v1_consent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2546,7 @@ func (x *ListPurposesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPurposesResponse.ProtoReflect.Descriptor instead.
 func (*ListPurposesResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{25}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListPurposesResponse) GetPurposes() []*Purpose {
@@ -2141,7 +2567,7 @@ type MintUnsubscribeRequest struct {
 
 func (x *MintUnsubscribeRequest) Reset() {
 	*x = MintUnsubscribeRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[26]
+	mi := &file_consent_v1_consent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2153,7 +2579,7 @@ func (x *MintUnsubscribeRequest) String() string {
 func (*MintUnsubscribeRequest) ProtoMessage() {}
 
 func (x *MintUnsubscribeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[26]
+	mi := &file_consent_v1_consent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2166,7 +2592,7 @@ func (x *MintUnsubscribeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintUnsubscribeRequest.ProtoReflect.Descriptor instead.
 func (*MintUnsubscribeRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{26}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MintUnsubscribeRequest) GetContact() string {
@@ -2196,7 +2622,7 @@ type MintUnsubscribeResponse struct {
 
 func (x *MintUnsubscribeResponse) Reset() {
 	*x = MintUnsubscribeResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[27]
+	mi := &file_consent_v1_consent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2208,7 +2634,7 @@ func (x *MintUnsubscribeResponse) String() string {
 func (*MintUnsubscribeResponse) ProtoMessage() {}
 
 func (x *MintUnsubscribeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[27]
+	mi := &file_consent_v1_consent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2221,7 +2647,7 @@ func (x *MintUnsubscribeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MintUnsubscribeResponse.ProtoReflect.Descriptor instead.
 func (*MintUnsubscribeResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{27}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *MintUnsubscribeResponse) GetUnsubscribeToken() string {
@@ -2247,7 +2673,7 @@ type WriteBatchRequest struct {
 
 func (x *WriteBatchRequest) Reset() {
 	*x = WriteBatchRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[28]
+	mi := &file_consent_v1_consent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2259,7 +2685,7 @@ func (x *WriteBatchRequest) String() string {
 func (*WriteBatchRequest) ProtoMessage() {}
 
 func (x *WriteBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[28]
+	mi := &file_consent_v1_consent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2272,7 +2698,7 @@ func (x *WriteBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteBatchRequest.ProtoReflect.Descriptor instead.
 func (*WriteBatchRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{28}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *WriteBatchRequest) GetWrites() []*BatchWrite {
@@ -2296,7 +2722,7 @@ type BatchWrite struct {
 
 func (x *BatchWrite) Reset() {
 	*x = BatchWrite{}
-	mi := &file_consent_v1_consent_proto_msgTypes[29]
+	mi := &file_consent_v1_consent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2308,7 +2734,7 @@ func (x *BatchWrite) String() string {
 func (*BatchWrite) ProtoMessage() {}
 
 func (x *BatchWrite) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[29]
+	mi := &file_consent_v1_consent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2321,7 +2747,7 @@ func (x *BatchWrite) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BatchWrite.ProtoReflect.Descriptor instead.
 func (*BatchWrite) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{29}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *BatchWrite) GetWrite() isBatchWrite_Write {
@@ -2375,7 +2801,7 @@ type WriteBatchResponse struct {
 
 func (x *WriteBatchResponse) Reset() {
 	*x = WriteBatchResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[30]
+	mi := &file_consent_v1_consent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2387,7 +2813,7 @@ func (x *WriteBatchResponse) String() string {
 func (*WriteBatchResponse) ProtoMessage() {}
 
 func (x *WriteBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[30]
+	mi := &file_consent_v1_consent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2400,7 +2826,7 @@ func (x *WriteBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteBatchResponse.ProtoReflect.Descriptor instead.
 func (*WriteBatchResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{30}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *WriteBatchResponse) GetResults() []*WriteResult {
@@ -2425,7 +2851,7 @@ type WriteResult struct {
 
 func (x *WriteResult) Reset() {
 	*x = WriteResult{}
-	mi := &file_consent_v1_consent_proto_msgTypes[31]
+	mi := &file_consent_v1_consent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2437,7 +2863,7 @@ func (x *WriteResult) String() string {
 func (*WriteResult) ProtoMessage() {}
 
 func (x *WriteResult) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[31]
+	mi := &file_consent_v1_consent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2450,7 +2876,7 @@ func (x *WriteResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WriteResult.ProtoReflect.Descriptor instead.
 func (*WriteResult) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{31}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *WriteResult) GetConsistencyToken() string {
@@ -2482,7 +2908,7 @@ type VerifyHistoryRequest struct {
 
 func (x *VerifyHistoryRequest) Reset() {
 	*x = VerifyHistoryRequest{}
-	mi := &file_consent_v1_consent_proto_msgTypes[32]
+	mi := &file_consent_v1_consent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2494,7 +2920,7 @@ func (x *VerifyHistoryRequest) String() string {
 func (*VerifyHistoryRequest) ProtoMessage() {}
 
 func (x *VerifyHistoryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[32]
+	mi := &file_consent_v1_consent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2507,7 +2933,7 @@ func (x *VerifyHistoryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyHistoryRequest.ProtoReflect.Descriptor instead.
 func (*VerifyHistoryRequest) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{32}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{35}
 }
 
 type VerifyHistoryResponse struct {
@@ -2521,7 +2947,7 @@ type VerifyHistoryResponse struct {
 
 func (x *VerifyHistoryResponse) Reset() {
 	*x = VerifyHistoryResponse{}
-	mi := &file_consent_v1_consent_proto_msgTypes[33]
+	mi := &file_consent_v1_consent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2533,7 +2959,7 @@ func (x *VerifyHistoryResponse) String() string {
 func (*VerifyHistoryResponse) ProtoMessage() {}
 
 func (x *VerifyHistoryResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[33]
+	mi := &file_consent_v1_consent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2546,7 +2972,7 @@ func (x *VerifyHistoryResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use VerifyHistoryResponse.ProtoReflect.Descriptor instead.
 func (*VerifyHistoryResponse) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{33}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *VerifyHistoryResponse) GetIntact() bool {
@@ -2590,7 +3016,7 @@ type PartitionHistory struct {
 
 func (x *PartitionHistory) Reset() {
 	*x = PartitionHistory{}
-	mi := &file_consent_v1_consent_proto_msgTypes[34]
+	mi := &file_consent_v1_consent_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +3028,7 @@ func (x *PartitionHistory) String() string {
 func (*PartitionHistory) ProtoMessage() {}
 
 func (x *PartitionHistory) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[34]
+	mi := &file_consent_v1_consent_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +3041,7 @@ func (x *PartitionHistory) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionHistory.ProtoReflect.Descriptor instead.
 func (*PartitionHistory) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{34}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *PartitionHistory) GetPartition() uint32 {
@@ -2695,7 +3121,7 @@ type HistoryBreak struct {
 
 func (x *HistoryBreak) Reset() {
 	*x = HistoryBreak{}
-	mi := &file_consent_v1_consent_proto_msgTypes[35]
+	mi := &file_consent_v1_consent_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2707,7 +3133,7 @@ func (x *HistoryBreak) String() string {
 func (*HistoryBreak) ProtoMessage() {}
 
 func (x *HistoryBreak) ProtoReflect() protoreflect.Message {
-	mi := &file_consent_v1_consent_proto_msgTypes[35]
+	mi := &file_consent_v1_consent_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2720,7 +3146,7 @@ func (x *HistoryBreak) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HistoryBreak.ProtoReflect.Descriptor instead.
 func (*HistoryBreak) Descriptor() ([]byte, []int) {
-	return file_consent_v1_consent_proto_rawDescGZIP(), []int{35}
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *HistoryBreak) GetSeq() uint64 {
@@ -2737,12 +3163,443 @@ func (x *HistoryBreak) GetProblem() string {
 	return ""
 }
 
+type LinkIdentifiersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The identifier the others are linked to.
+	Contact string `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
+	// The person's other identifiers, each held to the rule of contact: at
+	// least one, at most 32, none of them contact itself, none twice. An
+	// identifier has at most 32 links, and a person at most 64 identifiers.
+	Others []string `protobuf:"bytes,2,rep,name=others" json:"others,omitempty"`
+	Actor  string   `protobuf:"bytes,3,opt,name=actor" json:"actor,omitempty"`
+	// Makes the request idempotent: each of its writes gets a request id
+	// derived from this one and the identifiers it links, so a retry applies
+	// each once.
+	RequestId string `protobuf:"bytes,4,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	// When the identifiers were found to be one person; defaults to now.
+	CapturedAt    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=captured_at,json=capturedAt" json:"captured_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkIdentifiersRequest) Reset() {
+	*x = LinkIdentifiersRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkIdentifiersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkIdentifiersRequest) ProtoMessage() {}
+
+func (x *LinkIdentifiersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkIdentifiersRequest.ProtoReflect.Descriptor instead.
+func (*LinkIdentifiersRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *LinkIdentifiersRequest) GetContact() string {
+	if x != nil {
+		return x.Contact
+	}
+	return ""
+}
+
+func (x *LinkIdentifiersRequest) GetOthers() []string {
+	if x != nil {
+		return x.Others
+	}
+	return nil
+}
+
+func (x *LinkIdentifiersRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *LinkIdentifiersRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *LinkIdentifiersRequest) GetCapturedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CapturedAt
+	}
+	return nil
+}
+
+type LinkIdentifiersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The last write on contact.
+	ConsistencyToken string      `protobuf:"bytes,1,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
+	Identifier       *Identifier `protobuf:"bytes,2,opt,name=identifier" json:"identifier,omitempty"`
+	// The writes on the others, in request order.
+	Others        []*IdentifierWrite `protobuf:"bytes,3,rep,name=others" json:"others,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LinkIdentifiersResponse) Reset() {
+	*x = LinkIdentifiersResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LinkIdentifiersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LinkIdentifiersResponse) ProtoMessage() {}
+
+func (x *LinkIdentifiersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LinkIdentifiersResponse.ProtoReflect.Descriptor instead.
+func (*LinkIdentifiersResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *LinkIdentifiersResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
+func (x *LinkIdentifiersResponse) GetIdentifier() *Identifier {
+	if x != nil {
+		return x.Identifier
+	}
+	return nil
+}
+
+func (x *LinkIdentifiersResponse) GetOthers() []*IdentifierWrite {
+	if x != nil {
+		return x.Others
+	}
+	return nil
+}
+
+type UnlinkIdentifierRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Contact string                 `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
+	Actor   string                 `protobuf:"bytes,2,opt,name=actor" json:"actor,omitempty"`
+	// As LinkIdentifiersRequest.request_id.
+	RequestId     string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	CapturedAt    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=captured_at,json=capturedAt" json:"captured_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlinkIdentifierRequest) Reset() {
+	*x = UnlinkIdentifierRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlinkIdentifierRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlinkIdentifierRequest) ProtoMessage() {}
+
+func (x *UnlinkIdentifierRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlinkIdentifierRequest.ProtoReflect.Descriptor instead.
+func (*UnlinkIdentifierRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *UnlinkIdentifierRequest) GetContact() string {
+	if x != nil {
+		return x.Contact
+	}
+	return ""
+}
+
+func (x *UnlinkIdentifierRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *UnlinkIdentifierRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *UnlinkIdentifierRequest) GetCapturedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CapturedAt
+	}
+	return nil
+}
+
+type UnlinkIdentifierResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The last write on contact; its record's when it had no links.
+	ConsistencyToken string `protobuf:"bytes,1,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
+	// The writes on the identifiers it was linked to.
+	Others        []*IdentifierWrite `protobuf:"bytes,2,rep,name=others" json:"others,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnlinkIdentifierResponse) Reset() {
+	*x = UnlinkIdentifierResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnlinkIdentifierResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnlinkIdentifierResponse) ProtoMessage() {}
+
+func (x *UnlinkIdentifierResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnlinkIdentifierResponse.ProtoReflect.Descriptor instead.
+func (*UnlinkIdentifierResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *UnlinkIdentifierResponse) GetConsistencyToken() string {
+	if x != nil {
+		return x.ConsistencyToken
+	}
+	return ""
+}
+
+func (x *UnlinkIdentifierResponse) GetOthers() []*IdentifierWrite {
+	if x != nil {
+		return x.Others
+	}
+	return nil
+}
+
+type RectifyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The identifier the person no longer uses. One that was erased (and not
+	// granted since) is refused: it has nothing to carry.
+	OldContact string `protobuf:"bytes,1,opt,name=old_contact,json=oldContact" json:"old_contact,omitempty"`
+	// The identifier the person uses now: another identifier than
+	// old_contact, and not erased.
+	NewContact string `protobuf:"bytes,2,opt,name=new_contact,json=newContact" json:"new_contact,omitempty"`
+	Actor      string `protobuf:"bytes,3,opt,name=actor" json:"actor,omitempty"`
+	// A pointer to the evidence of the change (a ticket, a form).
+	EvidenceRef string `protobuf:"bytes,4,opt,name=evidence_ref,json=evidenceRef" json:"evidence_ref,omitempty"`
+	// As LinkIdentifiersRequest.request_id.
+	RequestId string `protobuf:"bytes,5,opt,name=request_id,json=requestId" json:"request_id,omitempty"`
+	// When the person reported the change; defaults to now.
+	CapturedAt    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=captured_at,json=capturedAt" json:"captured_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RectifyRequest) Reset() {
+	*x = RectifyRequest{}
+	mi := &file_consent_v1_consent_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RectifyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RectifyRequest) ProtoMessage() {}
+
+func (x *RectifyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RectifyRequest.ProtoReflect.Descriptor instead.
+func (*RectifyRequest) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RectifyRequest) GetOldContact() string {
+	if x != nil {
+		return x.OldContact
+	}
+	return ""
+}
+
+func (x *RectifyRequest) GetNewContact() string {
+	if x != nil {
+		return x.NewContact
+	}
+	return ""
+}
+
+func (x *RectifyRequest) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *RectifyRequest) GetEvidenceRef() string {
+	if x != nil {
+		return x.EvidenceRef
+	}
+	return ""
+}
+
+func (x *RectifyRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *RectifyRequest) GetCapturedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CapturedAt
+	}
+	return nil
+}
+
+type RectifyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The EVENT_KIND_RECTIFY_FROM write on new_contact.
+	NewConsistencyToken string `protobuf:"bytes,1,opt,name=new_consistency_token,json=newConsistencyToken" json:"new_consistency_token,omitempty"`
+	// The EVENT_KIND_RECTIFY_TO write on old_contact.
+	OldConsistencyToken string `protobuf:"bytes,2,opt,name=old_consistency_token,json=oldConsistencyToken" json:"old_consistency_token,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *RectifyResponse) Reset() {
+	*x = RectifyResponse{}
+	mi := &file_consent_v1_consent_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RectifyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RectifyResponse) ProtoMessage() {}
+
+func (x *RectifyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_consent_v1_consent_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RectifyResponse.ProtoReflect.Descriptor instead.
+func (*RectifyResponse) Descriptor() ([]byte, []int) {
+	return file_consent_v1_consent_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *RectifyResponse) GetNewConsistencyToken() string {
+	if x != nil {
+		return x.NewConsistencyToken
+	}
+	return ""
+}
+
+func (x *RectifyResponse) GetOldConsistencyToken() string {
+	if x != nil {
+		return x.OldConsistencyToken
+	}
+	return ""
+}
+
 var File_consent_v1_consent_proto protoreflect.FileDescriptor
 
 const file_consent_v1_consent_proto_rawDesc = "" +
 	"\n" +
 	"\x18consent/v1/consent.proto\x12\n" +
-	"consent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa3\x01\n" +
+	"consent.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"N\n" +
+	"\n" +
+	"Identifier\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1a.consent.v1.IdentifierKindR\x04kind\"v\n" +
+	"\x0fIdentifierWrite\x126\n" +
+	"\n" +
+	"identifier\x18\x01 \x01(\v2\x16.consent.v1.IdentifierR\n" +
+	"identifier\x12+\n" +
+	"\x11consistency_token\x18\x02 \x01(\tR\x10consistencyToken\"\x93\x02\n" +
+	"\x0fIdentifierState\x126\n" +
+	"\n" +
+	"identifier\x18\x01 \x01(\v2\x16.consent.v1.IdentifierR\n" +
+	"identifier\x124\n" +
+	"\bpurposes\x18\x02 \x03(\v2\x18.consent.v1.PurposeStateR\bpurposes\x127\n" +
+	"\terased_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\berasedAt\x12+\n" +
+	"\x11consistency_token\x18\x04 \x01(\tR\x10consistencyToken\x12,\n" +
+	"\x05links\x18\x05 \x03(\v2\x16.consent.v1.IdentifierR\x05links\"\xa3\x01\n" +
 	"\vConsistency\x12+\n" +
 	"\x10minimize_latency\x18\x01 \x01(\bH\x00R\x0fminimizeLatency\x12+\n" +
 	"\x11at_least_as_fresh\x18\x02 \x01(\tH\x00R\x0eatLeastAsFresh\x12+\n" +
@@ -2801,7 +3658,7 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"request_id\x18\v \x01(\tR\trequestId\x12\x18\n" +
 	"\abundled\x18\f \x01(\bR\abundled\"<\n" +
 	"\rGrantResponse\x12+\n" +
-	"\x11consistency_token\x18\x01 \x01(\tR\x10consistencyToken\"\xe5\x01\n" +
+	"\x11consistency_token\x18\x01 \x01(\tR\x10consistencyToken\"\x8e\x02\n" +
 	"\x0fWithdrawRequest\x12\x18\n" +
 	"\acontact\x18\x01 \x01(\tR\acontact\x12\x1a\n" +
 	"\bpurposes\x18\x02 \x03(\tR\bpurposes\x12*\n" +
@@ -2810,18 +3667,23 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"capturedAt\x12\x14\n" +
 	"\x05actor\x18\x05 \x01(\tR\x05actor\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x06 \x01(\tR\trequestId\"?\n" +
+	"request_id\x18\x06 \x01(\tR\trequestId\x12'\n" +
+	"\x05scope\x18\a \x01(\x0e2\x11.consent.v1.ScopeR\x05scope\"t\n" +
 	"\x10WithdrawResponse\x12+\n" +
-	"\x11consistency_token\x18\x01 \x01(\tR\x10consistencyToken\"]\n" +
+	"\x11consistency_token\x18\x01 \x01(\tR\x10consistencyToken\x123\n" +
+	"\x06others\x18\x02 \x03(\v2\x1b.consent.v1.IdentifierWriteR\x06others\"\x86\x01\n" +
 	"\fEraseRequest\x12\x18\n" +
 	"\acontact\x18\x01 \x01(\tR\acontact\x12\x14\n" +
 	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\tR\trequestId\"<\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12'\n" +
+	"\x05scope\x18\x04 \x01(\x0e2\x11.consent.v1.ScopeR\x05scope\"q\n" +
 	"\rEraseResponse\x12+\n" +
-	"\x11consistency_token\x18\x01 \x01(\tR\x10consistencyToken\"-\n" +
+	"\x11consistency_token\x18\x01 \x01(\tR\x10consistencyToken\x123\n" +
+	"\x06others\x18\x02 \x03(\v2\x1b.consent.v1.IdentifierWriteR\x06others\"V\n" +
 	"\x11GetContactRequest\x12\x18\n" +
-	"\acontact\x18\x01 \x01(\tR\acontact\"\xaf\x03\n" +
+	"\acontact\x18\x01 \x01(\tR\acontact\x12'\n" +
+	"\x05scope\x18\x02 \x01(\x0e2\x11.consent.v1.ScopeR\x05scope\"\xaf\x03\n" +
 	"\x05Proof\x12*\n" +
 	"\x06method\x18\x01 \x01(\x0e2\x12.consent.v1.MethodR\x06method\x12*\n" +
 	"\x06source\x18\x02 \x01(\x0e2\x12.consent.v1.SourceR\x06source\x12\x1f\n" +
@@ -2843,16 +3705,22 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\bdecision\x18\x02 \x01(\x0e2\x14.consent.v1.DecisionR\bdecision\x12*\n" +
 	"\x06reason\x18\x03 \x01(\x0e2\x12.consent.v1.ReasonR\x06reason\x12'\n" +
 	"\x05grant\x18\x04 \x01(\v2\x11.consent.v1.ProofR\x05grant\x12=\n" +
-	"\fwithdrawn_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vwithdrawnAt\"\xb0\x01\n" +
+	"\fwithdrawn_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vwithdrawnAt\"\xcb\x02\n" +
 	"\x12GetContactResponse\x124\n" +
 	"\bpurposes\x18\x01 \x03(\v2\x18.consent.v1.PurposeStateR\bpurposes\x127\n" +
 	"\terased_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\berasedAt\x12+\n" +
-	"\x11consistency_token\x18\x03 \x01(\tR\x10consistencyToken\"i\n" +
+	"\x11consistency_token\x18\x03 \x01(\tR\x10consistencyToken\x126\n" +
+	"\n" +
+	"identifier\x18\x04 \x01(\v2\x16.consent.v1.IdentifierR\n" +
+	"identifier\x12,\n" +
+	"\x05links\x18\x05 \x03(\v2\x16.consent.v1.IdentifierR\x05links\x123\n" +
+	"\x06person\x18\x06 \x03(\v2\x1b.consent.v1.IdentifierStateR\x06person\"\x90\x01\n" +
 	"\x11ListEventsRequest\x12\x18\n" +
 	"\acontact\x18\x01 \x01(\tR\acontact\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"\xc2\x04\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12%\n" +
+	"\x0eidentifier_key\x18\x04 \x01(\tR\ridentifierKey\"\xf0\x04\n" +
 	"\x05Event\x12)\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\x15.consent.v1.EventKindR\x04kind\x12\x1a\n" +
 	"\bpurposes\x18\x02 \x03(\tR\bpurposes\x12*\n" +
@@ -2873,7 +3741,8 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"request_id\x18\f \x01(\tR\trequestId\x12;\n" +
 	"\vrecorded_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"recordedAt\x12+\n" +
-	"\x11consistency_token\x18\x0e \x01(\tR\x10consistencyToken\"g\n" +
+	"\x11consistency_token\x18\x0e \x01(\tR\x10consistencyToken\x12,\n" +
+	"\x05other\x18\x0f \x01(\v2\x16.consent.v1.IdentifierR\x05other\"g\n" +
 	"\x12ListEventsResponse\x12)\n" +
 	"\x06events\x18\x01 \x03(\v2\x11.consent.v1.EventR\x06events\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x15\n" +
@@ -2926,7 +3795,45 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"breakCount\":\n" +
 	"\fHistoryBreak\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x18\n" +
-	"\aproblem\x18\x02 \x01(\tR\aproblem*K\n" +
+	"\aproblem\x18\x02 \x01(\tR\aproblem\"\xbc\x01\n" +
+	"\x16LinkIdentifiersRequest\x12\x18\n" +
+	"\acontact\x18\x01 \x01(\tR\acontact\x12\x16\n" +
+	"\x06others\x18\x02 \x03(\tR\x06others\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\x12;\n" +
+	"\vcaptured_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"capturedAt\"\xb3\x01\n" +
+	"\x17LinkIdentifiersResponse\x12+\n" +
+	"\x11consistency_token\x18\x01 \x01(\tR\x10consistencyToken\x126\n" +
+	"\n" +
+	"identifier\x18\x02 \x01(\v2\x16.consent.v1.IdentifierR\n" +
+	"identifier\x123\n" +
+	"\x06others\x18\x03 \x03(\v2\x1b.consent.v1.IdentifierWriteR\x06others\"\xa5\x01\n" +
+	"\x17UnlinkIdentifierRequest\x12\x18\n" +
+	"\acontact\x18\x01 \x01(\tR\acontact\x12\x14\n" +
+	"\x05actor\x18\x02 \x01(\tR\x05actor\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12;\n" +
+	"\vcaptured_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"capturedAt\"|\n" +
+	"\x18UnlinkIdentifierResponse\x12+\n" +
+	"\x11consistency_token\x18\x01 \x01(\tR\x10consistencyToken\x123\n" +
+	"\x06others\x18\x02 \x03(\v2\x1b.consent.v1.IdentifierWriteR\x06others\"\xe7\x01\n" +
+	"\x0eRectifyRequest\x12\x1f\n" +
+	"\vold_contact\x18\x01 \x01(\tR\n" +
+	"oldContact\x12\x1f\n" +
+	"\vnew_contact\x18\x02 \x01(\tR\n" +
+	"newContact\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12!\n" +
+	"\fevidence_ref\x18\x04 \x01(\tR\vevidenceRef\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\x12;\n" +
+	"\vcaptured_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"capturedAt\"y\n" +
+	"\x0fRectifyResponse\x122\n" +
+	"\x15new_consistency_token\x18\x01 \x01(\tR\x13newConsistencyToken\x122\n" +
+	"\x15old_consistency_token\x18\x02 \x01(\tR\x13oldConsistencyToken*K\n" +
 	"\bDecision\x12\x18\n" +
 	"\x14DECISION_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eDECISION_ALLOW\x10\x01\x12\x11\n" +
@@ -2955,17 +3862,30 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x06Source\x12\x16\n" +
 	"\x12SOURCE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12SOURCE_FIRST_PARTY\x10\x01\x12\x16\n" +
-	"\x12SOURCE_THIRD_PARTY\x10\x02*l\n" +
+	"\x12SOURCE_THIRD_PARTY\x10\x02*\xd0\x01\n" +
 	"\tEventKind\x12\x1a\n" +
 	"\x16EVENT_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10EVENT_KIND_GRANT\x10\x01\x12\x17\n" +
 	"\x13EVENT_KIND_WITHDRAW\x10\x02\x12\x14\n" +
-	"\x10EVENT_KIND_ERASE\x10\x032\xf6\x01\n" +
+	"\x10EVENT_KIND_ERASE\x10\x03\x12\x13\n" +
+	"\x0fEVENT_KIND_LINK\x10\x04\x12\x15\n" +
+	"\x11EVENT_KIND_UNLINK\x10\x05\x12\x1b\n" +
+	"\x17EVENT_KIND_RECTIFY_FROM\x10\x06\x12\x19\n" +
+	"\x15EVENT_KIND_RECTIFY_TO\x10\a*F\n" +
+	"\x05Scope\x12\x15\n" +
+	"\x11SCOPE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10SCOPE_IDENTIFIER\x10\x01\x12\x10\n" +
+	"\fSCOPE_PERSON\x10\x02*\x85\x01\n" +
+	"\x0eIdentifierKind\x12\x1f\n" +
+	"\x1bIDENTIFIER_KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15IDENTIFIER_KIND_EMAIL\x10\x01\x12\x19\n" +
+	"\x15IDENTIFIER_KIND_PHONE\x10\x02\x12\x1c\n" +
+	"\x18IDENTIFIER_KIND_EXTERNAL\x10\x032\xf6\x01\n" +
 	"\fCheckService\x12<\n" +
 	"\x05Check\x12\x18.consent.v1.CheckRequest\x1a\x19.consent.v1.CheckResponse\x12K\n" +
 	"\n" +
 	"BatchCheck\x12\x1d.consent.v1.BatchCheckRequest\x1a\x1e.consent.v1.BatchCheckResponse\x12[\n" +
-	"\x0eFilterAudience\x12!.consent.v1.FilterAudienceRequest\x1a\".consent.v1.FilterAudienceResponse(\x010\x012\xbf\x05\n" +
+	"\x0eFilterAudience\x12!.consent.v1.FilterAudienceRequest\x1a\".consent.v1.FilterAudienceResponse(\x010\x012\xbe\a\n" +
 	"\x0eConsentService\x12<\n" +
 	"\x05Grant\x12\x18.consent.v1.GrantRequest\x1a\x19.consent.v1.GrantResponse\x12E\n" +
 	"\bWithdraw\x12\x1b.consent.v1.WithdrawRequest\x1a\x1c.consent.v1.WithdrawResponse\x12<\n" +
@@ -2978,7 +3898,10 @@ const file_consent_v1_consent_proto_rawDesc = "" +
 	"\x0fMintUnsubscribe\x12\".consent.v1.MintUnsubscribeRequest\x1a#.consent.v1.MintUnsubscribeResponse\x12T\n" +
 	"\rVerifyHistory\x12 .consent.v1.VerifyHistoryRequest\x1a!.consent.v1.VerifyHistoryResponse\x12K\n" +
 	"\n" +
-	"WriteBatch\x12\x1d.consent.v1.WriteBatchRequest\x1a\x1e.consent.v1.WriteBatchResponseB@Z7github.com/consentd/consentd/proto/consent/v1;consentv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
+	"WriteBatch\x12\x1d.consent.v1.WriteBatchRequest\x1a\x1e.consent.v1.WriteBatchResponse\x12Z\n" +
+	"\x0fLinkIdentifiers\x12\".consent.v1.LinkIdentifiersRequest\x1a#.consent.v1.LinkIdentifiersResponse\x12]\n" +
+	"\x10UnlinkIdentifier\x12#.consent.v1.UnlinkIdentifierRequest\x1a$.consent.v1.UnlinkIdentifierResponse\x12B\n" +
+	"\aRectify\x12\x1a.consent.v1.RectifyRequest\x1a\x1b.consent.v1.RectifyResponseB@Z7github.com/consentd/consentd/proto/consent/v1;consentv1\x92\x03\x04\b\x02 \x03b\beditionsp\xe8\a"
 
 var (
 	file_consent_v1_consent_proto_rawDescOnce sync.Once
@@ -2992,126 +3915,164 @@ func file_consent_v1_consent_proto_rawDescGZIP() []byte {
 	return file_consent_v1_consent_proto_rawDescData
 }
 
-var file_consent_v1_consent_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_consent_v1_consent_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
+var file_consent_v1_consent_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_consent_v1_consent_proto_goTypes = []any{
-	(Decision)(0),                   // 0: consent.v1.Decision
-	(Reason)(0),                     // 1: consent.v1.Reason
-	(Method)(0),                     // 2: consent.v1.Method
-	(Source)(0),                     // 3: consent.v1.Source
-	(EventKind)(0),                  // 4: consent.v1.EventKind
-	(*Consistency)(nil),             // 5: consent.v1.Consistency
-	(*CheckRequest)(nil),            // 6: consent.v1.CheckRequest
-	(*CheckResponse)(nil),           // 7: consent.v1.CheckResponse
-	(*BatchCheckRequest)(nil),       // 8: consent.v1.BatchCheckRequest
-	(*BatchCheckResult)(nil),        // 9: consent.v1.BatchCheckResult
-	(*BatchCheckResponse)(nil),      // 10: consent.v1.BatchCheckResponse
-	(*FilterAudienceRequest)(nil),   // 11: consent.v1.FilterAudienceRequest
-	(*ReasonCount)(nil),             // 12: consent.v1.ReasonCount
-	(*FilterAudienceSummary)(nil),   // 13: consent.v1.FilterAudienceSummary
-	(*FilterAudienceResponse)(nil),  // 14: consent.v1.FilterAudienceResponse
-	(*GrantRequest)(nil),            // 15: consent.v1.GrantRequest
-	(*GrantResponse)(nil),           // 16: consent.v1.GrantResponse
-	(*WithdrawRequest)(nil),         // 17: consent.v1.WithdrawRequest
-	(*WithdrawResponse)(nil),        // 18: consent.v1.WithdrawResponse
-	(*EraseRequest)(nil),            // 19: consent.v1.EraseRequest
-	(*EraseResponse)(nil),           // 20: consent.v1.EraseResponse
-	(*GetContactRequest)(nil),       // 21: consent.v1.GetContactRequest
-	(*Proof)(nil),                   // 22: consent.v1.Proof
-	(*PurposeState)(nil),            // 23: consent.v1.PurposeState
-	(*GetContactResponse)(nil),      // 24: consent.v1.GetContactResponse
-	(*ListEventsRequest)(nil),       // 25: consent.v1.ListEventsRequest
-	(*Event)(nil),                   // 26: consent.v1.Event
-	(*ListEventsResponse)(nil),      // 27: consent.v1.ListEventsResponse
-	(*ListPurposesRequest)(nil),     // 28: consent.v1.ListPurposesRequest
-	(*Purpose)(nil),                 // 29: consent.v1.Purpose
-	(*ListPurposesResponse)(nil),    // 30: consent.v1.ListPurposesResponse
-	(*MintUnsubscribeRequest)(nil),  // 31: consent.v1.MintUnsubscribeRequest
-	(*MintUnsubscribeResponse)(nil), // 32: consent.v1.MintUnsubscribeResponse
-	(*WriteBatchRequest)(nil),       // 33: consent.v1.WriteBatchRequest
-	(*BatchWrite)(nil),              // 34: consent.v1.BatchWrite
-	(*WriteBatchResponse)(nil),      // 35: consent.v1.WriteBatchResponse
-	(*WriteResult)(nil),             // 36: consent.v1.WriteResult
-	(*VerifyHistoryRequest)(nil),    // 37: consent.v1.VerifyHistoryRequest
-	(*VerifyHistoryResponse)(nil),   // 38: consent.v1.VerifyHistoryResponse
-	(*PartitionHistory)(nil),        // 39: consent.v1.PartitionHistory
-	(*HistoryBreak)(nil),            // 40: consent.v1.HistoryBreak
-	(*timestamppb.Timestamp)(nil),   // 41: google.protobuf.Timestamp
+	(Decision)(0),                    // 0: consent.v1.Decision
+	(Reason)(0),                      // 1: consent.v1.Reason
+	(Method)(0),                      // 2: consent.v1.Method
+	(Source)(0),                      // 3: consent.v1.Source
+	(EventKind)(0),                   // 4: consent.v1.EventKind
+	(Scope)(0),                       // 5: consent.v1.Scope
+	(IdentifierKind)(0),              // 6: consent.v1.IdentifierKind
+	(*Identifier)(nil),               // 7: consent.v1.Identifier
+	(*IdentifierWrite)(nil),          // 8: consent.v1.IdentifierWrite
+	(*IdentifierState)(nil),          // 9: consent.v1.IdentifierState
+	(*Consistency)(nil),              // 10: consent.v1.Consistency
+	(*CheckRequest)(nil),             // 11: consent.v1.CheckRequest
+	(*CheckResponse)(nil),            // 12: consent.v1.CheckResponse
+	(*BatchCheckRequest)(nil),        // 13: consent.v1.BatchCheckRequest
+	(*BatchCheckResult)(nil),         // 14: consent.v1.BatchCheckResult
+	(*BatchCheckResponse)(nil),       // 15: consent.v1.BatchCheckResponse
+	(*FilterAudienceRequest)(nil),    // 16: consent.v1.FilterAudienceRequest
+	(*ReasonCount)(nil),              // 17: consent.v1.ReasonCount
+	(*FilterAudienceSummary)(nil),    // 18: consent.v1.FilterAudienceSummary
+	(*FilterAudienceResponse)(nil),   // 19: consent.v1.FilterAudienceResponse
+	(*GrantRequest)(nil),             // 20: consent.v1.GrantRequest
+	(*GrantResponse)(nil),            // 21: consent.v1.GrantResponse
+	(*WithdrawRequest)(nil),          // 22: consent.v1.WithdrawRequest
+	(*WithdrawResponse)(nil),         // 23: consent.v1.WithdrawResponse
+	(*EraseRequest)(nil),             // 24: consent.v1.EraseRequest
+	(*EraseResponse)(nil),            // 25: consent.v1.EraseResponse
+	(*GetContactRequest)(nil),        // 26: consent.v1.GetContactRequest
+	(*Proof)(nil),                    // 27: consent.v1.Proof
+	(*PurposeState)(nil),             // 28: consent.v1.PurposeState
+	(*GetContactResponse)(nil),       // 29: consent.v1.GetContactResponse
+	(*ListEventsRequest)(nil),        // 30: consent.v1.ListEventsRequest
+	(*Event)(nil),                    // 31: consent.v1.Event
+	(*ListEventsResponse)(nil),       // 32: consent.v1.ListEventsResponse
+	(*ListPurposesRequest)(nil),      // 33: consent.v1.ListPurposesRequest
+	(*Purpose)(nil),                  // 34: consent.v1.Purpose
+	(*ListPurposesResponse)(nil),     // 35: consent.v1.ListPurposesResponse
+	(*MintUnsubscribeRequest)(nil),   // 36: consent.v1.MintUnsubscribeRequest
+	(*MintUnsubscribeResponse)(nil),  // 37: consent.v1.MintUnsubscribeResponse
+	(*WriteBatchRequest)(nil),        // 38: consent.v1.WriteBatchRequest
+	(*BatchWrite)(nil),               // 39: consent.v1.BatchWrite
+	(*WriteBatchResponse)(nil),       // 40: consent.v1.WriteBatchResponse
+	(*WriteResult)(nil),              // 41: consent.v1.WriteResult
+	(*VerifyHistoryRequest)(nil),     // 42: consent.v1.VerifyHistoryRequest
+	(*VerifyHistoryResponse)(nil),    // 43: consent.v1.VerifyHistoryResponse
+	(*PartitionHistory)(nil),         // 44: consent.v1.PartitionHistory
+	(*HistoryBreak)(nil),             // 45: consent.v1.HistoryBreak
+	(*LinkIdentifiersRequest)(nil),   // 46: consent.v1.LinkIdentifiersRequest
+	(*LinkIdentifiersResponse)(nil),  // 47: consent.v1.LinkIdentifiersResponse
+	(*UnlinkIdentifierRequest)(nil),  // 48: consent.v1.UnlinkIdentifierRequest
+	(*UnlinkIdentifierResponse)(nil), // 49: consent.v1.UnlinkIdentifierResponse
+	(*RectifyRequest)(nil),           // 50: consent.v1.RectifyRequest
+	(*RectifyResponse)(nil),          // 51: consent.v1.RectifyResponse
+	(*timestamppb.Timestamp)(nil),    // 52: google.protobuf.Timestamp
 }
 var file_consent_v1_consent_proto_depIdxs = []int32{
-	5,  // 0: consent.v1.CheckRequest.consistency:type_name -> consent.v1.Consistency
-	0,  // 1: consent.v1.CheckResponse.decision:type_name -> consent.v1.Decision
-	1,  // 2: consent.v1.CheckResponse.reason:type_name -> consent.v1.Reason
-	5,  // 3: consent.v1.BatchCheckRequest.consistency:type_name -> consent.v1.Consistency
-	0,  // 4: consent.v1.BatchCheckResult.decision:type_name -> consent.v1.Decision
-	1,  // 5: consent.v1.BatchCheckResult.reason:type_name -> consent.v1.Reason
-	9,  // 6: consent.v1.BatchCheckResponse.results:type_name -> consent.v1.BatchCheckResult
-	5,  // 7: consent.v1.FilterAudienceRequest.consistency:type_name -> consent.v1.Consistency
-	1,  // 8: consent.v1.ReasonCount.reason:type_name -> consent.v1.Reason
-	12, // 9: consent.v1.FilterAudienceSummary.reasons:type_name -> consent.v1.ReasonCount
-	13, // 10: consent.v1.FilterAudienceResponse.summary:type_name -> consent.v1.FilterAudienceSummary
-	2,  // 11: consent.v1.GrantRequest.method:type_name -> consent.v1.Method
-	3,  // 12: consent.v1.GrantRequest.source:type_name -> consent.v1.Source
-	41, // 13: consent.v1.GrantRequest.captured_at:type_name -> google.protobuf.Timestamp
-	41, // 14: consent.v1.GrantRequest.expires_at:type_name -> google.protobuf.Timestamp
-	2,  // 15: consent.v1.WithdrawRequest.method:type_name -> consent.v1.Method
-	41, // 16: consent.v1.WithdrawRequest.captured_at:type_name -> google.protobuf.Timestamp
-	2,  // 17: consent.v1.Proof.method:type_name -> consent.v1.Method
-	3,  // 18: consent.v1.Proof.source:type_name -> consent.v1.Source
-	41, // 19: consent.v1.Proof.captured_at:type_name -> google.protobuf.Timestamp
-	41, // 20: consent.v1.Proof.expires_at:type_name -> google.protobuf.Timestamp
-	41, // 21: consent.v1.Proof.recorded_at:type_name -> google.protobuf.Timestamp
-	0,  // 22: consent.v1.PurposeState.decision:type_name -> consent.v1.Decision
-	1,  // 23: consent.v1.PurposeState.reason:type_name -> consent.v1.Reason
-	22, // 24: consent.v1.PurposeState.grant:type_name -> consent.v1.Proof
-	41, // 25: consent.v1.PurposeState.withdrawn_at:type_name -> google.protobuf.Timestamp
-	23, // 26: consent.v1.GetContactResponse.purposes:type_name -> consent.v1.PurposeState
-	41, // 27: consent.v1.GetContactResponse.erased_at:type_name -> google.protobuf.Timestamp
-	4,  // 28: consent.v1.Event.kind:type_name -> consent.v1.EventKind
-	2,  // 29: consent.v1.Event.method:type_name -> consent.v1.Method
-	3,  // 30: consent.v1.Event.source:type_name -> consent.v1.Source
-	41, // 31: consent.v1.Event.captured_at:type_name -> google.protobuf.Timestamp
-	41, // 32: consent.v1.Event.expires_at:type_name -> google.protobuf.Timestamp
-	41, // 33: consent.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
-	26, // 34: consent.v1.ListEventsResponse.events:type_name -> consent.v1.Event
-	29, // 35: consent.v1.ListPurposesResponse.purposes:type_name -> consent.v1.Purpose
-	41, // 36: consent.v1.MintUnsubscribeResponse.expires_at:type_name -> google.protobuf.Timestamp
-	34, // 37: consent.v1.WriteBatchRequest.writes:type_name -> consent.v1.BatchWrite
-	15, // 38: consent.v1.BatchWrite.grant:type_name -> consent.v1.GrantRequest
-	17, // 39: consent.v1.BatchWrite.withdraw:type_name -> consent.v1.WithdrawRequest
-	36, // 40: consent.v1.WriteBatchResponse.results:type_name -> consent.v1.WriteResult
-	39, // 41: consent.v1.VerifyHistoryResponse.partitions:type_name -> consent.v1.PartitionHistory
-	40, // 42: consent.v1.PartitionHistory.first_break:type_name -> consent.v1.HistoryBreak
-	40, // 43: consent.v1.PartitionHistory.breaks:type_name -> consent.v1.HistoryBreak
-	6,  // 44: consent.v1.CheckService.Check:input_type -> consent.v1.CheckRequest
-	8,  // 45: consent.v1.CheckService.BatchCheck:input_type -> consent.v1.BatchCheckRequest
-	11, // 46: consent.v1.CheckService.FilterAudience:input_type -> consent.v1.FilterAudienceRequest
-	15, // 47: consent.v1.ConsentService.Grant:input_type -> consent.v1.GrantRequest
-	17, // 48: consent.v1.ConsentService.Withdraw:input_type -> consent.v1.WithdrawRequest
-	19, // 49: consent.v1.ConsentService.Erase:input_type -> consent.v1.EraseRequest
-	21, // 50: consent.v1.ConsentService.GetContact:input_type -> consent.v1.GetContactRequest
-	25, // 51: consent.v1.ConsentService.ListEvents:input_type -> consent.v1.ListEventsRequest
-	28, // 52: consent.v1.ConsentService.ListPurposes:input_type -> consent.v1.ListPurposesRequest
-	31, // 53: consent.v1.ConsentService.MintUnsubscribe:input_type -> consent.v1.MintUnsubscribeRequest
-	37, // 54: consent.v1.ConsentService.VerifyHistory:input_type -> consent.v1.VerifyHistoryRequest
-	33, // 55: consent.v1.ConsentService.WriteBatch:input_type -> consent.v1.WriteBatchRequest
-	7,  // 56: consent.v1.CheckService.Check:output_type -> consent.v1.CheckResponse
-	10, // 57: consent.v1.CheckService.BatchCheck:output_type -> consent.v1.BatchCheckResponse
-	14, // 58: consent.v1.CheckService.FilterAudience:output_type -> consent.v1.FilterAudienceResponse
-	16, // 59: consent.v1.ConsentService.Grant:output_type -> consent.v1.GrantResponse
-	18, // 60: consent.v1.ConsentService.Withdraw:output_type -> consent.v1.WithdrawResponse
-	20, // 61: consent.v1.ConsentService.Erase:output_type -> consent.v1.EraseResponse
-	24, // 62: consent.v1.ConsentService.GetContact:output_type -> consent.v1.GetContactResponse
-	27, // 63: consent.v1.ConsentService.ListEvents:output_type -> consent.v1.ListEventsResponse
-	30, // 64: consent.v1.ConsentService.ListPurposes:output_type -> consent.v1.ListPurposesResponse
-	32, // 65: consent.v1.ConsentService.MintUnsubscribe:output_type -> consent.v1.MintUnsubscribeResponse
-	38, // 66: consent.v1.ConsentService.VerifyHistory:output_type -> consent.v1.VerifyHistoryResponse
-	35, // 67: consent.v1.ConsentService.WriteBatch:output_type -> consent.v1.WriteBatchResponse
-	56, // [56:68] is the sub-list for method output_type
-	44, // [44:56] is the sub-list for method input_type
-	44, // [44:44] is the sub-list for extension type_name
-	44, // [44:44] is the sub-list for extension extendee
-	0,  // [0:44] is the sub-list for field type_name
+	6,  // 0: consent.v1.Identifier.kind:type_name -> consent.v1.IdentifierKind
+	7,  // 1: consent.v1.IdentifierWrite.identifier:type_name -> consent.v1.Identifier
+	7,  // 2: consent.v1.IdentifierState.identifier:type_name -> consent.v1.Identifier
+	28, // 3: consent.v1.IdentifierState.purposes:type_name -> consent.v1.PurposeState
+	52, // 4: consent.v1.IdentifierState.erased_at:type_name -> google.protobuf.Timestamp
+	7,  // 5: consent.v1.IdentifierState.links:type_name -> consent.v1.Identifier
+	10, // 6: consent.v1.CheckRequest.consistency:type_name -> consent.v1.Consistency
+	0,  // 7: consent.v1.CheckResponse.decision:type_name -> consent.v1.Decision
+	1,  // 8: consent.v1.CheckResponse.reason:type_name -> consent.v1.Reason
+	10, // 9: consent.v1.BatchCheckRequest.consistency:type_name -> consent.v1.Consistency
+	0,  // 10: consent.v1.BatchCheckResult.decision:type_name -> consent.v1.Decision
+	1,  // 11: consent.v1.BatchCheckResult.reason:type_name -> consent.v1.Reason
+	14, // 12: consent.v1.BatchCheckResponse.results:type_name -> consent.v1.BatchCheckResult
+	10, // 13: consent.v1.FilterAudienceRequest.consistency:type_name -> consent.v1.Consistency
+	1,  // 14: consent.v1.ReasonCount.reason:type_name -> consent.v1.Reason
+	17, // 15: consent.v1.FilterAudienceSummary.reasons:type_name -> consent.v1.ReasonCount
+	18, // 16: consent.v1.FilterAudienceResponse.summary:type_name -> consent.v1.FilterAudienceSummary
+	2,  // 17: consent.v1.GrantRequest.method:type_name -> consent.v1.Method
+	3,  // 18: consent.v1.GrantRequest.source:type_name -> consent.v1.Source
+	52, // 19: consent.v1.GrantRequest.captured_at:type_name -> google.protobuf.Timestamp
+	52, // 20: consent.v1.GrantRequest.expires_at:type_name -> google.protobuf.Timestamp
+	2,  // 21: consent.v1.WithdrawRequest.method:type_name -> consent.v1.Method
+	52, // 22: consent.v1.WithdrawRequest.captured_at:type_name -> google.protobuf.Timestamp
+	5,  // 23: consent.v1.WithdrawRequest.scope:type_name -> consent.v1.Scope
+	8,  // 24: consent.v1.WithdrawResponse.others:type_name -> consent.v1.IdentifierWrite
+	5,  // 25: consent.v1.EraseRequest.scope:type_name -> consent.v1.Scope
+	8,  // 26: consent.v1.EraseResponse.others:type_name -> consent.v1.IdentifierWrite
+	5,  // 27: consent.v1.GetContactRequest.scope:type_name -> consent.v1.Scope
+	2,  // 28: consent.v1.Proof.method:type_name -> consent.v1.Method
+	3,  // 29: consent.v1.Proof.source:type_name -> consent.v1.Source
+	52, // 30: consent.v1.Proof.captured_at:type_name -> google.protobuf.Timestamp
+	52, // 31: consent.v1.Proof.expires_at:type_name -> google.protobuf.Timestamp
+	52, // 32: consent.v1.Proof.recorded_at:type_name -> google.protobuf.Timestamp
+	0,  // 33: consent.v1.PurposeState.decision:type_name -> consent.v1.Decision
+	1,  // 34: consent.v1.PurposeState.reason:type_name -> consent.v1.Reason
+	27, // 35: consent.v1.PurposeState.grant:type_name -> consent.v1.Proof
+	52, // 36: consent.v1.PurposeState.withdrawn_at:type_name -> google.protobuf.Timestamp
+	28, // 37: consent.v1.GetContactResponse.purposes:type_name -> consent.v1.PurposeState
+	52, // 38: consent.v1.GetContactResponse.erased_at:type_name -> google.protobuf.Timestamp
+	7,  // 39: consent.v1.GetContactResponse.identifier:type_name -> consent.v1.Identifier
+	7,  // 40: consent.v1.GetContactResponse.links:type_name -> consent.v1.Identifier
+	9,  // 41: consent.v1.GetContactResponse.person:type_name -> consent.v1.IdentifierState
+	4,  // 42: consent.v1.Event.kind:type_name -> consent.v1.EventKind
+	2,  // 43: consent.v1.Event.method:type_name -> consent.v1.Method
+	3,  // 44: consent.v1.Event.source:type_name -> consent.v1.Source
+	52, // 45: consent.v1.Event.captured_at:type_name -> google.protobuf.Timestamp
+	52, // 46: consent.v1.Event.expires_at:type_name -> google.protobuf.Timestamp
+	52, // 47: consent.v1.Event.recorded_at:type_name -> google.protobuf.Timestamp
+	7,  // 48: consent.v1.Event.other:type_name -> consent.v1.Identifier
+	31, // 49: consent.v1.ListEventsResponse.events:type_name -> consent.v1.Event
+	34, // 50: consent.v1.ListPurposesResponse.purposes:type_name -> consent.v1.Purpose
+	52, // 51: consent.v1.MintUnsubscribeResponse.expires_at:type_name -> google.protobuf.Timestamp
+	39, // 52: consent.v1.WriteBatchRequest.writes:type_name -> consent.v1.BatchWrite
+	20, // 53: consent.v1.BatchWrite.grant:type_name -> consent.v1.GrantRequest
+	22, // 54: consent.v1.BatchWrite.withdraw:type_name -> consent.v1.WithdrawRequest
+	41, // 55: consent.v1.WriteBatchResponse.results:type_name -> consent.v1.WriteResult
+	44, // 56: consent.v1.VerifyHistoryResponse.partitions:type_name -> consent.v1.PartitionHistory
+	45, // 57: consent.v1.PartitionHistory.first_break:type_name -> consent.v1.HistoryBreak
+	45, // 58: consent.v1.PartitionHistory.breaks:type_name -> consent.v1.HistoryBreak
+	52, // 59: consent.v1.LinkIdentifiersRequest.captured_at:type_name -> google.protobuf.Timestamp
+	7,  // 60: consent.v1.LinkIdentifiersResponse.identifier:type_name -> consent.v1.Identifier
+	8,  // 61: consent.v1.LinkIdentifiersResponse.others:type_name -> consent.v1.IdentifierWrite
+	52, // 62: consent.v1.UnlinkIdentifierRequest.captured_at:type_name -> google.protobuf.Timestamp
+	8,  // 63: consent.v1.UnlinkIdentifierResponse.others:type_name -> consent.v1.IdentifierWrite
+	52, // 64: consent.v1.RectifyRequest.captured_at:type_name -> google.protobuf.Timestamp
+	11, // 65: consent.v1.CheckService.Check:input_type -> consent.v1.CheckRequest
+	13, // 66: consent.v1.CheckService.BatchCheck:input_type -> consent.v1.BatchCheckRequest
+	16, // 67: consent.v1.CheckService.FilterAudience:input_type -> consent.v1.FilterAudienceRequest
+	20, // 68: consent.v1.ConsentService.Grant:input_type -> consent.v1.GrantRequest
+	22, // 69: consent.v1.ConsentService.Withdraw:input_type -> consent.v1.WithdrawRequest
+	24, // 70: consent.v1.ConsentService.Erase:input_type -> consent.v1.EraseRequest
+	26, // 71: consent.v1.ConsentService.GetContact:input_type -> consent.v1.GetContactRequest
+	30, // 72: consent.v1.ConsentService.ListEvents:input_type -> consent.v1.ListEventsRequest
+	33, // 73: consent.v1.ConsentService.ListPurposes:input_type -> consent.v1.ListPurposesRequest
+	36, // 74: consent.v1.ConsentService.MintUnsubscribe:input_type -> consent.v1.MintUnsubscribeRequest
+	42, // 75: consent.v1.ConsentService.VerifyHistory:input_type -> consent.v1.VerifyHistoryRequest
+	38, // 76: consent.v1.ConsentService.WriteBatch:input_type -> consent.v1.WriteBatchRequest
+	46, // 77: consent.v1.ConsentService.LinkIdentifiers:input_type -> consent.v1.LinkIdentifiersRequest
+	48, // 78: consent.v1.ConsentService.UnlinkIdentifier:input_type -> consent.v1.UnlinkIdentifierRequest
+	50, // 79: consent.v1.ConsentService.Rectify:input_type -> consent.v1.RectifyRequest
+	12, // 80: consent.v1.CheckService.Check:output_type -> consent.v1.CheckResponse
+	15, // 81: consent.v1.CheckService.BatchCheck:output_type -> consent.v1.BatchCheckResponse
+	19, // 82: consent.v1.CheckService.FilterAudience:output_type -> consent.v1.FilterAudienceResponse
+	21, // 83: consent.v1.ConsentService.Grant:output_type -> consent.v1.GrantResponse
+	23, // 84: consent.v1.ConsentService.Withdraw:output_type -> consent.v1.WithdrawResponse
+	25, // 85: consent.v1.ConsentService.Erase:output_type -> consent.v1.EraseResponse
+	29, // 86: consent.v1.ConsentService.GetContact:output_type -> consent.v1.GetContactResponse
+	32, // 87: consent.v1.ConsentService.ListEvents:output_type -> consent.v1.ListEventsResponse
+	35, // 88: consent.v1.ConsentService.ListPurposes:output_type -> consent.v1.ListPurposesResponse
+	37, // 89: consent.v1.ConsentService.MintUnsubscribe:output_type -> consent.v1.MintUnsubscribeResponse
+	43, // 90: consent.v1.ConsentService.VerifyHistory:output_type -> consent.v1.VerifyHistoryResponse
+	40, // 91: consent.v1.ConsentService.WriteBatch:output_type -> consent.v1.WriteBatchResponse
+	47, // 92: consent.v1.ConsentService.LinkIdentifiers:output_type -> consent.v1.LinkIdentifiersResponse
+	49, // 93: consent.v1.ConsentService.UnlinkIdentifier:output_type -> consent.v1.UnlinkIdentifierResponse
+	51, // 94: consent.v1.ConsentService.Rectify:output_type -> consent.v1.RectifyResponse
+	80, // [80:95] is the sub-list for method output_type
+	65, // [65:80] is the sub-list for method input_type
+	65, // [65:65] is the sub-list for extension type_name
+	65, // [65:65] is the sub-list for extension extendee
+	0,  // [0:65] is the sub-list for field type_name
 }
 
 func init() { file_consent_v1_consent_proto_init() }
@@ -3119,12 +4080,12 @@ func file_consent_v1_consent_proto_init() {
 	if File_consent_v1_consent_proto != nil {
 		return
 	}
-	file_consent_v1_consent_proto_msgTypes[0].OneofWrappers = []any{
+	file_consent_v1_consent_proto_msgTypes[3].OneofWrappers = []any{
 		(*Consistency_MinimizeLatency)(nil),
 		(*Consistency_AtLeastAsFresh)(nil),
 		(*Consistency_FullyConsistent)(nil),
 	}
-	file_consent_v1_consent_proto_msgTypes[29].OneofWrappers = []any{
+	file_consent_v1_consent_proto_msgTypes[32].OneofWrappers = []any{
 		(*BatchWrite_Grant)(nil),
 		(*BatchWrite_Withdraw)(nil),
 	}
@@ -3133,8 +4094,8 @@ func file_consent_v1_consent_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_consent_v1_consent_proto_rawDesc), len(file_consent_v1_consent_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   36,
+			NumEnums:      7,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

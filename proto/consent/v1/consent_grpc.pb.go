@@ -213,15 +213,18 @@ var CheckService_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	ConsentService_Grant_FullMethodName           = "/consent.v1.ConsentService/Grant"
-	ConsentService_Withdraw_FullMethodName        = "/consent.v1.ConsentService/Withdraw"
-	ConsentService_Erase_FullMethodName           = "/consent.v1.ConsentService/Erase"
-	ConsentService_GetContact_FullMethodName      = "/consent.v1.ConsentService/GetContact"
-	ConsentService_ListEvents_FullMethodName      = "/consent.v1.ConsentService/ListEvents"
-	ConsentService_ListPurposes_FullMethodName    = "/consent.v1.ConsentService/ListPurposes"
-	ConsentService_MintUnsubscribe_FullMethodName = "/consent.v1.ConsentService/MintUnsubscribe"
-	ConsentService_VerifyHistory_FullMethodName   = "/consent.v1.ConsentService/VerifyHistory"
-	ConsentService_WriteBatch_FullMethodName      = "/consent.v1.ConsentService/WriteBatch"
+	ConsentService_Grant_FullMethodName            = "/consent.v1.ConsentService/Grant"
+	ConsentService_Withdraw_FullMethodName         = "/consent.v1.ConsentService/Withdraw"
+	ConsentService_Erase_FullMethodName            = "/consent.v1.ConsentService/Erase"
+	ConsentService_GetContact_FullMethodName       = "/consent.v1.ConsentService/GetContact"
+	ConsentService_ListEvents_FullMethodName       = "/consent.v1.ConsentService/ListEvents"
+	ConsentService_ListPurposes_FullMethodName     = "/consent.v1.ConsentService/ListPurposes"
+	ConsentService_MintUnsubscribe_FullMethodName  = "/consent.v1.ConsentService/MintUnsubscribe"
+	ConsentService_VerifyHistory_FullMethodName    = "/consent.v1.ConsentService/VerifyHistory"
+	ConsentService_WriteBatch_FullMethodName       = "/consent.v1.ConsentService/WriteBatch"
+	ConsentService_LinkIdentifiers_FullMethodName  = "/consent.v1.ConsentService/LinkIdentifiers"
+	ConsentService_UnlinkIdentifier_FullMethodName = "/consent.v1.ConsentService/UnlinkIdentifier"
+	ConsentService_Rectify_FullMethodName          = "/consent.v1.ConsentService/Rectify"
 )
 
 // ConsentServiceClient is the client API for ConsentService service.
@@ -263,6 +266,25 @@ type ConsentServiceClient interface {
 	// one per write. Give each write a request_id, so a batch retried after
 	// a lost answer applies each write once.
 	WriteBatch(ctx context.Context, in *WriteBatchRequest, opts ...grpc.CallOption) (*WriteBatchResponse, error)
+	// LinkIdentifiers records that contact and each of others are identifiers
+	// of one person (an email address, a phone number, a CRM id): an
+	// EVENT_KIND_LINK event on both identifiers of each pair. A person is
+	// every identifier reachable through links; it is what scope
+	// SCOPE_PERSON reaches. Consent stays per identifier and purpose:
+	// linking carries no yes from one identifier to another.
+	LinkIdentifiers(ctx context.Context, in *LinkIdentifiersRequest, opts ...grpc.CallOption) (*LinkIdentifiersResponse, error)
+	// UnlinkIdentifier takes contact out of its person: an
+	// EVENT_KIND_UNLINK event on each identifier it was linked to and on
+	// contact itself, for each link.
+	UnlinkIdentifier(ctx context.Context, in *UnlinkIdentifierRequest, opts ...grpc.CallOption) (*UnlinkIdentifierResponse, error)
+	// Rectify moves a person's consents from old_contact to new_contact (a
+	// changed address or number): the old identifier's grants, with their
+	// original proofs, and its withdrawals are written on the new one,
+	// followed by EVENT_KIND_RECTIFY_FROM, in one store batch; then
+	// EVENT_KIND_RECTIFY_TO on the old identifier, which withdraws every
+	// purpose there, so mail to the old address stays blocked. The old
+	// history stays on the old identifier, linked to the new one.
+	Rectify(ctx context.Context, in *RectifyRequest, opts ...grpc.CallOption) (*RectifyResponse, error)
 }
 
 type consentServiceClient struct {
@@ -363,6 +385,36 @@ func (c *consentServiceClient) WriteBatch(ctx context.Context, in *WriteBatchReq
 	return out, nil
 }
 
+func (c *consentServiceClient) LinkIdentifiers(ctx context.Context, in *LinkIdentifiersRequest, opts ...grpc.CallOption) (*LinkIdentifiersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LinkIdentifiersResponse)
+	err := c.cc.Invoke(ctx, ConsentService_LinkIdentifiers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) UnlinkIdentifier(ctx context.Context, in *UnlinkIdentifierRequest, opts ...grpc.CallOption) (*UnlinkIdentifierResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnlinkIdentifierResponse)
+	err := c.cc.Invoke(ctx, ConsentService_UnlinkIdentifier_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *consentServiceClient) Rectify(ctx context.Context, in *RectifyRequest, opts ...grpc.CallOption) (*RectifyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RectifyResponse)
+	err := c.cc.Invoke(ctx, ConsentService_Rectify_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConsentServiceServer is the server API for ConsentService service.
 // All implementations must embed UnimplementedConsentServiceServer
 // for forward compatibility.
@@ -402,6 +454,25 @@ type ConsentServiceServer interface {
 	// one per write. Give each write a request_id, so a batch retried after
 	// a lost answer applies each write once.
 	WriteBatch(context.Context, *WriteBatchRequest) (*WriteBatchResponse, error)
+	// LinkIdentifiers records that contact and each of others are identifiers
+	// of one person (an email address, a phone number, a CRM id): an
+	// EVENT_KIND_LINK event on both identifiers of each pair. A person is
+	// every identifier reachable through links; it is what scope
+	// SCOPE_PERSON reaches. Consent stays per identifier and purpose:
+	// linking carries no yes from one identifier to another.
+	LinkIdentifiers(context.Context, *LinkIdentifiersRequest) (*LinkIdentifiersResponse, error)
+	// UnlinkIdentifier takes contact out of its person: an
+	// EVENT_KIND_UNLINK event on each identifier it was linked to and on
+	// contact itself, for each link.
+	UnlinkIdentifier(context.Context, *UnlinkIdentifierRequest) (*UnlinkIdentifierResponse, error)
+	// Rectify moves a person's consents from old_contact to new_contact (a
+	// changed address or number): the old identifier's grants, with their
+	// original proofs, and its withdrawals are written on the new one,
+	// followed by EVENT_KIND_RECTIFY_FROM, in one store batch; then
+	// EVENT_KIND_RECTIFY_TO on the old identifier, which withdraws every
+	// purpose there, so mail to the old address stays blocked. The old
+	// history stays on the old identifier, linked to the new one.
+	Rectify(context.Context, *RectifyRequest) (*RectifyResponse, error)
 	mustEmbedUnimplementedConsentServiceServer()
 }
 
@@ -438,6 +509,15 @@ func (UnimplementedConsentServiceServer) VerifyHistory(context.Context, *VerifyH
 }
 func (UnimplementedConsentServiceServer) WriteBatch(context.Context, *WriteBatchRequest) (*WriteBatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method WriteBatch not implemented")
+}
+func (UnimplementedConsentServiceServer) LinkIdentifiers(context.Context, *LinkIdentifiersRequest) (*LinkIdentifiersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method LinkIdentifiers not implemented")
+}
+func (UnimplementedConsentServiceServer) UnlinkIdentifier(context.Context, *UnlinkIdentifierRequest) (*UnlinkIdentifierResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnlinkIdentifier not implemented")
+}
+func (UnimplementedConsentServiceServer) Rectify(context.Context, *RectifyRequest) (*RectifyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rectify not implemented")
 }
 func (UnimplementedConsentServiceServer) mustEmbedUnimplementedConsentServiceServer() {}
 func (UnimplementedConsentServiceServer) testEmbeddedByValue()                        {}
@@ -622,6 +702,60 @@ func _ConsentService_WriteBatch_Handler(srv interface{}, ctx context.Context, de
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ConsentService_LinkIdentifiers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LinkIdentifiersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).LinkIdentifiers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_LinkIdentifiers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).LinkIdentifiers(ctx, req.(*LinkIdentifiersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_UnlinkIdentifier_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnlinkIdentifierRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).UnlinkIdentifier(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_UnlinkIdentifier_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).UnlinkIdentifier(ctx, req.(*UnlinkIdentifierRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ConsentService_Rectify_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RectifyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConsentServiceServer).Rectify(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ConsentService_Rectify_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConsentServiceServer).Rectify(ctx, req.(*RectifyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ConsentService_ServiceDesc is the grpc.ServiceDesc for ConsentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -664,6 +798,18 @@ var ConsentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "WriteBatch",
 			Handler:    _ConsentService_WriteBatch_Handler,
+		},
+		{
+			MethodName: "LinkIdentifiers",
+			Handler:    _ConsentService_LinkIdentifiers_Handler,
+		},
+		{
+			MethodName: "UnlinkIdentifier",
+			Handler:    _ConsentService_UnlinkIdentifier_Handler,
+		},
+		{
+			MethodName: "Rectify",
+			Handler:    _ConsentService_Rectify_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
