@@ -370,36 +370,32 @@ func (s *consentService) Rectify(ctx context.Context, req *pb.RectifyRequest) (*
 	}
 	old, nu := recs[0], recs[1]
 	switch {
-	case old != nil && !old.ErasedAt.IsZero() && len(old.Purposes) == 0:
+	// (Unless old already names nu: a retry of a rectification that an
+	// erasure of old overtook is a replay.)
+	case old != nil && !old.ErasedAt.IsZero() && len(old.Purposes) == 0 && !old.Linked(r.new.Key):
 		return nil, toStatus(fmt.Errorf("%w: old_contact was erased and has no consent to carry", consent.ErrSuppressed))
 	case nu != nil && !nu.ErasedAt.IsZero():
 		return nil, toStatus(fmt.Errorf("%w: new_contact was erased: record its consent anew, as the person gives it, rather than carry older consent to it", consent.ErrSuppressed))
+	}
+	// Room for the link on both sides, checked before anything is written:
+	// a link refused half way would carry consents to the new identifier
+	// and leave the old one unmarked, still answering ALLOW.
+	for _, side := range []struct {
+		field string
+		rec   *consent.Record
+		other consent.Key
+	}{{"old_contact", old, r.new.Key}, {"new_contact", nu, r.old.Key}} {
+		if side.rec != nil && !side.rec.Linked(side.other) && len(side.rec.Links) >= consent.MaxLinks {
+			return nil, toStatus(consent.Invalid(side.field, "already has %d links, the most an identifier may have: unlink one (UnlinkIdentifier) first", len(side.rec.Links)))
+		}
 	}
 	from, err := s.carriedFrom(ctx, old, r.old.Key, r.new.Key)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	// One batch on the new identifier: the carried consents and the event
-	// that says where they came from land together, in history order.
-	var batch []consent.Write
-	for _, e := range carried(from) {
-		w := part(r.w, "rectify", r.new.Key[:], eventDigest(&e))
-		e.RequestID = w.Event.RequestID
-		if e.Kind == consent.EventWithdraw {
-			e.Proof.Actor, e.Proof.RecordedAt = r.w.Event.Proof.Actor, r.now
-		}
-		w.Event = e
-		batch = append(batch, w)
-	}
-	batch = append(batch, part(r.w, "rectify-from", r.new.Key[:], r.old.Key[:]))
-	toks, errs, err := s.cfg.Store.ApplyBatch(ctx, batch)
+	newTok, err := s.carry(ctx, r, from, nil, true)
 	if err != nil {
 		return nil, toStatus(err)
-	}
-	for _, err := range errs {
-		if err != nil {
-			return nil, toStatus(err)
-		}
 	}
 	to := part(r.w, "rectify-to", r.old.Key[:], r.new.Key[:])
 	to.Key, to.Event.Kind, to.Event.Other = r.old.Key, consent.EventRectifyTo, r.new
@@ -407,7 +403,65 @@ func (s *consentService) Rectify(ctx context.Context, req *pb.RectifyRequest) (*
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &pb.RectifyResponse{NewConsistencyToken: s.issue(toks[len(toks)-1]), OldConsistencyToken: s.issue(oldTok)}, nil
+	// A withdrawal on the old identifier that landed after it was read
+	// above and before RECTIFY_TO withdrew the consent carried: the old
+	// identifier's state just before RECTIFY_TO, read again, carries it.
+	moved, err := s.cfg.Records.Get(ctx, r.old.Key, consent.Consistency{Mode: consent.FullyConsistent})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	last, err := s.carriedFrom(ctx, moved, r.old.Key, r.new.Key)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if tok, err := s.carry(ctx, r, last, from, false); err != nil {
+		return nil, toStatus(err)
+	} else if tok != (consent.ConsistencyToken{}) {
+		newTok = tok
+	}
+	return &pb.RectifyResponse{NewConsistencyToken: s.issue(newTok), OldConsistencyToken: s.issue(oldTok)}, nil
+}
+
+// carry writes on the new identifier, as one batch, the events that give
+// it from's consents, except those already carried from done; with
+// rectifyFrom, then the RECTIFY_FROM event that says where they came from
+// (in history order, so they land together). It returns the token of the
+// last write, zero if there was nothing to write.
+func (s *Server) carry(ctx context.Context, r rectification, from, done *consent.Record, rectifyFrom bool) (consent.ConsistencyToken, error) {
+	skip := map[string]bool{}
+	for _, e := range carried(done) {
+		skip[string(eventDigest(&e))] = true
+	}
+	var batch []consent.Write
+	for _, e := range carried(from) {
+		d := eventDigest(&e)
+		if skip[string(d)] {
+			continue
+		}
+		w := part(r.w, "rectify", r.new.Key[:], d)
+		e.RequestID = w.Event.RequestID
+		if e.Kind == consent.EventWithdraw {
+			e.Proof.Actor, e.Proof.RecordedAt = r.w.Event.Proof.Actor, r.now
+		}
+		w.Event = e
+		batch = append(batch, w)
+	}
+	if rectifyFrom {
+		batch = append(batch, part(r.w, "rectify-from", r.new.Key[:], r.old.Key[:]))
+	}
+	if len(batch) == 0 {
+		return consent.ConsistencyToken{}, nil
+	}
+	toks, errs, err := s.cfg.Store.ApplyBatch(ctx, batch)
+	if err != nil {
+		return consent.ConsistencyToken{}, err
+	}
+	for _, err := range errs {
+		if err != nil {
+			return consent.ConsistencyToken{}, err
+		}
+	}
+	return toks[len(toks)-1], nil
 }
 
 // carriedFrom is old's record as a rectification to nu carries it: the
@@ -485,6 +539,13 @@ func carried(old *consent.Record) []consent.Event {
 	}
 	if !old.WithdrawnAllAt.IsZero() {
 		out = append(out, consent.Event{Kind: consent.EventWithdraw, Proof: consent.Proof{CapturedAt: old.WithdrawnAllAt}})
+	}
+	// An erasure of the old identifier (one that landed while it was being
+	// moved) is not carried as an erasure, which would take the new
+	// identifier's own history, but as the withdrawal it includes: no
+	// consent carried from before it may answer ALLOW.
+	if !old.ErasedAt.IsZero() {
+		out = append(out, consent.Event{Kind: consent.EventWithdraw, Proof: consent.Proof{CapturedAt: old.ErasedAt}})
 	}
 	at := func(e *consent.Event) time.Time {
 		if e.Kind == consent.EventGrant {

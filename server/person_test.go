@@ -522,3 +522,109 @@ func TestUnlink(t *testing.T) {
 		t.Errorf("the person-wide erasure of the email reached the unlinked phone")
 	}
 }
+
+// beforeBatch is the real store, running hook once before the first batch
+// it applies: a request made at that moment, between a Rectify's read of
+// the old identifier and its writes.
+type beforeBatch struct {
+	server.Store
+	once sync.Once
+	hook func()
+}
+
+func (b *beforeBatch) ApplyBatch(ctx context.Context, ws []consent.Write) ([]consent.ConsistencyToken, []error, error) {
+	b.once.Do(func() {
+		if b.hook != nil {
+			b.hook()
+		}
+	})
+	return b.Store.ApplyBatch(ctx, ws)
+}
+
+// TestRectifyKeepsConcurrentWithdrawal: a withdrawal (or an erasure) of
+// the old identifier that lands after Rectify read it, before the old
+// identifier is marked moved, reaches the new identifier too: the consent
+// it withdrew was carried there, and a withdrawal is never lost. (Without
+// the re-read of the old identifier's history, the new one answered
+// ALLOW.)
+func TestRectifyKeepsConcurrentWithdrawal(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		write   func(c *clients, contact string) error
+		oldWant pb.Reason
+	}{
+		{"withdraw", func(c *clients, contact string) error {
+			_, err := c.cons.Withdraw(ctx(t), &pb.WithdrawRequest{Contact: contact, Purposes: []string{"email_marketing"}})
+			return err
+		}, pb.Reason_REASON_WITHDRAWN},
+		{"erase", func(c *clients, contact string) error {
+			_, err := c.cons.Erase(ctx(t), &pb.EraseRequest{Contact: contact})
+			return err
+		}, pb.Reason_REASON_ERASED},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bb := &beforeBatch{}
+			env := testserver.Start(t, testserver.Options{Store: func(s server.Store) server.Store { bb.Store = s; return bb }})
+			c := &clients{env: env, check: pb.NewCheckServiceClient(env.Conn), cons: pb.NewConsentServiceClient(env.Conn)}
+			const old, nu = "ada@old.example", "ada@new.example"
+			c.grant(t, &pb.GrantRequest{Contact: old, Purposes: []string{"email_marketing"}, CapturedAt: ts(time.Now().Add(-time.Hour))})
+			bb.hook = func() {
+				if err := tc.write(c, old); err != nil {
+					t.Errorf("the concurrent %s: %v", tc.name, err)
+				}
+			}
+			req := &pb.RectifyRequest{OldContact: old, NewContact: nu, RequestId: "move-ada"}
+			if _, err := c.cons.Rectify(ctx(t), req); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range []struct {
+				who    string
+				reason pb.Reason
+			}{{old, tc.oldWant}, {nu, pb.Reason_REASON_WITHDRAWN}} {
+				if d, r := c.checkOf(t, w.who, "email_marketing"); d != deny || r != w.reason {
+					t.Errorf("Check(%s): got %v %v, want DENY %v", w.who, d, r, w.reason)
+				}
+			}
+			// A retry is a replay: it writes nothing more.
+			n := len(c.events(t, &pb.ListEventsRequest{Contact: nu}))
+			if _, err := c.cons.Rectify(ctx(t), req); err != nil {
+				t.Fatal(err)
+			}
+			if got := len(c.events(t, &pb.ListEventsRequest{Contact: nu})); got != n {
+				t.Errorf("retried Rectify: the new identifier has %d events, want %d", got, n)
+			}
+		})
+	}
+}
+
+// TestRectifyFullLinks: a Rectify whose new (or old) identifier already
+// has consent.MaxLinks links is INVALID_ARGUMENT naming that field, and
+// changes nothing: no consent is carried to the new identifier without
+// the old one being marked moved. (Without the check up front, the
+// carried grant landed and the old identifier kept answering ALLOW.)
+func TestRectifyFullLinks(t *testing.T) {
+	c := start(t)
+	var spokes []string
+	for i := range consent.MaxLinks {
+		spokes = append(spokes, fmt.Sprintf("spoke%d@example.com", i))
+	}
+	const full, other = "full@example.com", "other@example.com"
+	c.link(t, full, spokes...)
+	c.grant(t, &pb.GrantRequest{Contact: other, Purposes: []string{"email_marketing"}})
+	c.grant(t, &pb.GrantRequest{Contact: full, Purposes: []string{"email_marketing"}})
+	for _, tc := range []struct{ old, new, field string }{
+		{other, full, "new_contact"},
+		{full, other, "old_contact"},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			before := snapshotOf(t, c, full, other)
+			_, err := c.cons.Rectify(ctx(t), &pb.RectifyRequest{OldContact: tc.old, NewContact: tc.new})
+			if st := status.Convert(err); st.Code() != codes.InvalidArgument || violatedField(st) != tc.field {
+				t.Errorf("got %v %q (field %q), want InvalidArgument naming %s", st.Code(), st.Message(), violatedField(st), tc.field)
+			}
+			if after := snapshotOf(t, c, full, other); after != before {
+				t.Errorf("the store changed:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+}
