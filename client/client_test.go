@@ -183,21 +183,35 @@ func newClientWith(t *testing.T, fault grpc.UnaryServerInterceptor, opts ...clie
 	return c, env
 }
 
+// loseFirstAnswers returns a server interceptor that lets the server act
+// on the first call of each method and then loses its answer
+// (UNAVAILABLE), as a connection reset after the write would, so the
+// client's retry must be a replay; and attempts, how many calls of a
+// method (its full name) the server saw.
+func loseFirstAnswers() (lose grpc.UnaryServerInterceptor, attempts func(method string) int) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	attempts = func(m string) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return seen[m]
+	}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		resp, err := h(ctx, req)
+		mu.Lock()
+		defer mu.Unlock()
+		if seen[info.FullMethod]++; seen[info.FullMethod] == 1 {
+			return nil, status.Error(codes.Unavailable, "connection reset (injected)")
+		}
+		return resp, err
+	}, attempts
+}
+
 // TestRetriesApplyWritesOnce loses the answer to the first attempt of each
 // call after the server has acted on it: the client retries, and a write is
 // still recorded once (the request id it added makes the retry a replay).
 func TestRetriesApplyWritesOnce(t *testing.T) {
-	var mu sync.Mutex
-	attempts := map[string]int{}
-	lose := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		resp, err := h(ctx, req)
-		mu.Lock()
-		defer mu.Unlock()
-		if attempts[info.FullMethod]++; attempts[info.FullMethod] == 1 {
-			return nil, status.Error(codes.Unavailable, "connection reset (injected)")
-		}
-		return resp, err
-	}
+	lose, attempts := loseFirstAnswers()
 	c, _ := newClientWith(t, lose)
 	const who = "retry@example.com"
 	if _, err := c.Grant(ctx(t), &pb.GrantRequest{Contact: who, Purposes: []string{"email_marketing"}, Method: pb.Method_METHOD_CHECKBOX}); err != nil {
@@ -220,11 +234,9 @@ func TestRetriesApplyWritesOnce(t *testing.T) {
 	if diff := cmp.Diff([]pb.EventKind{pb.EventKind_EVENT_KIND_GRANT, pb.EventKind_EVENT_KIND_WITHDRAW}, kinds); diff != "" {
 		t.Errorf("history after retried writes (-want +got):\n%s", diff)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	for _, m := range []string{"/consent.v1.ConsentService/Grant", "/consent.v1.ConsentService/Withdraw", "/consent.v1.CheckService/Check"} {
-		if attempts[m] != 2 {
-			t.Errorf("%s: %d attempts, want 2 (one lost, one retried)", m, attempts[m])
+		if n := attempts(m); n != 2 {
+			t.Errorf("%s: %d attempts, want 2 (one lost, one retried)", m, n)
 		}
 	}
 }
@@ -453,17 +465,7 @@ func TestWriteBatch(t *testing.T) {
 // and each of their writes is still recorded once: the request id the
 // client adds is the one consentd derives every write's from.
 func TestPersonRetriesApplyOnce(t *testing.T) {
-	var mu sync.Mutex
-	attempts := map[string]int{}
-	lose := func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		resp, err := h(ctx, req)
-		mu.Lock()
-		defer mu.Unlock()
-		if attempts[info.FullMethod]++; attempts[info.FullMethod] == 1 {
-			return nil, status.Error(codes.Unavailable, "connection reset (injected)")
-		}
-		return resp, err
-	}
+	lose, attempts := loseFirstAnswers()
 	c, _ := newClientWith(t, lose)
 	const email, phone, moved = "retry@example.com", "+442079460777", "retry@moved.example"
 	if _, err := c.Grant(ctx(t), &pb.GrantRequest{Contact: email, Purposes: []string{"email_marketing"}, Method: pb.Method_METHOD_CHECKBOX}); err != nil {
@@ -512,10 +514,8 @@ func TestPersonRetriesApplyOnce(t *testing.T) {
 			t.Errorf("%s's history after the person's retried erasure (-want +got):\n%s", who, diff)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	for _, m := range []string{"LinkIdentifiers", "Rectify", "Erase", "GetContact"} {
-		if n := attempts["/consent.v1.ConsentService/"+m]; n != 2 {
+		if n := attempts("/consent.v1.ConsentService/" + m); n != 2 {
 			t.Errorf("%s: %d attempts, want 2 (one lost, one retried)", m, n)
 		}
 	}
