@@ -226,6 +226,20 @@ func (f *fixture) apply(w consent.Write) consent.ConsistencyToken {
 	return tok
 }
 
+// applyErr applies w alone, through Apply or, with batch, as a batch of
+// one, and returns its error: a refusal must be the same either way.
+func (f *fixture) applyErr(w consent.Write, batch bool) error {
+	if !batch {
+		_, err := f.s.Apply(context.Background(), w)
+		return err
+	}
+	_, errs, err := f.s.ApplyBatch(context.Background(), []consent.Write{w})
+	if err == nil {
+		err = errs[0]
+	}
+	return err
+}
+
 func (f *fixture) get(k consent.Key) consent.Record {
 	f.t.Helper()
 	r, err := f.s.Get(context.Background(), k)
@@ -429,15 +443,7 @@ func testRequestIDReuse(t *testing.T, open func(t *testing.T) Store) {
 	}
 	for _, tt := range tests {
 		for _, batch := range []bool{false, true} {
-			var err error
-			if batch {
-				var errs []error
-				if _, errs, err = f.s.ApplyBatch(context.Background(), []consent.Write{tt.w}); err == nil {
-					err = errs[0]
-				}
-			} else {
-				_, err = f.s.Apply(context.Background(), tt.w)
-			}
+			err := f.applyErr(tt.w, batch)
 			if !errors.Is(err, consent.ErrInvalid) {
 				t.Errorf("%s (batch %v): %v; want an error wrapping consent.ErrInvalid", tt.name, batch, err)
 			}
@@ -1199,15 +1205,7 @@ func testRefusedLinks(t *testing.T, open func(t *testing.T) Store) {
 	before := f.snapshot(alice, bob)
 	for _, tt := range tests {
 		for _, batch := range []bool{false, true} {
-			var err error
-			if batch {
-				var errs []error
-				if _, errs, err = f.s.ApplyBatch(context.Background(), []consent.Write{tt.w}); err == nil {
-					err = errs[0]
-				}
-			} else {
-				_, err = f.s.Apply(context.Background(), tt.w)
-			}
+			err := f.applyErr(tt.w, batch)
 			var fe *consent.FieldError
 			if !errors.Is(err, consent.ErrInvalid) || !errors.As(err, &fe) || fe.Field != "other" {
 				t.Errorf("%s (batch %v): %v; want a consent.FieldError for other", tt.name, batch, err)
