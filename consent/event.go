@@ -99,6 +99,20 @@ const (
 // Valid reports whether k is a known kind other than IDUnknown.
 func (k IDKind) Valid() bool { return k > IDUnknown && k < idKindEnd }
 
+// String is the kind as people read it (reports, tables, --json): email,
+// phone, external; unknown for IDUnknown and any value not a kind.
+func (k IDKind) String() string {
+	switch k {
+	case IDEmail:
+		return "email"
+	case IDPhone:
+		return "phone"
+	case IDExternal:
+		return "external"
+	}
+	return "unknown"
+}
+
 // MaxLinks bounds the identifiers linked to one identifier, so that a
 // person's closure, read on every person-wide request, stays small.
 const MaxLinks = 32

@@ -628,3 +628,21 @@ func TestRectifyFullLinks(t *testing.T) {
 		})
 	}
 }
+
+// TestIdentifierKindsMatch: the wire's identifier kinds are consent's,
+// value for value (identifierPB and consentctl convert by value), and
+// every kind is named as consent.IDKind.String names it.
+func TestIdentifierKindsMatch(t *testing.T) {
+	if got, want := len(pb.IdentifierKind_name), int(consent.IDExternal)+1; got != want {
+		t.Errorf("the wire has %d identifier kinds, consent %d", got, want)
+	}
+	for k := consent.IDUnknown; k <= consent.IDExternal; k++ {
+		want := "IDENTIFIER_KIND_" + strings.ToUpper(k.String())
+		if k == consent.IDUnknown {
+			want = "IDENTIFIER_KIND_UNSPECIFIED"
+		}
+		if got := pb.IdentifierKind(k).String(); got != want {
+			t.Errorf("consent kind %d (%s) is %s on the wire, want %s", k, k, got, want)
+		}
+	}
+}

@@ -56,12 +56,8 @@ func writesOf(ws []*pb.IdentifierWrite) []identifierWriteJSON {
 
 // kindOf is an identifier kind as tables and --json print it: email,
 // phone, external.
-func kindOf(k pb.IdentifierKind) string {
-	if k == pb.IdentifierKind_IDENTIFIER_KIND_UNSPECIFIED {
-		return "unknown"
-	}
-	return enumName(k.String(), "IDENTIFIER_KIND_")
-}
+// The wire's kinds are consent's, value for value.
+func kindOf(k pb.IdentifierKind) string { return consent.IDKind(k).String() }
 
 // identifierText names an identifier for people: its kind and key.
 func identifierText(id *pb.Identifier) string {

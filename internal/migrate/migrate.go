@@ -184,7 +184,7 @@ func Plan(ctx context.Context, st Store, inputs []Input, at time.Time, timeout t
 		for _, i := range byNew[n] {
 			in := inputs[i]
 			g.Lines = append(g.Lines, in.Line)
-			g.Kind = kindName(in.Kind)
+			g.Kind = in.Kind.String()
 			if seen[in.Old] || conflict[in.Old] || byNew[in.Old] != nil {
 				// The canonical key itself, a spelling seen already, or
 				// another identifier's canonical key.
@@ -352,15 +352,3 @@ func write(key consent.Key, e consent.Event, id string) consent.Write {
 // short names a key in a request id: 64 bits of it are plenty to keep one
 // store's few merges apart.
 func short(k consent.Key) string { return hex.EncodeToString(k[:8]) }
-
-func kindName(k consent.IDKind) string {
-	switch k {
-	case consent.IDEmail:
-		return "email"
-	case consent.IDPhone:
-		return "phone"
-	case consent.IDExternal:
-		return "external"
-	}
-	return "unknown"
-}
