@@ -30,12 +30,10 @@ var (
 	latest   = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
+// key is identify for a request that needs only the key.
 func (s *Server) key(field, contact string) (consent.Key, error) {
-	k, err := s.cfg.Keys.Key(contact)
-	if err != nil {
-		return k, &consent.FieldError{Field: field, Problem: err.Error()}
-	}
-	return k, nil
+	l, err := s.identify(field, contact)
+	return l.Key, err
 }
 
 func (s *Server) parseConsistency(c *pb.Consistency) (consent.Consistency, error) {
