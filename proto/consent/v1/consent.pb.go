@@ -760,10 +760,11 @@ func (*Consistency_FullyConsistent) isConsistency_Requirement() {}
 
 type CheckRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The contact as the sender knows it: an email address or an E.164 phone
-	// number (+ and 8 to 15 digits), the one rule of every RPC that takes a
-	// contact; anything else is INVALID_ARGUMENT. Trimmed, NFC-normalised and
-	// lower-cased, then keyed; never stored.
+	// The contact as the sender knows it: an email address, a phone number
+	// (E.164, or a national form when consentd has --default-region) or an
+	// external id (namespace:id), parsed to its canonical form by the one rule of
+	// every RPC that takes a contact (docs/senders.md#contacts); anything else is
+	// INVALID_ARGUMENT. The canonical form is keyed; never stored.
 	Contact       string       `protobuf:"bytes,1,opt,name=contact" json:"contact,omitempty"`
 	Purpose       string       `protobuf:"bytes,2,opt,name=purpose" json:"purpose,omitempty"`
 	Consistency   *Consistency `protobuf:"bytes,3,opt,name=consistency" json:"consistency,omitempty"`
@@ -1183,9 +1184,9 @@ type FilterAudienceSummary struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Total   uint64                 `protobuf:"varint,1,opt,name=total" json:"total,omitempty"`
 	Allowed uint64                 `protobuf:"varint,2,opt,name=allowed" json:"allowed,omitempty"`
-	// Malformed contacts (neither an email address nor an E.164 phone number,
-	// empty, too long, invalid UTF-8, control characters): never allowed,
-	// never fatal to the stream.
+	// Malformed contacts (not an email address, phone number or external id;
+	// empty, too long, invalid UTF-8, control or invisible characters): never
+	// allowed, never fatal to the stream.
 	Invalid       uint64         `protobuf:"varint,3,opt,name=invalid" json:"invalid,omitempty"`
 	Reasons       []*ReasonCount `protobuf:"bytes,4,rep,name=reasons" json:"reasons,omitempty"`
 	unknownFields protoimpl.UnknownFields
