@@ -256,8 +256,17 @@ func (s *consentService) LinkIdentifiers(ctx context.Context, req *pb.LinkIdenti
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if err := s.checkLinks(ctx, l); err != nil {
+	out, err := s.link(ctx, l)
+	if err != nil {
 		return nil, toStatus(err)
+	}
+	return out, nil
+}
+
+// link writes l: each link on both sides, after checking the bounds.
+func (s *Server) link(ctx context.Context, l link) (*pb.LinkIdentifiersResponse, error) {
+	if err := s.checkLinks(ctx, l); err != nil {
+		return nil, err
 	}
 	l.w.Caller, _ = CallerFrom(ctx)
 	out := &pb.LinkIdentifiersResponse{Identifier: identifierPB(l.self)}
@@ -268,13 +277,13 @@ func (s *consentService) LinkIdentifiers(ctx context.Context, req *pb.LinkIdenti
 		ow.Key, ow.Event.Other = o.Key, l.self
 		tok, err := s.cfg.Store.Apply(ctx, ow)
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 		out.Others = append(out.Others, &pb.IdentifierWrite{Identifier: identifierPB(o), ConsistencyToken: s.issue(tok)})
 		sw := part(l.w, "link", l.self.Key[:], o.Key[:])
 		sw.Event.Other = o
 		if tok, err = s.cfg.Store.Apply(ctx, sw); err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 		out.ConsistencyToken = s.issue(tok)
 	}
@@ -282,24 +291,42 @@ func (s *consentService) LinkIdentifiers(ctx context.Context, req *pb.LinkIdenti
 }
 
 func (s *consentService) UnlinkIdentifier(ctx context.Context, req *pb.UnlinkIdentifierRequest) (*pb.UnlinkIdentifierResponse, error) {
+	self, w, err := s.unlinkRequest(req)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out, err := s.unlink(ctx, self, w)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return out, nil
+}
+
+// unlinkRequest parses an UnlinkIdentifier request: the contact and the
+// event every write shares, keyed to it.
+func (s *Server) unlinkRequest(req *pb.UnlinkIdentifierRequest) (consent.Link, consent.Write, error) {
 	now := s.cfg.Now()
 	self, err := s.identify("contact", req.GetContact())
 	if err != nil {
-		return nil, toStatus(err)
+		return self, consent.Write{}, err
 	}
 	if err := labels("actor", req.GetActor(), "request_id", req.GetRequestId()); err != nil {
-		return nil, toStatus(err)
+		return self, consent.Write{}, err
 	}
 	captured, err := s.capturedAt("captured_at", req.GetCapturedAt(), now)
 	if err != nil {
-		return nil, toStatus(err)
+		return self, consent.Write{}, err
 	}
-	w := relating(self.Key, consent.EventUnlink, req.GetActor(), req.GetRequestId(), captured, now,
-		fingerprint(req, func(m proto.Message) { m.(*pb.UnlinkIdentifierRequest).Contact = "" }))
+	return self, relating(self.Key, consent.EventUnlink, req.GetActor(), req.GetRequestId(), captured, now,
+		fingerprint(req, func(m proto.Message) { m.(*pb.UnlinkIdentifierRequest).Contact = "" })), nil
+}
+
+// unlink writes w, self's unlink, on both sides of each of self's links.
+func (s *Server) unlink(ctx context.Context, self consent.Link, w consent.Write) (*pb.UnlinkIdentifierResponse, error) {
 	w.Caller, _ = CallerFrom(ctx)
 	rec, err := s.cfg.Records.Get(ctx, self.Key, consent.Consistency{Mode: consent.FullyConsistent})
 	if err != nil {
-		return nil, toStatus(err)
+		return nil, err
 	}
 	out := &pb.UnlinkIdentifierResponse{ConsistencyToken: s.issue(rec.Token)}
 	for _, o := range rec.Links {
@@ -309,13 +336,13 @@ func (s *consentService) UnlinkIdentifier(ctx context.Context, req *pb.UnlinkIde
 		ow.Key, ow.Event.Other = o.Key, self
 		tok, err := s.cfg.Store.Apply(ctx, ow)
 		if err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 		out.Others = append(out.Others, &pb.IdentifierWrite{Identifier: identifierPB(o), ConsistencyToken: s.issue(tok)})
 		sw := part(w, "unlink", self.Key[:], o.Key[:])
 		sw.Event.Other = o
 		if tok, err = s.cfg.Store.Apply(ctx, sw); err != nil {
-			return nil, toStatus(err)
+			return nil, err
 		}
 		out.ConsistencyToken = s.issue(tok)
 	}
@@ -363,19 +390,30 @@ func (s *consentService) Rectify(ctx context.Context, req *pb.RectifyRequest) (*
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	newTok, oldTok, err := s.rectify(ctx, r)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &pb.RectifyResponse{NewConsistencyToken: s.issue(newTok), OldConsistencyToken: s.issue(oldTok)}, nil
+}
+
+// rectify carries r.old's consents to r.new and marks r.old moved,
+// returning the last write's token on each.
+func (s *Server) rectify(ctx context.Context, r rectification) (newTok, oldTok consent.ConsistencyToken, err error) {
+	var none consent.ConsistencyToken
 	r.w.Caller, _ = CallerFrom(ctx)
 	recs := make([]*consent.Record, 2)
 	if err := s.cfg.Records.GetMany(ctx, []consent.Key{r.old.Key, r.new.Key}, consent.Consistency{Mode: consent.FullyConsistent}, recs); err != nil {
-		return nil, toStatus(err)
+		return none, none, err
 	}
 	old, nu := recs[0], recs[1]
 	switch {
 	// (Unless old already names nu: a retry of a rectification that an
 	// erasure of old overtook is a replay.)
 	case old != nil && !old.ErasedAt.IsZero() && len(old.Purposes) == 0 && !old.Linked(r.new.Key):
-		return nil, toStatus(fmt.Errorf("%w: old_contact was erased and has no consent to carry", consent.ErrSuppressed))
+		return none, none, fmt.Errorf("%w: old_contact was erased and has no consent to carry", consent.ErrSuppressed)
 	case nu != nil && !nu.ErasedAt.IsZero():
-		return nil, toStatus(fmt.Errorf("%w: new_contact was erased: record its consent anew, as the person gives it, rather than carry older consent to it", consent.ErrSuppressed))
+		return none, none, fmt.Errorf("%w: new_contact was erased: record its consent anew, as the person gives it, rather than carry older consent to it", consent.ErrSuppressed)
 	}
 	// Room for the link on both sides, checked before anything is written:
 	// a link refused half way would carry consents to the new identifier
@@ -386,40 +424,40 @@ func (s *consentService) Rectify(ctx context.Context, req *pb.RectifyRequest) (*
 		other consent.Key
 	}{{"old_contact", old, r.new.Key}, {"new_contact", nu, r.old.Key}} {
 		if side.rec != nil && !side.rec.Linked(side.other) && len(side.rec.Links) >= consent.MaxLinks {
-			return nil, toStatus(consent.Invalid(side.field, "already has %d links, the most an identifier may have: unlink one (UnlinkIdentifier) first", len(side.rec.Links)))
+			return none, none, consent.Invalid(side.field, "already has %d links, the most an identifier may have: unlink one (UnlinkIdentifier) first", len(side.rec.Links))
 		}
 	}
 	from, err := s.carriedFrom(ctx, old, r.old.Key, r.new.Key)
 	if err != nil {
-		return nil, toStatus(err)
+		return none, none, err
 	}
-	newTok, err := s.carry(ctx, r, from, nil, true)
-	if err != nil {
-		return nil, toStatus(err)
+	if newTok, err = s.carry(ctx, r, from, nil, true); err != nil {
+		return none, none, err
 	}
 	to := part(r.w, "rectify-to", r.old.Key[:], r.new.Key[:])
 	to.Key, to.Event.Kind, to.Event.Other = r.old.Key, consent.EventRectifyTo, r.new
-	oldTok, err := s.cfg.Store.Apply(ctx, to)
-	if err != nil {
-		return nil, toStatus(err)
+	if oldTok, err = s.cfg.Store.Apply(ctx, to); err != nil {
+		return none, none, err
 	}
 	// A withdrawal on the old identifier that landed after it was read
 	// above and before RECTIFY_TO withdrew the consent carried: the old
 	// identifier's state just before RECTIFY_TO, read again, carries it.
 	moved, err := s.cfg.Records.Get(ctx, r.old.Key, consent.Consistency{Mode: consent.FullyConsistent})
 	if err != nil {
-		return nil, toStatus(err)
+		return none, none, err
 	}
 	last, err := s.carriedFrom(ctx, moved, r.old.Key, r.new.Key)
 	if err != nil {
-		return nil, toStatus(err)
+		return none, none, err
 	}
-	if tok, err := s.carry(ctx, r, last, from, false); err != nil {
-		return nil, toStatus(err)
-	} else if tok != (consent.ConsistencyToken{}) {
+	tok, err := s.carry(ctx, r, last, from, false)
+	if err != nil {
+		return none, none, err
+	}
+	if tok != none {
 		newTok = tok
 	}
-	return &pb.RectifyResponse{NewConsistencyToken: s.issue(newTok), OldConsistencyToken: s.issue(oldTok)}, nil
+	return newTok, oldTok, nil
 }
 
 // carry writes on the new identifier, as one batch, the events that give
