@@ -5,8 +5,9 @@ import (
 	"encoding/hex"
 )
 
-// Key identifies a contact without naming it: the keyed hash (HMAC-SHA256) of
-// the normalised contact. Only keys are stored, cached or logged.
+// Key identifies a contact without naming it: the keyed hash (the store's
+// scheme, HMAC-SHA256) of the contact's canonical form
+// (internal/identifier). Only keys are stored, cached or logged.
 type Key [32]byte
 
 // String returns the key in hex, the only form of a contact that may be logged.
