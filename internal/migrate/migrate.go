@@ -8,6 +8,7 @@
 package migrate
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -221,6 +222,10 @@ func Plan(ctx context.Context, st Store, inputs []Input, at time.Time, timeout t
 				spellings = append(spellings, recs[o])
 			}
 			m := consent.MergeSpellings(spellings, at, consent.Proof{Actor: Actor, Source: consent.SourceFirstParty})
+			// The ids name the spellings merged: a later run that is
+			// given another spelling of n merges other events, which must
+			// not be taken for this merge's (a replay writes nothing).
+			merged := mergeID(olds)
 			for i, e := range m.Events {
 				if e.Kind == consent.EventErase {
 					g.Erased = true
@@ -228,7 +233,7 @@ func Plan(ctx context.Context, st Store, inputs []Input, at time.Time, timeout t
 				if e.Kind == consent.EventWithdraw && e.Proof.CapturedAt.Equal(at) {
 					g.Withdrawn = append(g.Withdrawn, e.Purposes...)
 				}
-				g.canon = append(g.canon, write(n, e, fmt.Sprintf("migrate-%s-%d", short(n), i)))
+				g.canon = append(g.canon, write(n, e, fmt.Sprintf("migrate-%s-%s-%d", short(n), merged, i)))
 			}
 			for _, o := range olds {
 				e := consent.Event{Kind: consent.EventRectifyFrom, Other: consent.Link{Key: o, Kind: kind},
@@ -347,6 +352,18 @@ func write(key consent.Key, e consent.Event, id string) consent.Write {
 	// The fingerprint is the request id's alone: a run made again at
 	// another time sends the same ids, and must replay, not be refused.
 	return consent.Write{Key: key, Event: e, Fingerprint: sha256.Sum256([]byte("consentctl migrate\x00" + id))}
+}
+
+// mergeID names the set of old keys a merge folds in, for its request
+// ids: whatever order the lines gave them in.
+func mergeID(olds []consent.Key) string {
+	sorted := slices.Clone(olds)
+	slices.SortFunc(sorted, func(a, b consent.Key) int { return bytes.Compare(a[:], b[:]) })
+	h := sha256.New()
+	for _, o := range sorted {
+		h.Write(o[:])
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
 }
 
 // short names a key in a request id: 64 bits of it are plenty to keep one

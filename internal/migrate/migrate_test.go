@@ -412,3 +412,69 @@ func TestRedisStampCutShort(t *testing.T) {
 		t.Fatalf("this version after the stamp was finished: %v", err)
 	}
 }
+
+// TestMigrateMoreSpellingsLater: a spelling supplied in a later run, of an
+// identifier an earlier run merged already, is merged too, and its
+// withdrawal kept: the request ids of a merge name the spellings it
+// merges, so the later merge's events are not taken for replays of the
+// earlier one's (their fingerprint is the request id's alone). Without
+// that, the later run's withdrawals were dropped as replays and the
+// canonical identifier kept answering ALLOW.
+func TestMigrateMoreSpellingsLater(t *testing.T) {
+	ctx := context.Background()
+	st := copyEmbedded(t, store.EmbeddedConfig{Migrating: true})
+	sec, k := secret(t), keyer(t)
+	const timeout = 10 * time.Second
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	// Three spellings of one number: the canonical one and two others,
+	// each a record of its own in the legacy store.
+	const spaced, canonical, later = "+44 20 7946 0123", "+442079460123", "+44 2079 460123"
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	grant := consent.Proof{Method: consent.MethodCheckbox, Source: consent.SourceFirstParty, CapturedAt: t0, RecordedAt: t0}
+	withdrawn := consent.Proof{CapturedAt: t0.Add(time.Hour), RecordedAt: t0.Add(time.Hour)}
+	for _, w := range []consent.Write{
+		{Key: migrate.LegacyKey(sec, canonical), Event: consent.Event{Kind: consent.EventGrant, Purposes: []string{"email_marketing"}, Proof: grant}},
+		{Key: migrate.LegacyKey(sec, spaced), Event: consent.Event{Kind: consent.EventGrant, Purposes: []string{"email_marketing", "market_research", "sales_outreach"}, Proof: grant}},
+		{Key: migrate.LegacyKey(sec, later), Event: consent.Event{Kind: consent.EventWithdraw, Purposes: []string{"email_marketing"}, Proof: withdrawn}},
+	} {
+		if _, errs, err := st.ApplyBatch(ctx, []consent.Write{w}); err != nil || errs[0] != nil {
+			t.Fatalf("writing the legacy record: %v %v", err, errs)
+		}
+	}
+	run := func(at time.Time, contacts ...string) {
+		t.Helper()
+		var in []migrate.Input
+		for i, c := range contacts {
+			in = append(in, migrate.KeyInput(sec, k, i+1, c))
+		}
+		rep, err := migrate.Plan(ctx, st, in, at, timeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := migrate.Apply(ctx, st, rep, timeout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(at, spaced, canonical)
+	run(at.Add(time.Hour), spaced, canonical, later)
+
+	key, err := k.Key(canonical)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := st.Get(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := consent.NewRegistry(consent.DefaultPurposes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := reg.Lookup("email_marketing")
+	if got, want := consent.Decide(&rec, p, at.Add(2*time.Hour)), (consent.Decision{Reason: consent.ReasonWithdrawn}); got != want {
+		t.Errorf("the canonical identifier after the later spelling's merge: %+v, want %+v (the withdrawal under %q)", got, want, later)
+	}
+	if _, err := st.VerifyHistory(ctx); err != nil {
+		t.Errorf("verify: %v", err)
+	}
+}
