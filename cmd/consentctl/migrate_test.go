@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/consentd/consentd/internal/daemontest"
 	"github.com/consentd/consentd/internal/redistest"
@@ -16,27 +14,6 @@ import (
 // today is a store written by the version before issue 17, with the
 // identifiers it was written with (internal/migrate/testdata/today).
 const today = "../../internal/migrate/testdata/today"
-
-// refused runs consentd with args, which must refuse to start, and returns
-// what it said.
-func refused(t *testing.T, args ...string) string {
-	t.Helper()
-	cmd := daemontest.Command(t, append([]string{"--listen", "127.0.0.1:0"}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// A consentd that serves instead of refusing would not exit: end it,
-	// so the test fails rather than hangs.
-	kill := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
-	cmd.Wait()
-	kill.Stop()
-	if code := cmd.ProcessState.ExitCode(); code != 1 || strings.Contains(out.String(), "consentd serving") {
-		t.Fatalf("consentd %s: exit %d, output:\n%s\nwant exit 1 without serving", strings.Join(args, " "), code, out.String())
-	}
-	return out.String()
-}
 
 func copyFile(t *testing.T, from, to string) {
 	t.Helper()
@@ -77,7 +54,7 @@ func TestMigrateToday(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			flags, wantCommand := tc.store(t)
-			if out := refused(t, flags...); !strings.Contains(out, wantCommand) || !strings.Contains(out, "--apply") {
+			if out := daemontest.Refused(t, flags...); !strings.Contains(out, wantCommand) || !strings.Contains(out, "--apply") {
 				t.Fatalf("consentd on the unmigrated store said:\n%s\nwant it to name %q", out, wantCommand)
 			}
 
@@ -110,7 +87,7 @@ func TestMigrateToday(t *testing.T) {
 				}
 			}
 			// Nothing was written: consentd still refuses the store.
-			refused(t, flags...)
+			daemontest.Refused(t, flags...)
 
 			applied := migrate("--apply", "--json")
 			var rep struct {

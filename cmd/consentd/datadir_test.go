@@ -2,14 +2,12 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/consentd/consentd/internal/daemontest"
 )
@@ -136,20 +134,9 @@ func TestSecretMissingBesideStore(t *testing.T) {
 	if err := os.Remove(secret); err != nil {
 		t.Fatal(err)
 	}
-	cmd := daemontest.Command(t, "--listen", "127.0.0.1:0", "--data-dir", dir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// A consentd that serves instead of refusing would not exit: end it,
-	// so the test fails rather than hangs.
-	kill := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
-	cmd.Wait()
-	kill.Stop()
-	want := "--secret-file " + secret + ": missing beside an existing store"
-	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(out.String(), want) || strings.Contains(out.String(), "consentd serving") {
-		t.Errorf("exit %d, output:\n%s\nwant exit 1, no serving, and %q", code, out.String(), want)
+	out := daemontest.Refused(t, "--data-dir", dir)
+	if want := "--secret-file " + secret + ": missing beside an existing store"; !strings.Contains(out, want) {
+		t.Errorf("output:\n%s\nwant %q", out, want)
 	}
 	if _, err := os.Stat(secret); err == nil {
 		t.Error("consentd made a new secret beside the existing store")

@@ -106,6 +106,27 @@ func Command(t testing.TB, args ...string) *exec.Cmd {
 	return cmd
 }
 
+// Refused runs consentd with args, listening on a free loopback port,
+// and returns what it said: it must refuse to start (exit 1, never
+// serving). One that serves instead is killed (by its PID) after a
+// minute, so the test fails rather than hangs.
+func Refused(t testing.TB, args ...string) string {
+	t.Helper()
+	cmd := Command(t, append([]string{"--listen", "127.0.0.1:0"}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	kill := time.AfterFunc(time.Minute, func() { cmd.Process.Kill() })
+	cmd.Wait()
+	kill.Stop()
+	if code := cmd.ProcessState.ExitCode(); code != 1 || strings.Contains(out.String(), "consentd serving") {
+		t.Fatalf("consentd %s: exit %d, output:\n%s\nwant exit 1 without serving", strings.Join(args, " "), code, out.String())
+	}
+	return out.String()
+}
+
 // Daemon is a consentd process started by Start.
 type Daemon struct {
 	Addr    string // the gRPC address it serves on
