@@ -65,8 +65,8 @@ const (
 	EventRectifyFrom
 	// EventRectifyTo is written on the old identifier of a rectification:
 	// the person's consents moved to Event.Other (the new one), and this
-	// identifier is withdrawn from every purpose, so mail to it stays
-	// blocked.
+	// identifier is withdrawn from every purpose (from the later of the
+	// event's capture and record times), so mail to it stays blocked.
 	EventRectifyTo
 	eventKindEnd
 )

@@ -28,6 +28,8 @@ func TestApplyLinks(t *testing.T) {
 		{"unlink every link", Record{}, []Event{ev(EventLink, a), ev(EventLink, b), ev(EventUnlink, Link{})}, nil, time.Time{}, nil},
 		{"rectify from links and keeps consents", granted, []Event{ev(EventRectifyFrom, a)}, []Link{a}, time.Time{}, nil},
 		{"rectify to links and withdraws every purpose", granted, []Event{ev(EventRectifyTo, b)}, []Link{b}, at, nil},
+		{"rectify to dated back withdraws from when it was recorded", granted,
+			[]Event{{Kind: EventRectifyTo, Other: b, Proof: Proof{CapturedAt: at.Add(-48 * time.Hour), RecordedAt: at}}}, []Link{b}, at, nil},
 		{"erase drops links", Record{}, []Event{ev(EventLink, a), ev(EventErase, Link{})}, nil, time.Time{}, nil},
 		{"link without a key is invalid", Record{}, []Event{ev(EventLink, Link{Kind: IDEmail})}, nil, time.Time{}, ErrInvalid},
 		{"link without a kind is invalid", Record{}, []Event{ev(EventLink, Link{Key: Key{3}})}, nil, time.Time{}, ErrInvalid},

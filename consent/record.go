@@ -81,7 +81,10 @@ func Apply(r Record, e Event) (Record, error) {
 		if err != nil {
 			return r, err
 		}
-		out.WithdrawnAllAt = later(out.WithdrawnAllAt, e.Proof.CapturedAt)
+		// From when it was recorded, if that is later than the date the
+		// request gives: a rectification dated before a grant of the old
+		// identifier must still leave it blocked.
+		out.WithdrawnAllAt = later(out.WithdrawnAllAt, later(e.Proof.CapturedAt, e.Proof.RecordedAt))
 		return out, nil
 	case EventUnlink:
 		out := r.clone()

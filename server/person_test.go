@@ -646,3 +646,23 @@ func TestIdentifierKindsMatch(t *testing.T) {
 		}
 	}
 }
+
+// TestRectifyBackdated: a Rectify dated (captured_at) before a grant of the
+// old identifier still blocks the old identifier: the suppression counts
+// from when the rectification was recorded, not from the date the request
+// claims. (With the suppression from captured_at, the later grant kept
+// the old identifier answering ALLOW.)
+func TestRectifyBackdated(t *testing.T) {
+	c := start(t)
+	const old, nu = "ada@old.example", "ada@new.example"
+	c.grant(t, &pb.GrantRequest{Contact: old, Purposes: []string{"email_marketing"}, CapturedAt: ts(time.Now().Add(-time.Hour))})
+	if _, err := c.cons.Rectify(ctx(t), &pb.RectifyRequest{OldContact: old, NewContact: nu, CapturedAt: ts(time.Now().Add(-48 * time.Hour))}); err != nil {
+		t.Fatal(err)
+	}
+	if d, r := c.checkOf(t, old, "email_marketing"); d != deny || r != pb.Reason_REASON_WITHDRAWN {
+		t.Errorf("Check(old): got %v %v, want DENY WITHDRAWN", d, r)
+	}
+	if d, r := c.checkOf(t, nu, "email_marketing"); d != allow {
+		t.Errorf("Check(new): got %v %v, want ALLOW (the carried grant)", d, r)
+	}
+}
