@@ -43,14 +43,53 @@ func ReadContacts(r io.Reader, column string, fn func(line int, contact string) 
 	return sc.Err()
 }
 
+// csvBuffer is the buffer the CSV reader reads through.
+const csvBuffer = 64 << 10
+
+// errRecordTooLong: a CSV record ran past maxLine (boundedRecords).
+var errRecordTooLong = errors.New("record too long")
+
+// boundedRecords stops a CSV reader that has read more than limit bytes:
+// encoding/csv bounds neither a field nor a record, and a quote left open
+// would otherwise read the rest of the file into one field. readCSV moves
+// limit on after every record.
+type boundedRecords struct {
+	r           io.Reader
+	read, limit int64
+}
+
+func (b *boundedRecords) Read(p []byte) (int, error) {
+	if b.read >= b.limit {
+		return 0, errRecordTooLong
+	}
+	if int64(len(p)) > b.limit-b.read {
+		p = p[:b.limit-b.read]
+	}
+	n, err := b.r.Read(p)
+	b.read += int64(n)
+	return n, err
+}
+
 func readCSV(r io.Reader, column string, fn func(int, string) error) error {
-	cr := csv.NewReader(bufio.NewReaderSize(r, 64<<10))
+	// The reader's buffer may hold the next records already: the bound is
+	// a record's maxLine past where the last one ended, plus the buffer.
+	br := &boundedRecords{r: r, limit: maxLine + csvBuffer}
+	cr := csv.NewReader(bufio.NewReaderSize(br, csvBuffer))
+	last := 0 // the line the last record read starts on
+	tooLong := func(err error) error {
+		if errors.Is(err, errRecordTooLong) {
+			return fmt.Errorf("after line %d: a record longer than %d bytes: is this a file of identifiers?", last, maxLine)
+		}
+		return err
+	}
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
 	header, err := cr.Read()
 	if err != nil {
-		return fmt.Errorf("header: %w", err)
+		return fmt.Errorf("header: %w", tooLong(err))
 	}
+	br.limit = cr.InputOffset() + maxLine + csvBuffer
+	last = 1
 	col := -1
 	for i, h := range header {
 		if strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")) == column {
@@ -66,9 +105,11 @@ func readCSV(r io.Reader, column string, fn func(int, string) error) error {
 			return nil
 		}
 		if err != nil {
-			return err
+			return tooLong(err)
 		}
+		br.limit = cr.InputOffset() + maxLine + csvBuffer
 		line, _ := cr.FieldPos(0)
+		last = line
 		if col >= len(rec) || strings.TrimSpace(rec[col]) == "" {
 			continue
 		}

@@ -22,6 +22,8 @@ func TestReadContacts(t *testing.T) {
 			[]string{"2 ada@example.com", "3 lena@bücher.example", "4 a, quoted\nfield", "7 grace@example.org"}, ""},
 		{"a CSV header with a byte-order mark", "contact", "\ufeffcontact\n+442079460958\n", []string{"2 +442079460958"}, ""},
 		{"no such column", "phone", "id,email\n1,a@example.com\n", nil, `header: no column "phone"`},
+		{"a CSV record longer than any identifier", "email",
+			"id,email\n1,a@example.com\n2,\"" + strings.Repeat("x", 200<<10) + "\"\n3,b@example.com\n", []string{"2 a@example.com"}, "after line 2: a record longer than"},
 		{"a line longer than any identifier", "", "a@example.com\n" + strings.Repeat("x", 70<<10) + "\n", []string{"1 a@example.com"}, "line 2: longer than"},
 	}
 	for _, tt := range tests {
