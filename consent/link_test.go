@@ -87,3 +87,41 @@ func TestLinksAreBounded(t *testing.T) {
 		t.Errorf("after %d links: err %v, %d kept; want ErrInvalid and %d", MaxLinks+1, err, len(r.Links), MaxLinks)
 	}
 }
+
+func TestApplyMovedTo(t *testing.T) {
+	at := time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)
+	a, b := Link{Key: Key{1}, Kind: IDEmail}, Link{Key: Key{2}, Kind: IDPhone}
+	ev := func(k EventKind, other Link) Event {
+		return Event{Kind: k, Other: other, Proof: Proof{CapturedAt: at, RecordedAt: at}}
+	}
+	tests := []struct {
+		name   string
+		events []Event
+		want   Key
+	}{
+		{"not moved", []Event{ev(EventLink, a)}, Key{}},
+		{"rectify to sets it", []Event{ev(EventRectifyTo, a)}, a.Key},
+		{"rectify from does not", []Event{ev(EventRectifyFrom, a)}, Key{}},
+		{"a later rectify to moves it on", []Event{ev(EventRectifyTo, a), ev(EventRectifyTo, b)}, b.Key},
+		{"a link after keeps it", []Event{ev(EventRectifyTo, a), ev(EventLink, b)}, a.Key},
+		{"withdraw keeps it", []Event{ev(EventRectifyTo, a), {Kind: EventWithdraw, Purposes: []string{"email_marketing"}, Proof: Proof{CapturedAt: at}}}, a.Key},
+		{"unlink of another link keeps it", []Event{ev(EventLink, b), ev(EventRectifyTo, a), ev(EventUnlink, b)}, a.Key},
+		{"unlink of that link clears it", []Event{ev(EventRectifyTo, a), ev(EventUnlink, a)}, Key{}},
+		{"unlink of every link clears it", []Event{ev(EventRectifyTo, a), ev(EventUnlink, Link{})}, Key{}},
+		{"erase clears it", []Event{ev(EventRectifyTo, a), ev(EventErase, Link{})}, Key{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var r Record
+			for _, e := range tt.events {
+				var err error
+				if r, err = Apply(r, e); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := r.MovedTo; got != tt.want {
+				t.Errorf("MovedTo = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

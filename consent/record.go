@@ -23,6 +23,11 @@ type Record struct {
 	// Links are the other identifiers of the same person, sorted by key;
 	// at most MaxLinks. An erasure drops them.
 	Links []Link
+	// MovedTo is the identifier this one was rectified to (one of Links;
+	// zero if it was not moved): a withdrawal written here after the move
+	// is written there too, so it follows the person to the address they
+	// now use. An erasure, and an unlink of that link, clear it.
+	MovedTo Key
 }
 
 // PurposeRecord is the state of one purpose.
@@ -85,10 +90,14 @@ func Apply(r Record, e Event) (Record, error) {
 		// request gives: a rectification dated before a grant of the old
 		// identifier must still leave it blocked.
 		out.WithdrawnAllAt = later(out.WithdrawnAllAt, later(e.Proof.CapturedAt, e.Proof.RecordedAt))
+		out.MovedTo = e.Other.Key
 		return out, nil
 	case EventUnlink:
 		out := r.clone()
 		out.Links = nil
+		if e.Other.Key == (Key{}) || e.Other.Key == r.MovedTo {
+			out.MovedTo = Key{}
+		}
 		if e.Other.Key == (Key{}) {
 			return out, nil
 		}
