@@ -21,7 +21,8 @@ import (
 // record's links, an event's Other, as key and kind. It is written only
 // where there is one to write: everything else keeps the bytes version 2
 // gives it, so a record without links grows by nothing, and what today's
-// stores hold is what this code would write.
+// stores hold is what this code would write. A rectified record's version
+// 3 flags the link it moved to (movedFlag).
 const (
 	recordV2 = 2
 	recordV3 = 3 // recordV2, then the links
@@ -76,10 +77,20 @@ func EncodeRecord(b []byte, r *consent.Record) []byte {
 	}
 	b = binary.AppendUvarint(b, uint64(len(r.Links)))
 	for _, l := range r.Links {
+		if r.MovedTo != (consent.Key{}) && l.Key == r.MovedTo {
+			l.Kind |= movedFlag
+		}
 		b = appendLink(b, l)
 	}
 	return b
 }
+
+// movedFlag marks, on a record link's kind byte, the link the record moved
+// to (Record.MovedTo, always one of its links: consent.Apply sets both).
+// Kinds are the proto's IdentifierKind, far below it, and consent.Apply
+// links no other; bytes written before the flag read as not moved, and a
+// record that moved costs no byte more.
+const movedFlag = 0x80
 
 // appendLink stores a link as its kind and key: 33 bytes, and nothing that
 // could hold an identifier itself.
@@ -176,6 +187,17 @@ func DecodeRecord(b []byte) (consent.Record, error) {
 	}
 	if version == recordV3 {
 		r.Links = d.links()
+		for i := range r.Links {
+			l := &r.Links[i]
+			if l.Kind&movedFlag == 0 {
+				continue
+			}
+			if r.MovedTo != (consent.Key{}) {
+				d.fail() // an encoder flags one link at most
+			}
+			l.Kind &^= movedFlag
+			r.MovedTo = l.Key
+		}
 	}
 	return r, d.finish()
 }

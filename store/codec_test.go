@@ -104,8 +104,14 @@ var recordTests = []struct {
 		Purposes:       map[string]consent.PurposeRecord{"email_marketing": {Grant: ptr(fullProof())}},
 		Links:          []consent.Link{linkA, linkB, linkC},
 	}},
+	{"moved to its middle link", consent.Record{
+		WithdrawnAllAt: t2,
+		Links:          []consent.Link{linkA, linkB, linkC},
+		MovedTo:        linkB.Key,
+	}},
+	{"moved to its last link of as many as allowed", consent.Record{Links: maxLinks(), MovedTo: maxLinks()[consent.MaxLinks-1].Key}},
 	{"as many links as allowed", consent.Record{Token: consent.ConsistencyToken{Seq: 1}, Links: maxLinks()}},
-	{"unknown link kind survives", consent.Record{Links: []consent.Link{{Key: consent.Key{7}, Kind: consent.IDKind(200)}}}},
+	{"unknown link kind survives", consent.Record{Links: []consent.Link{{Key: consent.Key{7}, Kind: consent.IDKind(100)}}}},
 }
 
 // Links sort by key: linkA < linkB < linkC.
@@ -271,6 +277,8 @@ func TestGoldenEncoding(t *testing.T) {
 	linkEv.Kind, linkEv.Purposes, linkEv.Other = consent.EventLink, nil, link
 	linked := rec
 	linked.Links = []consent.Link{link}
+	moved := linked
+	moved.MovedTo = link.Key
 	key := "ab" + strings.Repeat("00", 30) + "cd"
 	tests := []struct {
 		name string
@@ -284,6 +292,9 @@ func TestGoldenEncoding(t *testing.T) {
 		// and key (an event), the count of links and each one's (a record).
 		{"link event", EncodeEvent(nil, &linkEv), "03" + "04" + "00" + "010101" + "00" + "00" + "00" + "0161" + "02" + "00" + "00" + "0172" + "02ac02" + "02" + key},
 		{"linked record", EncodeRecord(nil, &linked), "03" + goldenRecordV2[2:] + "01" + "02" + key},
+		// A rectified record: the linked record, the kind byte of the link
+		// it moved to flagged (0x80).
+		{"moved record", EncodeRecord(nil, &moved), "03" + goldenRecordV2[2:] + "01" + "82" + key},
 	}
 	for _, tt := range tests {
 		if got := hex.EncodeToString(tt.got); got != tt.want {
@@ -411,6 +422,7 @@ var (
 		{"links out of order", EncodeRecord(nil, &consent.Record{Links: []consent.Link{linkB, linkA}})},
 		{"a link twice", EncodeRecord(nil, &consent.Record{Links: []consent.Link{linkA, linkA}})},
 		{"trailing byte after links", append(EncodeRecord(nil, &consent.Record{Links: []consent.Link{linkA}}), 0)},
+		{"moved to two links", append(append([]byte{recordV3, 0, 0, 0, 0, 0, 0, 2, 0x81, 1}, make([]byte, 31)...), append([]byte{0x82, 2}, make([]byte, 31)...)...)},
 	}
 	corruptEvents = []struct {
 		name string
@@ -518,4 +530,28 @@ func FuzzDecodeEvent(f *testing.F) {
 			t.Fatalf("encoding is not stable:\n%x\n%x", b2, b3)
 		}
 	})
+}
+
+// TestSameRecordComparesMovedTo: the history check refolds MovedTo, so a
+// record that says it moved (or not) against its history is a mismatch.
+func TestSameRecordComparesMovedTo(t *testing.T) {
+	linked := consent.Record{Links: []consent.Link{linkA, linkB}}
+	moved := linked
+	moved.MovedTo = linkA.Key
+	movedB := linked
+	movedB.MovedTo = linkB.Key
+	tests := []struct {
+		name string
+		a, b consent.Record
+		want bool
+	}{
+		{"both moved to the same link", moved, moved, true},
+		{"moved and not", moved, linked, false},
+		{"moved to different links", moved, movedB, false},
+	}
+	for _, tt := range tests {
+		if got := sameRecord(&tt.a, &tt.b); got != tt.want {
+			t.Errorf("%s: sameRecord = %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }

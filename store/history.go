@@ -115,7 +115,7 @@ func checkContact(w *chain.Walk, headSeq uint64, key consent.Key, rec *consent.R
 // sameRecord compares two records' contents (not their tokens).
 func sameRecord(a, b *consent.Record) bool {
 	if !a.ErasedAt.Equal(b.ErasedAt) || !a.WithdrawnAllAt.Equal(b.WithdrawnAllAt) || len(a.Purposes) != len(b.Purposes) ||
-		!slices.Equal(a.Links, b.Links) {
+		!slices.Equal(a.Links, b.Links) || a.MovedTo != b.MovedTo {
 		return false
 	}
 	for name, pa := range a.Purposes {
