@@ -25,9 +25,23 @@ func (s *consentService) Grant(ctx context.Context, req *pb.GrantRequest) (*pb.G
 }
 
 func (s *consentService) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (*pb.WithdrawResponse, error) {
-	tok, others, err := s.scoped(ctx, req.GetScope(), req.GetContact(), "withdraw", func() (consent.Write, error) { return s.withdrawWrite(req) })
+	var w consent.Write
+	tok, others, err := s.scoped(ctx, req.GetScope(), req.GetContact(), "withdraw", func() (consent.Write, error) {
+		var err error
+		w, err = s.withdrawWrite(req)
+		return w, err
+	})
 	if err != nil {
 		return nil, toStatus(err)
+	}
+	// A person-wide withdrawal wrote on every identifier moved to already:
+	// a rectification links the two.
+	if person, _ := scope(req.GetScope()); !person {
+		moved, err := s.follow(ctx, w)
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		others = append(others, moved...)
 	}
 	return &pb.WithdrawResponse{ConsistencyToken: s.issue(tok), Others: others}, nil
 }
@@ -229,6 +243,11 @@ func (s *consentService) WriteBatch(ctx context.Context, req *pb.WriteBatchReque
 		}
 		for j, i := range idx {
 			toks[i], errs[i] = applied[j], applyErrs[j]
+			// A failure to follow is the write's: its retry applies it
+			// once and follows again.
+			if _, ok := writes[i].GetWrite().(*pb.BatchWrite_Withdraw); ok && errs[i] == nil {
+				_, errs[i] = s.follow(ctx, parsed[i])
+			}
 		}
 	}
 	out := &pb.WriteBatchResponse{Results: make([]*pb.WriteResult, len(writes))}

@@ -145,6 +145,54 @@ func (s *Server) spread(ctx context.Context, w consent.Write, self consent.Link,
 	return tok, others, err
 }
 
+// follow writes w, a withdrawal just written on w.Key (or not needed
+// there), on the identifier w.Key
+// was rectified to (Record.MovedTo), and on the one that moved to, and so
+// on for at most consent.MaxLinks hops, stopping at one already written
+// (a cycle): a person who withdraws on an address they used before, say
+// from a link in old mail, withdraws on the address they use now. Each
+// write's request id derives from w's (part), so a retry applies it once.
+// It returns the writes in order.
+//
+// It reads each record after the write on it: a rectification whose
+// RECTIFY_TO landed before the write is seen here, and one that landed
+// after carries the withdrawal itself (Rectify reads the old identifier
+// again after RECTIFY_TO). That read is the cost of a withdrawal on an
+// identifier that never moved; Check pays nothing.
+func (s *Server) follow(ctx context.Context, w consent.Write) ([]*pb.IdentifierWrite, error) {
+	w.Caller, _ = CallerFrom(ctx)
+	// Fully consistent: the write dropped this sidecar's cached copy, so
+	// any read goes to the store.
+	c := consent.Consistency{Mode: consent.FullyConsistent}
+	seen := map[consent.Key]bool{w.Key: true}
+	var out []*pb.IdentifierWrite
+	for at := w.Key; len(out) < consent.MaxLinks; {
+		rec, err := s.cfg.Records.Get(ctx, at, c)
+		if err != nil {
+			return out, err
+		}
+		if rec == nil || rec.MovedTo == (consent.Key{}) || seen[rec.MovedTo] {
+			return out, nil
+		}
+		to := consent.Link{Key: rec.MovedTo}
+		for _, l := range rec.Links {
+			if l.Key == to.Key {
+				to = l
+			}
+		}
+		seen[to.Key] = true
+		fw := part(w, "moved", to.Key[:])
+		fw.Key = to.Key
+		t, err := s.cfg.Store.Apply(ctx, fw)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, &pb.IdentifierWrite{Identifier: identifierPB(to), ConsistencyToken: s.issue(t)})
+		at = to.Key
+	}
+	return out, nil
+}
+
 // link is a parsed LinkIdentifiers or UnlinkIdentifier request.
 type link struct {
 	self   consent.Link
@@ -441,7 +489,8 @@ func (s *Server) rectify(ctx context.Context, r rectification) (newTok, oldTok c
 	}
 	// A withdrawal on the old identifier that landed after it was read
 	// above and before RECTIFY_TO withdrew the consent carried: the old
-	// identifier's state just before RECTIFY_TO, read again, carries it.
+	// identifier's state just before RECTIFY_TO, read again, carries it;
+	// one that lands after RECTIFY_TO follows the move itself (follow).
 	moved, err := s.cfg.Records.Get(ctx, r.old.Key, consent.Consistency{Mode: consent.FullyConsistent})
 	if err != nil {
 		return none, none, err

@@ -66,7 +66,8 @@ var (
 // unsubscribeWrite turns a token into the withdrawal it stands for: the
 // same Withdraw a sender could send over gRPC, checked by the same code. It
 // refuses forged, tampered and expired tokens, and writes nothing when the
-// purpose is withdrawn already.
+// purpose is withdrawn already (errAlreadyWithdrawn, with the write that
+// was not needed).
 //
 // The request id comes from the token and the record it withdraws from, so
 // POSTs of one link racing each other apply once, and a link clicked again
@@ -86,19 +87,25 @@ func (s *Server) unsubscribeWrite(ctx context.Context, token string) (consent.Wr
 	if err != nil {
 		return consent.Write{}, err
 	}
-	switch d := consent.Decide(rec, p, s.cfg.Now()); {
-	case d.Reason == consent.ReasonWithdrawn,
-		// Erased, and withdrawn since (an erasure clears every withdrawal):
-		// the contact stays erased, and a click again adds nothing.
-		d.Reason == consent.ReasonErased && !rec.Withdrawn(p.Name).IsZero():
-		return consent.Write{}, errAlreadyWithdrawn
-	}
-	return s.withdrawal(t.Key, &pb.WithdrawRequest{
+	w, err := s.withdrawal(t.Key, &pb.WithdrawRequest{
 		Purposes:  []string{t.Purpose},
 		Method:    pb.Method_METHOD_ONE_CLICK_UNSUBSCRIBE,
 		Actor:     unsubscribeActor,
 		RequestId: unsubscribeRequestID(token, rec),
 	})
+	if err != nil {
+		return consent.Write{}, err
+	}
+	switch d := consent.Decide(rec, p, s.cfg.Now()); {
+	case d.Reason == consent.ReasonWithdrawn,
+		// Erased, and withdrawn since (an erasure clears every withdrawal):
+		// the contact stays erased, and a click again adds nothing.
+		d.Reason == consent.ReasonErased && !rec.Withdrawn(p.Name).IsZero():
+		// The write still, for follow: a link to an identifier rectified
+		// since (which the move withdrew) withdraws where it moved.
+		return w, errAlreadyWithdrawn
+	}
+	return w, nil
 }
 
 // unsubscribeRequestID names the withdrawal of rec's version by token. It
@@ -166,9 +173,20 @@ func (s *Server) unsubscribePage(w http.ResponseWriter, r *http.Request) {
 // List-Unsubscribe=One-Click (RFC 8058), and so does the page's button; the
 // body is not needed, the signed token is the whole request.
 func (s *Server) unsubscribe(w http.ResponseWriter, r *http.Request) {
-	token := r.PathValue("token")
-	_, err := s.write(r.Context(), func() (consent.Write, error) { return s.unsubscribeWrite(r.Context(), token) })
-	if err != nil && !errors.Is(err, errAlreadyWithdrawn) {
+	ctx := r.Context()
+	wr, err := s.unsubscribeWrite(ctx, r.PathValue("token"))
+	switch {
+	case errors.Is(err, errAlreadyWithdrawn):
+	case err != nil:
+		fail(w, err)
+		return
+	default:
+		if _, err = s.write(ctx, func() (consent.Write, error) { return wr, nil }); err != nil {
+			fail(w, err)
+			return
+		}
+	}
+	if _, err := s.follow(ctx, wr); err != nil {
 		fail(w, err)
 		return
 	}

@@ -1593,6 +1593,8 @@ type WithdrawResponse struct {
 	// The write on contact.
 	ConsistencyToken string `protobuf:"bytes,1,opt,name=consistency_token,json=consistencyToken" json:"consistency_token,omitempty"`
 	// With SCOPE_PERSON: the writes on the person's other identifiers.
+	// Otherwise: the writes on the identifiers contact was rectified to, in
+	// the order of the moves.
 	Others        []*IdentifierWrite `protobuf:"bytes,2,rep,name=others" json:"others,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

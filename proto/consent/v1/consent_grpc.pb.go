@@ -283,7 +283,9 @@ type ConsentServiceClient interface {
 	// followed by EVENT_KIND_RECTIFY_FROM, in one store batch; then
 	// EVENT_KIND_RECTIFY_TO on the old identifier, which withdraws every
 	// purpose there, so mail to the old address stays blocked. The old
-	// history stays on the old identifier, linked to the new one.
+	// history stays on the old identifier, linked to the new one. A
+	// withdrawal written on the old identifier afterwards (Withdraw,
+	// WriteBatch, a one-click link) is written on the new one too.
 	Rectify(ctx context.Context, in *RectifyRequest, opts ...grpc.CallOption) (*RectifyResponse, error)
 }
 
@@ -471,7 +473,9 @@ type ConsentServiceServer interface {
 	// followed by EVENT_KIND_RECTIFY_FROM, in one store batch; then
 	// EVENT_KIND_RECTIFY_TO on the old identifier, which withdraws every
 	// purpose there, so mail to the old address stays blocked. The old
-	// history stays on the old identifier, linked to the new one.
+	// history stays on the old identifier, linked to the new one. A
+	// withdrawal written on the old identifier afterwards (Withdraw,
+	// WriteBatch, a one-click link) is written on the new one too.
 	Rectify(context.Context, *RectifyRequest) (*RectifyResponse, error)
 	mustEmbedUnimplementedConsentServiceServer()
 }
