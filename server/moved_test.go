@@ -85,6 +85,14 @@ func TestWithdrawFollowsMove(t *testing.T) {
 			if g, w := again.GetOthers(), resp.GetOthers(); len(g) != len(w) || g[len(g)-1].GetConsistencyToken() != w[len(w)-1].GetConsistencyToken() {
 				t.Errorf("a retried Withdraw's Others %v, want the first answer's %v", g, w)
 			}
+			// The moved records, as stored, match their refolded history.
+			v, err := c.cons.VerifyHistory(ctx(t), &pb.VerifyHistoryRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !v.GetIntact() {
+				t.Errorf("VerifyHistory after moves: not intact: %v", v.GetPartitions())
+			}
 		})
 	}
 }
