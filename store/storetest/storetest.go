@@ -1117,7 +1117,8 @@ func testLinks(t *testing.T, open func(t *testing.T) Store) {
 // identifier, one batch of the carried grants and withdrawals and then
 // EventRectifyFrom, applied as one partition's share in one step (its
 // events take consecutive sequence numbers of one partition); on the old
-// one, EventRectifyTo, which withdraws every purpose and links the new.
+// one, EventRectifyTo, which withdraws every purpose, links the new and
+// remembers that it moved there (MovedTo).
 func testRectify(t *testing.T, open func(t *testing.T) Store) {
 	f := newFixture(t, open)
 	g := grant(alice, "r0", t0, "email", "sms")
@@ -1147,7 +1148,7 @@ func testRectify(t *testing.T, open func(t *testing.T) Store) {
 
 	diffRecord(t, consent.Record{Token: toks[2], Links: []consent.Link{{Key: alice, Kind: consent.IDEmail}},
 		Purposes: map[string]consent.PurposeRecord{"email": {Grant: &p}, "sms": {Grant: &p, WithdrawnAt: t1}}}, f.get(bob))
-	diffRecord(t, consent.Record{Token: ttok, WithdrawnAllAt: t2, Links: []consent.Link{{Key: bob, Kind: consent.IDEmail}},
+	diffRecord(t, consent.Record{Token: ttok, WithdrawnAllAt: t2, Links: []consent.Link{{Key: bob, Kind: consent.IDEmail}}, MovedTo: bob,
 		Purposes: map[string]consent.PurposeRecord{"email": {Grant: &p}, "sms": {Grant: &p, WithdrawnAt: t1}}}, f.get(alice))
 	var want []consent.Event
 	for i, w := range carried {
