@@ -43,6 +43,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/consentd/consentd/consent"
 	pb "github.com/consentd/consentd/proto/consent/v1"
@@ -209,15 +210,26 @@ func (c *Client) MaySend(ctx context.Context, contact, purpose string) (bool, co
 	return err == nil && d.Allowed, d, err
 }
 
+// withRequestID returns req with a request id: req itself when it has
+// one, else a copy with a random one (req is not changed, so sending it
+// again is a new write, not a replay), so gRPC's retry after a lost answer
+// applies the write once. Every write request names the field request_id.
+func withRequestID[M proto.Message](req M) M {
+	f := req.ProtoReflect().Descriptor().Fields().ByName("request_id")
+	if req.ProtoReflect().Get(f).String() != "" {
+		return req
+	}
+	c := proto.CloneOf(req)
+	c.ProtoReflect().Set(f, protoreflect.ValueOfString(NewRequestID()))
+	return c
+}
+
 // Grant records consent; the returned token makes later checks see it. A
 // request without a request id is sent with a random one (on a copy: req is
 // not changed, so sending it again is a new write, not a replay), so gRPC's
 // retry after a lost answer applies it once.
 func (c *Client) Grant(ctx context.Context, req *pb.GrantRequest) (consent.ConsistencyToken, error) {
-	if req.GetRequestId() == "" {
-		req = proto.CloneOf(req)
-		req.RequestId = NewRequestID()
-	}
+	req = withRequestID(req)
 	resp, err := c.consent.Grant(ctx, req)
 	if err != nil {
 		return consent.ConsistencyToken{}, fromStatus(err)
@@ -228,10 +240,7 @@ func (c *Client) Grant(ctx context.Context, req *pb.GrantRequest) (consent.Consi
 // Withdraw records a withdrawal (of every purpose when none is named), with
 // a request id like Grant.
 func (c *Client) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (consent.ConsistencyToken, error) {
-	if req.GetRequestId() == "" {
-		req = proto.CloneOf(req)
-		req.RequestId = NewRequestID()
-	}
+	req = withRequestID(req)
 	resp, err := c.consent.Withdraw(ctx, req)
 	if err != nil {
 		return consent.ConsistencyToken{}, fromStatus(err)
@@ -244,10 +253,7 @@ func (c *Client) Withdraw(ctx context.Context, req *pb.WithdrawRequest) (consent
 // identifier of the contact's person; the token returned is the write on
 // the contact (ErasePerson also returns the others').
 func (c *Client) Erase(ctx context.Context, req *pb.EraseRequest) (consent.ConsistencyToken, error) {
-	if req.GetRequestId() == "" {
-		req = proto.CloneOf(req)
-		req.RequestId = NewRequestID()
-	}
+	req = withRequestID(req)
 	resp, err := c.consent.Erase(ctx, req)
 	if err != nil {
 		return consent.ConsistencyToken{}, fromStatus(err)
@@ -260,9 +266,7 @@ func (c *Client) Erase(ctx context.Context, req *pb.EraseRequest) (consent.Consi
 func (c *Client) ErasePerson(ctx context.Context, req *pb.EraseRequest) (*pb.EraseResponse, error) {
 	req = proto.CloneOf(req)
 	req.Scope = pb.Scope_SCOPE_PERSON
-	if req.GetRequestId() == "" {
-		req.RequestId = NewRequestID()
-	}
+	req = withRequestID(req)
 	resp, err := c.consent.Erase(ctx, req)
 	if err != nil {
 		return nil, fromStatus(err)
@@ -275,9 +279,7 @@ func (c *Client) ErasePerson(ctx context.Context, req *pb.EraseRequest) (*pb.Era
 func (c *Client) WithdrawPerson(ctx context.Context, req *pb.WithdrawRequest) (*pb.WithdrawResponse, error) {
 	req = proto.CloneOf(req)
 	req.Scope = pb.Scope_SCOPE_PERSON
-	if req.GetRequestId() == "" {
-		req.RequestId = NewRequestID()
-	}
+	req = withRequestID(req)
 	resp, err := c.consent.Withdraw(ctx, req)
 	if err != nil {
 		return nil, fromStatus(err)
@@ -289,10 +291,7 @@ func (c *Client) WithdrawPerson(ctx context.Context, req *pb.WithdrawRequest) (*
 // of one person, with a request id like Grant's: consentd derives one for
 // each of its writes from it, so gRPC's retry applies each once.
 func (c *Client) LinkIdentifiers(ctx context.Context, req *pb.LinkIdentifiersRequest) (*pb.LinkIdentifiersResponse, error) {
-	if req.GetRequestId() == "" {
-		req = proto.CloneOf(req)
-		req.RequestId = NewRequestID()
-	}
+	req = withRequestID(req)
 	resp, err := c.consent.LinkIdentifiers(ctx, req)
 	if err != nil {
 		return nil, fromStatus(err)
@@ -303,10 +302,7 @@ func (c *Client) LinkIdentifiers(ctx context.Context, req *pb.LinkIdentifiersReq
 // UnlinkIdentifier takes req.Contact out of its person, with a request id
 // like LinkIdentifiers'.
 func (c *Client) UnlinkIdentifier(ctx context.Context, req *pb.UnlinkIdentifierRequest) (*pb.UnlinkIdentifierResponse, error) {
-	if req.GetRequestId() == "" {
-		req = proto.CloneOf(req)
-		req.RequestId = NewRequestID()
-	}
+	req = withRequestID(req)
 	resp, err := c.consent.UnlinkIdentifier(ctx, req)
 	if err != nil {
 		return nil, fromStatus(err)
@@ -317,10 +313,7 @@ func (c *Client) UnlinkIdentifier(ctx context.Context, req *pb.UnlinkIdentifierR
 // Rectify moves the consents of req.OldContact to req.NewContact and
 // blocks the old one, with a request id like LinkIdentifiers'.
 func (c *Client) Rectify(ctx context.Context, req *pb.RectifyRequest) (*pb.RectifyResponse, error) {
-	if req.GetRequestId() == "" {
-		req = proto.CloneOf(req)
-		req.RequestId = NewRequestID()
-	}
+	req = withRequestID(req)
 	resp, err := c.consent.Rectify(ctx, req)
 	if err != nil {
 		return nil, fromStatus(err)
